@@ -1,0 +1,71 @@
+"""GET /api/voice/config: does this assistant use Pipecat voice sessions?"""
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from voicesessions.api.errors import field_error
+
+from .models import AssistantRecord
+from .rollout import decide
+
+
+class ConfigQuerySerializer(serializers.Serializer):
+    assistant = serializers.SlugField(help_text="The assistant's slug.")
+
+
+class VoiceSessionConfigSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    persistence = serializers.IntegerField()
+    roomPrivacy = serializers.CharField()
+    maxDuration = serializers.IntegerField()
+    autoStart = serializers.BooleanField()
+
+
+class VoiceConfigResponseSerializer(serializers.Serializer):
+    assistant = serializers.CharField()
+    name = serializers.CharField()
+    usePipecatVoice = serializers.BooleanField()
+    reason = serializers.CharField()
+    provider = serializers.CharField()
+    voiceSessionConfig = VoiceSessionConfigSerializer()
+    personalityId = serializers.CharField()
+    persona = serializers.CharField()
+    voice = serializers.CharField()
+    language = serializers.CharField()
+    rollout = serializers.DictField()
+
+
+class VoiceConfigView(APIView):
+    """Tells the browser whether to use voice sessions for an assistant, and how."""
+
+    @extend_schema(parameters=[ConfigQuerySerializer],
+                   responses={200: VoiceConfigResponseSerializer,
+                              400: OpenApiResponse(description="Missing or unknown assistant.")},
+                   summary="Voice session config and rollout decision for an assistant")
+    def get(self, request: Request) -> Response:
+        query = ConfigQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        slug = query.validated_data["assistant"]
+        assistant = AssistantRecord.objects.filter(slug=slug).first()
+        if assistant is None:
+            raise field_error("assistant", f"No assistant '{slug}'.")
+        decision = decide(assistant)
+        return Response({
+            "assistant": assistant.slug,
+            "name": assistant.name,
+            "usePipecatVoice": decision.enabled,
+            "reason": decision.reason,
+            "provider": settings.VOICE_PROVIDER,
+            "voiceSessionConfig": assistant.voice_session_config,
+            "personalityId": assistant.personality_id,
+            "persona": assistant.persona,
+            "voice": assistant.voice,
+            "language": assistant.language,
+            "rollout": {"percentage": decision.percentage, "bucket": decision.bucket,
+                        "override": assistant.rollout_override},
+        })

@@ -1,0 +1,151 @@
+"""Assistants and the voice rollout switch."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+# The seed's voiceSessionConfig defaults (scripts/migrate-assistant-voice-config).
+DEFAULT_VOICE_SESSION_CONFIG: dict[str, Any] = {
+    "enabled": True,
+    "persistence": 300,
+    "roomPrivacy": "private",
+    "maxDuration": 3600,
+    "autoStart": False,
+}
+MAX_PERSISTENCE = 86400
+MAX_DURATION = 86400
+
+
+class RoomPrivacy(models.TextChoices):
+    PRIVATE = "private", "Private (token required)"
+    PUBLIC = "public", "Public"
+
+
+class RolloutOverride(models.TextChoices):
+    INHERIT = "inherit", "Inherit the global rollout"
+    FORCE_ON = "on", "Force on"
+    FORCE_OFF = "off", "Force off"
+
+
+class AssistantRecord(models.Model):
+    """An assistant users talk to, with its voice session configuration.
+
+    The five `voice_*` fields are the seed's `voiceSessionConfig`; `voice_session_config`
+    gives them back in the seed's camelCase shape.
+    """
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    personality_id = models.CharField("personalityId", max_length=80, blank=True)
+    persona = models.CharField(max_length=120, blank=True)
+    voice = models.CharField("voice id", max_length=120, blank=True)
+    language = models.CharField(max_length=16, default="en")
+    tenant_id = models.CharField("tenantId", max_length=80, blank=True)
+    system_prompt = models.TextField(blank=True)
+
+    voice_enabled = models.BooleanField(
+        "enabled", default=True, help_text="Use Pipecat voice sessions for this assistant.")
+    voice_persistence = models.PositiveIntegerField(
+        "persistence (s)", default=300,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_PERSISTENCE)],
+        help_text="Seconds the room and bot stay after the user leaves; 0 tears down at once.")
+    voice_room_privacy = models.CharField(
+        "room privacy", max_length=8, choices=RoomPrivacy.choices, default=RoomPrivacy.PRIVATE)
+    voice_max_duration = models.PositiveIntegerField(
+        "max duration (s)", default=3600,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DURATION)],
+        help_text="A voice session ends after this many seconds.")
+    voice_auto_start = models.BooleanField(
+        "auto start", default=False, help_text="Start voice when the assistant page loads.")
+
+    rollout_override = models.CharField(
+        max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,
+        help_text="Take part in the percentage rollout, or force voice on or off.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(voice_persistence__lte=MAX_PERSISTENCE),
+                name="assistant_persistence_range"),
+            models.CheckConstraint(
+                condition=models.Q(voice_max_duration__gte=1, voice_max_duration__lte=MAX_DURATION),
+                name="assistant_max_duration_range"),
+            models.CheckConstraint(
+                condition=models.Q(voice_room_privacy__in=RoomPrivacy.values),
+                name="assistant_room_privacy_valid"),
+            models.CheckConstraint(
+                condition=models.Q(rollout_override__in=RolloutOverride.values),
+                name="assistant_rollout_override_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Guard the invariants on every save path, not only in forms.
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    @property
+    def voice_session_config(self) -> dict[str, Any]:
+        """The seed's `voiceSessionConfig` for this assistant."""
+        return {
+            "enabled": self.voice_enabled,
+            "persistence": self.voice_persistence,
+            "roomPrivacy": self.voice_room_privacy,
+            "maxDuration": self.voice_max_duration,
+            "autoStart": self.voice_auto_start,
+        }
+
+
+class VoiceRollout(models.Model):
+    """The global switch (the seed's USE_PIPECAT_VOICE) and rollout percentage.
+
+    A single row (pk=1), edited in Django admin. Setting the percentage to 0
+    is the rollback.
+    """
+
+    SINGLETON_PK = 1
+
+    use_pipecat_voice = models.BooleanField(
+        "USE_PIPECAT_VOICE", default=True,
+        help_text="Master switch. Off turns voice sessions off for every assistant.")
+    percentage = models.PositiveSmallIntegerField(
+        default=100, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of assistants (0-100) that use voice sessions. 0 is the rollback.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        verbose_name = "voice rollout"
+        verbose_name_plural = "voice rollout"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(percentage__lte=100),
+                                   name="rollout_percentage_range"),
+        ]
+
+    def __str__(self) -> str:
+        state = "on" if self.use_pipecat_voice else "off"
+        return f"Pipecat voice {state}, {self.percentage}%"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.pk = self.SINGLETON_PK
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> "VoiceRollout":
+        """The rollout row, created from settings the first time it is read."""
+        obj, _ = cls.objects.get_or_create(
+            pk=cls.SINGLETON_PK,
+            defaults={"use_pipecat_voice": settings.USE_PIPECAT_VOICE,
+                      "percentage": settings.VOICE_ROLLOUT_PERCENTAGE})
+        return obj

@@ -1,0 +1,19 @@
+"""URLs: admin, the REST API, its OpenAPI schema and docs."""
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from assistants.api import VoiceConfigView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/voice/config", VoiceConfigView.as_view(), name="voice-config"),
+    path("api/", include("voicesessions.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+]
+
+# JSON, not HTML, for API clients that hit a wrong URL or a server fault.
+handler404 = "voicesessions.api.errors.not_found_view"
+handler500 = "voicesessions.api.errors.server_error_view"

@@ -1,0 +1,97 @@
+"""One JSON error shape for every API failure.
+
+    {"error": "<code>", "detail": "<sentence>", "fields": {"<field>": ["<why>"]}}
+
+`fields` is present when specific input fields are at fault, so the caller
+always learns which field to fix.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ..models import IllegalTransition
+from ..providers import RoomProviderError
+from ..rooms import RoomNotFound
+from ..sessions import RoomNotReady
+
+
+class ApiError(exceptions.APIException):
+    """An error with a code, a status and optionally the fields at fault."""
+
+    def __init__(self, code: str, detail: str, *, status_code: int = 400,
+                 fields: dict[str, list[str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields
+        self.extra_headers = headers or {}
+
+
+def field_error(field: str, message: str, *, code: str = "invalid", status_code: int = 400) -> ApiError:
+    return ApiError(code, message, status_code=status_code, fields={field: [message]})
+
+
+_PROVIDER_STATUS = {"rate_limited": 429, "auth": 502, "invalid": 502, "not_found": 502,
+                    "unavailable": 503, "config": 503}
+
+
+def _translate(exc: Exception) -> Exception:
+    """Domain exceptions become ApiErrors with the right status."""
+    if isinstance(exc, IllegalTransition):
+        return ApiError("illegal_transition", str(exc), status_code=409)
+    if isinstance(exc, RoomNotFound):
+        return field_error("room_url", "No such voice room for this user.", code="not_found", status_code=404)
+    if isinstance(exc, RoomNotReady):
+        return ApiError("room_not_ready",
+                        "The room is torn down or expired; get it again with POST /api/voice/room.",
+                        status_code=409, fields={"room_url": ["room is not live"]})
+    if isinstance(exc, RoomProviderError):
+        headers = {"Retry-After": str(int(exc.retry_after or 1))} if exc.kind == "rate_limited" else None
+        return ApiError(f"provider_{exc.kind}", f"The room provider failed: {exc}",
+                        status_code=_PROVIDER_STATUS.get(exc.kind, 503), headers=headers)
+    return exc
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    exc = _translate(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body: dict[str, Any] = {"error": exc.error_code, "detail": str(exc.detail)}
+        if exc.fields:
+            body["fields"] = exc.fields
+        for name, value in exc.extra_headers.items():
+            response[name] = value
+    elif isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        first = next(iter(detail), "non_field_errors")
+        body = {"error": "invalid", "detail": f"Invalid input in '{first}'.", "fields": detail}
+    else:
+        code = getattr(exc, "default_code", "error")
+        body = {"error": code, "detail": str(getattr(exc, "detail", exc))}
+    response.data = body
+    return response
+
+
+def not_found_view(request, exception=None):
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": "No such API endpoint."}, status=404)
+    return page_not_found(request, exception)
+
+
+def server_error_view(request):
+    from django.http import JsonResponse
+    from django.views.defaults import server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "server_error", "detail": "Internal error; it has been logged."}, status=500)
+    return server_error(request)

@@ -1,0 +1,128 @@
+"""The browser's websocket, /ws/voice/.
+
+Each signed-in user joins their own group and receives only their own
+sessions' `voice.*` events. The client may send:
+  {"type": "user-message", "content": "...", "sessionId": "..."?}
+  {"type": "dailyCall.session.start"}  -> pause the active voice session
+  {"type": "dailyCall.session.end"}    -> resume what the DailyCall paused
+A reconnecting client passes ?after=<last event id> to replay what it missed.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import sessions
+from .events import user_group
+from .models import SessionEvent, SessionStatus, VoiceSession
+
+logger = logging.getLogger("voicesessions.consumers")
+
+MAX_MESSAGE_CHARS = 4000
+REPLAY_LIMIT = 500
+
+
+class VoiceConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)  # before accept: the handshake is refused
+            return
+        self.user = user
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "voice.connected", "userId": str(user.pk),
+                              "sessions": await self._live_sessions()})
+        after = self._after_param()
+        if after is not None:
+            for message in await self._events_after(after):
+                await self.send_json(message)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # --- from the channel layer -------------------------------------------
+    async def voice_event(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["event"])
+
+    # --- from the browser -------------------------------------------------
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        handler = {
+            "user-message": self._user_message,
+            "dailyCall.session.start": self._daily_call_start,
+            "dailyCall.session.end": self._daily_call_end,
+        }.get(kind)  # type: ignore[arg-type]
+        if handler is None:
+            await self._error("invalid_message", "type",
+                              "type must be user-message, dailyCall.session.start or dailyCall.session.end")
+            return
+        await handler(content)
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None  # receive_json answers with an error instead of dropping the socket
+
+    async def _user_message(self, content: dict[str, Any]) -> None:
+        text = content.get("content")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE_CHARS:
+            await self._error("invalid_message", "content",
+                              f"content must be non-empty text of at most {MAX_MESSAGE_CHARS} characters")
+            return
+        ok = await self._send_user_message(content.get("sessionId"), text.strip())
+        if not ok:
+            await self._error("no_active_session", "sessionId", "no active voice session to send to")
+
+    async def _daily_call_start(self, content: dict[str, Any]) -> None:
+        paused = await database_sync_to_async(sessions.on_daily_call_start)(self.user)
+        logger.info("[VoiceSession] dailyCall started user=%s paused=%d", self.user.pk, len(paused))
+
+    async def _daily_call_end(self, content: dict[str, Any]) -> None:
+        resumed = await database_sync_to_async(sessions.on_daily_call_end)(self.user)
+        logger.info("[VoiceSession] dailyCall ended user=%s resumed=%d", self.user.pk, len(resumed))
+
+    async def _error(self, code: str, field: str, detail: str) -> None:
+        await self.send_json({"type": "voice.error", "payload": {"code": code, "field": field, "detail": detail}})
+
+    # --- database helpers ---------------------------------------------------
+    def _after_param(self) -> int | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode()).get("after")
+        try:
+            return int(values[0]) if values else None
+        except ValueError:
+            return None
+
+    @database_sync_to_async
+    def _live_sessions(self) -> list[dict[str, Any]]:
+        return [{"sessionId": str(s.pk), "status": s.status, "roomUrl": s.room.url}
+                for s in sessions.live_sessions(self.user)]
+
+    @database_sync_to_async
+    def _events_after(self, after: int) -> list[dict[str, Any]]:
+        events = SessionEvent.objects.filter(user=self.user, id__gt=after).order_by("id")[:REPLAY_LIMIT]
+        return [e.as_message() for e in events.select_related("session")]
+
+    @database_sync_to_async
+    def _send_user_message(self, session_id: Any, text: str) -> bool:
+        qs = VoiceSession.objects.filter(user=self.user, status=SessionStatus.ACTIVE).select_related("room")
+        if session_id is not None:
+            try:
+                qs = qs.filter(pk=uuid.UUID(str(session_id)))
+            except ValueError:
+                return False
+        session = qs.first()
+        if session is None:
+            return False
+        sessions.send_user_message(session, text)
+        return True

@@ -1,0 +1,65 @@
+"""Record `voice.*` events and push them to the user's websockets.
+
+The row is written first and pushed only after the transaction commits, so a
+browser never sees an event the database does not have, and a client that
+reconnects can replay what it missed from the log.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from .models import SessionEvent, VoiceSession
+
+logger = logging.getLogger("voicesessions.events")
+
+
+def user_group(user_id: int | str) -> str:
+    """Channel-layer group of every websocket a user has open."""
+    return f"voice-user-{user_id}"
+
+
+def bot_group(session_id: Any) -> str:
+    """Channel-layer group the session's bot listens on for control messages."""
+    return f"voice-bot-{session_id}"
+
+
+def record_event(session: VoiceSession, event_type: str, payload: dict[str, Any] | None = None) -> SessionEvent:
+    """Store one event and schedule its push to the session owner's sockets."""
+    event = SessionEvent.objects.create(session=session, user_id=session.user_id, type=event_type,
+                                        room_url=session.room.url, payload=payload or {})
+    message = event.as_message()
+    transaction.on_commit(lambda: push_to_user(session.user_id, message))
+    return event
+
+
+def push_to_user(user_id: int | str, message: dict[str, Any]) -> None:
+    """Send an already-stored event to the user's websocket group."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "voice.event", "event": message})
+    except Exception:  # a full or unreachable layer must not fail the request; the log keeps it
+        logger.exception("[VoiceSession] push failed user=%s type=%s", user_id, message.get("type"))
+
+
+def send_to_bot(session_id: Any, action: str, **data: Any) -> None:
+    """Tell the session's bot to pause, resume, take a user message or leave."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "bot.control", "action": action, "sessionId": str(session_id), **data}
+    transaction.on_commit(lambda: _send_bot(session_id, message))
+
+
+def _send_bot(session_id: Any, message: dict[str, Any]) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(bot_group(session_id), message)
+    except Exception:
+        logger.exception("[BotJoin] control message failed session=%s action=%s",
+                         session_id, message.get("action"))

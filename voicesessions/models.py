@@ -1,0 +1,269 @@
+"""Voice rooms, voice sessions, their event log and the bot job queue table."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def room_name_for(user_id: int | str) -> str:
+    """The deterministic room name of the seed: `voice-{userId}`."""
+    return f"voice-{user_id}"
+
+
+class RoomState(models.TextChoices):
+    LIVE = "live", "Live"
+    TEARING_DOWN = "tearing_down", "Tearing down"
+    DELETED = "deleted", "Deleted"
+
+
+class VoiceRoom(models.Model):
+    """A user's one private, persistent room (`voice-{userId}`)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="voice_room")
+    name = models.CharField(max_length=80, unique=True, editable=False)
+    provider = models.CharField(max_length=16)
+    url = models.CharField(max_length=500)
+    privacy = models.CharField(max_length=8, default="private")
+    max_participants = models.PositiveSmallIntegerField(default=2)
+    state = models.CharField(max_length=16, choices=RoomState.choices, default=RoomState.LIVE)
+    persist_after_leave = models.PositiveIntegerField(
+        default=300, help_text="Seconds the room stays after the user leaves.")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    # The stored deadline is what makes teardown survive a restart: a sweeper
+    # in any process tears down every room whose deadline has passed.
+    teardown_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    torn_down_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(max_participants__gte=1),
+                                   name="room_max_participants_positive"),
+            models.CheckConstraint(condition=models.Q(state__in=RoomState.values),
+                                   name="room_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The name is derived, never chosen: one user, one room, one name.
+        self.name = room_name_for(self.user_id)
+        super().save(*args, **kwargs)
+
+    def is_live(self, now: Any = None) -> bool:
+        """Usable for a join: not torn down and not past its expiry."""
+        now = now or timezone.now()
+        return self.state == RoomState.LIVE and self.expires_at > now
+
+
+class SessionStatus(models.TextChoices):
+    """The seed's SESSION_STATUS, plus `ended` for sessions that are over."""
+
+    INACTIVE = "inactive", "Inactive"
+    CONNECTING = "connecting", "Connecting"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    UNAVAILABLE = "unavailable", "Unavailable"
+    ENDED = "ended", "Ended"
+
+
+# The one place that says which status may follow which.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    SessionStatus.CONNECTING: frozenset({SessionStatus.ACTIVE, SessionStatus.INACTIVE,
+                                         SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
+    SessionStatus.ACTIVE: frozenset({SessionStatus.PAUSED, SessionStatus.INACTIVE,
+                                     SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
+    SessionStatus.PAUSED: frozenset({SessionStatus.ACTIVE, SessionStatus.INACTIVE,
+                                     SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
+    # inactive: the user left and the room waits out its persistence window.
+    SessionStatus.INACTIVE: frozenset({SessionStatus.CONNECTING, SessionStatus.ENDED}),
+    SessionStatus.UNAVAILABLE: frozenset({SessionStatus.CONNECTING, SessionStatus.ENDED}),
+    SessionStatus.ENDED: frozenset(),
+}
+# Sessions that hold the room's one bot slot.
+LIVE_STATUSES = (SessionStatus.CONNECTING, SessionStatus.ACTIVE, SessionStatus.PAUSED,
+                 SessionStatus.INACTIVE)
+
+
+class IllegalTransition(Exception):
+    """A status change that ALLOWED_TRANSITIONS forbids, or that lost a race."""
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"a session cannot go from '{current}' to '{target}'")
+        self.current = current
+        self.target = target
+
+
+class VoiceSession(models.Model):
+    """One bot conversation in a user's room, from /join to teardown."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="voice_sessions")
+    assistant = models.ForeignKey("assistants.AssistantRecord", null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="voice_sessions")
+    room = models.ForeignKey(VoiceRoom, on_delete=models.CASCADE, related_name="sessions")
+    status = models.CharField(max_length=16, choices=SessionStatus.choices,
+                              default=SessionStatus.CONNECTING, db_index=True)
+    pause_reason = models.CharField(max_length=16, blank=True,
+                                    help_text="Who paused it: 'user' or 'dailyCall'.")
+    # The seed's JoinRequest, as the bot will apply it.
+    voice_only = models.BooleanField(default=False)
+    session_persistence = models.PositiveIntegerField(default=300)
+    personality_id = models.CharField(max_length=80, blank=True)
+    persona = models.CharField(max_length=120, blank=True)
+    tenant_id = models.CharField(max_length=80, blank=True)
+    voice = models.CharField(max_length=120, blank=True)
+    voice_parameters = models.JSONField(default=dict, blank=True)
+    max_duration = models.PositiveIntegerField(default=3600)
+    # Stored rather than derived so the sweeper finds overdue sessions by index.
+    ends_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                   help_text="created_at + max_duration: the session ends then.")
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=64, blank=True)
+    bot_worker_id = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Exactly one bot per room: at most one live session per room.
+            models.UniqueConstraint(fields=["room"], condition=models.Q(status__in=LIVE_STATUSES),
+                                    name="one_live_session_per_room"),
+            models.CheckConstraint(condition=models.Q(status__in=SessionStatus.values),
+                                   name="session_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room.name} {self.id} ({self.status})"
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> "VoiceSession":
+        obj = super().from_db(db, field_names, values)
+        obj._loaded_status = obj.status  # type: ignore[attr-defined]
+        return obj
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.ends_at is None:
+            self.ends_at = self.created_at + dt.timedelta(seconds=self.max_duration)
+        loaded = getattr(self, "_loaded_status", None)
+        if loaded is not None and loaded != self.status and self.status not in ALLOWED_TRANSITIONS[loaded]:
+            raise IllegalTransition(loaded, self.status)
+        super().save(*args, **kwargs)
+        self._loaded_status = self.status
+
+    def can_transition(self, target: str) -> bool:
+        return target in ALLOWED_TRANSITIONS[self.status]
+
+    def transition_to(self, target: str, *, reason: str = "", **fields: Any) -> None:
+        """Move to `target` or raise IllegalTransition.
+
+        A compare-and-set UPDATE, so two processes racing on the same session
+        cannot both win: the loser sees zero rows updated and gets the error.
+        """
+        current = self.status
+        if target not in ALLOWED_TRANSITIONS[current]:
+            raise IllegalTransition(current, target)
+        now = timezone.now()
+        changes: dict[str, Any] = {"status": target, "updated_at": now, **fields}
+        if target == SessionStatus.ACTIVE and self.started_at is None:
+            changes["started_at"] = now
+        if target == SessionStatus.ENDED:
+            changes["ended_at"] = now
+            changes["end_reason"] = reason or "ended"
+        if target != SessionStatus.PAUSED:
+            changes.setdefault("pause_reason", "")
+        updated = VoiceSession.objects.filter(pk=self.pk, status=current).update(**changes)
+        if not updated:
+            self.refresh_from_db(fields=["status"])
+            raise IllegalTransition(self.status, target)
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self._loaded_status = target
+
+
+class VoiceEventType(models.TextChoices):
+    """The seed's VoiceEventType, plus status and tool events."""
+
+    SESSION_START = "voice.session.start"
+    SESSION_END = "voice.session.end"
+    SPEECH_START = "voice.speech.start"
+    SPEECH_END = "voice.speech.end"
+    TRANSCRIPT = "voice.transcript"
+    AUDIO_LEVEL = "voice.audio.level"
+    BOT_SPEAKING = "voice.bot.speaking"
+    ERROR = "voice.error"
+    SESSION_STATUS = "voice.session.status"
+    TOOL_CALL = "voice.tool.call"
+    TOOL_RESULT = "voice.tool.result"
+
+
+class SessionEvent(models.Model):
+    """One `voice.*` event: stored here, then pushed to the user's websockets."""
+
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="voice_events")
+    type = models.CharField(max_length=32, choices=VoiceEventType.choices, db_index=True)
+    room_url = models.CharField(max_length=500)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "id"], name="event_user_cursor")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.session_id}"
+
+    def as_message(self) -> dict[str, Any]:
+        """The seed's VoiceSessionEvent shape, as the browser receives it."""
+        return {
+            "id": self.pk,
+            "type": self.type,
+            "userId": str(self.user_id),
+            "roomUrl": self.room_url,
+            "sessionId": str(self.session_id),
+            "payload": self.payload,
+            "timestamp": self.created_at.isoformat(),
+        }
+
+
+class BotJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CLAIMED = "claimed", "Claimed"
+    DONE = "done", "Done (bot joined)"
+    FAILED = "failed", "Failed"
+
+
+class BotJob(models.Model):
+    """A queued request for a bot to join a room (the embedded queue's storage)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="bot_jobs")
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=BotJobStatus.choices,
+                              default=BotJobStatus.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker_id = models.CharField(max_length=120, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"bot job {self.id} ({self.status})"

@@ -1,0 +1,160 @@
+"""Voice session lifecycle: join a bot, pause, resume, end.
+
+Every status change goes through `change_status`, which applies the model's
+transition rules and records a `voice.session.status` event.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from assistants.models import AssistantRecord
+
+from .events import record_event, send_to_bot
+from .models import (LIVE_STATUSES, SessionStatus, VoiceEventType, VoiceRoom, VoiceSession)
+from .queue import BotJobSpec, get_queue
+
+logger = logging.getLogger("voicesessions.sessions")
+
+
+class RoomNotReady(Exception):
+    """The room is torn down or expired: get it again with POST /api/voice/room."""
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    session: VoiceSession
+    job_id: str | None  # None when a bot is already on its way or in the room
+    reused: bool
+
+
+def change_status(session: VoiceSession, target: str, *, reason: str = "", **fields: Any) -> VoiceSession:
+    """Apply a status change and record it as an event (raises IllegalTransition)."""
+    previous = session.status
+    session.transition_to(target, reason=reason, **fields)
+    payload = {"status": target, "previous": previous, "reason": reason}
+    if target == SessionStatus.ENDED:
+        record_event(session, VoiceEventType.SESSION_END, {**payload, "endReason": session.end_reason})
+    else:
+        record_event(session, VoiceEventType.SESSION_STATUS, payload)
+    logger.info("[VoiceSession] session=%s user=%s %s -> %s reason=%s",
+                session.pk, session.user_id, previous, target, reason or "-")
+    return session
+
+
+def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params: dict[str, Any]) -> JoinResult:
+    """Record a session for the room and queue a bot job (the seed's POST /join).
+
+    One bot per room: if a live session exists it is reused; an inactive one
+    (user came back inside the window) goes back to connecting with a new job.
+    """
+    with transaction.atomic():
+        room = VoiceRoom.objects.select_for_update().get(pk=room.pk)
+        if not room.is_live():
+            raise RoomNotReady(room.name)
+        if room.teardown_at is not None:
+            room.teardown_at = None  # back inside the persistence window
+            room.save(update_fields=["teardown_at"])
+        existing = room.sessions.filter(status__in=LIVE_STATUSES).first()
+        if existing and existing.status != SessionStatus.INACTIVE:
+            return JoinResult(existing, None, True)
+        for stale in room.sessions.filter(status=SessionStatus.UNAVAILABLE):
+            change_status(stale, SessionStatus.ENDED, reason="replaced")
+        if existing:
+            session = change_status(existing, SessionStatus.CONNECTING, reason="rejoin")
+            reused = True
+        else:
+            try:
+                with transaction.atomic():
+                    session = VoiceSession.objects.create(
+                        user=user, room=room, assistant=assistant, status=SessionStatus.CONNECTING,
+                        **_session_fields(assistant, params))
+            except IntegrityError:
+                # A concurrent join won the room's one slot: answer with its session.
+                session = room.sessions.get(status__in=LIVE_STATUSES)
+                return JoinResult(session, None, True)
+            record_event(session, VoiceEventType.SESSION_START, {
+                "status": session.status, "voiceOnly": session.voice_only,
+                "sessionPersistence": session.session_persistence,
+                "assistant": assistant.slug if assistant else None})
+            reused = False
+        job_id = get_queue().enqueue(_job_spec(session, room, assistant))
+    logger.info("[BotJoin] session=%s room=%s job=%s voice_only=%s persistence=%ss reused=%s",
+                session.pk, room.url, job_id, session.voice_only, session.session_persistence, reused)
+    return JoinResult(session, job_id, reused)
+
+
+def _session_fields(assistant: AssistantRecord | None, params: dict[str, Any]) -> dict[str, Any]:
+    """JoinRequest fields, falling back to the assistant's own settings."""
+    return {
+        "voice_only": params.get("voiceOnly", False),
+        "session_persistence": params.get("sessionPersistence",
+                                          assistant.voice_persistence if assistant else 300),
+        "personality_id": params.get("personalityId") or (assistant.personality_id if assistant else ""),
+        "persona": params.get("persona") or (assistant.persona if assistant else ""),
+        "tenant_id": params.get("tenantId") or (assistant.tenant_id if assistant else ""),
+        "voice": params.get("voice") or (assistant.voice if assistant else ""),
+        "voice_parameters": params.get("voiceParameters") or {},
+        "max_duration": assistant.voice_max_duration if assistant else 3600,
+    }
+
+
+def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord | None) -> BotJobSpec:
+    return BotJobSpec(
+        session_id=str(session.pk), user_id=str(session.user_id), room_name=room.name,
+        room_url=room.url, provider=room.provider, voiceOnly=session.voice_only,
+        sessionPersistence=session.session_persistence, maxDuration=session.max_duration,
+        personalityId=session.personality_id, persona=session.persona, tenantId=session.tenant_id,
+        voice=session.voice, voiceParameters=session.voice_parameters,
+        language=assistant.language if assistant else "en",
+        assistant=assistant.slug if assistant else "",
+        systemPrompt=assistant.system_prompt if assistant else "")
+
+
+def pause(session: VoiceSession, *, by: str = "user") -> VoiceSession:
+    """Mute the session, keep the connection (the seed's DailyCall mutual exclusion)."""
+    with transaction.atomic():
+        change_status(session, SessionStatus.PAUSED, reason=by, pause_reason=by)
+        send_to_bot(session.pk, "pause")
+    return session
+
+
+def resume(session: VoiceSession) -> VoiceSession:
+    with transaction.atomic():
+        change_status(session, SessionStatus.ACTIVE, reason="resume")
+        send_to_bot(session.pk, "resume")
+    return session
+
+
+def live_sessions(user) -> list[VoiceSession]:
+    return list(VoiceSession.objects.filter(user=user, status__in=LIVE_STATUSES)
+                .select_related("room", "assistant"))
+
+
+def on_daily_call_start(user) -> list[VoiceSession]:
+    """A DailyCall started in the browser: pause every active voice session."""
+    paused = []
+    for session in live_sessions(user):
+        if session.status == SessionStatus.ACTIVE:
+            paused.append(pause(session, by="dailyCall"))
+    return paused
+
+
+def on_daily_call_end(user) -> list[VoiceSession]:
+    """The DailyCall ended: resume the sessions it paused (not the ones the user paused)."""
+    resumed = []
+    for session in live_sessions(user):
+        if session.status == SessionStatus.PAUSED and session.pause_reason == "dailyCall":
+            resumed.append(resume(session))
+    return resumed
+
+
+def send_user_message(session: VoiceSession, content: str) -> None:
+    """Text from the browser to the bot's LLM context; logged as a user transcript."""
+    with transaction.atomic():
+        record_event(session, VoiceEventType.TRANSCRIPT,
+                     {"role": "user", "text": content, "final": True, "source": "text"})
+        send_to_bot(session.pk, "user_message", content=content)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the project needs beyond Python itself. Safe to run again.
+# Today: nothing beyond python3-venv for the core; the bot and browser work
+# (espeak-ng, sox, chromium, chromium-driver) add theirs here.
+set -euo pipefail
+
+PACKAGES=(python3-venv)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "[setup] system packages present: ${PACKAGES[*]}"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "[setup] apt-get install ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"

@@ -1,0 +1,70 @@
+"""Start the real app under Daphne in a subprocess, on a fresh database, for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DAPHNE = str(Path(sys.executable).with_name("daphne"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+        return done.stdout
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+    """Migrate, seed the demo data and serve on a free port; wait until it answers."""
+    port = free_port()
+    env = {**os.environ, "VOICE_VAR_DIR": str(var_dir), "SECRET_KEY": "e2e-secret",
+           "DATABASE_URL": f"sqlite:///{var_dir / 'db.sqlite3'}",
+           "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+           "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}", **(extra_env or {})}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for args in (["migrate", "-v0"], ["seed_demo"]):
+        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+                       capture_output=True, timeout=180)
+    log = open(var_dir / "daphne.log", "w")
+    process = subprocess.Popen([DAPHNE, "-b", "127.0.0.1", "-p", str(port), "voiceproject.asgi:application"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/api/schema/", timeout=1)
+            return LiveServer(url=url, env=env, process=process)
+        except httpx.TransportError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError((var_dir / "daphne.log").read_text())

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from assistants.models import AssistantRecord
@@ -44,6 +44,18 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
     """
     started = time.monotonic()
     provider = provider or get_provider()
+    try:
+        grant = _get_or_create_room(user, assistant, provider)
+    except IntegrityError:
+        # Two first-ever requests raced to insert the user's row (nothing to
+        # lock yet on PostgreSQL); the loser now finds the winner's room.
+        grant = _get_or_create_room(user, assistant, provider)
+    logger.info("[DailyRoom] room=%s user=%s reused=%s provider=%s latency_ms=%.1f",
+                grant.room.name, user.pk, grant.reused, provider.name, (time.monotonic() - started) * 1000)
+    return grant
+
+
+def _get_or_create_room(user, assistant: AssistantRecord | None, provider: RoomProvider) -> RoomGrant:
     now = timezone.now()
     privacy = assistant.voice_room_privacy if assistant else "private"
     persistence = assistant.voice_persistence if assistant else settings.VOICE_DEFAULT_PERSISTENCE
@@ -74,8 +86,6 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
         token_expires_at = min(now + dt.timedelta(seconds=settings.VOICE_TOKEN_TTL), room.expires_at)
         token = provider.issue_token(room.name, user_id=str(user.pk), user_name=user.get_username(),
                                      expires_at=token_expires_at, is_owner=False)
-    logger.info("[DailyRoom] room=%s user=%s reused=%s provider=%s latency_ms=%.1f",
-                room.name, user.pk, reused, provider.name, (time.monotonic() - started) * 1000)
     return RoomGrant(room=room, token=token, token_expires_at=token_expires_at, reused=reused)
 
 

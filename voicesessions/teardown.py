@@ -38,10 +38,11 @@ def teardown_room(room_id: int, *, reason: str) -> bool:
         get_provider(room.provider).delete_room(room.name)
     except RoomProviderError as exc:
         # Put it back so the next sweep tries again; the deadline is still there.
-        VoiceRoom.objects.filter(pk=room_id).update(state=RoomState.LIVE)
+        VoiceRoom.objects.filter(pk=room_id, state=RoomState.TEARING_DOWN).update(state=RoomState.LIVE)
         logger.warning("[DailyRoom] delete of %s failed (%s), will retry", room.name, exc.kind)
         return False
-    VoiceRoom.objects.filter(pk=room_id).update(state=RoomState.DELETED, torn_down_at=timezone.now(),
+    # Conditional: a user who got the room again meanwhile keeps it.
+    VoiceRoom.objects.filter(pk=room_id, state=RoomState.TEARING_DOWN).update(state=RoomState.DELETED, torn_down_at=timezone.now(),
                                                 teardown_at=None)
     logger.info("[DailyRoom] tore down room=%s reason=%s", room.name, reason)
     return True

@@ -47,19 +47,19 @@ class AssistantRecord(models.Model):
     system_prompt = models.TextField(blank=True)
 
     voice_enabled = models.BooleanField(
-        "enabled", default=True, help_text="Use Pipecat voice sessions for this assistant.")
+        "enabled", default=DEFAULT_VOICE_SESSION_CONFIG["enabled"], help_text="Use Pipecat voice sessions for this assistant.")
     voice_persistence = models.PositiveIntegerField(
-        "persistence (s)", default=300,
+        "persistence (s)", default=DEFAULT_VOICE_SESSION_CONFIG["persistence"],
         validators=[MinValueValidator(0), MaxValueValidator(MAX_PERSISTENCE)],
         help_text="Seconds the room and bot stay after the user leaves; 0 tears down at once.")
     voice_room_privacy = models.CharField(
-        "room privacy", max_length=8, choices=RoomPrivacy.choices, default=RoomPrivacy.PRIVATE)
+        "room privacy", max_length=8, choices=RoomPrivacy.choices, default=DEFAULT_VOICE_SESSION_CONFIG["roomPrivacy"])
     voice_max_duration = models.PositiveIntegerField(
-        "max duration (s)", default=3600,
+        "max duration (s)", default=DEFAULT_VOICE_SESSION_CONFIG["maxDuration"],
         validators=[MinValueValidator(1), MaxValueValidator(MAX_DURATION)],
         help_text="A voice session ends after this many seconds.")
     voice_auto_start = models.BooleanField(
-        "auto start", default=False, help_text="Start voice when the assistant page loads.")
+        "auto start", default=DEFAULT_VOICE_SESSION_CONFIG["autoStart"], help_text="Start voice when the assistant page loads.")
 
     rollout_override = models.CharField(
         max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,

@@ -98,3 +98,26 @@ def test_schema_validates():
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_event_recorded_by_another_process_reaches_the_websocket(server):
+    """A bot worker is another process: what it records must reach the browser (embedded relay)."""
+    browser = _browser_login(server.url)
+    browser.post("/api/voice/room", json={})
+    join = browser.post("/api/bot/join", json={"voiceOnly": True}).json()
+
+    async def watch() -> dict:
+        ws_url = server.url.replace("http://", "ws://") + "/ws/voice/"
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": server.url}) as ws:
+            await asyncio.wait_for(ws.recv(), 5)  # voice.connected
+            await asyncio.to_thread(server.manage, "shell", "-c", (
+                "from voicesessions.models import VoiceSession, SessionStatus\n"
+                "from voicesessions.sessions import change_status\n"
+                f"change_status(VoiceSession.objects.get(pk='{join['sessionId']}'), SessionStatus.ACTIVE,"
+                " reason='bot_joined')\n"))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    event = asyncio.run(watch())
+    assert event["type"] == "voice.session.status" and event["sessionId"] == join["sessionId"]
+    assert event["payload"] == {"status": "active", "previous": "connecting", "reason": "bot_joined"}

@@ -184,6 +184,11 @@ VOICE_DEFAULT_MAX_DURATION = env.int("VOICE_MAX_DURATION", default=3600)
 USE_PIPECAT_VOICE = env.bool("USE_PIPECAT_VOICE", default=True)
 VOICE_ROLLOUT_PERCENTAGE = env.int("VOICE_ROLLOUT_PERCENTAGE", default=100)
 VOICE_TEARDOWN_POLL_SECONDS = env.float("VOICE_TEARDOWN_POLL_SECONDS", default=1.0)
+# How stored events reach websockets: "layer" pushes through the channel layer
+# (needs Redis when bots run in other processes); "relay" has each server
+# process tail the event table (the embedded default).
+VOICE_EVENT_DELIVERY = env.str("VOICE_EVENT_DELIVERY", default="layer" if REDIS_URL else "relay")
+VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.queue.DatabaseBotJobQueue")
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")

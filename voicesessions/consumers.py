@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import sessions
+from . import relay, sessions
 from .events import user_group
 from .models import SessionEvent, SessionStatus, VoiceSession
 
@@ -29,6 +29,7 @@ REPLAY_LIMIT = 500
 
 class VoiceConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    replayed_up_to: int = 0  # live events already sent by the ?after= replay are skipped
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -37,6 +38,7 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.group = user_group(user.pk)
+        relay.ensure_started()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json({"type": "voice.connected", "userId": str(user.pk),
@@ -45,6 +47,7 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         if after is not None:
             for message in await self._events_after(after):
                 await self.send_json(message)
+                self.replayed_up_to = message["id"]
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -52,7 +55,11 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
 
     # --- from the channel layer -------------------------------------------
     async def voice_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["event"])
+        await self._send_event(message["event"])
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        if event["id"] > self.replayed_up_to:
+            await self.send_json(event)
 
     # --- from the browser -------------------------------------------------
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

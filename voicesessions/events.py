@@ -2,7 +2,8 @@
 
 The row is written first and pushed only after the transaction commits, so a
 browser never sees an event the database does not have, and a client that
-reconnects can replay what it missed from the log.
+reconnects can replay what it missed from the log. How it is pushed depends on
+settings.VOICE_EVENT_DELIVERY (see relay.py).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from .models import SessionEvent, VoiceSession
@@ -32,8 +34,10 @@ def record_event(session: VoiceSession, event_type: str, payload: dict[str, Any]
     """Store one event and schedule its push to the session owner's sockets."""
     event = SessionEvent.objects.create(session=session, user_id=session.user_id, type=event_type,
                                         room_url=session.room.url, payload=payload or {})
-    message = event.as_message()
-    transaction.on_commit(lambda: push_to_user(session.user_id, message))
+    if settings.VOICE_EVENT_DELIVERY == "layer":
+        message = event.as_message()
+        transaction.on_commit(lambda: push_to_user(session.user_id, message))
+    # "relay": every server process picks the row up from the table (relay.py).
     return event
 
 

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "channels",
     "assistants",
     "voicesessions",
+    "voicebot",
 ]
 
 MIDDLEWARE = [
@@ -189,6 +190,7 @@ VOICE_TEARDOWN_POLL_SECONDS = env.float("VOICE_TEARDOWN_POLL_SECONDS", default=1
 # process tail the event table (the embedded default).
 VOICE_EVENT_DELIVERY = env.str("VOICE_EVENT_DELIVERY", default="layer" if REDIS_URL else "relay")
 VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
+VOICE_WORKER_DEAD_AFTER = env.float("VOICE_WORKER_DEAD_AFTER", default=10.0)  # seconds without heartbeat
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.queue.DatabaseBotJobQueue")
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")

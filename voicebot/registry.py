@@ -1,0 +1,86 @@
+"""Bot workers advertise themselves here; dead ones lose their sessions.
+
+Plain functions over the BotWorker table, shared by the worker (register,
+heartbeat, stop), the servers (find a session's worker) and the sweeper
+(`mark_dead_workers`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from voicesessions.models import LIVE_STATUSES, BotJob, BotJobStatus, SessionStatus, VoiceEventType, VoiceSession
+
+from .models import BotWorker
+
+logger = logging.getLogger("voicebot.registry")
+
+
+def control_secret(worker_id: str) -> str:
+    """The shared secret servers present to a worker's control endpoint (derived from SECRET_KEY)."""
+    return salted_hmac("voicebot.control", worker_id).hexdigest()
+
+
+def check_control_secret(worker_id: str, presented: str) -> bool:
+    return constant_time_compare(control_secret(worker_id), presented or "")
+
+
+def register(worker_id: str, control_url: str, capacity: int) -> BotWorker:
+    worker, _ = BotWorker.objects.update_or_create(worker_id=worker_id, defaults={
+        "hostname": socket.gethostname(), "pid": os.getpid(), "control_url": control_url, "capacity": capacity,
+        "active_sessions": 0, "started_at": timezone.now(), "heartbeat_at": timezone.now(), "stopped_at": None})
+    logger.info("[BotJoin] worker %s registered at %s capacity=%s", worker_id, control_url, capacity)
+    return worker
+
+
+def heartbeat(worker_id: str, active_sessions: int) -> None:
+    BotWorker.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now(), active_sessions=active_sessions)
+
+
+def stop(worker_id: str) -> None:
+    BotWorker.objects.filter(worker_id=worker_id).update(stopped_at=timezone.now(), active_sessions=0)
+
+
+def worker_for(session: VoiceSession) -> BotWorker | None:
+    if not session.bot_worker_id:
+        return None
+    return BotWorker.objects.filter(worker_id=session.bot_worker_id, stopped_at__isnull=True).first()
+
+
+def mark_dead_workers(now: dt.datetime | None = None) -> int:
+    """Sessions of workers that stopped heartbeating become unavailable; returns how many.
+
+    The browser gets a voice.error; the room stays live so a new join works.
+    Jobs a dead worker claimed but never finished go back to the queue only
+    if their session still waits for a bot (connecting).
+    """
+    from voicesessions.events import record_event
+    from voicesessions.sessions import change_status
+
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.VOICE_WORKER_DEAD_AFTER)
+    dead = list(BotWorker.objects.filter(stopped_at__isnull=True, heartbeat_at__lt=cutoff)
+                .values_list("worker_id", flat=True))
+    lost = 0
+    for worker_id in dead:
+        with transaction.atomic():
+            if not BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True,
+                                            heartbeat_at__lt=cutoff).update(stopped_at=now):
+                continue  # another sweeper handled it, or it came back
+            for session in VoiceSession.objects.filter(bot_worker_id=worker_id, status__in=LIVE_STATUSES
+                                                       ).exclude(status=SessionStatus.INACTIVE).select_related("room"):
+                change_status(session, SessionStatus.UNAVAILABLE, reason="worker_lost")
+                record_event(session, VoiceEventType.ERROR, {
+                    "code": "worker_lost", "message": "The voice assistant stopped responding. Start again to reconnect."})
+                lost += 1
+            BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED).update(
+                status=BotJobStatus.FAILED, error="worker lost", finished_at=now)
+        logger.warning("[BotJoin] worker %s stopped heartbeating; %d session(s) unavailable", worker_id, lost)
+    return lost

@@ -1,6 +1,8 @@
 """/ws/voice/: authentication, per-user isolation, user-message, DailyCall pause/resume, replay."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -95,28 +97,46 @@ async def test_each_user_receives_only_their_own_events():
     await ws_bob.disconnect()
 
 
-async def test_user_message_reaches_log_and_bot_group():
-    from channels.layers import get_channel_layer
+async def test_user_message_reaches_log_and_the_bots_worker():
+    """The text goes into the event log and to the control endpoint of the worker holding the bot."""
+    from aiohttp import web
 
-    from voicesessions.events import bot_group
+    from voicebot import registry
+    from voicebot.control import SECRET_HEADER
 
     user, token, room = await sync_to_async(_setup_user)("alice")
     session = await sync_to_async(_active_session)(user, room)
-    layer = get_channel_layer()
-    bot_channel = await layer.new_channel()
-    await layer.group_add(bot_group(session.pk), bot_channel)
+    received: list[tuple[str, dict, str]] = []
+
+    async def control(request):  # stands in for a bot worker's control endpoint
+        received.append((request.match_info["sid"], await request.json(), request.headers.get(SECRET_HEADER)))
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/sessions/{sid}/control", control)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    await sync_to_async(registry.register)("w-test", f"http://127.0.0.1:{port}", 2)
+    await sync_to_async(VoiceSession.objects.filter(pk=session.pk).update)(bot_worker_id="w-test")
 
     ws, ok = await _connect(token)
     await ws.receive_json_from(timeout=3)
     await ws.send_json_to({"type": "user-message", "content": "  what's on my list?  "})
     transcript = await _receive_until(ws, "voice.transcript")
     assert transcript["payload"] == {"role": "user", "text": "what's on my list?", "final": True, "source": "text"}
-    control = await layer.receive(bot_channel)
-    assert control == {"type": "bot.control", "action": "user_message", "sessionId": str(session.pk),
-                       "content": "what's on my list?"}
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    assert received == [(str(session.pk), {"action": "user_message", "content": "what's on my list?"},
+                         registry.control_secret("w-test"))]
     logged = await sync_to_async(lambda: list(session.events.values_list("type", flat=True)))()
     assert "voice.transcript" in logged
     await ws.disconnect()
+    await runner.cleanup()
 
 
 async def test_bad_client_messages_get_a_voice_error_and_keep_the_socket():

@@ -61,9 +61,6 @@ def mark_dead_workers(now: dt.datetime | None = None) -> int:
     Jobs a dead worker claimed but never finished go back to the queue only
     if their session still waits for a bot (connecting).
     """
-    from voicesessions.events import record_event
-    from voicesessions.sessions import change_status
-
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.VOICE_WORKER_DEAD_AFTER)
     dead = list(BotWorker.objects.filter(stopped_at__isnull=True, heartbeat_at__lt=cutoff)
@@ -74,13 +71,28 @@ def mark_dead_workers(now: dt.datetime | None = None) -> int:
             if not BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True,
                                             heartbeat_at__lt=cutoff).update(stopped_at=now):
                 continue  # another sweeper handled it, or it came back
-            for session in VoiceSession.objects.filter(bot_worker_id=worker_id, status__in=LIVE_STATUSES
-                                                       ).exclude(status=SessionStatus.INACTIVE).select_related("room"):
-                change_status(session, SessionStatus.UNAVAILABLE, reason="worker_lost")
-                record_event(session, VoiceEventType.ERROR, {
-                    "code": "worker_lost", "message": "The voice assistant stopped responding. Start again to reconnect."})
-                lost += 1
-            BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED).update(
-                status=BotJobStatus.FAILED, error="worker lost", finished_at=now)
-        logger.warning("[BotJoin] worker %s stopped heartbeating; %d session(s) unavailable", worker_id, lost)
+            lost += fail_sessions_of(worker_id, "worker_lost", now=now)
+        logger.warning("[BotJoin] worker %s stopped heartbeating; its sessions are unavailable", worker_id)
     return lost
+
+
+def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = None) -> int:
+    """Every live session on this worker becomes unavailable, and its user is told.
+
+    Inactive ones too: their bot is gone, so a return must bring a new one.
+    """
+    from voicesessions.events import record_event
+    from voicesessions.sessions import change_status
+
+    now = now or timezone.now()
+    failed = 0
+    with transaction.atomic():
+        for session in VoiceSession.objects.filter(bot_worker_id=worker_id, status__in=LIVE_STATUSES
+                                                   ).select_related("room"):
+            change_status(session, SessionStatus.UNAVAILABLE, reason=reason)
+            record_event(session, VoiceEventType.ERROR, {
+                "code": reason, "message": "The voice assistant stopped responding. Start again to reconnect."})
+            failed += 1
+        BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED).update(
+            status=BotJobStatus.FAILED, error=reason, finished_at=now)
+    return failed

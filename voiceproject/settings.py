@@ -191,6 +191,17 @@ VOICE_TEARDOWN_POLL_SECONDS = env.float("VOICE_TEARDOWN_POLL_SECONDS", default=1
 VOICE_EVENT_DELIVERY = env.str("VOICE_EVENT_DELIVERY", default="layer" if REDIS_URL else "relay")
 VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
 VOICE_WORKER_DEAD_AFTER = env.float("VOICE_WORKER_DEAD_AFTER", default=10.0)  # seconds without heartbeat
+# Bot workers (manage.py runbotworker)
+VOICE_WORKER_POOL_SIZE = env.int("VOICE_WORKER_POOL_SIZE", default=2)  # concurrent sessions per worker
+VOICE_WORKER_MAX_SESSIONS = env.int("VOICE_WORKER_MAX_SESSIONS", default=0)  # recycle after N; 0 = never
+VOICE_WORKER_IDLE_TIMEOUT = env.float("VOICE_WORKER_IDLE_TIMEOUT", default=0)  # exit when idle N s; 0 = never
+VOICE_WORKER_HEARTBEAT_SECONDS = env.float("VOICE_WORKER_HEARTBEAT_SECONDS", default=2.0)
+VOICE_WORKER_POLL_SECONDS = env.float("VOICE_WORKER_POLL_SECONDS", default=0.05)
+VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")  # host servers dial
+VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
+VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim
+VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.3)
+VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.queue.DatabaseBotJobQueue")
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")

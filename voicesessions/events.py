@@ -25,11 +25,6 @@ def user_group(user_id: int | str) -> str:
     return f"voice-user-{user_id}"
 
 
-def bot_group(session_id: Any) -> str:
-    """Channel-layer group the session's bot listens on for control messages."""
-    return f"voice-bot-{session_id}"
-
-
 def record_event(session: VoiceSession, event_type: str, payload: dict[str, Any] | None = None) -> SessionEvent:
     """Store one event and schedule its push to the session owner's sockets."""
     event = SessionEvent.objects.create(session=session, user_id=session.user_id, type=event_type,
@@ -53,17 +48,28 @@ def push_to_user(user_id: int | str, message: dict[str, Any]) -> None:
 
 
 def send_to_bot(session_id: Any, action: str, **data: Any) -> None:
-    """Tell the session's bot to pause, resume, take a user message or leave."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "bot.control", "action": action, "sessionId": str(session_id), **data}
-    transaction.on_commit(lambda: _send_bot(session_id, message))
+    """Tell the session's bot to pause, resume, take a user message or leave.
+
+    Sent after commit, to the control endpoint of the worker that holds the
+    bot (voicebot/control.py). A session no worker has claimed yet has no bot
+    to tell; its worker reads the session's state when it claims the job.
+    """
+    transaction.on_commit(lambda: _send_bot(session_id, {"action": action, **data}))
 
 
 def _send_bot(session_id: Any, message: dict[str, Any]) -> None:
+    import httpx
+
+    from voicebot.control import SECRET_HEADER
+    from voicebot.registry import control_secret, worker_for
+
+    session = VoiceSession.objects.filter(pk=session_id).first()
+    worker = worker_for(session) if session else None
+    if worker is None:
+        return
     try:
-        async_to_sync(get_channel_layer().group_send)(bot_group(session_id), message)
-    except Exception:
-        logger.exception("[BotJoin] control message failed session=%s action=%s",
-                         session_id, message.get("action"))
+        httpx.post(f"{worker.control_url}/sessions/{session_id}/control", json=message, timeout=5,
+                   headers={SECRET_HEADER: control_secret(worker.worker_id)})
+    except httpx.HTTPError as exc:
+        logger.warning("[BotJoin] control %s for session %s not delivered: %s", message.get("action"),
+                       session_id, type(exc).__name__)

@@ -61,6 +61,11 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
         existing = room.sessions.filter(status__in=LIVE_STATUSES).first()
         if existing and existing.status != SessionStatus.INACTIVE:
             return JoinResult(existing, None, True)
+        if existing and existing.bot_worker_id:
+            # The bot still waits in its worker for the user's return: no new job.
+            # (If that worker died, the sweeper marks the session unavailable.)
+            change_status(existing, SessionStatus.CONNECTING, reason="rejoin")
+            return JoinResult(existing, None, True)
         for stale in room.sessions.filter(status=SessionStatus.UNAVAILABLE):
             change_status(stale, SessionStatus.ENDED, reason="replaced")
         if existing:
@@ -158,3 +163,43 @@ def send_user_message(session: VoiceSession, content: str) -> None:
         record_event(session, VoiceEventType.TRANSCRIPT,
                      {"role": "user", "text": content, "final": True, "source": "text"})
         send_to_bot(session.pk, "user_message", content=content)
+
+
+# --- what the bot worker reports ------------------------------------------------
+
+def mark_bot_connected(session_id: Any, worker_id: str) -> VoiceSession | None:
+    """The user's media reached the bot (or the bot joined the Daily room): the session is active."""
+    session = VoiceSession.objects.select_related("room").filter(pk=session_id).first()
+    if session is None:
+        return None
+    with transaction.atomic():
+        if session.status == SessionStatus.INACTIVE:  # the user came back inside the window
+            change_status(session, SessionStatus.CONNECTING, reason="rejoin")
+            VoiceRoom.objects.filter(pk=session.room_id).update(teardown_at=None)
+        if session.status == SessionStatus.CONNECTING:
+            change_status(session, SessionStatus.ACTIVE, reason="bot_joined", bot_worker_id=worker_id)
+    return session
+
+
+def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
+    """The user's peer went away: inactive, and the room goes after `persistence` seconds
+    (the seed's post_leave_idle_secs) unless they come back."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    session = VoiceSession.objects.select_related("room").filter(pk=session_id).first()
+    if session is None or session.status not in (SessionStatus.ACTIVE, SessionStatus.PAUSED,
+                                                 SessionStatus.CONNECTING):
+        return session
+    with transaction.atomic():
+        change_status(session, SessionStatus.INACTIVE, reason="user_left")
+        VoiceRoom.objects.filter(pk=session.room_id, teardown_at__isnull=True).update(
+            teardown_at=timezone.now() + dt.timedelta(seconds=persistence))
+    return session
+
+
+def claim_for_worker(session_id: Any, worker_id: str) -> VoiceSession | None:
+    """A worker took the session's job: remember which, so signalling and control find it."""
+    VoiceSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(bot_worker_id=worker_id)
+    return VoiceSession.objects.select_related("room").filter(pk=session_id).first()

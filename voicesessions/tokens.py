@@ -35,8 +35,8 @@ def issue_room_token(room_name: str, *, user_id: str, user_name: str, expires_at
     return signing.dumps(claims, salt=SALT, compress=True)
 
 
-def verify_room_token(token: str, room_name: str) -> RoomTokenClaims:
-    """Check signature, expiry and room; return the claims or raise InvalidRoomToken."""
+def verify_room_token(token: str, room_name: str | None) -> RoomTokenClaims:
+    """Check signature, expiry and (unless None) room; return the claims or raise InvalidRoomToken."""
     try:
         claims = signing.loads(token, salt=SALT)
     except signing.BadSignature as exc:
@@ -44,7 +44,7 @@ def verify_room_token(token: str, room_name: str) -> RoomTokenClaims:
     expires_at = dt.datetime.fromtimestamp(claims["exp"], tz=dt.timezone.utc)
     if expires_at <= timezone.now():
         raise InvalidRoomToken("token expired")
-    if claims["r"] != room_name:
+    if room_name is not None and claims["r"] != room_name:
         raise InvalidRoomToken("token is for another room")
     return RoomTokenClaims(room_name=claims["r"], user_id=claims["u"], user_name=claims["n"],
                            is_owner=bool(claims["o"]), expires_at=expires_at)

@@ -1,0 +1,44 @@
+"""`python -m voicebot.bot`: one bot for one job in its own process (the seed's cold spawn).
+
+The arguments follow the seed's bot.py (--room, --voice-only,
+--session-persistence); --job-id and --claimed-by say which queued job this
+process serves. It loads the models itself, runs the one session and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run one voice bot session")
+    parser.add_argument("--room", dest="room_url", required=True)
+    parser.add_argument("--session-id", required=True)
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--claimed-by", required=True, help="The worker that claimed the job.")
+    parser.add_argument("--voice-only", dest="voiceOnly", action="store_true",
+                        help="Join in voice-only mode (camera off)")
+    parser.add_argument("--session-persistence", dest="sessionPersistence", type=int, default=300,
+                        help="Seconds to persist empty room after user leaves (default: 300)")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceproject.settings")
+    import django
+
+    django.setup()
+    from voicesessions.models import BotJob
+    from voicesessions.queue import BotJobSpec, ClaimedJob
+
+    from .worker import BotWorkerProcess
+
+    job = BotJob.objects.get(pk=args.job_id)
+    claimed = ClaimedJob(str(job.pk), BotJobSpec.from_dict(job.payload), job.attempts)
+    worker = BotWorkerProcess(pool_size=1, only_job=claimed, claimed_by=args.claimed_by,
+                              worker_id=f"{args.claimed_by}-spawn-{os.getpid()}")
+    asyncio.run(worker.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The seed's AppMessageForwarder: pipeline frames become `voice.*` events.
+
+A Pipecat observer (it sees frames without sitting in the pipeline's path)
+turns speech, transcript, bot-speaking, tool, audio-level and error frames
+into events. Writing them to the database happens in a background task fed
+by a queue, so a slow disk never stalls the audio.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from channels.db import database_sync_to_async
+from django.db import transaction
+from pipecat.frames.frames import (BotStartedSpeakingFrame, BotStoppedSpeakingFrame, ErrorFrame,
+                                   FunctionCallInProgressFrame, FunctionCallResultFrame, InputAudioRawFrame,
+                                   InterimTranscriptionFrame, InterruptionFrame, LLMFullResponseEndFrame,
+                                   LLMFullResponseStartFrame, LLMTextFrame, TranscriptionFrame, TTSAudioRawFrame,
+                                   UserStartedSpeakingFrame, UserStoppedSpeakingFrame, VADUserStoppedSpeakingFrame)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
+
+from voicesessions.events import record_event
+from voicesessions.models import VoiceEventType as E
+from voicesessions.models import VoiceSession
+
+logger = logging.getLogger("voicebot.forwarder")
+
+LEVEL_PERIOD = 0.25  # seconds between audio-level events per source
+LEVEL_DELTA = 0.05  # ...and only when the level moved this much
+
+
+def audio_level(pcm: bytes) -> float:
+    """RMS of 16-bit PCM on a 0..1 scale (speech peaks near 0.3)."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    if samples.size == 0:
+        return 0.0
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) / 32768.0
+    return round(min(1.0, rms * 3.0), 3)
+
+
+class TurnTimer:
+    """Times one user turn, end of speech -> first bot audio, split by stage (for the events and the bench)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.vad_stop: float | None = None
+        self.user_stop: float | None = None
+        self.transcript: float | None = None
+        self.llm_first: float | None = None
+        self.tts_first: float | None = None
+
+    def report(self, bot_started: float) -> dict[str, float] | None:
+        if self.vad_stop is None:
+            return None
+        ms = lambda a, b: round((b - a) * 1000, 1) if a is not None and b is not None else None  # noqa: E731
+        return {"turnEndMs": ms(self.vad_stop, self.user_stop), "sttMs": ms(self.vad_stop, self.transcript),
+                "llmFirstTokenMs": ms(self.user_stop or self.transcript, self.llm_first),
+                "ttsFirstAudioMs": ms(self.llm_first, self.tts_first),
+                "totalMs": ms(self.vad_stop, bot_started)}
+
+
+class EventForwarder(BaseObserver):
+    """Observer that records the session's events (stored, then pushed to the browser)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(observe_every_push=False)
+        self.session_id = session_id
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.bot_text: list[str] = []
+        self.levels: dict[str, tuple[float, float]] = {}
+        self.timer = TurnTimer()
+        self.turns: list[dict[str, float]] = []
+        self._writer: asyncio.Task | None = None
+
+    # --- event production (on the pipeline's loop, never blocking) ----------
+    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        self.queue.put_nowait((event_type, payload))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        # Broadcast frames travel both ways; report the downstream copy only.
+        # Errors travel upstream only.
+        if isinstance(frame, ErrorFrame):
+            self.emit(E.ERROR, {"code": "pipeline", "message": str(frame.error), "fatal": bool(frame.fatal)})
+            return
+        if data.direction != FrameDirection.DOWNSTREAM:
+            return
+        now = time.monotonic()
+        if isinstance(frame, InputAudioRawFrame):
+            self._level("user", frame.audio, now)
+        elif isinstance(frame, TTSAudioRawFrame):
+            if self.timer.tts_first is None:
+                self.timer.tts_first = now
+            self._level("bot", frame.audio, now)
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self.timer.reset()
+            self.timer.vad_stop = now
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self.emit(E.SPEECH_START, {"role": "user"})
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self.timer.user_stop = now
+            self.emit(E.SPEECH_END, {"role": "user"})
+        elif isinstance(frame, InterimTranscriptionFrame):
+            self.emit(E.TRANSCRIPT, {"role": "user", "text": frame.text, "final": False})
+        elif isinstance(frame, TranscriptionFrame):
+            self.timer.transcript = self.timer.transcript or now
+            self.emit(E.TRANSCRIPT, {"role": "user", "text": frame.text, "final": True})
+        elif isinstance(frame, LLMFullResponseStartFrame):
+            self.bot_text = []
+        elif isinstance(frame, LLMTextFrame):
+            if self.timer.llm_first is None:
+                self.timer.llm_first = now
+            self.bot_text.append(frame.text)
+            if frame.text.rstrip().endswith((".", "?", "!", ",")):  # interim bot transcript per phrase
+                self.emit(E.TRANSCRIPT, {"role": "assistant", "text": "".join(self.bot_text).strip(), "final": False})
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            self._final_bot_text(interrupted=False)
+        elif isinstance(frame, InterruptionFrame):
+            self._final_bot_text(interrupted=True)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            latency = self.timer.report(now)
+            if latency:
+                self.turns.append(latency)
+            self.emit(E.BOT_SPEAKING, {"speaking": True, "latency": latency})
+            self.timer.reset()
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self.emit(E.BOT_SPEAKING, {"speaking": False})
+        elif isinstance(frame, FunctionCallInProgressFrame):
+            self.emit(E.TOOL_CALL, {"name": frame.function_name, "toolCallId": frame.tool_call_id,
+                                    "arguments": _jsonable(frame.arguments)})
+        elif isinstance(frame, FunctionCallResultFrame):
+            self.emit(E.TOOL_RESULT, {"name": frame.function_name, "toolCallId": frame.tool_call_id,
+                                      "result": _jsonable(frame.result)})
+
+    def _final_bot_text(self, *, interrupted: bool) -> None:
+        text = "".join(self.bot_text).strip()
+        self.bot_text = []
+        if text:
+            self.emit(E.TRANSCRIPT, {"role": "assistant", "text": text, "final": True, "interrupted": interrupted})
+
+    def _level(self, source: str, pcm: bytes, now: float) -> None:
+        last_at, last_level = self.levels.get(source, (0.0, -1.0))
+        if now - last_at < LEVEL_PERIOD:
+            return
+        level = audio_level(pcm)
+        if abs(level - last_level) >= LEVEL_DELTA:
+            self.levels[source] = (now, level)
+            self.emit(E.AUDIO_LEVEL, {"source": source, "level": level})
+
+    # --- event storage (off the audio path) ----------------------------------
+    async def _drain(self) -> None:
+        while not self.queue.empty():
+            batch = []
+            while not self.queue.empty() and len(batch) < 50:
+                batch.append(self.queue.get_nowait())
+            try:
+                await self._store(batch)
+            except Exception:
+                logger.exception("[VoiceSession] could not store %d event(s) for session %s", len(batch),
+                                 self.session_id)
+
+    @database_sync_to_async
+    def _store(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        session = VoiceSession.objects.select_related("room").get(pk=self.session_id)
+        with transaction.atomic():
+            for event_type, payload in batch:
+                record_event(session, event_type, payload)
+
+    async def flush(self) -> None:
+        """Wait until every queued event is stored (at session end)."""
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+
+
+def _jsonable(value: Any) -> Any:
+    """Tool arguments and results as plain JSON (they may hold pydantic or other objects)."""
+    import json
+
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)

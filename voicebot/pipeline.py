@@ -1,0 +1,72 @@
+"""The per-session Pipecat pipeline: transport in -> VAD/turns -> STT -> LLM (+ tools) -> TTS -> transport out."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import Frame, InputAudioRawFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from .forwarder import EventForwarder
+from .tools import register_notes_tools
+
+if TYPE_CHECKING:
+    from .session import BotSession
+
+
+class PauseGate(FrameProcessor):
+    """Drops the user's audio while the session is paused (mic muted, connection kept)."""
+
+    def __init__(self, bot: "BotSession") -> None:
+        super().__init__(name="PauseGate")
+        self.bot = bot
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if self.bot.paused and isinstance(frame, InputAudioRawFrame):
+            return
+        await self.push_frame(frame, direction)
+
+
+def build_pipeline(bot: "BotSession", transport: Any) -> tuple[PipelineWorker, EventForwarder]:
+    """Assemble the pipeline for one connection of a bot session.
+
+    The LLM context lives on the BotSession, so a user who reconnects inside
+    the persistence window continues the same conversation.
+    """
+    bundle = bot.bundle
+    spec = bot.spec
+    stt = bundle.make_stt(language=spec.language)
+    llm = bundle.make_llm(system_prompt=bot.system_prompt())
+    tts = bundle.make_tts(voice=spec.voice, parameters=spec.voiceParameters)
+    register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
+
+    vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
+                                             min_volume=settings.VOICE_VAD_MIN_VOLUME))
+    user_agg, assistant_agg = LLMContextAggregatorPair(
+        bot.context, user_params=LLMUserAggregatorParams(vad_analyzer=vad))
+    forwarder = EventForwarder(spec.session_id)
+    pipeline = Pipeline([
+        transport.input(),
+        PauseGate(bot),
+        stt,
+        user_agg,
+        llm,
+        tts,
+        transport.output(),
+        assistant_agg,
+    ])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=bundle.tts_sample_rate,
+                              enable_metrics=True),
+        observers=[forwarder],
+        enable_rtvi=False,  # the browser gets our voice.* events over the websocket instead
+        idle_timeout_secs=None,  # teardown follows the session's stored deadlines
+    )
+    return worker, forwarder

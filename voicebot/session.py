@@ -1,0 +1,170 @@
+"""One bot session inside a worker: its conversation, its peer connection(s), its pipeline."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from pipecat.frames.frames import LLMMessagesAppendFrame
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.transports.base_transport import TransportParams
+from pipecat.workers.runner import WorkerRunner
+
+from voicesessions import sessions as session_service
+from voicesessions.queue import BotJobSpec
+
+from .pipeline import build_pipeline
+from .tools import TOOLS
+
+if TYPE_CHECKING:
+    from .services import ModelBundle
+    from .worker import BotWorkerProcess
+
+logger = logging.getLogger("voicebot.session")
+
+DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
+                  "short, plain sentences without lists or markdown.")
+
+
+class BotSession:
+    """The bot of one VoiceSession. It outlives a single peer connection: the user may
+    leave and come back inside the persistence window and keep the conversation."""
+
+    def __init__(self, worker: "BotWorkerProcess", spec: BotJobSpec, bundle: "ModelBundle") -> None:
+        self.worker = worker
+        self.spec = spec
+        self.bundle = bundle
+        self.session_id = spec.session_id
+        self.context = LLMContext(messages=[], tools=TOOLS)
+        self.paused = False
+        self.connection: Any = None
+        self.pipeline_worker: Any = None
+        self.forwarder: Any = None
+        self.runner_task: asyncio.Task | None = None
+        self.closed = asyncio.Event()
+
+    def system_prompt(self) -> str:
+        prompt = self.spec.systemPrompt or DEFAULT_PROMPT
+        if self.spec.persona:
+            prompt = f"Your name is {self.spec.persona}. {prompt}"
+        return prompt
+
+    # --- transports ------------------------------------------------------------
+    async def start_daily(self, token: str) -> None:
+        """Production: join the Daily room as a participant (camera off when voiceOnly)."""
+        from pipecat.transports.daily.transport import DailyParams, DailyTransport
+
+        params = DailyParams(audio_in_enabled=True, audio_out_enabled=True,
+                             camera_out_enabled=not self.spec.voiceOnly, video_out_enabled=False)
+        transport = DailyTransport(self.spec.room_url, token, self.spec.persona or "Assistant", params=params)
+
+        @transport.event_handler("on_first_participant_joined")
+        async def _joined(_t: Any, _participant: Any) -> None:
+            await self._connected()
+
+        @transport.event_handler("on_participant_left")
+        async def _left(_t: Any, _participant: Any, _reason: Any) -> None:
+            await self._peer_left()
+
+        await self._run(transport)
+
+    async def handle_offer(self, sdp: str, sdp_type: str, pc_id: str | None, restart_pc: bool) -> dict[str, Any]:
+        """Embedded default: answer the browser's WebRTC offer (relayed by the server)."""
+        from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+        from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+
+        if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
+            await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)
+            return self.connection.get_answer()
+        if self.runner_task is not None:  # a new peer replaces the old one (page reload)
+            await self._stop_pipeline("replaced by a new connection")
+        connection = SmallWebRTCConnection(ice_servers=self.worker.ice_servers)
+        await connection.initialize(sdp=sdp, type=sdp_type)
+        self.connection = connection
+        transport = SmallWebRTCTransport(webrtc_connection=connection,
+                                         params=TransportParams(audio_in_enabled=True, audio_out_enabled=True))
+
+        @transport.event_handler("on_client_connected")
+        async def _connected(_t: Any, _c: Any) -> None:
+            await self._connected()
+
+        @transport.event_handler("on_client_disconnected")
+        async def _disconnected(_t: Any, _c: Any) -> None:
+            await self._peer_left()
+
+        await self._run(transport)
+        return connection.get_answer()
+
+    async def add_ice_candidates(self, pc_id: str, candidates: list[dict[str, Any]]) -> None:
+        from aiortc.sdp import candidate_from_sdp
+
+        if self.connection is None or self.connection.pc_id != pc_id:
+            raise LookupError("no such peer connection")
+        for item in candidates:
+            candidate = None
+            if item.get("candidate"):
+                candidate = candidate_from_sdp(item["candidate"])
+                candidate.sdpMid = item.get("sdp_mid")
+                candidate.sdpMLineIndex = item.get("sdp_mline_index")
+            await self.connection.add_ice_candidate(candidate)
+
+    async def _run(self, transport: Any) -> None:
+        self.pipeline_worker, self.forwarder = build_pipeline(self, transport)
+        runner = WorkerRunner(handle_sigint=False)  # one runner per session: ending it ends only this one
+        await runner.add_workers(self.pipeline_worker)
+        self.runner_task = asyncio.get_running_loop().create_task(runner.run(), name=f"bot-{self.session_id}")
+
+    async def _stop_pipeline(self, reason: str) -> None:
+        task, worker, forwarder = self.runner_task, self.pipeline_worker, self.forwarder
+        self.runner_task = self.pipeline_worker = None
+        if worker is not None:
+            await worker.cancel(reason=reason)
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        if forwarder is not None:
+            await forwarder.flush()
+        if self.connection is not None:
+            try:
+                await self.connection.disconnect()
+            except Exception:  # already closed by the peer
+                pass
+            self.connection = None
+
+    # --- lifecycle reports -----------------------------------------------------
+    async def _connected(self) -> None:
+        logger.info("[BotJoin] session=%s user media connected", self.session_id)
+        await database_sync_to_async(session_service.mark_bot_connected)(self.session_id, self.worker.worker_id)
+
+    async def _peer_left(self) -> None:
+        logger.info("[VoiceSession] session=%s peer left; waiting %ss for a return", self.session_id,
+                    self.spec.sessionPersistence)
+        await database_sync_to_async(session_service.mark_user_left)(self.session_id, self.spec.sessionPersistence)
+        asyncio.get_running_loop().create_task(self._stop_pipeline("peer left"))
+
+    # --- control from the server -----------------------------------------------
+    async def control(self, action: str, data: dict[str, Any]) -> None:
+        if action == "pause":
+            self.paused = True
+        elif action == "resume":
+            self.paused = False
+        elif action == "user_message":
+            if self.pipeline_worker is None:
+                raise LookupError("the bot has no live connection")
+            text = str(data.get("content", ""))
+            await self.pipeline_worker.queue_frames(
+                [LLMMessagesAppendFrame(messages=[{"role": "user", "content": text}], run_llm=True)])
+        elif action == "leave":
+            await self.close(str(data.get("reason", "leave")))
+        else:
+            raise ValueError(f"unknown action {action!r}")
+
+    async def close(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        await self._stop_pipeline(reason)
+        logger.info("[BotJoin] session=%s bot left (%s)", self.session_id, reason)

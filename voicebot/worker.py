@@ -1,0 +1,240 @@
+"""`manage.py runbotworker`: a process that claims bot join jobs and runs their bots.
+
+The default keeps models loaded once per process and shares them across a
+pool of session slots (warm). `--spawn` keeps the seed's design available for
+comparison: every job is handed to a fresh `python -m voicebot.bot` process
+that imports and loads everything itself (cold).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from voicesessions import sessions as session_service
+from voicesessions.models import LIVE_STATUSES, VoiceSession
+from voicesessions.queue import ClaimedJob, get_queue
+
+from . import registry
+from .control import make_app
+from .session import BotSession
+
+logger = logging.getLogger("voicebot.worker")
+
+
+def loopback_only_ice(hosts: list[str]) -> None:
+    """Offer only these host addresses as ICE candidates.
+
+    aioice never offers 127.0.0.1 on its own, and on the embedded default the
+    browser is on this machine: loopback keeps the audio on it.
+    """
+    import aioice.ice
+
+    if not hosts:
+        return  # aioice's own choice: every non-loopback interface
+    v4 = [h for h in hosts if ":" not in h]
+    v6 = [h for h in hosts if ":" in h]
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
+
+
+class BotWorkerProcess:
+    def __init__(self, *, pool_size: int, host: str = "127.0.0.1", port: int = 0, worker_id: str | None = None,
+                 spawn: bool = False, idle_timeout: float = 0, max_sessions: int = 0,
+                 only_job: ClaimedJob | None = None, claimed_by: str | None = None) -> None:
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.capacity = pool_size
+        self.host = host
+        self.port = port
+        self.spawn = spawn
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self.only_job = only_job  # a spawned child runs exactly this job, then exits
+        self.claimed_by = claimed_by or self.worker_id
+        self.sessions: dict[str, BotSession] = {}
+        self.children: dict[str, subprocess.Popen] = {}
+        self.sessions_started = 0
+        self.bundle: Any = None
+        self.ice_servers: list[Any] = []
+        self.stopping = asyncio.Event()
+        self.queue = get_queue()
+
+    def active_count(self) -> int:
+        return len(self.sessions) + len(self.children)
+
+    def free_slots(self) -> int:
+        return max(0, self.capacity - self.active_count())
+
+    # --- main ------------------------------------------------------------------
+    async def run(self) -> None:
+        loopback_only_ice(settings.VOICE_WEBRTC_HOSTS)
+        if not self.spawn:
+            started = time.monotonic()
+            from .services import load_bundle
+
+            self.bundle = await asyncio.to_thread(load_bundle)
+            logger.info("[BotJoin] worker %s models ready in %.1fs", self.worker_id, time.monotonic() - started)
+        runner = web.AppRunner(make_app(self), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
+        await database_sync_to_async(registry.register)(self.worker_id, control_url, self.capacity)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stopping.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        tasks = [loop.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self.only_job is not None:
+            await self._start_session(self.only_job)
+        else:
+            tasks.append(loop.create_task(self._claim_loop(), name="claim"))
+        print(f"[BotJoin] worker {self.worker_id} listening on {control_url} "
+              f"pool={self.capacity} mode={'spawn' if self.spawn else 'warm'}", flush=True)
+        try:
+            await self.stopping.wait()
+        finally:
+            await self._shutdown(tasks, runner)
+
+    async def _shutdown(self, tasks: list[asyncio.Task], runner: web.AppRunner) -> None:
+        for task in tasks:
+            task.cancel()
+        for bot in list(self.sessions.values()):
+            await bot.close("worker stopping")
+        for child in self.children.values():
+            child.terminate()
+        # A stopping worker's sessions cannot go on: tell their users now rather
+        # than after the heartbeat times out.
+        await database_sync_to_async(registry.fail_sessions_of)(self.worker_id, "worker_stopped")
+        await database_sync_to_async(registry.stop)(self.worker_id)
+        await runner.cleanup()
+        logger.info("[BotJoin] worker %s stopped", self.worker_id)
+
+    # --- jobs ------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        idle_since = time.monotonic()
+        while not self.stopping.is_set():
+            if self.free_slots() and not self._recycling():
+                job = await database_sync_to_async(self.queue.claim)(self.worker_id)
+                if job is not None:
+                    await self._start_job(job)
+                    idle_since = time.monotonic()
+                    continue
+            if self.active_count():
+                idle_since = time.monotonic()
+            elif self._recycling() or (self.idle_timeout and time.monotonic() - idle_since > self.idle_timeout):
+                logger.info("[BotJoin] worker %s idle/recycling: exiting", self.worker_id)
+                self.stopping.set()
+                return
+            await asyncio.sleep(settings.VOICE_WORKER_POLL_SECONDS)
+
+    def _recycling(self) -> bool:
+        return bool(self.max_sessions) and self.sessions_started >= self.max_sessions
+
+    async def _start_job(self, job: ClaimedJob) -> None:
+        self.sessions_started += 1
+        if self.spawn:
+            self._spawn_child(job)
+            return
+        try:
+            await self._start_session(job)
+        except Exception as exc:  # a broken job must not take the worker down
+            logger.exception("[BotJoin] job %s failed", job.job_id)
+            await database_sync_to_async(self.queue.fail)(job.job_id, self.claimed_by, repr(exc))
+
+    def _spawn_child(self, job: ClaimedJob) -> None:
+        """The seed's per-/join process, as a cold baseline."""
+        spec = job.spec
+        cmd = [sys.executable, "-m", "voicebot.bot", "--room", spec.room_url, "--session-id", spec.session_id,
+               "--job-id", job.job_id, "--claimed-by", self.worker_id,
+               "--session-persistence", str(spec.sessionPersistence)]
+        if spec.voiceOnly:
+            cmd.append("--voice-only")
+        self.children[job.job_id] = subprocess.Popen(cmd, cwd=settings.BASE_DIR)
+        logger.info("[BotJoin] spawned pid=%s for job %s", self.children[job.job_id].pid, job.job_id)
+
+    async def _start_session(self, job: ClaimedJob) -> None:
+        spec = job.spec
+        session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
+        if session is None or session.status not in LIVE_STATUSES:
+            await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
+            logger.info("[BotJoin] job %s: session already over, skipped", job.job_id)
+            return
+        if self.bundle is None:  # spawned child: load cold, for this one session
+            from .services import load_bundle
+
+            self.bundle = await asyncio.to_thread(load_bundle)
+        bot = BotSession(self, spec, self.bundle)
+        self.sessions[spec.session_id] = bot
+        if spec.provider == "daily":
+            await bot.start_daily(await database_sync_to_async(_bot_daily_token)(spec))
+        # The bot is ready for the user's media: the job is done.
+        await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
+        logger.info("[BotJoin] session=%s ready on %s (attempt %s)", spec.session_id, self.worker_id, job.attempts)
+
+    # --- housekeeping ---------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = settings.VOICE_WORKER_HEARTBEAT_SECONDS
+        while True:
+            try:
+                await database_sync_to_async(registry.heartbeat)(self.worker_id, self.active_count())
+                await self._reap()
+                if not self.only_job:
+                    # Every worker also runs the sweeper, so deadlines fire
+                    # while any worker is alive; the sweeps are race-safe.
+                    await database_sync_to_async(_sweep)()
+            except Exception:
+                logger.exception("[BotJoin] heartbeat failed")
+            await asyncio.sleep(interval)
+
+    async def _reap(self) -> None:
+        """Close bots whose session ended (teardown, maxDuration) and forget exited children."""
+        ended = await database_sync_to_async(_ended_sessions)(list(self.sessions))
+        for session_id in ended:
+            bot = self.sessions.pop(session_id, None)
+            if bot is not None:
+                await bot.close("session ended")
+        for job_id, child in list(self.children.items()):
+            if child.poll() is not None:
+                del self.children[job_id]
+        if self.only_job and not self.sessions:
+            self.stopping.set()
+
+
+def _ended_sessions(session_ids: list[str]) -> list[str]:
+    if not session_ids:
+        return []
+    live = set(str(pk) for pk in VoiceSession.objects.filter(pk__in=session_ids, status__in=LIVE_STATUSES)
+               .values_list("pk", flat=True))
+    return [sid for sid in session_ids if sid not in live]
+
+
+def _sweep() -> None:
+    from voicesessions.teardown import sweep_due
+
+    sweep_due()
+    registry.mark_dead_workers()
+
+
+def _bot_daily_token(spec: Any) -> str:
+    import datetime as dt
+
+    from voicesessions.providers import get_provider
+
+    expires = timezone.now() + dt.timedelta(seconds=spec.maxDuration + 600)
+    return get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{spec.session_id}"[:36],
+                                             user_name=spec.persona or "Assistant", expires_at=expires, is_owner=True)
+

@@ -204,3 +204,13 @@ async def test_reconnect_replays_missed_events():
     assert missed["type"] == "voice.session.status" and missed["payload"]["status"] == "active"
     assert missed["id"] > first["id"]
     await ws2.disconnect()
+
+
+async def test_scripts_without_origin_connect_with_a_token_but_not_anonymously():
+    user, token, room = await sync_to_async(_setup_user)("alice")
+    for auth, expected in [([(b"authorization", f"Token {token}".encode())], True), ([], False)]:
+        communicator = WebsocketCommunicator(application, "/ws/voice/", headers=auth)
+        connected, _ = await communicator.connect()
+        assert connected is expected
+        if connected:
+            await communicator.disconnect()

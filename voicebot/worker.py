@@ -28,24 +28,10 @@ from voicesessions.queue import ClaimedJob, get_queue
 
 from . import registry
 from .control import make_app
+from .ice import restrict_host_candidates
 from .session import BotSession
 
 logger = logging.getLogger("voicebot.worker")
-
-
-def loopback_only_ice(hosts: list[str]) -> None:
-    """Offer only these host addresses as ICE candidates.
-
-    aioice never offers 127.0.0.1 on its own, and on the embedded default the
-    browser is on this machine: loopback keeps the audio on it.
-    """
-    import aioice.ice
-
-    if not hosts:
-        return  # aioice's own choice: every non-loopback interface
-    v4 = [h for h in hosts if ":" not in h]
-    v6 = [h for h in hosts if ":" in h]
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
 
 
 class BotWorkerProcess:
@@ -77,7 +63,7 @@ class BotWorkerProcess:
 
     # --- main ------------------------------------------------------------------
     async def run(self) -> None:
-        loopback_only_ice(settings.VOICE_WEBRTC_HOSTS)
+        restrict_host_candidates(settings.VOICE_WEBRTC_HOSTS)
         if not self.spawn:
             started = time.monotonic()
             from .services import load_bundle

@@ -7,13 +7,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceproject.settings")
 django_asgi_app = get_asgi_application()  # before importing anything that touches models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from voicesessions.auth import VoiceAuthMiddlewareStack  # noqa: E402
+from voicesessions.auth import BrowserOriginValidator, VoiceAuthMiddlewareStack  # noqa: E402
 from voicesessions.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
     # Refuses websocket handshakes whose Origin is not an allowed host.
-    "websocket": AllowedHostsOriginValidator(VoiceAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": BrowserOriginValidator(VoiceAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

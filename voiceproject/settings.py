@@ -202,6 +202,14 @@ VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # IC
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim
 VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.3)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
+# Bot models. "local": offline, from pip-shipped model files; "openai": any
+# OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).
+VOICE_LLM = env.str("VOICE_LLM", default="local")
+VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default="https://api.openai.com/v1")
+VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")
+VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
+VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped SmolLM2
+VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.queue.DatabaseBotJobQueue")
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")

@@ -1,0 +1,96 @@
+"""Run the server and a real bot worker, and talk to the bot over WebRTC, for end-to-end tests."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from tests.livesrv import ROOT, LiveServer
+
+BOT_ENV = {"VOICE_WORKER_HEARTBEAT_SECONDS": "0.5", "VOICE_WORKER_DEAD_AFTER": "4",
+           "VOICE_TEARDOWN_POLL_SECONDS": "0.5"}
+
+
+def speak_to_wav(text: str, path: Path) -> Path:
+    """Synthesize a spoken sentence with espeak-ng, as 16-bit mono 48 kHz."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(path)], check=True)
+    return path
+
+
+def start_worker(server: LiveServer, *args: str) -> subprocess.Popen:
+    """`manage.py runbotworker` beside the server; returns once it listens (models loaded)."""
+    log = open(Path(server.env["VOICE_VAR_DIR"]) / f"worker-{time.monotonic_ns()}.log", "w+")
+    process = subprocess.Popen([sys.executable, "manage.py", "runbotworker", *args], cwd=ROOT, env=server.env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log.seek(0)
+        if "listening on" in log.read():
+            process.log = log  # type: ignore[attr-defined]
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    log.seek(0)
+    process.kill()
+    raise RuntimeError("worker did not start:\n" + log.read()[-4000:])
+
+
+class Client:
+    """A signed-in user of the API and the websocket (token auth)."""
+
+    def __init__(self, server: LiveServer, username: str = "demo") -> None:
+        self.server = server
+        key = server.manage("drf_create_token", username).split()[2]
+        self.http = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Token {key}"})
+        self.token_header = ("Authorization", f"Token {key}")
+        self.events: list[dict[str, Any]] = []
+        self.ws: Any = None
+        self._reader: asyncio.Task | None = None
+
+    async def open_ws(self) -> None:
+        url = self.server.url.replace("http://", "ws://") + "/ws/voice/"
+        self.ws = await websockets.connect(url, additional_headers=[self.token_header], max_size=2**22)
+        hello = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
+        assert hello["type"] == "voice.connected"
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            self.events.append(json.loads(raw))
+
+    async def wait_for(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for event in self.events[seen:]:
+                if predicate(event):
+                    return event
+            seen = len(self.events)
+            await asyncio.sleep(0.05)
+        summary = [(e["type"], e.get("payload")) for e in self.events[-30:]]
+        raise AssertionError(f"timed out waiting for {what}; last events: {summary}")
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        if self.ws:
+            await self.ws.close()
+        self.http.close()
+
+
+def is_status(status: str):
+    return lambda e: e["type"] in ("voice.session.status", "voice.session.end") and e["payload"].get("status") == status
+
+
+def is_final_transcript(role: str):
+    return lambda e: e["type"] == "voice.transcript" and e["payload"].get("role") == role and e["payload"].get("final")

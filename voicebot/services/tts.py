@@ -1,0 +1,53 @@
+"""Text-to-speech: hibari-tts (a Kokoro distillation whose ONNX voice ships in the wheel)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import numpy as np
+from pipecat.frames.frames import Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+HIBARI_RATE = 24000
+
+
+def load_hibari() -> tuple[Any, int]:
+    from hibari import Hibari
+
+    engine = Hibari()  # the bundled default voice; other voices would download, so none is chosen
+    return engine, int(getattr(engine, "sample_rate", HIBARI_RATE))
+
+
+class HibariTTSService(TTSService):
+    """Streams one chunk per sentence from a shared hibari engine."""
+
+    def __init__(self, engine: Any, *, lock: threading.Lock, sample_rate: int, speed: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(push_start_frame=True, push_stop_frames=True,
+                         settings=TTSSettings(model=None, voice=None, language=None), **kwargs)
+        self._engine = engine
+        self._lock = lock  # one ONNX session shared by every session of the worker
+        self._engine_rate = sample_rate
+        self._speed = speed
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        def synthesize() -> bytes:
+            with self._lock:
+                chunks = list(self._engine.stream(text, speed=self._speed))
+            audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+
+        async def one_chunk() -> AsyncGenerator[bytes, None]:
+            yield await asyncio.to_thread(synthesize)
+
+        await self.start_tts_usage_metrics(text)
+        async for frame in self._stream_audio_frames_from_iterator(one_chunk(), in_sample_rate=self._engine_rate,
+                                                                   context_id=context_id):
+            await self.stop_ttfb_metrics()
+            yield frame

@@ -49,6 +49,7 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
         speaking = await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
                                          30, "bot speaking")
         assert speaking["payload"]["latency"]["totalMs"] > 0
+        print("voice-to-voice latency:", speaking["payload"]["latency"])
         await asyncio.sleep(2.0)  # let the answer play
         assert peer.heard.loud_frames > 10, "the bot's answer was silent"
         peer.heard.write_wav(str(var / "answer.wav"))
@@ -62,3 +63,164 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
         await client.close()
 
     asyncio.run(scenario())
+
+
+async def _active_session(server, var, *, persistence: int = 30, username: str = "demo"):
+    client = Client(server, username)
+    await client.open_ws()
+    room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+    join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                    "sessionPersistence": persistence})
+    assert join.status_code in (200, 202), join.text
+    peer = BotPeer(server.url, room["token"])
+    await peer.connect()
+    await client.wait_for(is_status("active"), 20, "session active")
+    return client, peer, join.json()["sessionId"]
+
+
+async def _end(client, peer) -> None:
+    await peer.close()
+    client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+    await client.close()
+
+
+def test_typed_message_uses_the_notes_tool_and_is_answered_in_speech(stack):
+    server, worker, var = stack
+
+    async def scenario() -> None:
+        client, peer, session_id = await _active_session(server, var)
+        await client.ws.send('{"type": "user-message", "content": "Take a note called shopping saying buy milk"}')
+        call = await client.wait_for(lambda e: e["type"] == "voice.tool.call", 20, "tool call")
+        assert call["payload"]["name"] == "create_note"
+        assert call["payload"]["arguments"] == {"title": "shopping", "body": "buy milk"}
+        result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 20, "tool result")
+        assert result["payload"]["result"]["ok"] is True
+        said = await client.wait_for(lambda e: is_final_transcript("assistant")(e) and "shopping" in
+                                     e["payload"]["text"], 20, "spoken confirmation")
+        assert "saved" in said["payload"]["text"]
+        stored = server.manage("shell", "-c", "from voicebot.models import Note; "
+                               "print([(n.user.username, n.title, n.body) for n in Note.objects.all()])")
+        assert "('demo', 'shopping', 'buy milk')" in stored
+
+        await client.ws.send('{"type": "user-message", "content": "What notes do I have?"}')
+        listed = await client.wait_for(lambda e: e["type"] == "voice.tool.result" and
+                                       e["payload"]["name"] == "list_notes", 20, "list result")
+        assert [n["title"] for n in listed["payload"]["result"]["notes"]] == ["shopping"]
+        await client.wait_for(lambda e: is_final_transcript("assistant")(e) and "1 note" in e["payload"]["text"],
+                              20, "spoken list")
+        await asyncio.sleep(1.5)
+        assert peer.heard.loud_frames > 10
+        await _end(client, peer)
+
+    asyncio.run(scenario())
+
+
+def test_paused_session_does_not_listen_until_resumed(stack):
+    server, worker, var = stack
+    question = speak_to_wav("What is the capital of France?", var / "question-pause.wav")
+
+    async def scenario() -> None:
+        client, peer, session_id = await _active_session(server, var)
+        await client.ws.send('{"type": "dailyCall.session.start"}')
+        await client.wait_for(is_status("paused"), 10, "paused")
+        peer.say_wav(str(question))
+        await asyncio.sleep(5)
+        assert not [e for e in client.events if is_final_transcript("user")(e)], "a paused bot transcribed speech"
+        await client.ws.send('{"type": "dailyCall.session.end"}')
+        await client.wait_for(is_status("active"), 10, "resumed")
+        peer.say_wav(str(question))
+        await client.wait_for(is_final_transcript("user"), 30, "transcript after resume")
+        await _end(client, peer)
+
+    asyncio.run(scenario())
+
+
+def test_max_duration_ends_the_session_and_the_bot_leaves(stack):
+    server, worker, var = stack
+    server.manage("shell", "-c", "from assistants.models import AssistantRecord as A; "
+                  "a = A.objects.get(slug='pearl'); a.voice_max_duration = 4; a.save()")
+    try:
+        async def scenario() -> None:
+            client, peer, session_id = await _active_session(server, var)
+            end = await client.wait_for(lambda e: e["type"] == "voice.session.end", 20, "session end")
+            assert end["payload"]["endReason"] == "max_duration" and end["sessionId"] == session_id
+            await asyncio.sleep(2)  # the worker reaps the bot on its next heartbeat
+            health = [line for line in open(worker.log.name) if f"session={session_id} bot left" in line]
+            assert health, "the bot did not leave"
+            await _end(client, peer)
+
+        asyncio.run(scenario())
+    finally:
+        server.manage("shell", "-c", "from assistants.models import AssistantRecord as A; "
+                      "a = A.objects.get(slug='pearl'); a.voice_max_duration = 3600; a.save()")
+
+
+def test_killed_worker_makes_the_session_unavailable_and_a_new_join_works(tmp_path):
+    """kill -9 the worker holding the bot: the user is told, and the next join lands on a live worker."""
+    import signal
+
+    server = start_server(tmp_path, BOT_ENV)
+    first = start_worker(server, "--pool-size", "1", "--worker-id", "doomed")
+    try:
+        async def scenario() -> None:
+            client, peer, session_id = await _active_session(server, tmp_path)
+            survivor = await asyncio.to_thread(start_worker, server, "--pool-size", "1", "--worker-id", "survivor")
+            try:
+                first.send_signal(signal.SIGKILL)
+                error = await client.wait_for(lambda e: e["type"] == "voice.error", 20, "voice.error")
+                assert error["payload"]["code"] == "worker_lost" and error["sessionId"] == session_id
+                await client.wait_for(is_status("unavailable"), 5, "unavailable")
+                await peer.close()
+                room = client.http.post("/api/voice/room", json={}).json()
+                assert room["reused"] is True  # the room stays usable
+                join = client.http.post("/api/bot/join", json={"voiceOnly": True})
+                assert join.status_code == 202 and join.json()["sessionId"] != session_id
+                peer2 = BotPeer(server.url, room["token"])
+                await peer2.connect()
+                await client.wait_for(lambda e: is_status("active")(e) and e["sessionId"] == join.json()["sessionId"],
+                                      20, "new session active")
+                detail = client.http.get(f"/api/voice/sessions/{join.json()['sessionId']}").json()
+                assert detail["botWorkerId"] == "survivor"
+                await _end(client, peer2)
+            finally:
+                survivor.terminate()
+                survivor.wait(timeout=20)
+
+        asyncio.run(scenario())
+    finally:
+        if first.poll() is None:
+            first.kill()
+        server.stop()
+
+
+def test_talking_over_the_bot_interrupts_it(stack):
+    server, worker, var = stack
+    long_ask = speak_to_wav("Tell me a long story about a dragon and a knight.", var / "story.wav")
+    barge = speak_to_wav("Stop. What is two plus two?", var / "barge.wav")
+
+    async def scenario() -> None:
+        client, peer, session_id = await _active_session(server, var)
+        peer.say_wav(str(long_ask))
+        await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"], 40,
+                              "bot starts its story")
+        await asyncio.sleep(0.5)
+        mark = len(client.events)
+        peer.say_wav(str(barge))
+        spoke = await client.wait_for(lambda e: client.events.index(e) >= mark and e["type"] == "voice.speech.start",
+                                      10, "user speech start over the bot")
+        stopped = await client.wait_for(lambda e: client.events.index(e) >= mark and
+                                        e["type"] == "voice.bot.speaking" and not e["payload"]["speaking"],
+                                        10, "bot stops speaking")
+        gap = (_ts(stopped) - _ts(spoke)).total_seconds()
+        assert gap < 1.5, f"the bot kept talking {gap:.2f}s over the user"
+        await client.wait_for(lambda e: client.events.index(e) >= mark and is_final_transcript("user")(e)
+                              and "plus" in e["payload"]["text"].lower(), 30, "the interrupting question heard")
+        await _end(client, peer)
+
+    asyncio.run(scenario())
+
+
+def _ts(event):
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(event["timestamp"])

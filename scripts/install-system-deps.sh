@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the project needs beyond Python itself. Safe to run again.
-# Today: nothing beyond python3-venv for the core; the bot and browser work
-# (espeak-ng, sox, chromium, chromium-driver) add theirs here.
+#   espeak-ng, sox           make and measure test speech (bot tests, benchmarks)
+#   chromium, chromium-driver the browser tests drive Debian's Chromium with Playwright
 set -euo pipefail
 
-PACKAGES=(python3-venv espeak-ng sox)
+PACKAGES=(python3-venv espeak-ng sox chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -31,7 +31,7 @@ def _browser_login(url: str, username: str = "demo", password: str = "voice-demo
                                                   "csrfmiddlewaretoken": csrf, "next": "/"},
                        headers={"Referer": f"{url}/accounts/login/"})
     assert "sessionid" in client.cookies, "login failed"
-    assert f"Signed in as <strong>{username}</strong>" in home.text
+    assert f"Signed in as <strong>{username}</strong>" in home.text and "Pearl" in home.text
     client.headers.update({"X-CSRFToken": client.cookies["csrftoken"], "Referer": url + "/",
                            "Origin": url})
     return client

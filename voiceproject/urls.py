@@ -1,14 +1,14 @@
 """URLs: admin, the REST API, its OpenAPI schema and docs."""
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from assistants import views as assistant_views
 from assistants.api import VoiceConfigView
 
 urlpatterns = [
-    path("", login_required(TemplateView.as_view(template_name="home.html")), name="home"),
+    path("", assistant_views.assistant_list, name="home"),
+    path("assistants/<slug:slug>/", assistant_views.assistant_page, name="assistant"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/voice/config", VoiceConfigView.as_view(), name="voice-config"),

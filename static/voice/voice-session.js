@@ -1,0 +1,267 @@
+/*
+ * VoiceSession: the seed's useVoiceSession hook and VoiceSessionProvider, in plain JavaScript.
+ *
+ * Lifecycle: get or create the room -> open the websocket -> microphone ->
+ * POST /api/bot/join -> connect audio (SmallWebRTC for the local provider;
+ * daily-js, loaded lazily, for the Daily provider) -> "active" when the
+ * server says the bot has the user's media. stop() leaves the room, closes
+ * the peer connection and releases the microphone; the bot tears down after
+ * the persistence window, and a start() inside it reuses room and session.
+ *
+ * Mutual exclusion (the seed's section 5): window events
+ * `dailyCall.session.start` / `dailyCall.session.end` pause (mic muted,
+ * connection kept) and resume the session.
+ */
+(function (global) {
+  "use strict";
+
+  const SESSION_STATUS = Object.freeze({
+    INACTIVE: "inactive", CONNECTING: "connecting", ACTIVE: "active",
+    PAUSED: "paused", UNAVAILABLE: "unavailable",
+  });
+
+  function cookie(name) {
+    const match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(method, path, body, headers) {
+    const response = await fetch(path, {
+      method, credentials: "same-origin",
+      headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken")}, headers || {}),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (e) { /* empty body */ }
+    if (!response.ok) {
+      const error = new Error((data && data.detail) || ("HTTP " + response.status));
+      error.status = response.status; error.data = data;
+      throw error;
+    }
+    return data;
+  }
+
+  class VoiceError extends Error {
+    constructor(kind, message) { super(message); this.kind = kind; }
+  }
+
+  class VoiceSession extends EventTarget {
+    constructor(options) {
+      super();
+      this.assistant = options.assistant;
+      this.status = SESSION_STATUS.INACTIVE;
+      this.config = null;
+      this.room = null;
+      this.sessionId = null;
+      this.ws = null;
+      this.pc = null;
+      this.mic = null;
+      this.daily = null;
+      this.pingTimer = null;
+      this.lastEventId = 0;
+      this.pausedForDailyCall = false;
+      this._onCallStart = () => this.pauseForDailyCall();
+      this._onCallEnd = () => this.resumeAfterDailyCall();
+      global.addEventListener("dailyCall.session.start", this._onCallStart);
+      global.addEventListener("dailyCall.session.end", this._onCallEnd);
+    }
+
+    // --- state -----------------------------------------------------------
+    setStatus(status) {
+      if (this.status === status) return;
+      this.status = status;
+      console.log("[VoiceSession] status", status);
+      this.emit("status", {status});
+    }
+    emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
+
+    async loadConfig() {
+      this.config = await api("GET", "/api/voice/config?assistant=" + encodeURIComponent(this.assistant));
+      return this.config;
+    }
+
+    // --- start / stop ------------------------------------------------------
+    async start() {
+      if (this.status !== SESSION_STATUS.INACTIVE && this.status !== SESSION_STATUS.UNAVAILABLE) return;
+      this.setStatus(SESSION_STATUS.CONNECTING);
+      try {
+        if (!this.config) await this.loadConfig();
+        if (!this.config.usePipecatVoice) throw new VoiceError("not_enabled", "Voice is not enabled for this assistant.");
+        this.room = await api("POST", "/api/voice/room", {assistant: this.assistant});
+        console.log("[VoiceSession] room ready", {roomUrl: this.room.roomUrl, reused: this.room.reused});
+        await this.openSocket();
+        await this.openMicrophone();
+        const cfg = this.config;
+        const join = await api("POST", "/api/bot/join", {
+          room_url: this.room.roomUrl, assistant: this.assistant, personalityId: cfg.personalityId,
+          persona: cfg.persona, voice: cfg.voice, voiceOnly: true,
+          sessionPersistence: cfg.voiceSessionConfig.persistence,
+        }).catch((e) => { throw new VoiceError("bot_join", "The assistant could not join: " + e.message); });
+        this.sessionId = join.sessionId;
+        console.log("[BotJoin] session", join.sessionId, "reused", join.reused);
+        if (join.status === SESSION_STATUS.ACTIVE) this.setStatus(SESSION_STATUS.ACTIVE);
+        if (this.room.provider === "daily") await this.connectDaily(); else await this.connectWebRTC();
+      } catch (error) {
+        console.error("[VoiceSession] start failed", error);
+        await this.teardownMedia();
+        this.setStatus(error.kind === "not_enabled" ? SESSION_STATUS.INACTIVE : SESSION_STATUS.UNAVAILABLE);
+        this.emit("error", {kind: error.kind || "start", message: error.message});
+      }
+    }
+
+    async stop() {
+      if (this.status === SESSION_STATUS.INACTIVE) return;
+      const persistence = this.config ? this.config.voiceSessionConfig.persistence : undefined;
+      await this.teardownMedia();
+      this.setStatus(SESSION_STATUS.INACTIVE);
+      this.pausedForDailyCall = false;
+      try {
+        if (this.room) await api("DELETE", "/api/voice/room", {roomUrl: this.room.roomUrl, teardownDelay: persistence});
+      } catch (e) { console.warn("[VoiceSession] leave failed", e); }
+      this.sessionId = null;
+      this.emit("speaking", {role: null});
+    }
+
+    toggle() {
+      if (this.status === SESSION_STATUS.ACTIVE || this.status === SESSION_STATUS.PAUSED) return this.stop();
+      if (this.status === SESSION_STATUS.INACTIVE || this.status === SESSION_STATUS.UNAVAILABLE) return this.start();
+    }
+
+    async teardownMedia() {
+      clearInterval(this.pingTimer);
+      if (this.pc) { this.pc.close(); this.pc = null; }
+      if (this.daily) { try { await this.daily.leave(); await this.daily.destroy(); } catch (e) { /* gone */ } this.daily = null; }
+      if (this.mic) { this.mic.getTracks().forEach((t) => t.stop()); this.mic = null; }
+      this.emit("media", {stream: null, remote: null});
+    }
+
+    // --- microphone and audio transports -------------------------------------
+    async openMicrophone() {
+      try {
+        this.mic = await navigator.mediaDevices.getUserMedia({
+          audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true}, video: false});
+      } catch (e) {
+        throw new VoiceError("microphone", "Microphone access was denied or no microphone was found.");
+      }
+      this.emit("media", {stream: this.mic, remote: null});
+    }
+
+    async connectWebRTC() {
+      const pc = new RTCPeerConnection({iceServers: []});
+      this.pc = pc;
+      this.mic.getAudioTracks().forEach((track) => pc.addTrack(track, this.mic));
+      pc.addTransceiver("video", {direction: "recvonly"}); // Pipecat maps audio, then video, by index
+      const channel = pc.createDataChannel("chat");
+      this.pingTimer = setInterval(() => { if (channel.readyState === "open") channel.send("ping"); }, 1000);
+      pc.ontrack = (event) => {
+        if (event.track.kind === "audio") this.emit("media", {stream: this.mic, remote: event.streams[0] || new MediaStream([event.track])});
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc === this.pc && pc.connectionState === "failed") {
+          this.setStatus(SESSION_STATUS.UNAVAILABLE);
+          this.emit("error", {kind: "audio", message: "The audio connection to the assistant failed."});
+        }
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((resolve) => {  // no trickle: send the offer with its candidates
+        if (pc.iceGatheringState === "complete") return resolve();
+        const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+        pc.addEventListener("icegatheringstatechange", done);
+        setTimeout(resolve, 2000);
+      });
+      const answer = await api("POST", "/api/voice/webrtc/offer",
+        {sdp: pc.localDescription.sdp, type: "offer"}, {Authorization: "Bearer " + this.room.token})
+        .catch((e) => { throw new VoiceError("bot_join", "The assistant is not available: " + e.message); });
+      await pc.setRemoteDescription({sdp: answer.sdp, type: answer.type});
+    }
+
+    async connectDaily() {
+      // daily-js is only fetched when a room actually lives at Daily (the seed's lazy loading).
+      const module = await import("/static/vendor/daily-js/daily-esm.js");
+      const Daily = module.default;
+      this.daily = Daily.createCallObject({audioSource: this.mic.getAudioTracks()[0], videoSource: false,
+        subscribeToTracksAutomatically: true});
+      this.daily.on("track-started", (e) => {
+        if (e.track.kind === "audio" && !e.participant.local) this.emit("media", {stream: this.mic, remote: new MediaStream([e.track])});
+      });
+      await this.daily.join({url: this.room.roomUrl, token: this.room.token, startVideoOff: true});
+    }
+
+    // --- websocket --------------------------------------------------------------
+    openSocket() {
+      if (this.ws && this.ws.readyState <= 1) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+        const ws = new WebSocket(scheme + location.host + "/ws/voice/" + (this.lastEventId ? "?after=" + this.lastEventId : ""));
+        this.ws = ws;
+        ws.onopen = () => resolve();
+        ws.onerror = () => reject(new VoiceError("socket", "Could not reach the server."));
+        ws.onmessage = (message) => this.onEvent(JSON.parse(message.data));
+        ws.onclose = () => {
+          if (this.ws !== ws) return;
+          this.ws = null;
+          if (this.status !== SESSION_STATUS.INACTIVE) setTimeout(() => this.openSocket().catch(() => {}), 1000);
+        };
+      });
+    }
+
+    sendSocket(message) {
+      if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(message));
+    }
+
+    onEvent(event) {
+      if (event.id) this.lastEventId = Math.max(this.lastEventId, event.id);
+      if (event.type === "voice.connected") return;
+      if (event.type === "voice.error" && !event.sessionId) { this.emit("error", {kind: event.payload.code, message: event.payload.detail}); return; }
+      if (this.sessionId && event.sessionId !== this.sessionId) return;
+      if (!this.sessionId && (!this.room || event.roomUrl !== this.room.roomUrl)) return;
+      const p = event.payload || {};
+      switch (event.type) {
+        case "voice.session.status":
+          if (p.status === "active" && this.pausedForDailyCall) break;
+          if (this.status !== SESSION_STATUS.INACTIVE) this.setStatus(p.status === "inactive" ? SESSION_STATUS.CONNECTING : p.status);
+          if (p.status === "unavailable") this.emit("error", {kind: "worker_lost", message: "The assistant stopped responding."});
+          break;
+        case "voice.session.end":
+          if (this.status !== SESSION_STATUS.INACTIVE) { this.teardownMedia(); this.setStatus(SESSION_STATUS.INACTIVE); }
+          break;
+        case "voice.error":
+          this.emit("error", {kind: p.code, message: p.message || p.detail || "Something went wrong."});
+          break;
+        case "voice.speech.start": this.emit("speaking", {role: "user"}); break;
+        case "voice.speech.end": this.emit("speaking", {role: null}); break;
+        case "voice.bot.speaking": this.emit("speaking", {role: p.speaking ? "assistant" : null}); break;
+        case "voice.audio.level": this.emit("level", p); break;
+        case "voice.transcript": this.emit("transcript", p); break;
+        case "voice.tool.call": case "voice.tool.result": this.emit("tool", {type: event.type, ...p}); break;
+      }
+    }
+
+    // --- messages and mutual exclusion -----------------------------------------------
+    sendMessage(content) {
+      if (this.status !== SESSION_STATUS.ACTIVE) { console.warn("[VoiceSession] not active"); return false; }
+      this.sendSocket({type: "user-message", content, sessionId: this.sessionId});
+      return true;
+    }
+
+    pauseForDailyCall() {
+      if (this.status !== SESSION_STATUS.ACTIVE) return;
+      console.log("[VoiceSession] DailyCall started - pausing voice session");
+      this.pausedForDailyCall = true;
+      if (this.mic) this.mic.getAudioTracks().forEach((t) => { t.enabled = false; });
+      this.setStatus(SESSION_STATUS.PAUSED);
+      this.sendSocket({type: "dailyCall.session.start"});
+    }
+
+    resumeAfterDailyCall() {
+      if (!this.pausedForDailyCall) return;
+      console.log("[VoiceSession] DailyCall ended - resuming voice session");
+      this.pausedForDailyCall = false;
+      if (this.mic) this.mic.getAudioTracks().forEach((t) => { t.enabled = true; });
+      this.sendSocket({type: "dailyCall.session.end"});
+    }
+  }
+
+  global.VoiceSession = VoiceSession;
+  global.SESSION_STATUS = SESSION_STATUS;
+})(window);

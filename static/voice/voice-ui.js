@@ -1,0 +1,122 @@
+/* The assistant page: the seed's AssistantButton and transcript views, bound to a VoiceSession. */
+(function () {
+  "use strict";
+  const root = document.getElementById("voice");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const name = root.dataset.name;
+  const session = new VoiceSession({assistant: root.dataset.assistant});
+  window.voiceSession = session; // for the console and the browser tests
+
+  const toggle = $("toggle"), videoCall = $("video-call"), statusEl = $("status");
+  const text = $("text"), sendButton = $("send-button");
+  const LABELS = {inactive: "Start voice", connecting: "Connecting…", active: "Stop voice",
+                  paused: "Stop voice", unavailable: "Start voice"};
+
+  function render(status) {
+    statusEl.textContent = status;
+    statusEl.dataset.status = status;
+    toggle.textContent = LABELS[status];
+    toggle.disabled = status === "connecting";
+    toggle.setAttribute("aria-pressed", String(status === "active" || status === "paused"));
+    const live = status === "active";
+    text.disabled = sendButton.disabled = !live;
+    videoCall.disabled = !(status === "active" || status === "paused");
+    if (status === "active" || status === "inactive") hideError();
+  }
+
+  function showError(message) {
+    $("error-text").textContent = message;
+    $("error").hidden = false;
+  }
+  function hideError() { $("error").hidden = true; }
+
+  function addMessage(role, textContent) {
+    const item = document.createElement("li");
+    item.className = "message " + role;
+    item.dataset.role = role;
+    const who = document.createElement("strong");
+    who.textContent = role === "user" ? "You: " : name + ": ";
+    item.append(who, document.createTextNode(textContent));
+    $("messages").append(item);
+    item.scrollIntoView({block: "nearest"});
+  }
+
+  session.addEventListener("status", (e) => render(e.detail.status));
+  session.addEventListener("error", (e) => showError(e.detail.message));
+  session.addEventListener("speaking", (e) => {
+    const role = e.detail.role;
+    $("speaking").textContent = role === "user" ? "You are speaking" : role === "assistant" ? name + " is speaking" : "";
+    $("speaking").dataset.role = role || "";
+  });
+  let botLevel = 0; // from the server's voice.audio.level events, decaying between them
+  session.addEventListener("level", (e) => { if (e.detail.source === "bot") botLevel = e.detail.level; });
+  session.addEventListener("transcript", (e) => {
+    const p = e.detail;
+    if (p.final) {
+      $("interim").textContent = "";
+      addMessage(p.role === "user" ? "user" : "assistant", p.text.trim());
+    } else {
+      $("interim").textContent = (p.role === "user" ? "You: " : name + ": ") + p.text;
+    }
+  });
+  session.addEventListener("tool", (e) => {
+    const p = e.detail;
+    const item = document.createElement("li");
+    item.textContent = p.type === "voice.tool.call"
+      ? "Calling " + p.name + " " + JSON.stringify(p.arguments || {})
+      : p.name + " → " + JSON.stringify(p.result);
+    $("tools").append(item);
+  });
+
+  // The user's own level, measured locally so the meter moves without a round trip.
+  let analyser = null;
+  session.addEventListener("media", (e) => {
+    const {stream, remote} = e.detail;
+    if (remote) { $("bot-audio").srcObject = remote; $("bot-audio").play().catch(() => {}); }
+    if (stream && !analyser) {
+      const context = new AudioContext();
+      analyser = context.createAnalyser();
+      analyser.fftSize = 512;
+      context.createMediaStreamSource(stream).connect(analyser);
+      const data = new Float32Array(analyser.fftSize);
+      const tick = () => {
+        if (!analyser) return;
+        analyser.getFloatTimeDomainData(data);
+        let sum = 0;
+        for (const v of data) sum += v * v;
+        botLevel *= 0.97;
+        if (session.status === "active") $("level").value = Math.min(1, Math.max(Math.sqrt(sum / data.length) * 3, botLevel));
+        requestAnimationFrame(tick);
+      };
+      tick();
+    }
+    if (!stream) { analyser = null; $("level").value = 0; }
+  });
+
+  toggle.addEventListener("click", () => session.toggle());
+  $("retry").addEventListener("click", async () => { hideError(); await session.stop(); await session.start(); });
+  videoCall.addEventListener("click", () => {
+    const joining = videoCall.getAttribute("aria-pressed") !== "true";
+    videoCall.setAttribute("aria-pressed", String(joining));
+    videoCall.textContent = joining ? "Leave video call" : "Join video call";
+    window.dispatchEvent(new CustomEvent(joining ? "dailyCall.session.start" : "dailyCall.session.end"));
+  });
+  $("send").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = text.value.trim();
+    if (value && session.sendMessage(value)) text.value = "";
+  });
+
+  render("inactive");
+  toggle.disabled = true;
+  session.loadConfig().then((config) => {
+    if (!config.usePipecatVoice) {
+      $("not-enabled").hidden = false;
+      toggle.disabled = true;
+      return;
+    }
+    toggle.disabled = false;
+    if (config.voiceSessionConfig.autoStart) session.start();
+  }).catch((error) => showError("Could not load the voice settings: " + error.message));
+})();

@@ -1,0 +1,149 @@
+"""The assistant page in real headless Chromium with a fake microphone, against the live
+server and a running bot worker: start, hear and read an answer, pause/resume, stop."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.botharness import BOT_ENV, start_worker
+from tests.livesrv import ROOT, start_server
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(300),
+              pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium is not installed")]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def fake_microphone(path: Path) -> Path:
+    """A question wrapped in silence; Chromium loops the file, so the user keeps asking every ~14 s."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), "What is the capital of France?"],
+                   check=True)
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(path), "pad", "5", "7"], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    var = tmp_path_factory.mktemp("browser")
+    server = start_server(var, BOT_ENV)
+    worker = start_worker(server, "--pool-size", "2")
+    yield server, var
+    worker.terminate()
+    worker.wait(timeout=20)
+    server.stop()
+
+
+@pytest.fixture
+def page(stack):
+    from playwright.sync_api import sync_playwright
+
+    server, var = stack
+    mic = fake_microphone(var / "mic.wav")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required",
+            "--allow-loopback-in-peer-connection"])
+        context = browser.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        page.on("console", lambda m: print("[browser]", m.type, m.text))
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill("demo")
+        page.get_by_label("Password").fill("voice-demo")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Pearl").click()
+        yield page
+        browser.close()
+
+
+def test_talk_to_the_assistant_in_the_browser(page, stack):
+    from playwright.sync_api import expect
+
+    server, var = stack
+    status = page.locator("#status")
+    expect(status).to_have_text("inactive")
+    button = page.get_by_role("button", name="Start voice")
+    button.click()
+    expect(status).to_have_text("connecting")
+    expect(page.locator("#toggle")).to_be_disabled()
+    expect(status).to_have_text("active", timeout=30_000)
+    expect(page.locator("#toggle")).to_have_text("Stop voice")
+
+    user_line = page.locator("#messages li[data-role=user]").first
+    expect(user_line).to_contain_text(re.compile("capital of France", re.I), timeout=40_000)
+    expect(page.locator("#messages li[data-role=assistant]").first).not_to_be_empty(timeout=30_000)
+    expect(page.locator("#speaking")).to_have_text("Pearl is speaking", timeout=30_000)
+    expect(page.locator("#error")).to_be_hidden()
+    (ROOT / "docs").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "docs" / "assistant-active.png"), full_page=True)
+
+    # Mutual exclusion: a video call pauses the voice session and its end resumes it.
+    page.get_by_role("button", name="Join video call").click()
+    expect(status).to_have_text("paused", timeout=10_000)
+    heard = page.locator("#messages li[data-role=user]").count()
+    page.wait_for_timeout(15_000)  # the fake microphone repeats the question meanwhile: it must go unheard
+    assert page.locator("#messages li[data-role=user]").count() == heard
+    page.get_by_role("button", name="Leave video call").click()
+    expect(status).to_have_text("active", timeout=10_000)
+    expect(page.locator("#messages li[data-role=user]")).to_have_count(heard + 1, timeout=30_000)
+
+    # Typed text goes to the assistant too (and the notes tool answers).
+    page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#tools li").first).to_contain_text("create_note", timeout=20_000)
+
+    page.get_by_role("button", name="Stop voice").click()
+    expect(status).to_have_text("inactive", timeout=10_000)
+    expect(page.get_by_role("button", name="Start voice")).to_be_enabled()
+    mic_tracks_live = page.evaluate("() => window.voiceSession.mic !== null")
+    assert mic_tracks_live is False  # the microphone is released
+
+    # A reload inside the persistence window reuses the room and the bot.
+    page.reload()
+    with page.expect_console_message(lambda m: "room ready" in m.text) as ready:
+        page.get_by_role("button", name="Start voice").click()
+    assert "reused: true" in ready.value.text
+    expect(status).to_have_text("active", timeout=30_000)
+    page.get_by_role("button", name="Stop voice").click()
+    expect(status).to_have_text("inactive", timeout=10_000)
+
+
+def test_microphone_denied_is_explained_with_a_retry(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    server, var = stack
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--deny-permission-prompts"])
+        page = browser.new_context(base_url=server.url).new_page()
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill("demo")
+        page.get_by_label("Password").fill("voice-demo")
+        page.get_by_role("button", name="Sign in").click()
+        page.goto("/assistants/pearl/")
+        page.get_by_role("button", name="Start voice").click()
+        expect(page.get_by_role("alert")).to_contain_text("Microphone access was denied", timeout=15_000)
+        expect(page.get_by_role("button", name="Retry")).to_be_visible()
+        expect(page.locator("#status")).to_have_text("unavailable")
+        browser.close()
+
+
+def test_assistant_outside_the_rollout_says_so(stack, page):
+    from playwright.sync_api import expect
+
+    server, var = stack
+    server.manage("shell", "-c", "from assistants.models import AssistantRecord as A; "
+                  "a = A.objects.get(slug='pearl'); a.rollout_override = 'off'; a.save()")
+    try:
+        page.reload()
+        expect(page.get_by_text("Voice is not enabled for this assistant.")).to_be_visible()
+        expect(page.get_by_role("button", name="Start voice")).to_be_disabled()
+    finally:
+        server.manage("shell", "-c", "from assistants.models import AssistantRecord as A; "
+                      "a = A.objects.get(slug='pearl'); a.rollout_override = 'inherit'; a.save()")

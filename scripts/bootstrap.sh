@@ -21,3 +21,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   echo "[setup] Python requirements up to date"
 fi
+
+bash scripts/build-frontend.sh

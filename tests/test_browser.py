@@ -66,6 +66,8 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     from playwright.sync_api import expect
 
     server, var = stack
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     status = page.locator("#status")
     expect(status).to_have_text("inactive")
     button = page.get_by_role("button", name="Start voice")
@@ -82,6 +84,10 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     expect(page.locator("#error")).to_be_hidden()
     (ROOT / "docs").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "docs" / "assistant-active.png"), full_page=True)
+
+    # daily-js is served locally but only fetched for Daily rooms (this room is local).
+    assert not [u for u in requested if "daily-esm" in u]
+    assert page.request.get("/static/vendor/daily-js/daily-esm.js").ok
 
     # Mutual exclusion: a video call pauses the voice session and its end resumes it.
     page.get_by_role("button", name="Join video call").click()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install, migrate, create the demo data and serve on the embedded default:
-# Daphne on http://127.0.0.1:8000 plus the teardown sweeper. Ctrl-C stops both.
+# Daphne on http://127.0.0.1:8000, the teardown sweeper and one bot worker.
+# Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 $PY manage.py runteardown &
 sweeper=$!
-trap 'kill $sweeper 2>/dev/null || true' EXIT INT TERM
+$PY manage.py runbotworker &
+worker=$!
+trap 'kill $sweeper $worker 2>/dev/null || true' EXIT INT TERM
 echo "[VoiceSession] serving on http://$HOST:$PORT (sign in as demo / voice-demo; admin / voice-demo)"
 .venv/bin/daphne -b "$HOST" -p "$PORT" voiceproject.asgi:application

@@ -77,9 +77,12 @@ def mark_dead_workers(now: dt.datetime | None = None) -> int:
 
 
 def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = None) -> int:
-    """Every live session on this worker becomes unavailable, and its user is told.
+    """The worker is gone: its sessions become unavailable and their users are told.
 
-    Inactive ones too: their bot is gone, so a return must bring a new one.
+    A job it claimed but never finished (the bot was not ready yet) goes back
+    to the queue instead, so another worker takes it and the user only waits
+    a little longer. Inactive sessions fail too: their bot is gone, so a
+    return must bring a new one.
     """
     from voicesessions.events import record_event
     from voicesessions.sessions import change_status
@@ -87,12 +90,17 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
     now = now or timezone.now()
     failed = 0
     with transaction.atomic():
+        unfinished = BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED)
+        requeued = set(unfinished.filter(session__status=SessionStatus.CONNECTING).values_list("session_id", flat=True))
+        unfinished.filter(session_id__in=requeued).update(status=BotJobStatus.QUEUED, worker_id="")
+        unfinished.exclude(session_id__in=requeued).update(status=BotJobStatus.FAILED, error=reason, finished_at=now)
+        VoiceSession.objects.filter(pk__in=requeued).update(bot_worker_id="")
         for session in VoiceSession.objects.filter(bot_worker_id=worker_id, status__in=LIVE_STATUSES
                                                    ).select_related("room"):
             change_status(session, SessionStatus.UNAVAILABLE, reason=reason)
             record_event(session, VoiceEventType.ERROR, {
                 "code": reason, "message": "The voice assistant stopped responding. Start again to reconnect."})
             failed += 1
-        BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED).update(
-            status=BotJobStatus.FAILED, error=reason, finished_at=now)
+    if requeued:
+        logger.warning("[BotJoin] %d job(s) of worker %s back in the queue", len(requeued), worker_id)
     return failed

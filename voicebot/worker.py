@@ -209,10 +209,15 @@ def _ended_sessions(session_ids: list[str]) -> list[str]:
 
 
 def _sweep() -> None:
+    import datetime as dt
+
     from voicesessions.teardown import sweep_due
 
     sweep_due()
     registry.mark_dead_workers()
+    queue = get_queue()
+    if hasattr(queue, "republish_stale"):  # Redis may have lost an entry: the row still says queued
+        queue.republish_stale(dt.timedelta(seconds=5))
 
 
 def _bot_daily_token(spec: Any) -> str:

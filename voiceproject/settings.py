@@ -103,7 +103,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # A pool per process: Daphne runs sync views in threads, and persistent
+    # per-thread connections (CONN_MAX_AGE) would pile up to max_connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": env.int("DATABASE_POOL_SIZE", default=10), "timeout": 10}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -210,7 +214,18 @@ VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped SmolLM2
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
-VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.queue.DatabaseBotJobQueue")
+# Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".
+VOICE_STT = env.str("VOICE_STT", default="local")
+VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default="https://api.openai.com/v1")
+VOICE_STT_API_KEY = env.str("VOICE_STT_API_KEY", default="")
+VOICE_STT_MODEL = env.str("VOICE_STT_MODEL", default="gpt-4o-transcribe")
+VOICE_TTS = env.str("VOICE_TTS", default="local")
+VOICE_TTS_BASE_URL = env.str("VOICE_TTS_BASE_URL", default="https://api.openai.com/v1")
+VOICE_TTS_API_KEY = env.str("VOICE_TTS_API_KEY", default="")
+VOICE_TTS_MODEL = env.str("VOICE_TTS_MODEL", default="gpt-4o-mini-tts")
+VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default="alloy")  # when the assistant's voice is not an OpenAI one
+VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.redis_queue.RedisStreamBotJobQueue"
+                          if REDIS_URL else "voicesessions.queue.DatabaseBotJobQueue")
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")
 DAILY_API_URL = env.str("DAILY_API_URL", default="https://api.daily.co/v1")

@@ -10,6 +10,7 @@ Production swaps in a Redis-backed queue through settings.VOICE_BOT_QUEUE.
 from __future__ import annotations
 
 import abc
+import functools
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass, field
@@ -135,5 +136,11 @@ class DatabaseBotJobQueue(BotJobQueue):
 
 
 def get_queue() -> BotJobQueue:
-    """The queue named by settings.VOICE_BOT_QUEUE."""
-    return import_string(settings.VOICE_BOT_QUEUE)()
+    """The queue named by settings.VOICE_BOT_QUEUE (one instance per process and class)."""
+    return _queue(settings.VOICE_BOT_QUEUE, settings.REDIS_URL)
+
+
+@functools.lru_cache(maxsize=None)
+def _queue(path: str, _redis_url: str) -> BotJobQueue:
+    # Keyed by the Redis URL too: the Redis queue connects to it at construction.
+    return import_string(path)()

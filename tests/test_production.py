@@ -1,0 +1,114 @@
+"""Production mode on this machine's real PostgreSQL and Redis: two Daphne servers and two
+bot workers sharing the database, the channel layer and the Redis Streams job queue."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
+from tests.livesrv import start_server
+from voicebot.peer import BotPeer
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
+PG = "postgres://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    name = f"voice_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis_db = 13
+    redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}").flushdb()
+    env = {**BOT_ENV, "DATABASE_URL": f"{PG}/{name}", "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}"}
+    a = start_server(tmp_path_factory.mktemp("server-a"), env)
+    b = start_server(tmp_path_factory.mktemp("server-b"), env)
+    workers = [start_worker(a, "--pool-size", "1", "--worker-id", f"w{i}") for i in (1, 2)]
+    yield a, b, workers
+    for w in workers:
+        w.terminate()
+        w.wait(timeout=20)
+    a.stop()
+    b.stop()
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_runs_on_postgres_and_redis(production):
+    a, b, workers = production
+    assert "postgresql" in a.manage("shell", "-c", "from django.db import connection; print(connection.vendor)")
+    layer = a.manage("shell", "-c", "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'],"
+                                    " settings.VOICE_BOT_QUEUE, settings.VOICE_EVENT_DELIVERY)")
+    assert "RedisChannelLayer" in layer and "RedisStreamBotJobQueue" in layer and "layer" in layer
+
+
+def test_user_on_one_server_hears_a_bot_joined_through_the_other(production, tmp_path):
+    a, b, workers = production
+    question = speak_to_wav("What is the capital of France?", tmp_path / "q.wav")
+
+    async def scenario() -> None:
+        on_b = Client(b)  # the browser's websocket is held by server B
+        await on_b.open_ws()
+        via_a = Client(a)  # ...while its API calls and signalling go to server A
+        room = via_a.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+        join = via_a.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                       "sessionPersistence": 2})
+        assert join.status_code == 202
+        peer = BotPeer(a.url, room["token"])
+        await peer.connect()
+        await on_b.wait_for(is_status("active"), 20, "active, seen on server B")
+        peer.say_wav(str(question))
+        user = await on_b.wait_for(is_final_transcript("user"), 30, "user transcript on B")
+        assert "france" in user["payload"]["text"].lower()
+        await on_b.wait_for(is_final_transcript("assistant"), 30, "bot transcript on B")
+        await asyncio.sleep(1.5)
+        assert peer.heard.loud_frames > 10
+        worker_id = via_a.http.get(f"/api/voice/sessions/{join.json()['sessionId']}").json()["botWorkerId"]
+        assert worker_id in ("w1", "w2")
+        await peer.close()
+        await on_b.wait_for(lambda e: e["type"] == "voice.session.end", 20, "session end on B")
+        await on_b.close()
+        await via_a.close()
+
+    asyncio.run(scenario())
+
+
+def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production):
+    a, b, workers = production
+    users = [f"load{i}" for i in range(25)]
+    a.manage("shell", "-c", "from django.contrib.auth.models import User\n"
+             + "".join(f"User.objects.get_or_create(username='{u}')\n" for u in users))
+    keys = {u: a.manage("drf_create_token", u).split()[2] for u in users}
+
+    async def scenario() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+            async def call(server, user, path):
+                body = {"voiceOnly": True} if path == "/api/bot/join" else {}
+                return await http.post(f"{server.url}{path}", json=body,
+                                       headers={"Authorization": f"Token {keys[user]}"})
+            # Every room exists first, then 4 room + 4 join requests per user at once, split over both servers.
+            await asyncio.gather(*(call(a, u, "/api/voice/room") for u in users))
+            calls = [call(server, u, path) for u in users for server in (a, b)
+                     for path in ("/api/voice/room", "/api/bot/join", "/api/voice/room", "/api/bot/join")]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(scenario())
+    assert len(responses) == 200
+    assert all(r.status_code in (200, 202) for r in responses), {r.status_code for r in responses}
+    counts = a.manage("shell", "-c", (
+        "from voicesessions.models import VoiceSession, BotJob, LIVE_STATUSES\n"
+        "from django.db.models import Count\n"
+        f"rooms = VoiceSession.objects.filter(user__username__startswith='load', status__in=LIVE_STATUSES)"
+        ".values('room').annotate(n=Count('id'))\n"
+        "print(len(rooms), max(r['n'] for r in rooms), "
+        "BotJob.objects.filter(session__user__username__startswith='load').count())"))
+    rooms, most, jobs = map(int, counts.split()[-3:])
+    assert rooms == 25 and most == 1  # one live session, one bot, per room
+    assert jobs == 25  # and exactly one job each

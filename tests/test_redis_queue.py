@@ -1,0 +1,97 @@
+"""The Redis Streams bot job queue, against the real Redis on 127.0.0.1:6379."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+import redis
+
+from voicesessions import rooms, sessions
+from voicesessions.models import BotJob, BotJobStatus
+from voicesessions.redis_queue import GROUP, STREAM, RedisStreamBotJobQueue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@pytest.fixture
+def queue(settings):
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis must run on 127.0.0.1:6379 (see README, production mode)")
+    client.flushdb()
+    settings.REDIS_URL = REDIS_URL
+    settings.VOICE_BOT_QUEUE = "voicesessions.redis_queue.RedisStreamBotJobQueue"
+    settings.VOICE_WORKER_DEAD_AFTER = 0.2
+    yield RedisStreamBotJobQueue(REDIS_URL)
+    client.flushdb()
+
+
+def _join(make_user, name: str):
+    user = make_user(name)
+    room = rooms.get_or_create_room(user).room
+    return sessions.join_bot(user, room, assistant=None, params={"voiceOnly": True})
+
+
+def test_join_publishes_after_commit_and_one_worker_claims(queue, make_user):
+    result = _join(make_user, "alice")
+    assert queue.redis.xlen(STREAM) == 1
+    job = queue.claim("worker-a")
+    assert job is not None and job.job_id == result.job_id and job.spec.voiceOnly is True
+    assert queue.claim("worker-b") is None  # one entry, one owner
+    pending = queue.redis.xpending(STREAM, GROUP)
+    assert pending["pending"] == 1  # not acknowledged until the bot is ready
+    queue.ack(job.job_id, "worker-a")
+    assert queue.redis.xpending(STREAM, GROUP)["pending"] == 0
+    assert BotJob.objects.get(pk=job.job_id).status == BotJobStatus.DONE
+
+
+def test_a_dead_consumers_entry_is_claimed_again(queue, make_user):
+    import time
+
+    result = _join(make_user, "alice")
+    first = queue.claim("doomed")
+    assert first is not None
+    # The worker dies before its bot was ready; the sweeper puts the row back in the queue.
+    BotJob.objects.filter(pk=first.job_id).update(status=BotJobStatus.QUEUED, worker_id="")
+    time.sleep(0.3)  # longer than VOICE_WORKER_DEAD_AFTER
+    other = RedisStreamBotJobQueue(REDIS_URL)
+    again = other.claim("survivor")
+    assert again is not None and again.job_id == result.job_id and again.attempts == 2
+    other.ack(again.job_id, "survivor")
+    assert BotJob.objects.get(pk=again.job_id).worker_id == "survivor"
+
+
+def test_duplicate_entries_cannot_start_a_second_bot(queue, make_user):
+    result = _join(make_user, "alice")
+    queue.publish(result.job_id)  # e.g. a republish after Redis seemed to lose it
+    assert queue.claim("worker-a") is not None
+    assert queue.claim("worker-b") is None  # the duplicate entry is dropped: the row is taken
+    assert queue.redis.xlen(STREAM) == 2
+
+
+def test_lost_entries_are_republished(queue, make_user):
+    result = _join(make_user, "alice")
+    queue.redis.delete(STREAM)  # Redis restarted without persistence
+    queue._group_ready = False
+    assert queue.claim("worker-a") is None
+    BotJob.objects.filter(pk=result.job_id).update(created_at=BotJob.objects.get(pk=result.job_id).created_at
+                                                   - dt.timedelta(seconds=10))
+    assert queue.republish_stale(dt.timedelta(seconds=5)) == 1
+    claimed = queue.claim("worker-a")
+    assert claimed is not None and claimed.job_id == result.job_id
+
+
+def test_redis_down_at_join_time_loses_nothing(queue, settings, make_user):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.VOICE_BOT_QUEUE = "voicesessions.redis_queue.RedisStreamBotJobQueue"
+    result = _join(make_user, "alice" + uuid.uuid4().hex[:4])
+    assert BotJob.objects.get(pk=result.job_id).status == BotJobStatus.QUEUED  # the join still succeeded
+    settings.REDIS_URL = REDIS_URL  # Redis is back: the sweeper's republish delivers the job
+    BotJob.objects.filter(pk=result.job_id).update(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+    queue = RedisStreamBotJobQueue(REDIS_URL)
+    assert queue.republish_stale(dt.timedelta(seconds=5)) == 1
+    assert queue.claim("worker-a").job_id == result.job_id

@@ -1,0 +1,96 @@
+"""Hosted speech-to-text and text-to-speech through Pipecat's own OpenAI service classes.
+
+Any OpenAI-compatible API works: the base URL, key and model come from settings
+(VOICE_STT_* and VOICE_TTS_*). Nothing here loads a model; each session gets
+its own light service object (and HTTP client) built from a `HostedAPI`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.services.openai.stt import OpenAISTTService
+from pipecat.services.openai.tts import VALID_VOICES, OpenAITTSService
+from pipecat.transcriptions.language import Language
+
+# OpenAI's speech endpoint answers response_format "pcm" as raw 24 kHz 16-bit
+# mono samples; OpenAITTSService always asks for "pcm" and tags its frames with
+# its own sample rate, so the service and the pipeline's output must both be 24 kHz.
+OPENAI_TTS_SAMPLE_RATE = 24000
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # the speech endpoint's documented range
+
+
+class HostedConfigError(RuntimeError):
+    """A hosted service is chosen but not usable as configured (e.g. no API key)."""
+
+
+@dataclass(frozen=True)
+class HostedAPI:
+    """Where one hosted service lives. The key is left out of repr, so it never reaches a log."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    model: str
+
+    @classmethod
+    def from_settings(cls, what: str, base_url: str, api_key: str, model: str) -> "HostedAPI":
+        """Check the settings of `what` (e.g. "VOICE_STT") and wrap them; raise HostedConfigError if unusable."""
+        if not api_key:
+            # The OpenAI client would otherwise fall back to OPENAI_API_KEY and
+            # might send that key to a different provider's base URL.
+            raise HostedConfigError(f"{what}=openai needs {what}_API_KEY")
+        if not base_url.startswith(("https://", "http://")):
+            raise HostedConfigError(f"{what}_BASE_URL must be an http(s) URL")
+        if not model:
+            raise HostedConfigError(f"{what}_MODEL must name a model")
+        return cls(base_url=base_url.rstrip("/"), api_key=api_key, model=model)
+
+
+def stt_language(code: str) -> Language:
+    """The Pipecat Language for a session's language code ("en", "de", "pt-BR"...), English if unknown."""
+    try:
+        return Language(code)
+    except ValueError:
+        try:
+            return Language(code.split("-")[0].lower())
+        except ValueError:
+            return Language.EN
+
+
+def make_openai_stt(api: HostedAPI, *, language: str = "en") -> OpenAISTTService:
+    """OpenAISTTService: each VAD-delimited segment is posted as a WAV to /audio/transcriptions."""
+    return OpenAISTTService(api_key=api.api_key, base_url=api.base_url,
+                            settings=OpenAISTTService.Settings(model=api.model, language=stt_language(language)))
+
+
+def check_voice(voice: str) -> str:
+    """`voice` if OpenAITTSService accepts it; raise HostedConfigError otherwise."""
+    if voice not in VALID_VOICES:
+        raise HostedConfigError(f"VOICE_TTS_VOICE must be one of {', '.join(sorted(VALID_VOICES))}, not {voice!r}")
+    return voice
+
+
+def tts_voice(requested: str, default: str) -> str:
+    """The assistant's voice if it is one of OpenAI's, else the configured default."""
+    return requested if requested in VALID_VOICES else default
+
+
+def tts_speed(parameters: dict[str, Any] | None) -> float | None:
+    """The session's speaking speed clamped to the documented range, or None for the default (1.0)."""
+    try:
+        speed = float((parameters or {}).get("speed", 1.0))
+    except (TypeError, ValueError):
+        return None
+    if speed == 1.0:
+        return None
+    return min(MAX_SPEED, max(MIN_SPEED, speed))
+
+
+def make_openai_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None) -> OpenAITTSService:
+    """OpenAITTSService: each sentence is posted to /audio/speech and streamed back as 24 kHz PCM."""
+    settings = OpenAITTSService.Settings(model=api.model, voice=voice)
+    speed = tts_speed(parameters)
+    if speed is not None:
+        settings.speed = speed
+    return OpenAITTSService(api_key=api.api_key, base_url=api.base_url, sample_rate=OPENAI_TTS_SAMPLE_RATE,
+                            settings=settings)

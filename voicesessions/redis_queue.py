@@ -1,0 +1,142 @@
+"""The bot job queue on Redis Streams, for many workers on many machines.
+
+Why Streams with a consumer group rather than Celery: a bot job is "start a
+long-lived session", not a short task; what matters is that exactly one
+worker with free capacity takes it, acknowledges it once its bot is ready,
+and that a job taken by a worker that died is taken again. A consumer group
+gives that directly: a worker reads (XREADGROUP) only while it has a free
+slot, so jobs land on workers with room; an entry stays pending until XACK;
+and XAUTOCLAIM hands a dead consumer's pending entries to a live one.
+
+The BotJob row stays the record of truth (created in the same transaction as
+the session). The stream only dispatches: an entry is published after commit,
+and the row's compare-and-set claim decides who owns the job, so a duplicate
+entry (a republish after Redis lost one) cannot start a second bot.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import BotJob, BotJobStatus
+from .queue import BotJobQueue, BotJobSpec, ClaimedJob
+
+logger = logging.getLogger("voicesessions.queue")
+
+STREAM = "voice:botjobs"
+GROUP = "bot-workers"
+
+
+class RedisStreamBotJobQueue(BotJobQueue):
+    def __init__(self, url: str | None = None) -> None:
+        self.redis = redis.Redis.from_url(url or settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        self._entries: dict[str, bytes] = {}  # job id -> stream entry id, for the ack
+        self._group_ready = False
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def publish(self, job_id: str) -> None:
+        """Put a job's id on the stream (after the row is committed)."""
+        try:
+            self._ensure_group()
+            self.redis.xadd(STREAM, {"job": job_id}, maxlen=100_000, approximate=True)
+        except redis.RedisError as exc:
+            # The row is queued in the database; republish_stale() retries.
+            logger.warning("[BotJoin] could not publish job %s to Redis (%s); will retry", job_id,
+                           type(exc).__name__)
+
+    def enqueue(self, spec: BotJobSpec) -> str:
+        job = BotJob.objects.create(session_id=spec.session_id, payload=spec.to_dict())
+        job_id = str(job.id)
+        transaction.on_commit(lambda: self.publish(job_id))
+        logger.info("[BotJoin] queued job=%s session=%s room=%s", job_id, spec.session_id, spec.room_name)
+        return job_id
+
+    def claim(self, worker_id: str) -> ClaimedJob | None:
+        self._ensure_group()
+        entries = self._take_dead_consumers_entries(worker_id)
+        if not entries:
+            reply = self.redis.xreadgroup(GROUP, worker_id, {STREAM: ">"}, count=1)
+            entries = reply[0][1] if reply else []
+        for entry_id, fields in entries:
+            job_id = (fields.get(b"job") or b"").decode()
+            claimed = self._claim_row(job_id, worker_id)
+            if claimed is None:
+                self.redis.xack(STREAM, GROUP, entry_id)  # done, or owned by someone else: drop the entry
+                continue
+            self._entries[job_id] = entry_id
+            return claimed
+        return None
+
+    def _take_dead_consumers_entries(self, worker_id: str) -> list[Any]:
+        """Entries pending longer than a dead worker would hold them go to this worker."""
+        idle_ms = int(settings.VOICE_WORKER_DEAD_AFTER * 1000)
+        _next, entries, *_ = self.redis.xautoclaim(STREAM, GROUP, worker_id, min_idle_time=idle_ms, count=1)
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def _claim_row(self, job_id: str, worker_id: str) -> ClaimedJob | None:
+        if not job_id:
+            return None
+        with transaction.atomic():
+            won = BotJob.objects.filter(pk=job_id, status=BotJobStatus.QUEUED).update(
+                status=BotJobStatus.CLAIMED, worker_id=worker_id, claimed_at=timezone.now(),
+                attempts=F("attempts") + 1)
+            if not won:
+                return None
+            job = BotJob.objects.get(pk=job_id)
+        return ClaimedJob(str(job.id), BotJobSpec.from_dict(job.payload), job.attempts)
+
+    def _ack_entry(self, job_id: str) -> None:
+        entry_id = self._entries.pop(job_id, None)
+        if entry_id is not None:
+            try:
+                self.redis.xack(STREAM, GROUP, entry_id)
+            except redis.RedisError:
+                pass  # the row says done; a re-delivered entry is dropped by the claim
+
+    def ack(self, job_id: str, worker_id: str) -> None:
+        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
+            status=BotJobStatus.DONE, finished_at=timezone.now())
+        self._ack_entry(job_id)
+
+    def fail(self, job_id: str, worker_id: str, error: str) -> None:
+        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
+            status=BotJobStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        self._ack_entry(job_id)
+
+    def requeue_stale(self, older_than: dt.timedelta) -> int:
+        cutoff = timezone.now() - older_than
+        ids = list(BotJob.objects.filter(status=BotJobStatus.CLAIMED, claimed_at__lt=cutoff)
+                   .values_list("id", flat=True))
+        BotJob.objects.filter(pk__in=ids, status=BotJobStatus.CLAIMED).update(status=BotJobStatus.QUEUED,
+                                                                           worker_id="")
+        for job_id in ids:
+            self.publish(str(job_id))
+        return len(ids)
+
+    def republish_stale(self, older_than: dt.timedelta) -> int:
+        """Queued rows nobody claimed for a while get a new stream entry (Redis may have lost theirs)."""
+        cutoff = timezone.now() - older_than
+        ids = list(BotJob.objects.filter(status=BotJobStatus.QUEUED, created_at__lt=cutoff)
+                   .values_list("id", flat=True)[:100])
+        for job_id in ids:
+            self.publish(str(job_id))
+        return len(ids)
+
+    def pending(self) -> int:
+        return BotJob.objects.filter(status=BotJobStatus.QUEUED).count()

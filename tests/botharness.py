@@ -55,18 +55,37 @@ class Client:
         self.token_header = ("Authorization", f"Token {key}")
         self.events: list[dict[str, Any]] = []
         self.ws: Any = None
+        self.reconnects = 0
         self._reader: asyncio.Task | None = None
 
     async def open_ws(self) -> None:
-        url = self.server.url.replace("http://", "ws://") + "/ws/voice/"
+        await self._connect()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _connect(self) -> None:
+        last = max((e.get("id", 0) for e in self.events), default=0)
+        url = self.server.url.replace("http://", "ws://") + "/ws/voice/" + (f"?after={last}" if last else "")
         self.ws = await websockets.connect(url, additional_headers=[self.token_header], max_size=2**22)
         hello = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
         assert hello["type"] == "voice.connected"
-        self._reader = asyncio.ensure_future(self._read())
+        self.events.append({"type": "voice.connected", "id": hello["lastEventId"], "sessionId": None, "payload": {}})
 
     async def _read(self) -> None:
-        async for raw in self.ws:
-            self.events.append(json.loads(raw))
+        """Collect events; like the browser, reconnect with ?after=<last id> when the socket drops."""
+        while True:
+            try:
+                async for raw in self.ws:
+                    self.events.append(json.loads(raw))
+                return  # closed by us
+            except websockets.ConnectionClosed:
+                self.reconnects += 1
+            while True:
+                await asyncio.sleep(0.5)
+                try:
+                    await self._connect()
+                    break
+                except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
+                    continue
 
     async def wait_for(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

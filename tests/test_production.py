@@ -25,11 +25,11 @@ def production(tmp_path_factory):
         conn.execute(f'CREATE DATABASE "{name}"')
     redis_db = 13
     redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}").flushdb()
-    env = {**BOT_ENV, "DATABASE_URL": f"{PG}/{name}", "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}"}
+    env = {**BOT_ENV, "VOICE_WS_REFRESH_SECONDS": "1", "DATABASE_URL": f"{PG}/{name}", "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}"}
     a = start_server(tmp_path_factory.mktemp("server-a"), env)
     b = start_server(tmp_path_factory.mktemp("server-b"), env)
     workers = [start_worker(a, "--pool-size", "1", "--worker-id", f"w{i}") for i in (1, 2)]
-    yield a, b, workers
+    yield a, b, workers  # tests may replace entries of `workers`
     for w in workers:
         w.terminate()
         w.wait(timeout=20)
@@ -112,3 +112,89 @@ def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production
     rooms, most, jobs = map(int, counts.split()[-3:])
     assert rooms == 25 and most == 1  # one live session, one bot, per room
     assert jobs == 25  # and exactly one job each
+    for user in users:  # free the workers' slots for the next tests
+        r = httpx.request("DELETE", f"{a.url}/api/voice/room", json={"teardownDelay": 0},
+                          headers={"Authorization": f"Token {keys[user]}"}, timeout=30)
+        assert r.status_code == 200
+
+
+def test_a_killed_server_loses_no_event_the_client_reconnects_elsewhere(production):
+    """Server B dies with the user's socket on it; the client reconnects to A with ?after=<last id>
+    and gets every event it missed, including those recorded while it had no socket."""
+    import json
+    import signal
+
+    import websockets
+
+    a, b, workers = production
+
+    async def scenario() -> None:
+        client = Client(b, "demo")
+        await client.open_ws()
+        client.http.post("/api/voice/room", json={})
+        join = client.http.post("/api/bot/join", json={"voiceOnly": True}).json()
+        first = await client.wait_for(lambda e: e["sessionId"] == join["sessionId"], 10, "first event")
+        b.process.send_signal(signal.SIGKILL)
+        b.process.wait(timeout=10)
+        await asyncio.sleep(0.5)
+        # Meanwhile the session changes (through server A)
+        via_a = Client(a, "demo")
+        via_a.http.post(f"/api/voice/sessions/{join['sessionId']}/pause")  # 409: not active yet, that is fine
+        via_a.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 60})
+        url = a.url.replace("http://", "ws://") + f"/ws/voice/?after={first['id']}"
+        async with websockets.connect(url, additional_headers=[client.token_header]) as ws:
+            hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert hello["type"] == "voice.connected"
+            missed = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert missed["sessionId"] == join["sessionId"] and missed["payload"]["status"] == "inactive"
+        via_a.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+        await via_a.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        import shutil
+        from pathlib import Path
+
+        from tests.livesrv import start_server as restart
+
+        var = Path(b.env["VOICE_VAR_DIR"])
+        fresh = var.parent / (var.name + "-restarted")
+        fresh.mkdir(exist_ok=True)
+        new_b = restart(fresh, {k: v for k, v in b.env.items() if k.startswith(("VOICE_W", "DATABASE", "REDIS"))})
+        b.url, b.process, b.env = new_b.url, new_b.process, new_b.env
+        shutil.rmtree(fresh / "staticfiles", ignore_errors=True)
+
+
+def test_killed_worker_session_unavailable_and_a_new_join_works(production):
+    import signal
+
+    a, b, workers = production
+
+    async def scenario() -> None:
+        client = Client(a, "demo")
+        await client.open_ws()
+        room = client.http.post("/api/voice/room", json={}).json()
+        join = client.http.post("/api/bot/join", json={"voiceOnly": True}).json()
+        peer = BotPeer(a.url, room["token"])
+        await peer.connect()
+        await client.wait_for(is_status("active"), 20, "active")
+        holder = client.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["botWorkerId"]
+        index = ["w1", "w2"].index(holder)
+        workers[index].send_signal(signal.SIGKILL)
+        error = await client.wait_for(lambda e: e["type"] == "voice.error", 20, "voice.error")
+        assert error["payload"]["code"] == "worker_lost"
+        await peer.close()
+        again = client.http.post("/api/bot/join", json={"voiceOnly": True}).json()
+        assert again["sessionId"] != join["sessionId"]
+        peer2 = BotPeer(a.url, room["token"])
+        await peer2.connect()
+        await client.wait_for(lambda e: is_status("active")(e) and e["sessionId"] == again["sessionId"], 20,
+                              "the new session is active on the surviving worker")
+        assert client.http.get(f"/api/voice/sessions/{again['sessionId']}").json()["botWorkerId"] != holder
+        await peer2.close()
+        client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+        await client.close()
+        workers[index] = await asyncio.to_thread(start_worker, a, "--pool-size", "1", "--worker-id", holder + "b")
+
+    asyncio.run(scenario())

@@ -117,7 +117,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+            # health checks: pooled connections left broken by a Redis restart are
+            # noticed and replaced instead of timing out every reader.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "health_check_interval": 2, "retry_on_timeout": True,
+                                  "socket_keepalive": True}], "capacity": 1000, "expiry": 60},
         }
     }
 else:
@@ -193,6 +196,7 @@ VOICE_TEARDOWN_POLL_SECONDS = env.float("VOICE_TEARDOWN_POLL_SECONDS", default=1
 # (needs Redis when bots run in other processes); "relay" has each server
 # process tail the event table (the embedded default).
 VOICE_EVENT_DELIVERY = env.str("VOICE_EVENT_DELIVERY", default="layer" if REDIS_URL else "relay")
+VOICE_WS_REFRESH_SECONDS = env.float("VOICE_WS_REFRESH_SECONDS", default=5.0)  # layer mode: re-join + catch up
 VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
 VOICE_WORKER_DEAD_AFTER = env.float("VOICE_WORKER_DEAD_AFTER", default=10.0)  # seconds without heartbeat
 # Bot workers (manage.py runbotworker)

@@ -9,6 +9,8 @@ A reconnecting client passes ?after=<last event id> to replay what it missed.
 """
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -16,6 +18,8 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
 
 from . import relay, sessions
 from .events import user_group
@@ -30,6 +34,7 @@ REPLAY_LIMIT = 500
 class VoiceConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     replayed_up_to: int = 0  # live events already sent by the ?after= replay are skipped
+    refresher: asyncio.Task | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -41,24 +46,57 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         relay.ensure_started()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "voice.connected", "userId": str(user.pk),
-                              "sessions": await self._live_sessions()})
         after = self._after_param()
+        self.sent_ids: set[int] = set()
+        self.start_id = after if after is not None else await self._latest_event_id()
+        # lastEventId: the cursor to reconnect with (?after=) even before any event arrived
+        await self.send_json({"type": "voice.connected", "userId": str(user.pk), "lastEventId": self.start_id,
+                              "sessions": await self._live_sessions()})
         if after is not None:
             for message in await self._events_after(after):
                 await self.send_json(message)
                 self.replayed_up_to = message["id"]
+        if not relay.relay_enabled():
+            self.refresher = asyncio.ensure_future(self._refresh_loop())
 
     async def disconnect(self, code: int) -> None:
+        if self.refresher:
+            self.refresher.cancel()
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:  # the layer is down; the group entry expires by itself
+                pass
+
+    async def _refresh_loop(self) -> None:
+        """Survive a channel-layer restart without the client noticing.
+
+        Redis keeps no state across a restart here, so this socket's group
+        membership may vanish, and events pushed while Redis was down were
+        never delivered. Every few seconds: join the group again (idempotent)
+        and send the stored events of the last minute this socket has not sent.
+        """
+        while True:
+            await asyncio.sleep(settings.VOICE_WS_REFRESH_SECONDS)
+            try:  # the database first: it does not depend on the layer being healthy
+                for message in await self._recent_events():
+                    await self._send_event(message)
+            except Exception:
+                logger.exception("[VoiceSession] catch-up failed")
+            try:
+                await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
+            except Exception:
+                logger.warning("[VoiceSession] channel layer unreachable; events wait in the database")
 
     # --- from the channel layer -------------------------------------------
     async def voice_event(self, message: dict[str, Any]) -> None:
         await self._send_event(message["event"])
 
     async def _send_event(self, event: dict[str, Any]) -> None:
-        if event["id"] > self.replayed_up_to:
+        if event["id"] > self.replayed_up_to and event["id"] not in self.sent_ids:
+            self.sent_ids.add(event["id"])
+            if len(self.sent_ids) > 5000:  # keep the recent ids only
+                self.sent_ids = set(sorted(self.sent_ids)[-2500:])
             await self.send_json(event)
 
     # --- from the browser -------------------------------------------------
@@ -114,6 +152,16 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
     def _live_sessions(self) -> list[dict[str, Any]]:
         return [{"sessionId": str(s.pk), "status": s.status, "roomUrl": s.room.url}
                 for s in sessions.live_sessions(self.user)]
+
+    @database_sync_to_async
+    def _latest_event_id(self) -> int:
+        return SessionEvent.objects.filter(user=self.user).order_by("-id").values_list("id", flat=True).first() or 0
+
+    @database_sync_to_async
+    def _recent_events(self) -> list[dict[str, Any]]:
+        since = timezone.now() - dt.timedelta(seconds=60)
+        events = SessionEvent.objects.filter(user=self.user, id__gt=self.start_id, created_at__gte=since)
+        return [e.as_message() for e in events.order_by("id")[:REPLAY_LIMIT]]
 
     @database_sync_to_async
     def _events_after(self, after: int) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ settings.VOICE_EVENT_DELIVERY (see relay.py).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,8 +42,14 @@ def push_to_user(user_id: int | str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    async def send() -> None:
+        # Bounded: a layer that hangs (Redis restarting) must not hold the
+        # request thread, which Django shares with every other sync call.
+        await asyncio.wait_for(layer.group_send(user_group(user_id), {"type": "voice.event", "event": message}),
+                               timeout=2)
+
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "voice.event", "event": message})
+        async_to_sync(send)()
     except Exception:  # a full or unreachable layer must not fail the request; the log keeps it
         logger.exception("[VoiceSession] push failed user=%s type=%s", user_id, message.get("type"))
 

@@ -211,7 +211,7 @@
 
     onEvent(event) {
       if (event.id) this.lastEventId = Math.max(this.lastEventId, event.id);
-      if (event.type === "voice.connected") return;
+      if (event.type === "voice.connected") { this.lastEventId = Math.max(this.lastEventId, event.lastEventId || 0); return; }
       if (event.type === "voice.error" && !event.sessionId) { this.emit("error", {kind: event.payload.code, message: event.payload.detail}); return; }
       if (this.sessionId && event.sessionId !== this.sessionId) return;
       if (!this.sessionId && (!this.room || event.roomUrl !== this.room.roomUrl)) return;

@@ -91,7 +91,8 @@ def _provider(name: str) -> str:
 def load_bundle() -> ModelBundle:
     """Load every local model named by settings (slow: done once per worker process).
 
-    Stages configured as hosted load nothing: only their settings are checked.
+    Hosted stages load nothing; their settings are checked first, so a bad
+    hosted configuration fails before any slow local load.
     """
     stt_provider, llm_provider, tts_provider = _provider("VOICE_STT"), _provider("VOICE_LLM"), _provider("VOICE_TTS")
     bundle = ModelBundle()
@@ -100,13 +101,20 @@ def load_bundle() -> ModelBundle:
 
         bundle.stt_api = HostedAPI.from_settings("VOICE_STT", settings.VOICE_STT_BASE_URL,
                                                  settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL)
+    if llm_provider == "openai":
+        from .hosted import HostedAPI
+
+        api = HostedAPI.from_settings("VOICE_LLM", settings.VOICE_LLM_BASE_URL, settings.VOICE_LLM_API_KEY,
+                                      settings.VOICE_LLM_MODEL)
+        bundle.llm_base_url, bundle.llm_api_key, bundle.llm_model = api.base_url, api.api_key, api.model
+        bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider == "openai":
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice
 
         bundle.tts_api = HostedAPI.from_settings("VOICE_TTS", settings.VOICE_TTS_BASE_URL,
                                                  settings.VOICE_TTS_API_KEY, settings.VOICE_TTS_MODEL)
         bundle.tts_voice = check_voice(settings.VOICE_TTS_VOICE)
-        bundle.tts_sample_rate = OPENAI_TTS_SAMPLE_RATE
+        bundle.tts_sample_rate = OPENAI_TTS_SAMPLE_RATE  # OpenAITTSService's raw PCM rate
     if stt_provider == "local":
         from . import stt
 
@@ -116,11 +124,6 @@ def load_bundle() -> ModelBundle:
 
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "smollm2", True
-    else:
-        bundle.llm_base_url = settings.VOICE_LLM_BASE_URL
-        bundle.llm_api_key = settings.VOICE_LLM_API_KEY
-        bundle.llm_model = settings.VOICE_LLM_MODEL
-        bundle.local_llm = False
     if tts_provider == "local":
         from . import tts
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from pipecat.services.openai.stt import OpenAISTTService
 from pipecat.services.openai.tts import VALID_VOICES, OpenAITTSService
 from pipecat.transcriptions.language import Language
@@ -20,7 +21,7 @@ OPENAI_TTS_SAMPLE_RATE = 24000
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # the speech endpoint's documented range
 
 
-class HostedConfigError(RuntimeError):
+class HostedConfigError(ImproperlyConfigured):
     """A hosted service is chosen but not usable as configured (e.g. no API key)."""
 
 

@@ -1,0 +1,354 @@
+"""Hosted STT / LLM / TTS through Pipecat's own OpenAI service classes, against a fake OpenAI API.
+
+The fake (tests/fakes/openai_api.py) is a real HTTP server that checks each
+request against OpenAI's documented API, so these tests exercise the exact
+bytes Pipecat's services would send to the hosted provider.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import wave
+
+import httpx
+import pytest
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.services.openai.stt import OpenAISTTService
+from pipecat.services.openai.tts import OpenAITTSService
+
+from tests.fakes.openai_api import PCM_RATE, FakeOpenAI
+from voicebot.services import ModelBundle, load_bundle
+from voicebot.services.hosted import HostedConfigError
+from voicebot.services.llm import VoiceLLMService
+from voicebot.tools import TOOLS
+
+STT_KEY, LLM_KEY, TTS_KEY = "sk-test-stt-5f1c", "sk-test-llm-9a7e", "sk-test-tts-2b3d"
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI(api_key=STT_KEY) as api:
+        yield api
+
+
+def hosted_settings(settings, url: str, *, stt_key: str = STT_KEY, llm_key: str = STT_KEY,
+                    tts_key: str = STT_KEY) -> None:
+    settings.VOICE_STT, settings.VOICE_LLM, settings.VOICE_TTS = "openai", "openai", "openai"
+    settings.VOICE_STT_BASE_URL = settings.VOICE_LLM_BASE_URL = settings.VOICE_TTS_BASE_URL = url
+    settings.VOICE_STT_API_KEY, settings.VOICE_LLM_API_KEY, settings.VOICE_TTS_API_KEY = stt_key, llm_key, tts_key
+    settings.VOICE_STT_MODEL, settings.VOICE_LLM_MODEL = "gpt-4o-transcribe", "gpt-4.1-mini"
+    settings.VOICE_TTS_MODEL, settings.VOICE_TTS_VOICE = "gpt-4o-mini-tts", "alloy"
+
+
+def _no_local_models(monkeypatch) -> None:
+    """Make any local model load fail loudly."""
+    from voicebot.services import llm, stt, tts
+
+    def boom(*_a, **_k):
+        raise AssertionError("a local model was loaded although the stage is hosted")
+
+    monkeypatch.setattr(stt, "load_whisper", boom)
+    monkeypatch.setattr(tts, "load_hibari", boom)
+    monkeypatch.setattr(llm, "start_local_server", boom)
+
+
+def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x00\x10" * int(rate * seconds))
+    return out.getvalue()
+
+
+# --- (a) the bundle and its factories ------------------------------------------------
+
+def test_hosted_bundle_loads_no_local_model_and_builds_pipecats_own_services(settings, monkeypatch, fake):
+    hosted_settings(settings, fake.url)
+    _no_local_models(monkeypatch)
+    started = time.monotonic()
+    bundle = load_bundle()
+    assert time.monotonic() - started < 5
+    assert bundle.stt_model is None and bundle.tts_engine is None and bundle.llm_server is None
+    assert bundle.tts_sample_rate == 24000  # OpenAI's "pcm": the pipeline's audio_out_sample_rate
+    assert STT_KEY not in repr(bundle)
+
+    stt = bundle.make_stt(language="en")
+    assert type(stt) is OpenAISTTService
+    assert stt._settings.model == "gpt-4o-transcribe" and stt._settings.language == "en"
+    assert str(stt._client.base_url).rstrip("/") == fake.url and stt._client.api_key == STT_KEY
+
+    llm = bundle.make_llm(system_prompt="Be brief.")
+    assert isinstance(llm, OpenAILLMService) and isinstance(llm, VoiceLLMService)
+    assert llm.notes_router is False  # a hosted model gets the tool definitions (native tool calling)
+    assert str(llm._client.base_url).rstrip("/") == fake.url
+
+    tts = bundle.make_tts(voice="default", parameters={})
+    assert type(tts) is OpenAITTSService
+    assert tts._init_sample_rate == 24000
+    assert tts._settings.voice == "alloy" and tts._settings.model == "gpt-4o-mini-tts"
+    nova = bundle.make_tts(voice="nova", parameters={"speed": 9})
+    assert nova._settings.voice == "nova" and nova._settings.speed == 4.0  # clamped to the documented range
+    assert not fake.requests  # building services calls nothing
+
+
+def test_each_stage_is_chosen_on_its_own(settings, monkeypatch, fake):
+    """Hosted STT and TTS beside the local LLM: only the llama.cpp server starts."""
+    from voicebot.services import llm
+
+    hosted_settings(settings, fake.url)
+    settings.VOICE_LLM = "local"
+    _no_local_models(monkeypatch)
+    monkeypatch.setattr(llm, "start_local_server", lambda path=None: ("server", "http://127.0.0.1:1/v1"))
+    bundle = load_bundle()
+    assert bundle.llm_server == "server" and bundle.local_llm is True
+    assert bundle.stt_model is None and bundle.tts_engine is None
+    assert bundle.make_llm(system_prompt="x").notes_router is True
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("VOICE_STT_API_KEY", "", "VOICE_STT=openai needs VOICE_STT_API_KEY"),
+    ("VOICE_LLM_API_KEY", "", "VOICE_LLM=openai needs VOICE_LLM_API_KEY"),
+    ("VOICE_TTS_API_KEY", "", "VOICE_TTS=openai needs VOICE_TTS_API_KEY"),
+    ("VOICE_TTS_VOICE", "default", "VOICE_TTS_VOICE must be one of"),
+])
+def test_unusable_hosted_settings_fail_before_anything_loads(settings, monkeypatch, fake, name, value, error):
+    hosted_settings(settings, fake.url)
+    setattr(settings, name, value)
+    _no_local_models(monkeypatch)
+    with pytest.raises(HostedConfigError, match=error):
+        load_bundle()
+
+
+def test_unknown_provider_is_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.VOICE_STT = "deepgram"
+    with pytest.raises(ImproperlyConfigured, match="VOICE_STT"):
+        load_bundle()
+
+
+# --- Pipecat's services against the fake's checks ------------------------------------------
+
+def test_pipecats_stt_request_passes_the_documented_checks(fake):
+    bundle = ModelBundle()
+    from voicebot.services.hosted import HostedAPI
+
+    bundle.stt_api = HostedAPI(base_url=fake.url, api_key=STT_KEY, model="gpt-4o-transcribe")
+    stt = bundle.make_stt(language="en")
+    result = asyncio.run(stt._transcribe(_wav()))
+    assert result.text == "what notes do I have"
+    (request,) = fake.requests_to("/v1/audio/transcriptions", ok=True)
+    assert request.headers["authorization"] == f"Bearer {STT_KEY}"
+    assert request.form["model"] == ["gpt-4o-transcribe"] and request.form["language"] == ["en"]
+    assert request.files["file"].filename.endswith(".wav")
+    assert request.files["file"].wav_format()["rate"] == 16000
+
+
+def test_pipecats_llm_request_carries_the_notes_tools_and_streams_a_tool_call(fake):
+    llm = VoiceLLMService(base_url=fake.url, api_key=STT_KEY, model="gpt-4.1-mini", system_prompt="Be brief.",
+                          notes_router=False)
+    context = LLMContext(messages=[{"role": "user", "content": "What notes do I have?"}], tools=TOOLS)
+
+    async def stream() -> list:
+        chunks = await llm.get_chat_completions(context)
+        return [chunk async for chunk in chunks]
+
+    chunks = asyncio.run(stream())
+    calls = [c for chunk in chunks for choice in chunk.choices for c in (choice.delta.tool_calls or [])]
+    assert calls[0].function.name == "list_notes"
+    assert [choice.finish_reason for chunk in chunks for choice in chunk.choices][-1] == "tool_calls"
+    (request,) = fake.requests_to("/v1/chat/completions", ok=True)
+    body = request.json
+    assert body["stream"] is True and body["model"] == "gpt-4.1-mini"
+    assert {t["function"]["name"] for t in body["tools"]} == {"create_note", "list_notes", "read_note"}
+    assert all(t["type"] == "function" and t["function"]["parameters"]["type"] == "object" for t in body["tools"])
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_the_fake_refuses_what_openai_refuses(fake):
+    auth = {"Authorization": f"Bearer {STT_KEY}"}
+    with httpx.Client(base_url=fake.url, timeout=5) as http:
+        chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        missing = http.post("/chat/completions", json=chat)
+        assert missing.status_code == 401 and missing.json()["error"]["type"] == "invalid_request_error"
+        wrong = http.post("/chat/completions", json=chat, headers={"Authorization": "Bearer sk-wrong"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert "sk-wrong" not in wrong.text
+        unknown = http.post("/chat/completions", json={**chat, "temprature": 0.2}, headers=auth)
+        assert unknown.status_code == 400
+        assert unknown.json()["error"]["message"] == "Unrecognized request argument supplied: temprature"
+        typed = http.post("/chat/completions", json={**chat, "temperature": "hot"}, headers=auth)
+        assert typed.status_code == 400 and typed.json()["error"]["param"] == "temperature"
+        orphan = http.post("/chat/completions", headers=auth, json={"model": "m", "messages": [
+            {"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_1", "content": "{}"}]})
+        assert orphan.status_code == 400
+        unanswered = http.post("/chat/completions", headers=auth, json={"model": "m", "messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                  "function": {"name": "list_notes", "arguments": "{}"}}]},
+            {"role": "user", "content": "and?"}]})
+        assert unanswered.status_code == 400 and "c1" in unanswered.json()["error"]["message"]
+        bad_tool = http.post("/chat/completions", headers=auth, json={**chat, "tools": [{"name": "list_notes"}]})
+        assert bad_tool.status_code == 400
+        as_json = http.post("/audio/transcriptions", json={"model": "whisper-1"}, headers=auth)
+        assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["error"]["message"]
+        no_model = http.post("/audio/transcriptions", headers=auth, files={"file": ("a.wav", _wav(), "audio/wav")})
+        assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+        bad_ext = http.post("/audio/transcriptions", headers=auth, data={"model": "whisper-1"},
+                            files={"file": ("a.txt", b"hello", "text/plain")})
+        assert bad_ext.status_code == 400
+        verbose = http.post("/audio/transcriptions", headers=auth,
+                            data={"model": "gpt-4o-transcribe", "response_format": "verbose_json"},
+                            files={"file": ("a.wav", _wav(), "audio/wav")})
+        assert verbose.status_code == 400
+        speech = {"model": "gpt-4o-mini-tts", "input": "hello", "voice": "alloy", "response_format": "pcm"}
+        assert http.post("/audio/speech", headers=auth, json={**speech, "voice": "default"}).status_code == 400
+        assert http.post("/audio/speech", headers=auth, json={**speech, "speed": 5}).status_code == 400
+        assert http.post("/audio/speech", headers=auth, json={**speech, "sample_rate": 16000}).status_code == 400
+        ok = http.post("/audio/speech", headers=auth, json=speech)
+        assert ok.status_code == 200 and len(ok.content) == PCM_RATE * 2 // 2  # 0.5 s of 16-bit mono
+        assert http.get("/chat/completions", headers=auth).status_code == 404
+
+
+# --- (c) the Daily transport ---------------------------------------------------------------
+
+class _RecordingDailyTransport:
+    created: list["_RecordingDailyTransport"] = []
+
+    def __init__(self, room_url, token, bot_name, params=None, **kwargs):
+        self.room_url, self.token, self.bot_name, self.params, self.kwargs = room_url, token, bot_name, params, kwargs
+        self.handlers: dict[str, object] = {}
+        _RecordingDailyTransport.created.append(self)
+
+    def event_handler(self, name):
+        def register(fn):
+            self.handlers[name] = fn
+            return fn
+        return register
+
+
+@pytest.mark.parametrize("voice_only", [True, False])
+def test_start_daily_joins_the_room_with_pipecats_daily_transport(monkeypatch, voice_only):
+    import pipecat.transports.daily.transport as daily
+
+    from voicebot.session import BotSession
+    from voicesessions.queue import BotJobSpec
+
+    _RecordingDailyTransport.created = []
+    monkeypatch.setattr(daily, "DailyTransport", _RecordingDailyTransport)
+    spec = BotJobSpec(session_id="s-1", user_id="7", room_name="voice-7", room_url="https://fake.daily.co/voice-7",
+                      provider="daily", voiceOnly=voice_only, persona="Pearl")
+    bot = BotSession(worker=object(), spec=spec, bundle=ModelBundle())
+    ran = []
+
+    async def no_pipeline(transport):
+        ran.append(transport)
+
+    monkeypatch.setattr(bot, "_run", no_pipeline)
+    asyncio.run(bot.start_daily("bot-token-123"))
+
+    (transport,) = _RecordingDailyTransport.created
+    assert ran == [transport]
+    assert (transport.room_url, transport.token, transport.bot_name) == \
+        ("https://fake.daily.co/voice-7", "bot-token-123", "Pearl")
+    assert isinstance(transport.params, daily.DailyParams)
+    assert transport.params.audio_in_enabled is True and transport.params.audio_out_enabled is True
+    assert transport.params.camera_out_enabled is (not voice_only)
+    assert transport.params.video_out_enabled is False
+    assert {"on_first_participant_joined", "on_participant_left"} <= set(transport.handlers)
+
+
+# --- (b) end to end: real worker, WebRTC peer, hosted services on the fake -------------------------
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
+    from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
+    from tests.livesrv import start_server
+    from voicebot.peer import BotPeer
+
+    with FakeOpenAI(api_key=STT_KEY) as stt_api, FakeOpenAI(api_key=LLM_KEY) as llm_api, \
+            FakeOpenAI(api_key=TTS_KEY) as tts_api:
+        env = {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
+               "VOICE_STT_BASE_URL": stt_api.url, "VOICE_STT_API_KEY": STT_KEY, "VOICE_STT_MODEL": "gpt-4o-transcribe",
+               "VOICE_LLM_BASE_URL": llm_api.url, "VOICE_LLM_API_KEY": LLM_KEY, "VOICE_LLM_MODEL": "gpt-4.1-mini",
+               "VOICE_TTS_BASE_URL": tts_api.url, "VOICE_TTS_API_KEY": TTS_KEY, "VOICE_TTS_MODEL": "gpt-4o-mini-tts",
+               "VOICE_TTS_VOICE": "alloy"}
+        server = start_server(tmp_path, env)
+        started = time.monotonic()
+        worker = start_worker(server, "--pool-size", "1")
+        try:
+            assert time.monotonic() - started < 60, "a hosted-only worker should not spend long loading models"
+            question = speak_to_wav("What notes do I have?", tmp_path / "question.wav")
+
+            async def scenario() -> None:
+                client = Client(server)
+                await client.open_ws()
+                room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+                join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                                "sessionPersistence": 2})
+                assert join.status_code == 202, join.text
+                peer = BotPeer(server.url, room["token"])
+                await peer.connect()
+                await client.wait_for(is_status("active"), 20, "session active")
+                peer.say_wav(str(question))
+
+                user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")
+                assert user["payload"]["text"] == "what notes do I have"  # the fake's transcription
+                call = await client.wait_for(lambda e: e["type"] == "voice.tool.call", 20, "tool call")
+                assert call["payload"]["name"] == "list_notes"
+                result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 20, "tool result")
+                assert result["payload"]["name"] == "list_notes" and result["payload"]["result"]["ok"] is True
+                said = await client.wait_for(lambda e: is_final_transcript("assistant")(e) and "note" in
+                                             e["payload"]["text"], 30, "spoken answer from the tool result")
+                assert said["payload"]["text"].startswith("You have")
+                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
+                                      30, "bot speaking")
+                await asyncio.sleep(2.0)  # let the answer play
+                assert peer.heard.loud_frames > 10, "the fake's speech did not reach the peer"
+                await peer.close()
+                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+                await client.close()
+
+            asyncio.run(scenario())
+        finally:
+            worker.terminate()
+            worker.wait(timeout=20)
+            server.stop()
+
+        # STT: Pipecat's segment as a WAV at the pipeline's input rate, with the STT key.
+        transcriptions = stt_api.requests_to("/v1/audio/transcriptions", ok=True)
+        assert transcriptions, [(r.path, r.status) for r in stt_api.requests]
+        first = transcriptions[0]
+        assert first.headers["authorization"] == f"Bearer {STT_KEY}"
+        assert first.headers["content-type"].startswith("multipart/form-data; boundary=")
+        assert first.form["model"] == ["gpt-4o-transcribe"] and first.form["language"] == ["en"]
+        fmt = first.files["file"].wav_format()
+        assert (fmt["rate"], fmt["channels"], fmt["sample_width"]) == (16000, 1, 2) and fmt["frames"] > 16000 // 2
+
+        # LLM: native tool calling with the notes tools, then the tool's answer in the context.
+        chats = llm_api.requests_to("/v1/chat/completions", ok=True)
+        assert len(chats) >= 2, [(r.status, r.json) for r in llm_api.requests]
+        assert all(r.headers["authorization"] == f"Bearer {LLM_KEY}" for r in chats)
+        assert {t["function"]["name"] for t in chats[0].json["tools"]} == {"create_note", "list_notes", "read_note"}
+        assert chats[0].json["messages"][-1]["role"] == "user"
+        assert "what notes do I have" in chats[0].json["messages"][-1]["content"]
+        follow_up = next(r for r in chats if r.json["messages"][-1]["role"] == "tool")
+        assert json.loads(follow_up.json["messages"][-1]["content"])["ok"] is True
+
+        # TTS: raw PCM requested from the speech endpoint with the TTS key.
+        speech = tts_api.requests_to("/v1/audio/speech", ok=True)
+        assert speech and all(r.headers["authorization"] == f"Bearer {TTS_KEY}" for r in speech)
+        assert speech[0].json["response_format"] == "pcm" and speech[0].json["voice"] == "alloy"
+        assert "note" in " ".join(r.json["input"] for r in speech)
+
+        # Every request the services sent passed the fake's checks, and no key reached the log.
+        for api in (stt_api, llm_api, tts_api):
+            assert all(200 <= r.status < 300 for r in api.requests), [(r.path, r.status) for r in api.requests]
+        log = open(worker.log.name).read()
+        for key in (STT_KEY, LLM_KEY, TTS_KEY):
+            assert key not in log

@@ -104,7 +104,7 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     # Typed text goes to the assistant too (and the notes tool answers).
     page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")
     page.get_by_role("button", name="Send").click()
-    expect(page.locator("#tools li").first).to_contain_text("create_note", timeout=20_000)
+    expect(page.locator("#tools li").first).to_contain_text("create_note", timeout=40_000)
 
     page.get_by_role("button", name="Stop voice").click()
     expect(status).to_have_text("inactive", timeout=10_000)

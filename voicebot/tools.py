@@ -41,6 +41,7 @@ def register_notes_tools(llm: LLMService, *, user_id: int, session_id: str) -> N
         await params.result_callback(
             await database_sync_to_async(notes.read_note)(user_id, args.get("id"), args.get("title")))
 
-    llm.register_function("create_note", create)
-    llm.register_function("list_notes", list_)
-    llm.register_function("read_note", read)
+    # Not cancelled when the user talks over the bot: a note asked for is a note kept.
+    llm.register_function("create_note", create, cancel_on_interruption=False)
+    llm.register_function("list_notes", list_, cancel_on_interruption=False)
+    llm.register_function("read_note", read, cancel_on_interruption=False)

@@ -217,7 +217,7 @@ def _sweep() -> None:
     registry.mark_dead_workers()
     queue = get_queue()
     if hasattr(queue, "republish_stale"):  # Redis may have lost an entry: the row still says queued
-        queue.republish_stale(dt.timedelta(seconds=5))
+        queue.republish_stale(dt.timedelta(seconds=60))
 
 
 def _bot_daily_token(spec: Any) -> str:

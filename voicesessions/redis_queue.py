@@ -38,6 +38,7 @@ class RedisStreamBotJobQueue(BotJobQueue):
     def __init__(self, url: str | None = None) -> None:
         self.redis = redis.Redis.from_url(url or settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._entries: dict[str, bytes] = {}  # job id -> stream entry id, for the ack
+        self._republished: dict[str, dt.datetime] = {}
         self._group_ready = False
 
     def _ensure_group(self) -> None:
@@ -130,12 +131,26 @@ class RedisStreamBotJobQueue(BotJobQueue):
         return len(ids)
 
     def republish_stale(self, older_than: dt.timedelta) -> int:
-        """Queued rows nobody claimed for a while get a new stream entry (Redis may have lost theirs)."""
-        cutoff = timezone.now() - older_than
-        ids = list(BotJob.objects.filter(status=BotJobStatus.QUEUED, created_at__lt=cutoff)
-                   .values_list("id", flat=True)[:100])
+        """Give queued rows a new stream entry when Redis may have lost theirs.
+
+        All of them when the stream itself is gone (Redis restarted without
+        persistence); otherwise only rows older than `older_than`, and each at
+        most once per `older_than` from this process, so a backlog waiting
+        for free slots does not flood the stream with duplicates.
+        """
+        queued = BotJob.objects.filter(status=BotJobStatus.QUEUED)
+        if self.redis.exists(STREAM):
+            cutoff = timezone.now() - older_than
+            queued = queued.filter(created_at__lt=cutoff)
+        else:
+            self._group_ready = False
+            self._republished.clear()
+        now = timezone.now()
+        ids = [str(i) for i in queued.values_list("id", flat=True)[:500]
+               if now - self._republished.get(str(i), now - older_than) >= older_than]
         for job_id in ids:
-            self.publish(str(job_id))
+            self._republished[job_id] = now
+            self.publish(job_id)
         return len(ids)
 
     def pending(self) -> int:

@@ -167,12 +167,26 @@ def send_user_message(session: VoiceSession, content: str) -> None:
 
 # --- what the bot worker reports ------------------------------------------------
 
+def _locked_session(session_id: Any) -> VoiceSession | None:
+    """The session, read after locking its room.
+
+    Room first, then session: the same order as leave_room and join_bot, so
+    a peer leaving while the user calls DELETE /api/voice/room cannot deadlock.
+    Call inside a transaction.
+    """
+    room_id = VoiceSession.objects.filter(pk=session_id).values_list("room_id", flat=True).first()
+    if room_id is None:
+        return None
+    VoiceRoom.objects.select_for_update().filter(pk=room_id).first()
+    return VoiceSession.objects.select_related("room").filter(pk=session_id).first()
+
+
 def mark_bot_connected(session_id: Any, worker_id: str) -> VoiceSession | None:
     """The user's media reached the bot (or the bot joined the Daily room): the session is active."""
-    session = VoiceSession.objects.select_related("room").filter(pk=session_id).first()
-    if session is None:
-        return None
     with transaction.atomic():
+        session = _locked_session(session_id)
+        if session is None:
+            return None
         if session.status == SessionStatus.INACTIVE:  # the user came back inside the window
             change_status(session, SessionStatus.CONNECTING, reason="rejoin")
             VoiceRoom.objects.filter(pk=session.room_id).update(teardown_at=None)
@@ -188,11 +202,11 @@ def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
 
     from django.utils import timezone
 
-    session = VoiceSession.objects.select_related("room").filter(pk=session_id).first()
-    if session is None or session.status not in (SessionStatus.ACTIVE, SessionStatus.PAUSED,
-                                                 SessionStatus.CONNECTING):
-        return session
     with transaction.atomic():
+        session = _locked_session(session_id)
+        if session is None or session.status not in (SessionStatus.ACTIVE, SessionStatus.PAUSED,
+                                                     SessionStatus.CONNECTING):
+            return session  # already inactive (the user left through the API) or over
         change_status(session, SessionStatus.INACTIVE, reason="user_left")
         VoiceRoom.objects.filter(pk=session.room_id, teardown_at__isnull=True).update(
             teardown_at=timezone.now() + dt.timedelta(seconds=persistence))

@@ -183,3 +183,9 @@ def test_queue_claim_ack_and_requeue(api, room):
     assert BotJob.objects.get(pk=again.job_id).status == "claimed"
     queue.ack(again.job_id, "worker-b")
     assert BotJob.objects.get(pk=again.job_id).status == "done"
+
+
+def test_personality_id_picks_the_prompt_when_no_assistant_is_named(api, room, assistant):
+    body = api.post("/api/bot/join", {"personalityId": "pearl"}, format="json").json()
+    job = BotJob.objects.get(pk=body["jobId"])
+    assert job.payload["systemPrompt"] == "Be brief." and job.payload["personalityId"] == "pearl"

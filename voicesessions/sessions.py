@@ -108,6 +108,9 @@ def _session_fields(assistant: AssistantRecord | None, params: dict[str, Any]) -
 
 
 def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord | None) -> BotJobSpec:
+    if assistant is None and session.personality_id:
+        # No assistant named: the personalityId picks the assistant whose prompt the bot uses.
+        assistant = AssistantRecord.objects.filter(personality_id=session.personality_id).first()
     return BotJobSpec(
         session_id=str(session.pk), user_id=str(session.user_id), room_name=room.name,
         room_url=room.url, provider=room.provider, voiceOnly=session.voice_only,

@@ -51,8 +51,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .server import LocalHTTPFake
 
 RECORDING_TYPES = ("cloud", "cloud-audio-only", "local", "raw-tracks")
 LANGS = ("da", "de", "en", "es", "fi", "fr", "it", "jp", "ka", "nl", "no", "pt", "pt-BR",
@@ -227,7 +229,7 @@ def validate_properties(props: Any, schema: dict[str, Any], now: float) -> None:
         raise ApiError(400, "invalid-request-error", "'max_participants' must be at least 1")
 
 
-class FakeDailyAPI:
+class FakeDailyAPI(LocalHTTPFake):
     """In-memory Daily REST API served over real HTTP on 127.0.0.1.
 
     Use as a context manager (or start()/stop()); `url` is the base URL to give
@@ -244,43 +246,6 @@ class FakeDailyAPI:
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------
-
-    def start(self) -> FakeDailyAPI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeDailyAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "fake Daily API is not running"
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- test controls ---------------------------------------------------------
 
@@ -477,3 +442,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet: pytest output is for failures."""
+
+
+FakeDailyAPI.handler_class = _Handler

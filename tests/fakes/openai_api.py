@@ -68,8 +68,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .server import LocalHTTPFake
 
 PCM_RATE = 24000  # response_format "pcm": 24 kHz, 16-bit signed little-endian, mono
 TONE_HZ = 440.0
@@ -245,7 +247,7 @@ def _unknown(keys: Iterable[str], allowed: Iterable[str], where: str = "") -> No
 
 # -- the fake -----------------------------------------------------------------------------
 
-class FakeOpenAI:
+class FakeOpenAI(LocalHTTPFake):
     """In-memory OpenAI API served over real HTTP on 127.0.0.1.
 
     Use as a context manager (or start()/stop()); `url` is the base URL to give
@@ -261,43 +263,6 @@ class FakeOpenAI:
         self.requests: list[RecordedRequest] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------
-
-    def start(self) -> FakeOpenAI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "fake OpenAI API is not running"
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- test controls ---------------------------------------------------------
 
@@ -864,3 +829,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet: pytest output is for failures."""
+
+
+FakeOpenAI.handler_class = _Handler

@@ -61,25 +61,29 @@ def _translate(exc: Exception) -> Exception:
     return exc
 
 
+def error_body(exc: exceptions.APIException) -> dict[str, Any]:
+    """The JSON body for an API error (also used by the non-DRF WebRTC view)."""
+    if isinstance(exc, ApiError):
+        body: dict[str, Any] = {"error": exc.error_code, "detail": str(exc.detail)}
+        if exc.fields:
+            body["fields"] = exc.fields
+        return body
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        first = next(iter(detail), "non_field_errors")
+        return {"error": "invalid", "detail": f"Invalid input in '{first}'.", "fields": detail}
+    return {"error": getattr(exc, "default_code", "error"), "detail": str(getattr(exc, "detail", exc))}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     exc = _translate(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     if isinstance(exc, ApiError):
-        body: dict[str, Any] = {"error": exc.error_code, "detail": str(exc.detail)}
-        if exc.fields:
-            body["fields"] = exc.fields
         for name, value in exc.extra_headers.items():
             response[name] = value
-    elif isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        first = next(iter(detail), "non_field_errors")
-        body = {"error": "invalid", "detail": f"Invalid input in '{first}'.", "fields": detail}
-    else:
-        code = getattr(exc, "default_code", "error")
-        body = {"error": code, "detail": str(getattr(exc, "detail", exc))}
-    response.data = body
+    response.data = error_body(exc)
     return response
 
 

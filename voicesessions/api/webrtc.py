@@ -24,7 +24,7 @@ from rest_framework.exceptions import ValidationError
 
 from ..models import LIVE_STATUSES, RoomState, VoiceRoom, VoiceSession
 from ..tokens import InvalidRoomToken, verify_room_token
-from .errors import ApiError
+from .errors import ApiError, error_body
 from .serializers import StrictSerializer
 
 logger = logging.getLogger("voicesessions.webrtc")
@@ -111,18 +111,10 @@ async def _relay(method: str, worker: Any, path: str, body: dict[str, Any]) -> d
     return response.json()
 
 
-def _error_response(exc: Exception) -> JsonResponse:
-    if isinstance(exc, ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        first = next(iter(detail), "non_field_errors")
-        return JsonResponse({"error": "invalid", "detail": f"Invalid input in '{first}'.",
-                             "fields": json.loads(json.dumps(detail, default=str))}, status=400)
-    assert isinstance(exc, ApiError)
-    body: dict[str, Any] = {"error": exc.error_code, "detail": str(exc.detail)}
-    if exc.fields:
-        body["fields"] = exc.fields
+def _error_response(exc: ApiError | ValidationError) -> JsonResponse:
+    body = json.loads(json.dumps(error_body(exc), default=str))  # ErrorDetail strings -> plain JSON
     response = JsonResponse(body, status=exc.status_code)
-    for name, value in exc.extra_headers.items():
+    for name, value in getattr(exc, "extra_headers", {}).items():
         response[name] = value
     return response
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import Frame, InputAudioRawFrame
@@ -11,6 +13,8 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
 from .tools import register_notes_tools
@@ -48,8 +52,14 @@ def build_pipeline(bot: "BotSession", transport: Any) -> tuple[PipelineWorker, E
 
     vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
                                              min_volume=settings.VOICE_VAD_MIN_VOLUME))
+    # Pipecat's smart-turn model decides when the user is done; when it judges a
+    # turn unfinished it waits for more speech, by default 3 s. Capped here:
+    # a short spoken question judged "incomplete" should not cost seconds.
+    turn_stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3(
+        params=SmartTurnParams(stop_secs=settings.VOICE_TURN_INCOMPLETE_WAIT_SECS)))
     user_agg, assistant_agg = LLMContextAggregatorPair(
-        bot.context, user_params=LLMUserAggregatorParams(vad_analyzer=vad))
+        bot.context, user_params=LLMUserAggregatorParams(
+            vad_analyzer=vad, user_turn_strategies=UserTurnStrategies(stop=[turn_stop])))
     forwarder = EventForwarder(spec.session_id)
     pipeline = Pipeline([
         transport.input(),

@@ -208,7 +208,8 @@ VOICE_WORKER_POLL_SECONDS = env.float("VOICE_WORKER_POLL_SECONDS", default=0.05)
 VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")  # host servers dial
 VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim
-VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.3)
+VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's recommended value
+VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # Bot models. "local": offline, from pip-shipped model files; "openai": any
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).

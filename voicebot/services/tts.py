@@ -21,6 +21,14 @@ def load_hibari() -> tuple[Any, int]:
     return engine, int(getattr(engine, "sample_rate", HIBARI_RATE))
 
 
+def trim_leading_silence(audio: np.ndarray, rate: int, threshold: float = 0.01, keep_ms: int = 30) -> np.ndarray:
+    """Drop the silence hibari puts before every sentence (about 0.3 s: pure latency)."""
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    if loud.size == 0:
+        return audio
+    return audio[max(0, int(loud[0]) - rate * keep_ms // 1000):]
+
+
 class HibariTTSService(TTSService):
     """Streams one chunk per sentence from a shared hibari engine."""
 
@@ -41,7 +49,7 @@ class HibariTTSService(TTSService):
             with self._lock:
                 chunks = list(self._engine.stream(text, speed=self._speed))
             audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-            return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+            return (np.clip(trim_leading_silence(audio, self._engine_rate), -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
         async def one_chunk() -> AsyncGenerator[bytes, None]:
             yield await asyncio.to_thread(synthesize)

@@ -86,7 +86,7 @@ from tests.livesrv import LiveServer, start_server  # noqa: E402
 from voicebot.peer import BotPeer, read_wav_48k_mono  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
-VAD_STOP_MS = 300.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
+VAD_STOP_MS = 200.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
 SETTLE_S = 2.0  # after a peer connects, before reading memory
 AUDIO_TAIL_S = 0.6  # after `speaking: false`, for the last audio still in flight to arrive
 T0 = time.monotonic()
@@ -748,7 +748,7 @@ def table(results: dict[str, Any]) -> str:
                  "overhead_ms": "pipeline/transport overhead",
                  "turn_end_wait_ms": "  of which turn-end wait after STT",
                  "tts_leading_silence_ms": "  of which TTS leading silence",
-                 "input_path_ms": "  of which input: speech end -> VAD stop - 300",
+                 "input_path_ms": "  of which input: speech end -> VAD stop - stop_secs",
                  "internal_ms": "  of which TTS audio -> bot started speaking",
                  "output_path_ms": "  of which output: bot started -> heard",
                  "server_total_ms": "(bot's own total from VAD stop)", "client_total_ms": "client total"}

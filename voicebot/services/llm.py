@@ -44,6 +44,7 @@ def start_local_server(path: str | None = None, *, parallel: int = 4) -> tuple[A
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.sampling.temp = 0.2
+    params.verbosity = 1  # llama.cpp's per-request info lines would flood the worker's log
     server = xlc.Server(params)
     return server, server.listening_address.rstrip("/") + "/v1"
 

@@ -198,3 +198,60 @@ def test_killed_worker_session_unavailable_and_a_new_join_works(production):
         workers[index] = await asyncio.to_thread(start_worker, a, "--pool-size", "1", "--worker-id", holder + "b")
 
     asyncio.run(scenario())
+
+
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+
+
+def _restart_redis() -> None:
+    """Kill Redis and start it again, empty (as this machine runs it: no persistence)."""
+    import subprocess
+    import time
+
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+    time.sleep(0.5)
+    subprocess.run(REDIS_START, check=True, capture_output=True)
+    for _ in range(100):
+        try:
+            if redis.Redis(port=6379).ping():
+                return
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("redis did not come back")
+
+
+def test_redis_restart_loses_nothing_and_clients_reconnect(production, tmp_path):
+    """Redis dies mid-session and comes back empty (no groups, no streams, no channel state):
+    the socket reconnects with ?after= and gets every event, and a join made after the restart
+    still reaches a bot that answers."""
+    a, b, workers = production
+    question = speak_to_wav("What is the capital of France?", tmp_path / "q.wav")
+
+    async def scenario() -> None:
+        client = Client(b, "demo")
+        await client.open_ws()
+        room = client.http.post("/api/voice/room", json={}).json()
+        await asyncio.to_thread(_restart_redis)
+        join = client.http.post("/api/bot/join", json={"voiceOnly": True})
+        assert join.status_code == 202
+        session_id = join.json()["sessionId"]
+        await client.wait_for(lambda e: e["sessionId"] == session_id and e["type"] == "voice.session.start", 20,
+                              "the join's event, across the restart")
+        peer = BotPeer(a.url, room["token"])
+        await peer.connect()  # a worker claimed the job from the re-created stream
+        await client.wait_for(lambda e: is_status("active")(e) and e["sessionId"] == session_id, 30, "active")
+        peer.say_wav(str(question))
+        await client.wait_for(is_final_transcript("assistant"), 40, "an answer after the restart")
+        assert client.reconnects >= 1  # the socket did drop with Redis, and came back
+        await peer.close()
+        client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+        await client.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        try:
+            redis.Redis(port=6379).ping()
+        except redis.ConnectionError:
+            _restart_redis()

@@ -95,3 +95,11 @@ def test_redis_down_at_join_time_loses_nothing(queue, settings, make_user):
     queue = RedisStreamBotJobQueue(REDIS_URL)
     assert queue.republish_stale(dt.timedelta(seconds=5)) == 1
     assert queue.claim("worker-a").job_id == result.job_id
+
+
+def test_a_restarted_redis_without_the_group_is_handled(queue, make_user):
+    queue.claim("worker-a")  # the group exists and is cached as ready
+    queue.redis.flushdb()  # Redis restarted empty
+    result = _join(make_user, "bob")  # publishing recreates the stream, not the group
+    claimed = queue.claim("worker-a")
+    assert claimed is not None and claimed.job_id == result.job_id

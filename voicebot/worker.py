@@ -114,7 +114,12 @@ class BotWorkerProcess:
         idle_since = time.monotonic()
         while not self.stopping.is_set():
             if self.free_slots() and not self._recycling():
-                job = await database_sync_to_async(self.queue.claim)(self.worker_id)
+                try:
+                    job = await database_sync_to_async(self.queue.claim)(self.worker_id)
+                except Exception as exc:  # queue or database briefly unreachable: keep polling
+                    logger.warning("[BotJoin] claim failed (%s); retrying", type(exc).__name__)
+                    await asyncio.sleep(1)
+                    continue
                 if job is not None:
                     await self._start_job(job)
                     idle_since = time.monotonic()

@@ -119,8 +119,12 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # health checks: pooled connections left broken by a Redis restart are
             # noticed and replaced instead of timing out every reader.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "health_check_interval": 2, "retry_on_timeout": True,
-                                  "socket_keepalive": True}], "capacity": 1000, "expiry": 60},
+            # socket_timeout above channels-redis's 5 s blocking pop: redis-py 8
+            # defaults to 5 s, which kills every idle consumer with "Timeout reading".
+            # health_check_interval: connections left broken by a Redis restart are
+            # noticed and replaced.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                                  "health_check_interval": 10}], "capacity": 1000, "expiry": 60},
         }
     }
 else:

@@ -69,6 +69,17 @@ class RedisStreamBotJobQueue(BotJobQueue):
         return job_id
 
     def claim(self, worker_id: str) -> ClaimedJob | None:
+        try:
+            return self._claim(worker_id)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted empty: make the group again (from entry 0, so
+            # entries published since are delivered) and try once more.
+            self._group_ready = False
+            return self._claim(worker_id)
+
+    def _claim(self, worker_id: str) -> ClaimedJob | None:
         self._ensure_group()
         entries = self._take_dead_consumers_entries(worker_id)
         if not entries:

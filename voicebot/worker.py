@@ -159,17 +159,20 @@ class BotWorkerProcess:
 
     async def _start_session(self, job: ClaimedJob) -> None:
         spec = job.spec
-        session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
-        if session is None or session.status not in LIVE_STATUSES:
-            await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
-            logger.info("[BotJoin] job %s: session already over, skipped", job.job_id)
-            return
         if self.bundle is None:  # spawned child: load cold, for this one session
             from .services import load_bundle
 
             self.bundle = await asyncio.to_thread(load_bundle)
+        # Registered here before the database names this worker as the bot's
+        # home: from that moment servers relay the user's offer to us.
         bot = BotSession(self, spec, self.bundle)
         self.sessions[spec.session_id] = bot
+        session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
+        if session is None or session.status not in LIVE_STATUSES:
+            self.sessions.pop(spec.session_id, None)
+            await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
+            logger.info("[BotJoin] job %s: session already over, skipped", job.job_id)
+            return
         if spec.provider == "daily":
             await bot.start_daily(await database_sync_to_async(_bot_daily_token)(spec))
         # The bot is ready for the user's media: the job is done.

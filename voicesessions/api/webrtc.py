@@ -141,9 +141,17 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
         if request.method == "PATCH":
             return JsonResponse(await _relay("PATCH", worker, path, json.loads(json.dumps(data))))
         started = time.monotonic()
-        answer = await _relay("POST", worker, path, {"sdp": data["sdp"], "type": data["type"],
-                                                     "pc_id": data.get("pc_id"),
-                                                     "restart_pc": data.get("restart_pc", False)})
+        body = {"sdp": data["sdp"], "type": data["type"], "pc_id": data.get("pc_id"),
+                "restart_pc": data.get("restart_pc", False)}
+        while True:
+            try:
+                answer = await _relay("POST", worker, path, body)
+                break
+            except ApiError as exc:
+                # A worker that just took the job may not know the session for a moment.
+                if exc.error_code != "not_found" or time.monotonic() - started > settings.VOICE_OFFER_WAIT_SECONDS:
+                    raise
+                await asyncio.sleep(0.1)
         logger.info("[BotJoin] session=%s offer answered by %s in %.0f ms", session.pk, worker.worker_id,
                     (time.monotonic() - started) * 1000)
         return JsonResponse({**answer, "sessionId": str(session.pk)})

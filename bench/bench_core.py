@@ -474,21 +474,23 @@ def fanout_result(name: str, fan: FanOut, seqs: range, receivers: int, wall_s: f
             **summarize(fan.latencies(seqs)), "error_samples": fan.errors[:5]}
 
 
-async def bench_fanout(base: str, token: str, clients: int, events: int) -> list[dict[str, Any]]:
-    """C1: `clients` sockets of one user, one sender; paced then burst events."""
-    tag = "bench-fan-"
+async def bench_fanout(base: str, token: str, clients: int, events: int, *, sender_base: str | None = None,
+                       paced_events: int = PACED_EVENTS, label: str = "C1 fan-out",
+                       tag: str = "bench-fan-") -> list[dict[str, Any]]:
+    """C1: `clients` sockets of one user on `base`, one sender (on `sender_base`, default
+    the same server); paced then burst events."""
     fan = FanOut(receivers=clients)
-    log(f"  C1: opening {clients} sockets for one user")
+    log(f"  C1: opening {clients} sockets for one user" + (f", the sender on {sender_base}" if sender_base else ""))
     sockets = await open_sockets(base, [token] * clients)
-    sender = await open_socket(base, token)
-    total = PACED_EVENTS + events
+    sender = await open_socket(sender_base or base, token)
+    total = paced_events + events
     deadline = time.perf_counter() + 120
     readers = [asyncio.create_task(receive_loop(ws, fan, tag, total, deadline)) for ws in sockets]
     drain = asyncio.create_task(receive_loop(sender, fan, tag, total, deadline, count=False))
     try:
-        log(f"  C1: {PACED_EVENTS} paced events (each waits for all {clients} sockets)")
+        log(f"  C1: {paced_events} paced events (each waits for all {clients} sockets)")
         started = time.perf_counter()
-        for seq in range(PACED_EVENTS):
+        for seq in range(paced_events):
             await send_event(sender, fan, tag, seq)
             try:
                 await asyncio.wait_for(fan.all_in[seq].wait(), 10)
@@ -496,44 +498,52 @@ async def bench_fanout(base: str, token: str, clients: int, events: int) -> list
                 if seq == 0:  # nothing works (no active session?): do not wait out every event
                     raise RuntimeError(f"C1: first event not delivered to all sockets in 10s: {fan.errors[:3]}")
                 fan.errors.append(f"paced event {seq} not delivered to all sockets in 10s")
-        paced = fanout_result("C1 fan-out paced", fan, range(PACED_EVENTS), clients,
+        paced = fanout_result(f"{label} paced", fan, range(paced_events), clients,
                               time.perf_counter() - started)
         log(f"  C1: {events} events back to back")
-        burst = range(PACED_EVENTS, total)
+        burst = range(paced_events, total)
         started = time.perf_counter()
         for seq in burst:
             await send_event(sender, fan, tag, seq)
         await asyncio.gather(*readers)
         last = max((max(fan.received[s], default=started) for s in burst), default=started)
-        result = fanout_result("C1 fan-out burst", fan, burst, clients, last - started)
+        result = fanout_result(f"{label} burst", fan, burst, clients, last - started)
     finally:
         drain.cancel()
         await asyncio.gather(*(ws.close() for ws in [*sockets, sender]), return_exceptions=True)
     return [paced, result]
 
 
-async def bench_many_users(base: str, tokens: list[str], per_user: int) -> dict[str, Any]:
-    """C2: one socket per user, each sends `per_user` messages to itself, all users at once."""
-    log(f"  C2: opening {len(tokens)} sockets, one per user")
+async def bench_many_users(base: str, tokens: list[str], per_user: int, *, sender_base: str | None = None,
+                           label: str = "C2 many users", tag: str = "bench-self-") -> dict[str, Any]:
+    """C2: one socket per user, each sends `per_user` messages to itself, all users at once.
+
+    With `sender_base`, each user sends from a second socket on that server instead.
+    """
+    log(f"  C2: opening {len(tokens)} sockets, one per user" + (f", senders on {sender_base}" if sender_base else ""))
     sockets = await open_sockets(base, tokens)
+    senders = await open_sockets(sender_base, tokens) if sender_base else sockets
     fans = [FanOut(receivers=1) for _ in sockets]
-    tag = "bench-self-"
     deadline = time.perf_counter() + 120
 
-    async def one(ws: ClientConnection, fan: FanOut) -> None:
-        reader = asyncio.create_task(receive_loop(ws, fan, tag, per_user, deadline))
+    async def one(rx: ClientConnection, tx: ClientConnection, fan: FanOut) -> None:
+        reader = asyncio.create_task(receive_loop(rx, fan, tag, per_user, deadline))
+        drain = None if tx is rx else asyncio.create_task(
+            receive_loop(tx, FanOut(receivers=1), tag, per_user, deadline, count=False))
         for seq in range(per_user):
-            await send_event(ws, fan, tag, seq)
+            await send_event(tx, fan, tag, seq)
         await reader
+        if drain:
+            drain.cancel()
 
     try:
         log(f"  C2: {len(tokens)} users x {per_user} messages")
         started = time.perf_counter()
-        await asyncio.gather(*(one(ws, fan) for ws, fan in zip(sockets, fans)))
+        await asyncio.gather(*(one(rx, tx, fan) for rx, tx, fan in zip(sockets, senders, fans)))
         last = max((t for fan in fans for times in fan.received.values() for t in times), default=started)
         wall = last - started
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in {*sockets, *senders}), return_exceptions=True)
     merged = FanOut(receivers=1)
     for i, fan in enumerate(fans):
         for seq, sent in fan.sent_at.items():
@@ -541,7 +551,7 @@ async def bench_many_users(base: str, tokens: list[str], per_user: int) -> dict[
             merged.received[i * per_user + seq] = fan.received.get(seq, [])
         merged.errors += fan.errors
         merged.duplicates += fan.duplicates
-    result = fanout_result("C2 many users", merged, range(len(tokens) * per_user), 1, wall)
+    result = fanout_result(label, merged, range(len(tokens) * per_user), 1, wall)
     return {**result, "users": len(tokens), "per_user": per_user}
 
 

@@ -84,8 +84,8 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
-from bench_core import (FanOut, _die_with_parent, auth, cpu_seconds, fanout_result, free_port,  # noqa: E402
-                        memory_kib, open_socket, percentile, receive_loop, scan_server_logs, send_event,
+from bench_core import (FanOut, bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, fanout_result, free_port,  # noqa: E402
+                        memory_kib, open_socket, open_sockets, percentile, receive_loop, scan_server_logs, send_event,
                         summarize, wait_until_up)
 
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -534,85 +534,16 @@ def phase_joins(args: argparse.Namespace, servers: list[str], tokens: list[str],
 
 # --- 3. websocket fan-out across processes ----------------------------------------------------
 
-async def open_many(base: str, tokens: list[str], batch: int = 25) -> list[Any]:
-    sockets: list[Any] = []
-    for i in range(0, len(tokens), batch):
-        sockets += await asyncio.gather(*(open_socket(base, t) for t in tokens[i:i + batch]))
-    return sockets
-
-
 async def fanout_cross(a: str, b: str, token: str, sockets_n: int, paced: int, events: int) -> list[dict[str, Any]]:
     """C1: `sockets_n` sockets of one user on B; the sender's socket is on A."""
-    tag = "bench-xfan-"
-    fan = FanOut(receivers=sockets_n)
-    log(f"  C1: opening {sockets_n} sockets on B, the sender on A")
-    sockets = await open_many(b, [token] * sockets_n)
-    sender = await open_socket(a, token)
-    total = paced + events
-    deadline = time.perf_counter() + 120
-    readers = [asyncio.create_task(receive_loop(ws, fan, tag, total, deadline)) for ws in sockets]
-    drain = asyncio.create_task(receive_loop(sender, fan, tag, total, deadline, count=False))
-    try:
-        log(f"  C1: {paced} paced events (each waits for all {sockets_n} sockets)")
-        started = time.perf_counter()
-        for seq in range(paced):
-            await send_event(sender, fan, tag, seq)
-            try:
-                await asyncio.wait_for(fan.all_in[seq].wait(), 10)
-            except asyncio.TimeoutError:
-                if seq == 0:
-                    raise RuntimeError(f"C1: first event not delivered to all sockets in 10s: {fan.errors[:3]}")
-                fan.errors.append(f"paced event {seq} not delivered to all sockets in 10s")
-        paced_r = fanout_result("C1 cross-server fan-out, paced", fan, range(paced), sockets_n,
-                                time.perf_counter() - started)
-        log(f"  C1: {events} events back to back")
-        burst = range(paced, total)
-        started = time.perf_counter()
-        for seq in burst:
-            await send_event(sender, fan, tag, seq)
-        await asyncio.gather(*readers)
-        last = max((max(fan.received[s], default=started) for s in burst), default=started)
-        burst_r = fanout_result("C1 cross-server fan-out, burst", fan, burst, sockets_n, last - started)
-    finally:
-        drain.cancel()
-        await asyncio.gather(*(ws.close() for ws in [*sockets, sender]), return_exceptions=True)
-    return [paced_r, burst_r]
+    return await bench_fanout(b, token, sockets_n, events, sender_base=a, paced_events=paced,
+                              label="C1 cross-server fan-out,", tag="bench-xfan-")
 
 
 async def many_users_cross(a: str, b: str, tokens: list[str], per_user: int) -> dict[str, Any]:
     """C2: each user has a receiving socket on B and a sending socket on A; all send at once."""
-    log(f"  C2: opening {len(tokens)} sockets on B and {len(tokens)} on A")
-    receivers = await open_many(b, tokens)
-    senders = await open_many(a, tokens)
-    fans = [FanOut(receivers=1) for _ in tokens]
-    tag = "bench-xself-"
-    deadline = time.perf_counter() + 120
-
-    async def one(rx: Any, tx: Any, fan: FanOut) -> None:
-        reader = asyncio.create_task(receive_loop(rx, fan, tag, per_user, deadline))
-        drain = asyncio.create_task(receive_loop(tx, FanOut(receivers=1), tag, per_user, deadline, count=False))
-        for seq in range(per_user):
-            await send_event(tx, fan, tag, seq)
-        await reader
-        drain.cancel()
-
-    try:
-        log(f"  C2: {len(tokens)} users x {per_user} messages, A -> B")
-        started = time.perf_counter()
-        await asyncio.gather(*(one(rx, tx, fan) for rx, tx, fan in zip(receivers, senders, fans)))
-        last = max((t for fan in fans for times in fan.received.values() for t in times), default=started)
-        wall = last - started
-    finally:
-        await asyncio.gather(*(ws.close() for ws in [*receivers, *senders]), return_exceptions=True)
-    merged = FanOut(receivers=1)
-    for i, fan in enumerate(fans):
-        for seq, sent in fan.sent_at.items():
-            merged.sent_at[i * per_user + seq] = sent
-            merged.received[i * per_user + seq] = fan.received.get(seq, [])
-        merged.errors += fan.errors
-        merged.duplicates += fan.duplicates
-    result = fanout_result("C2 cross-server, many users", merged, range(len(tokens) * per_user), 1, wall)
-    return {**result, "users": len(tokens), "per_user": per_user}
+    return await bench_many_users(b, tokens, per_user, sender_base=a, label="C2 cross-server, many users",
+                                  tag="bench-xself-")
 
 
 def phase_fanout(args: argparse.Namespace, a: str, b: str, fan_token: str, user_tokens: list[str],
@@ -728,7 +659,7 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
         http = [http_a, http_b]
         try:
             # Websocket on B first (so nothing is missed), then room + join + WebRTC offer.
-            inboxes = [Inbox(ws) for ws in await open_many(b, tokens)]
+            inboxes = [Inbox(ws) for ws in await open_sockets(b, tokens)]
 
             async def start(i: int) -> Any:
                 status, _, room = await request(http[i % 2], "POST", "/api/voice/room", tokens[i],

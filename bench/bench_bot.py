@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -84,6 +83,7 @@ import numpy as np  # noqa: E402
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker  # noqa: E402
 from tests.livesrv import LiveServer, start_server  # noqa: E402
 from voicebot.peer import BotPeer, read_wav_48k_mono  # noqa: E402
+from bench_core import write_results  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 VAD_STOP_MS = 200.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
@@ -783,12 +783,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"bot-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, default=str))
-    return path
-
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
@@ -926,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         results["runtime_s"] = round(time.monotonic() - T0, 1)
         results["machine"]["loadavg_end"] = os.getloadavg()
         results["load_by_phase"] = LOADAVG
-        path = write_results(results)
+        path = write_results(results, "bot")
         print(table(results))
         print("\n1-min load average by phase: " + ", ".join(f"{p['phase']} {p['load1']}" for p in LOADAVG))
         print(f"runtime {results['runtime_s']} s; results: {path.relative_to(ROOT)}; temp dir "

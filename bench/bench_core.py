@@ -585,9 +585,10 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict[str, Any]) -> Path:
+def write_results(results: dict[str, Any], prefix: str = "core") -> Path:
+    """Write a run's results to bench/results/<prefix>-<timestamp>.json (shared by every bench)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"core-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path = RESULTS_DIR / f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     return path
 

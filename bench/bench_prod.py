@@ -70,7 +70,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,9 +84,9 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
-from bench_core import (FanOut, bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, fanout_result, free_port,  # noqa: E402
-                        memory_kib, open_socket, open_sockets, percentile, receive_loop, scan_server_logs, send_event,
-                        summarize, wait_until_up)
+from bench_core import (bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, free_port,  # noqa: E402
+                        memory_kib, open_sockets, percentile, scan_server_logs,
+                        summarize, wait_until_up, write_results)
 
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -418,7 +418,6 @@ def phase_rooms(args: argparse.Namespace, servers: list[str], tokens: list[str],
 
 async def joins_run(servers: list[str], tokens: list[str], db_url: str, timeout: float) -> dict[str, Any]:
     n = len(tokens)
-    statuses: dict[str, int] = {"room": 0}
     room_statuses: dict[str, int] = {}
     leave_statuses: dict[str, int] = {}
     samples: list[str] = []
@@ -858,12 +857,6 @@ def scan_logs(fleet: Fleet) -> dict[str, Any]:
     return out
 
 
-def write_results(results: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"prod-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2, default=str))
-    return path
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -984,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {var_dir}")
         else:
             shutil.rmtree(var_dir, ignore_errors=True)
-    path = write_results(results)
+    path = write_results(results, "prod")
     for name, scan in results["logs"].items():
         extra = (f", HTTP 5xx {scan['http_5xx']}, statuses {scan['access_status_counts']}"
                  if "http_5xx" in scan else "")

@@ -113,3 +113,24 @@ def is_status(status: str):
 
 def is_final_transcript(role: str):
     return lambda e: e["type"] == "voice.transcript" and e["payload"].get("role") == role and e["payload"].get("final")
+
+
+async def active_session(server: LiveServer, *, persistence: int = 30, username: str = "demo",
+                         expect_new: bool = False) -> tuple[Client, Any, str]:
+    """Sign in, get the room, join a bot, connect a WebRTC peer; return once the session is active.
+
+    With `expect_new`, the join must have queued a new bot (202), not reused a live session.
+    """
+    from voicebot.peer import BotPeer
+
+    client = Client(server, username)
+    await client.open_ws()
+    room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+    join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                    "sessionPersistence": persistence})
+    assert join.status_code in ((202,) if expect_new else (200, 202)), join.text
+    peer = BotPeer(server.url, room["token"])
+    await peer.connect()
+    assert peer.answer["sessionId"] == join.json()["sessionId"]
+    await client.wait_for(is_status("active"), 20, "session active")
+    return client, peer, join.json()["sessionId"]

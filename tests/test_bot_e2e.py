@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
-from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
+from tests.botharness import (BOT_ENV, active_session, is_final_transcript, is_status, speak_to_wav,
+                              start_worker)
 from tests.livesrv import start_server
 from voicebot.peer import BotPeer
 
@@ -30,16 +30,7 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
     question = speak_to_wav("What is the capital of France?", var / "question.wav")
 
     async def scenario() -> None:
-        client = Client(server)
-        await client.open_ws()
-        room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-        join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                        "sessionPersistence": 2})
-        assert join.status_code == 202, join.text
-        peer = BotPeer(server.url, room["token"])
-        answer = await peer.connect()
-        assert answer["sessionId"] == join.json()["sessionId"]
-        await client.wait_for(is_status("active"), 20, "session active")
+        client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
         peer.say_wav(str(question))
 
         user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")
@@ -65,19 +56,6 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
     asyncio.run(scenario())
 
 
-async def _active_session(server, var, *, persistence: int = 30, username: str = "demo"):
-    client = Client(server, username)
-    await client.open_ws()
-    room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-    join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                    "sessionPersistence": persistence})
-    assert join.status_code in (200, 202), join.text
-    peer = BotPeer(server.url, room["token"])
-    await peer.connect()
-    await client.wait_for(is_status("active"), 20, "session active")
-    return client, peer, join.json()["sessionId"]
-
-
 async def _end(client, peer) -> None:
     await peer.close()
     client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
@@ -88,7 +66,7 @@ def test_typed_message_uses_the_notes_tool_and_is_answered_in_speech(stack):
     server, worker, var = stack
 
     async def scenario() -> None:
-        client, peer, session_id = await _active_session(server, var)
+        client, peer, session_id = await active_session(server)
         await client.ws.send('{"type": "user-message", "content": "Take a note called shopping saying buy milk"}')
         call = await client.wait_for(lambda e: e["type"] == "voice.tool.call", 20, "tool call")
         assert call["payload"]["name"] == "create_note"
@@ -120,7 +98,7 @@ def test_paused_session_does_not_listen_until_resumed(stack):
     question = speak_to_wav("What is the capital of France?", var / "question-pause.wav")
 
     async def scenario() -> None:
-        client, peer, session_id = await _active_session(server, var)
+        client, peer, session_id = await active_session(server)
         await client.ws.send('{"type": "dailyCall.session.start"}')
         await client.wait_for(is_status("paused"), 10, "paused")
         peer.say_wav(str(question))
@@ -141,7 +119,7 @@ def test_max_duration_ends_the_session_and_the_bot_leaves(stack):
                   "a = A.objects.get(slug='pearl'); a.voice_max_duration = 4; a.save()")
     try:
         async def scenario() -> None:
-            client, peer, session_id = await _active_session(server, var)
+            client, peer, session_id = await active_session(server)
             end = await client.wait_for(lambda e: e["type"] == "voice.session.end", 20, "session end")
             assert end["payload"]["endReason"] == "max_duration" and end["sessionId"] == session_id
             await asyncio.sleep(2)  # the worker reaps the bot on its next heartbeat
@@ -163,7 +141,7 @@ def test_killed_worker_makes_the_session_unavailable_and_a_new_join_works(tmp_pa
     first = start_worker(server, "--pool-size", "1", "--worker-id", "doomed")
     try:
         async def scenario() -> None:
-            client, peer, session_id = await _active_session(server, tmp_path)
+            client, peer, session_id = await active_session(server)
             survivor = await asyncio.to_thread(start_worker, server, "--pool-size", "1", "--worker-id", "survivor")
             try:
                 first.send_signal(signal.SIGKILL)
@@ -199,7 +177,7 @@ def test_talking_over_the_bot_interrupts_it(stack):
     barge = speak_to_wav("Stop. What is two plus two?", var / "barge.wav")
 
     async def scenario() -> None:
-        client, peer, session_id = await _active_session(server, var)
+        client, peer, session_id = await active_session(server)
         peer.say_wav(str(long_ask))
         await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"], 40,
                               "bot starts its story")

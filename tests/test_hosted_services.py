@@ -267,9 +267,8 @@ def test_start_daily_joins_the_room_with_pipecats_daily_transport(monkeypatch, v
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
-    from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
+    from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker
     from tests.livesrv import start_server
-    from voicebot.peer import BotPeer
 
     with FakeOpenAI(api_key=STT_KEY) as stt_api, FakeOpenAI(api_key=LLM_KEY) as llm_api, \
             FakeOpenAI(api_key=TTS_KEY) as tts_api:
@@ -286,15 +285,7 @@ def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
             question = speak_to_wav("What notes do I have?", tmp_path / "question.wav")
 
             async def scenario() -> None:
-                client = Client(server)
-                await client.open_ws()
-                room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-                join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                                "sessionPersistence": 2})
-                assert join.status_code == 202, join.text
-                peer = BotPeer(server.url, room["token"])
-                await peer.connect()
-                await client.wait_for(is_status("active"), 20, "session active")
+                client, peer, _session_id = await active_session(server, persistence=2, expect_new=True)
                 peer.say_wav(str(question))
 
                 user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")

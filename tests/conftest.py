@@ -8,6 +8,14 @@ from rest_framework.test import APIClient
 from assistants.models import AssistantRecord, VoiceRollout
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Rate-limit counters live in the process's cache: start every test with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db):
     def make(username: str = "alice", **extra):

@@ -23,9 +23,10 @@ from pipecat.frames.frames import (BotStartedSpeakingFrame, BotStoppedSpeakingFr
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
+from voicesessions import opsevents
 from voicesessions.events import record_event
+from voicesessions.models import ErrorKind, VoiceSession
 from voicesessions.models import VoiceEventType as E
-from voicesessions.models import VoiceSession
 
 logger = logging.getLogger("voicebot.forwarder")
 
@@ -173,6 +174,9 @@ class EventForwarder(BaseObserver):
         with transaction.atomic():
             for event_type, payload in batch:
                 record_event(session, event_type, payload)
+                if event_type == E.ERROR:
+                    opsevents.record_error(ErrorKind.PIPELINE, detail=str(payload.get("message", ""))[:200],
+                                           user=session.user_id, session=session)
 
     async def flush(self) -> None:
         """Wait until every queued event is stored (at session end)."""

@@ -16,7 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from voicesessions.models import LIVE_STATUSES, BotJob, BotJobStatus, SessionStatus, VoiceEventType, VoiceSession
+from voicesessions.models import (LIVE_STATUSES, BotJob, BotJobStatus, ErrorKind, SessionStatus, VoiceEventType,
+                                  VoiceSession)
 
 from .models import BotWorker
 
@@ -84,6 +85,7 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
     a little longer. Inactive sessions fail too: their bot is gone, so a
     return must bring a new one.
     """
+    from voicesessions import opsevents
     from voicesessions.events import record_event
     from voicesessions.sessions import change_status
 
@@ -100,6 +102,7 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
             change_status(session, SessionStatus.UNAVAILABLE, reason=reason)
             record_event(session, VoiceEventType.ERROR, {
                 "code": reason, "message": "The voice assistant stopped responding. Start again to reconnect."})
+            opsevents.record_error(ErrorKind.BOT_LOST, detail=reason, user=session.user_id, session=session)
             failed += 1
     if requeued:
         logger.warning("[BotJoin] %d job(s) of worker %s back in the queue", len(requeued), worker_id)

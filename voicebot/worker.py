@@ -22,8 +22,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from voicesessions import opsevents
 from voicesessions import sessions as session_service
-from voicesessions.models import LIVE_STATUSES, VoiceSession
+from voicesessions.models import LIVE_STATUSES, ErrorKind, OpsEventKind, VoiceSession
 from voicesessions.queue import ClaimedJob, get_queue
 
 from . import registry
@@ -145,6 +146,8 @@ class BotWorkerProcess:
         except Exception as exc:  # a broken job must not take the worker down
             logger.exception("[BotJoin] job %s failed", job.job_id)
             await database_sync_to_async(self.queue.fail)(job.job_id, self.claimed_by, repr(exc))
+            await database_sync_to_async(opsevents.record_error)(
+                ErrorKind.BOT_JOIN, detail=type(exc).__name__, session=job.spec.session_id)
 
     def _spawn_child(self, job: ClaimedJob) -> None:
         """The seed's per-/join process, as a cold baseline."""
@@ -234,6 +237,9 @@ def _bot_daily_token(spec: Any) -> str:
     from voicesessions.providers import get_provider
 
     expires = timezone.now() + dt.timedelta(seconds=spec.maxDuration + 600)
-    return get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{spec.session_id}"[:36],
-                                             user_name=spec.persona or "Assistant", expires_at=expires, is_owner=True)
+    token = get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{spec.session_id}"[:36],
+                                              user_name=spec.persona or "Assistant", expires_at=expires,
+                                              is_owner=True)
+    opsevents.record(OpsEventKind.TOKEN_ISSUED, "daily", session=spec.session_id)
+    return token
 

@@ -131,6 +131,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
                                   "CONFIG": {"capacity": 1000, "expiry": 60}}}
 
+# Django's cache holds the API rate-limit counters: shared through Redis in
+# production, so a user's limit holds across every server process.
+CACHES = ({"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                       "KEY_PREFIX": "voice", "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}}}
+          if REDIS_URL else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
+
 # --- Auth, i18n, static ------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -172,6 +178,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "voicesessions.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Per-user limits on the endpoints that create rooms and start bots (429 + Retry-After).
+# DRF's rate syntax: "<count>/<second|minute|hour|day>".
+VOICE_THROTTLE_RATES = {
+    "voice_room": env.str("VOICE_THROTTLE_ROOM", default="30/minute"),
+    "bot_join": env.str("VOICE_THROTTLE_JOIN", default="30/minute"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Voice session service",
@@ -235,6 +247,10 @@ VOICE_TTS_MODEL = env.str("VOICE_TTS_MODEL", default="gpt-4o-mini-tts")
 VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default="alloy")  # when the assistant's voice is not an OpenAI one
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.redis_queue.RedisStreamBotJobQueue"
                           if REDIS_URL else "voicesessions.queue.DatabaseBotJobQueue")
+
+# /metrics: a Bearer token if VOICE_METRICS_TOKEN is set, else only these addresses may scrape.
+VOICE_METRICS_TOKEN = env.str("VOICE_METRICS_TOKEN", default="")
+VOICE_METRICS_ALLOWED_IPS = env.list("VOICE_METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
 
 DAILY_API_KEY = env.str("DAILY_API_KEY", default="")
 DAILY_API_URL = env.str("DAILY_API_URL", default="https://api.daily.co/v1")

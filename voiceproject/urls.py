@@ -5,12 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from assistants import views as assistant_views
 from assistants.api import VoiceConfigView
+from voicesessions.metrics import metrics_view
 
 urlpatterns = [
     path("", assistant_views.assistant_list, name="home"),
     path("assistants/<slug:slug>/", assistant_views.assistant_page, name="assistant"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/voice/config", VoiceConfigView.as_view(), name="voice-config"),
     path("api/", include("voicesessions.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -5,6 +5,9 @@ sessions' `voice.*` events. The client may send:
   {"type": "user-message", "content": "...", "sessionId": "..."?}
   {"type": "dailyCall.session.start"}  -> pause the active voice session
   {"type": "dailyCall.session.end"}    -> resume what the DailyCall paused
+  {"type": "client.error", "kind": "audio"|"token_expiry", "code": "...", "detail": "..."}
+      -> a failure only the browser can see (microphone denied, ICE failed,
+         Daily token expired), counted in /metrics and the dashboard
 A reconnecting client passes ?after=<last event id> to replay what it missed.
 """
 from __future__ import annotations
@@ -21,19 +24,22 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from . import relay, sessions
+from . import opsevents, relay, sessions
 from .events import user_group
-from .models import SessionEvent, SessionStatus, VoiceSession
+from .models import LIVE_STATUSES, ErrorKind, SessionEvent, SessionStatus, VoiceSession
 
 logger = logging.getLogger("voicesessions.consumers")
 
 MAX_MESSAGE_CHARS = 4000
 REPLAY_LIMIT = 500
+CLIENT_ERROR_KINDS = (ErrorKind.AUDIO, ErrorKind.TOKEN_EXPIRY)
+MAX_CLIENT_ERRORS = 20  # per socket: a misbehaving page must not flood the error counts
 
 
 class VoiceConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     replayed_up_to: int = 0  # live events already sent by the ?after= replay are skipped
+    client_errors: int = 0
     refresher: asyncio.Task | None = None
 
     async def connect(self) -> None:
@@ -106,10 +112,11 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
             "user-message": self._user_message,
             "dailyCall.session.start": self._daily_call_start,
             "dailyCall.session.end": self._daily_call_end,
+            "client.error": self._client_error,
         }.get(kind)  # type: ignore[arg-type]
         if handler is None:
-            await self._error("invalid_message", "type",
-                              "type must be user-message, dailyCall.session.start or dailyCall.session.end")
+            await self._error("invalid_message", "type", "type must be user-message, dailyCall.session.start, "
+                              "dailyCall.session.end or client.error")
             return
         await handler(content)
 
@@ -136,6 +143,24 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
     async def _daily_call_end(self, content: dict[str, Any]) -> None:
         resumed = await database_sync_to_async(sessions.on_daily_call_end)(self.user)
         logger.info("[VoiceSession] dailyCall ended user=%s resumed=%d", self.user.pk, len(resumed))
+
+    async def _client_error(self, content: dict[str, Any]) -> None:
+        kind, code, detail = content.get("kind"), content.get("code", ""), content.get("detail", "")
+        if kind not in CLIENT_ERROR_KINDS:
+            await self._error("invalid_message", "kind", f"kind must be one of {', '.join(CLIENT_ERROR_KINDS)}")
+            return
+        if not isinstance(code, str) or not isinstance(detail, str):
+            await self._error("invalid_message", "code", "code and detail must be text")
+            return
+        self.client_errors += 1
+        if self.client_errors > MAX_CLIENT_ERRORS:
+            return
+        await database_sync_to_async(self._record_client_error)(kind, code[:40], detail)
+        logger.warning("[VoiceSession] client error user=%s kind=%s code=%s", self.user.pk, kind, code[:40])
+
+    def _record_client_error(self, kind: str, code: str, detail: str) -> None:
+        session = VoiceSession.objects.filter(user=self.user, status__in=LIVE_STATUSES).first()
+        opsevents.record_error(kind, detail=f"{code}: {detail}"[:200], user=self.user, session=session)
 
     async def _error(self, code: str, field: str, detail: str) -> None:
         await self.send_json({"type": "voice.error", "payload": {"code": code, "field": field, "detail": detail}})

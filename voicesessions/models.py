@@ -131,6 +131,8 @@ class VoiceSession(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the current conversation began (bot connected); a rejoin starts a new one.
+    connected_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=64, blank=True)
     bot_worker_id = models.CharField(max_length=120, blank=True)
@@ -179,6 +181,8 @@ class VoiceSession(models.Model):
         changes: dict[str, Any] = {"status": target, "updated_at": now, **fields}
         if target == SessionStatus.ACTIVE and self.started_at is None:
             changes["started_at"] = now
+        if target == SessionStatus.ACTIVE and current == SessionStatus.CONNECTING:
+            changes["connected_at"] = now
         if target == SessionStatus.ENDED:
             changes["ended_at"] = now
             changes["end_reason"] = reason or "ended"
@@ -267,3 +271,52 @@ class BotJob(models.Model):
 
     def __str__(self) -> str:
         return f"bot job {self.id} ({self.status})"
+
+
+class OpsEventKind(models.TextChoices):
+    """Operational facts the metrics count that no session event records."""
+
+    ROOM_CREATED = "room.created", "Room created"
+    ROOM_REUSED = "room.reused", "Room reused"
+    TOKEN_ISSUED = "token.issued", "Token issued"
+    ERROR = "error", "Error"
+    # A conversation ended (user left, bot lost, session over); value = seconds it lasted.
+    CONVERSATION = "conversation", "Conversation ended"
+
+
+class ErrorKind(models.TextChoices):
+    """The seed's error rates, plus what the bot side adds."""
+
+    ROOM_CREATION = "room_creation", "Room creation"
+    BOT_JOIN = "bot_join", "Bot join"
+    AUDIO = "audio", "Audio routing"
+    TOKEN_EXPIRY = "token_expiry", "Token expiry"
+    BOT_LOST = "bot_lost", "Bot lost mid-session"
+    PIPELINE = "pipeline", "Bot pipeline"
+
+
+class OpsEvent(models.Model):
+    """One counted fact (room made or reused, token issued, error), for /metrics and the dashboard.
+
+    Append-only rows rather than counters in a row: many servers and workers
+    write at once, and inserts never contend the way one hot counter row would.
+    """
+
+    kind = models.CharField(max_length=24, choices=OpsEventKind.choices)
+    # The provider for rooms and tokens; the ErrorKind for errors.
+    label = models.CharField(max_length=32)
+    detail = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True, help_text="Seconds, for conversations.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    session = models.ForeignKey(VoiceSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["kind", "created_at"], name="opsevent_kind_time")]
+        constraints = [models.CheckConstraint(condition=models.Q(kind__in=OpsEventKind.values),
+                                              name="opsevent_kind_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label}"

@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from assistants.models import AssistantRecord
 
-from .models import LIVE_STATUSES, RoomState, SessionStatus, VoiceRoom, room_name_for
-from .providers import RoomProvider, get_provider
+from . import opsevents
+from .models import (LIVE_STATUSES, ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
+                     room_name_for)
+from .providers import RoomProvider, RoomProviderError, get_provider
 
 logger = logging.getLogger("voicesessions.rooms")
 
@@ -45,11 +47,18 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
     started = time.monotonic()
     provider = provider or get_provider()
     try:
-        grant = _get_or_create_room(user, assistant, provider)
-    except IntegrityError:
-        # Two first-ever requests raced to insert the user's row (nothing to
-        # lock yet on PostgreSQL); the loser now finds the winner's room.
-        grant = _get_or_create_room(user, assistant, provider)
+        try:
+            grant = _get_or_create_room(user, assistant, provider)
+        except IntegrityError:
+            # Two first-ever requests raced to insert the user's row (nothing to
+            # lock yet on PostgreSQL); the loser now finds the winner's room.
+            grant = _get_or_create_room(user, assistant, provider)
+    except RoomProviderError as exc:
+        opsevents.record_error(ErrorKind.ROOM_CREATION, detail=f"{provider.name}: {exc.kind}", user=user)
+        raise
+    opsevents.record(OpsEventKind.ROOM_REUSED if grant.reused else OpsEventKind.ROOM_CREATED, provider.name,
+                     user=user)
+    opsevents.record(OpsEventKind.TOKEN_ISSUED, provider.name, user=user)
     logger.info("[DailyRoom] room=%s user=%s reused=%s provider=%s latency_ms=%.1f",
                 grant.room.name, user.pk, grant.reused, provider.name, (time.monotonic() - started) * 1000)
     return grant

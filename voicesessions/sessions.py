@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from assistants.models import AssistantRecord
 
+from . import opsevents
 from .events import record_event, send_to_bot
-from .models import (LIVE_STATUSES, SessionStatus, VoiceEventType, VoiceRoom, VoiceSession)
+from .models import LIVE_STATUSES, OpsEventKind, SessionStatus, VoiceEventType, VoiceRoom, VoiceSession
 from .queue import BotJobSpec, get_queue
 
 logger = logging.getLogger("voicesessions.sessions")
+# The user and the bot are talking (a pause keeps the conversation going).
+CONVERSING = (SessionStatus.ACTIVE, SessionStatus.PAUSED)
 
 
 class RoomNotReady(Exception):
@@ -35,6 +39,10 @@ def change_status(session: VoiceSession, target: str, *, reason: str = "", **fie
     """Apply a status change and record it as an event (raises IllegalTransition)."""
     previous = session.status
     session.transition_to(target, reason=reason, **fields)
+    if (previous in CONVERSING and target not in CONVERSING and session.connected_at is not None):
+        seconds = (timezone.now() - session.connected_at).total_seconds()
+        opsevents.record(OpsEventKind.CONVERSATION, session.room.provider, value=seconds,
+                         user=session.user_id, session=session)
     payload = {"status": target, "previous": previous, "reason": reason}
     if target == SessionStatus.ENDED:
         record_event(session, VoiceEventType.SESSION_END, {**payload, "endReason": session.end_reason})

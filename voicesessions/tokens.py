@@ -17,6 +17,10 @@ SALT = "voicesessions.room-token"
 class InvalidRoomToken(Exception):
     """The token is forged, expired or for another room."""
 
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.expired = expired
+
 
 @dataclass(frozen=True)
 class RoomTokenClaims:
@@ -43,7 +47,7 @@ def verify_room_token(token: str, room_name: str | None) -> RoomTokenClaims:
         raise InvalidRoomToken("bad token signature") from exc
     expires_at = dt.datetime.fromtimestamp(claims["exp"], tz=dt.timezone.utc)
     if expires_at <= timezone.now():
-        raise InvalidRoomToken("token expired")
+        raise InvalidRoomToken("token expired", expired=True)
     if room_name is not None and claims["r"] != room_name:
         raise InvalidRoomToken("token is for another room")
     return RoomTokenClaims(room_name=claims["r"], user_id=claims["u"], user_name=claims["n"],

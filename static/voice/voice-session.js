@@ -103,6 +103,7 @@
         if (this.room.provider === "daily") await this.connectDaily(); else await this.connectWebRTC();
       } catch (error) {
         console.error("[VoiceSession] start failed", error);
+        if (error.kind === "microphone") this.reportClientError("audio", "microphone_unavailable", error.message);
         await this.teardownMedia();
         this.setStatus(error.kind === "not_enabled" ? SESSION_STATUS.INACTIVE : SESSION_STATUS.UNAVAILABLE);
         this.emit("error", {kind: error.kind || "start", message: error.message});
@@ -159,6 +160,7 @@
       pc.onconnectionstatechange = () => {
         if (pc === this.pc && pc.connectionState === "failed") {
           this.setStatus(SESSION_STATUS.UNAVAILABLE);
+          this.reportClientError("audio", "ice_failed", "WebRTC connection failed");
           this.emit("error", {kind: "audio", message: "The audio connection to the assistant failed."});
         }
       };
@@ -184,7 +186,18 @@
       this.daily.on("track-started", (e) => {
         if (e.track.kind === "audio" && !e.participant.local) this.emit("media", {stream: this.mic, remote: new MediaStream([e.track])});
       });
+      this.daily.on("error", (e) => {
+        // Daily ends the call when the meeting token expires ("exp" in the token).
+        const text = JSON.stringify(e && (e.error || e.errorMsg) || "");
+        if (/expired|exp/i.test(text)) this.reportClientError("token_expiry", "daily_token_expired", text.slice(0, 150));
+        else this.reportClientError("audio", "daily_error", text.slice(0, 150));
+      });
       await this.daily.join({url: this.room.roomUrl, token: this.room.token, startVideoOff: true});
+    }
+
+    // Failures only the browser sees (microphone, ICE, Daily) are counted by the server too.
+    reportClientError(kind, code, detail) {
+      if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify({type: "client.error", kind, code, detail}));
     }
 
     // --- websocket --------------------------------------------------------------

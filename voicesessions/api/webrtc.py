@@ -22,7 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from ..models import LIVE_STATUSES, RoomState, VoiceRoom, VoiceSession
+from .. import opsevents
+from ..models import LIVE_STATUSES, ErrorKind, RoomState, VoiceRoom, VoiceSession
 from ..tokens import InvalidRoomToken, verify_room_token
 from .errors import ApiError, error_body
 from .serializers import StrictSerializer
@@ -57,6 +58,8 @@ def _room_from_token(request: HttpRequest) -> VoiceRoom:
     try:
         claims = verify_room_token(header[7:].strip(), None)
     except InvalidRoomToken as exc:
+        if exc.expired:
+            opsevents.record_error(ErrorKind.TOKEN_EXPIRY, detail="webrtc offer")
         raise ApiError("invalid_token", f"Room token refused: {exc}.", status_code=401,
                        fields={"Authorization": [str(exc)]}) from exc
     room = VoiceRoom.objects.filter(name=claims.room_name, user_id=claims.user_id, state=RoomState.LIVE).first()
@@ -156,4 +159,6 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
                     (time.monotonic() - started) * 1000)
         return JsonResponse({**answer, "sessionId": str(session.pk)})
     except (ApiError, ValidationError) as exc:
+        if isinstance(exc, ApiError) and exc.error_code in ("bot_unavailable", "bot_error"):
+            await sync_to_async(opsevents.record_error)(ErrorKind.BOT_JOIN, detail=exc.error_code)
         return _error_response(exc)

@@ -60,3 +60,24 @@ def decide(assistant: AssistantRecord, rollout: VoiceRollout | None = None) -> R
     if in_rollout(assistant.pk, pct):
         return result(True, "in_rollout")
     return result(False, "outside_rollout")
+
+
+def set_percentage(percentage: int, *, user=None) -> VoiceRollout:
+    """Change the rollout percentage (0 is the rollback), recorded in the admin's history.
+
+    Raises django.core.exceptions.ValidationError when the percentage is out of 0-100.
+    """
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.db import transaction
+
+    with transaction.atomic():
+        rollout = VoiceRollout.objects.select_for_update().get(pk=VoiceRollout.load().pk)
+        previous = rollout.percentage
+        rollout.percentage = percentage
+        rollout.updated_by = user
+        rollout.full_clean()
+        rollout.save()
+        if user is not None:
+            LogEntry.objects.log_actions(user.pk, [rollout], CHANGE, single_object=True,
+                                         change_message=f"Rollout percentage {previous}% -> {percentage}%")
+    return rollout

@@ -10,3 +10,5 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 fi
 mkdir -p ../static/vendor/daily-js
 cp node_modules/@daily-co/daily-js/dist/daily-esm.js ../static/vendor/daily-js/daily-esm.js
+mkdir -p ../static/vendor/chart.js
+cp node_modules/chart.js/dist/chart.umd.min.js ../static/vendor/chart.js/chart.umd.min.js

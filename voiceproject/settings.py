@@ -47,7 +47,7 @@ CSRF_TRUSTED_ORIGINS = env("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",  # makes `manage.py runserver` an ASGI (Daphne) server
-    "django.contrib.admin",
+    "voiceproject.apps.VoiceAdminConfig",  # django.contrib.admin with the dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

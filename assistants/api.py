@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from voicesessions.api.errors import field_error
+from voicesessions.api.serializers import ErrorSerializer
 
 from .models import AssistantRecord
 from .rollout import decide
@@ -45,7 +46,8 @@ class VoiceConfigView(APIView):
 
     @extend_schema(parameters=[ConfigQuerySerializer],
                    responses={200: VoiceConfigResponseSerializer,
-                              400: OpenApiResponse(description="Missing or unknown assistant.")},
+                              400: OpenApiResponse(ErrorSerializer, description="Missing or unknown assistant."),
+                              401: OpenApiResponse(ErrorSerializer, description="Not signed in.")},
                    summary="Voice session config and rollout decision for an assistant")
     def get(self, request: Request) -> Response:
         query = ConfigQuerySerializer(data=request.query_params.dict())

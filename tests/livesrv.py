@@ -34,6 +34,11 @@ class LiveServer:
             raise RuntimeError(done.stderr)
         return done.stdout
 
+    @property
+    def log_path(self) -> Path:
+        """Daphne's stdout and stderr: its access log and every log record of the server."""
+        return Path(self.env["VOICE_VAR_DIR"]) / "daphne.log"
+
     def stop(self) -> None:
         self.process.terminate()
         try:

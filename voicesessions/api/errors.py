@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import OperationalError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -43,6 +44,8 @@ _PROVIDER_STATUS = {"rate_limited": 429, "auth": 502, "invalid": 502, "not_found
 
 def _translate(exc: Exception) -> Exception:
     """Domain exceptions become ApiErrors with the right status."""
+    if isinstance(exc, Http404):  # get_object_or_404: the same code as every other 404 here
+        return ApiError("not_found", "Not found.", status_code=404)
     if isinstance(exc, OperationalError):  # database restarting or out of connections: retry, not a 500
         return ApiError("database_unavailable", "The database is unavailable; try again shortly.",
                         status_code=503, headers={"Retry-After": "2"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from assistants.models import MAX_PERSISTENCE
@@ -19,6 +20,22 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "string"}},
+                                 {"type": "object", "additionalProperties": {},
+                                  "description": "A nested object's own field errors, the same way."}]})
+class FieldErrorsField(serializers.JSONField):
+    """Why one input field was refused: its messages, or for a nested object its fields' errors."""
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one JSON shape of every API error (built by voicesessions/api/errors.py)."""
+
+    error = serializers.CharField(help_text="Machine-readable code, e.g. 'invalid', 'not_found', 'throttled'.")
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    fields = serializers.DictField(child=FieldErrorsField(), required=False,
+                                   help_text="The input fields at fault, when specific fields are.")
 
 
 class RoomRequestSerializer(StrictSerializer):
@@ -95,7 +112,7 @@ class VoiceSessionSerializer(serializers.ModelSerializer):
     userId = serializers.CharField(source="user_id")
     roomUrl = serializers.CharField(source="room.url")
     roomName = serializers.CharField(source="room.name")
-    assistant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    assistant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     voiceOnly = serializers.BooleanField(source="voice_only")
     sessionPersistence = serializers.IntegerField(source="session_persistence")
     personalityId = serializers.CharField(source="personality_id")
@@ -104,8 +121,8 @@ class VoiceSessionSerializer(serializers.ModelSerializer):
     maxDuration = serializers.IntegerField(source="max_duration")
     pauseReason = serializers.CharField(source="pause_reason")
     createdAt = serializers.DateTimeField(source="created_at")
-    startedAt = serializers.DateTimeField(source="started_at")
-    endedAt = serializers.DateTimeField(source="ended_at")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)  # null until the bot connects
+    endedAt = serializers.DateTimeField(source="ended_at", allow_null=True)  # null while not ended
     endsAt = serializers.DateTimeField(source="ends_at")
     endReason = serializers.CharField(source="end_reason")
     botWorkerId = serializers.CharField(source="bot_worker_id")

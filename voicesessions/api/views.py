@@ -16,12 +16,25 @@ from assistants.rollout import decide
 from .. import rooms, sessions
 from ..models import VoiceSession
 from .errors import ApiError, field_error
-from .serializers import (EventListQuerySerializer, JoinRequestSerializer, JoinResponseSerializer,
+from .serializers import (ErrorSerializer, EventListQuerySerializer, JoinRequestSerializer, JoinResponseSerializer,
                           LeaveRequestSerializer, LeaveResponseSerializer, RoomRequestSerializer,
                           RoomResponseSerializer, SessionEventSerializer, VoiceSessionSerializer)
+from .throttles import VoiceScopedRateThrottle
 
-ERRORS = {400: OpenApiResponse(description="Invalid input; `fields` names the field."),
-          401: OpenApiResponse(description="Not signed in.")}
+
+def _error(description: str) -> OpenApiResponse:
+    """A documented error answer: every one has the shape errors.py builds (ErrorSerializer)."""
+    return OpenApiResponse(response=ErrorSerializer, description=description)
+
+
+ERRORS = {400: _error("Invalid input; `fields` names the field."), 401: _error("Not signed in.")}
+THROTTLED = {429: _error("Too many requests; wait the seconds in Retry-After.")}
+NOT_FOUND = {404: _error("Not found among yours (another user's session or room is a 404 too).")}
+# DRF answers 415 to a body whose Content-Type none of its parsers (JSON, form, multipart) reads.
+UNSUPPORTED_MEDIA = {415: _error("The body's Content-Type is not JSON, form or multipart.")}
+VOICE_NOT_ENABLED = {403: _error("Voice sessions are not enabled for the named assistant.")}
+PROVIDER_FAILED = {502: _error("The room provider (Daily) refused the request."),
+                   503: _error("The room provider or the database is unavailable; see Retry-After.")}
 
 
 def _validated(serializer_class: type, data: Any) -> dict[str, Any]:
@@ -47,7 +60,12 @@ def _assistant_for_voice(slug: str | None) -> AssistantRecord | None:
 class VoiceRoomView(APIView):
     """The signed-in user's private voice room (`voice-{userId}`)."""
 
-    @extend_schema(request=RoomRequestSerializer, responses={200: RoomResponseSerializer, **ERRORS},
+    throttle_classes = [VoiceScopedRateThrottle]
+    throttle_scope = "voice_room"
+
+    @extend_schema(request=RoomRequestSerializer,
+                   responses={200: RoomResponseSerializer, **ERRORS, **VOICE_NOT_ENABLED, **UNSUPPORTED_MEDIA,
+                              **THROTTLED, **PROVIDER_FAILED},
                    summary="Get or create your voice room and a token to join it")
     def post(self, request: Request) -> Response:
         data = _validated(RoomRequestSerializer, request.data)
@@ -59,7 +77,8 @@ class VoiceRoomView(APIView):
             "privacy": room.privacy, "maxParticipants": room.max_participants,
             "persistAfterLeave": room.persist_after_leave}).data)
 
-    @extend_schema(request=LeaveRequestSerializer, responses={200: LeaveResponseSerializer, **ERRORS},
+    @extend_schema(request=LeaveRequestSerializer,
+                   responses={200: LeaveResponseSerializer, **ERRORS, **NOT_FOUND, **UNSUPPORTED_MEDIA, **THROTTLED},
                    summary="Leave your room; it is torn down after teardownDelay seconds")
     def delete(self, request: Request) -> Response:
         data = _validated(LeaveRequestSerializer, request.data)
@@ -74,8 +93,14 @@ class VoiceRoomView(APIView):
 class BotJoinView(APIView):
     """The seed's POST /join: record a session and queue a bot for the room."""
 
+    throttle_classes = [VoiceScopedRateThrottle]
+    throttle_scope = "bot_join"
+
     @extend_schema(request=JoinRequestSerializer,
-                   responses={202: JoinResponseSerializer, 200: JoinResponseSerializer, **ERRORS},
+                   responses={202: JoinResponseSerializer, 200: JoinResponseSerializer, **ERRORS,
+                              403: _error("sessionUserId is not you, or voice is not enabled for the assistant."),
+                              **NOT_FOUND, 409: _error("Your room is torn down or expired: POST /api/voice/room."),
+                              **UNSUPPORTED_MEDIA, **THROTTLED},
                    summary="Ask a bot to join your room")
     def post(self, request: Request) -> Response:
         data = _validated(JoinRequestSerializer, request.data)
@@ -106,14 +131,14 @@ class SessionListView(APIView):
 
 
 class SessionDetailView(APIView):
-    @extend_schema(responses={200: VoiceSessionSerializer, **ERRORS}, summary="One of your voice sessions")
+    @extend_schema(responses={200: VoiceSessionSerializer, **ERRORS, **NOT_FOUND}, summary="One of your voice sessions")
     def get(self, request: Request, session_id: Any) -> Response:
         return Response(VoiceSessionSerializer(_own_session(request, session_id)).data)
 
 
 class SessionEventsView(APIView):
     @extend_schema(parameters=[EventListQuerySerializer],
-                   responses={200: SessionEventSerializer(many=True), **ERRORS},
+                   responses={200: SessionEventSerializer(many=True), **ERRORS, **NOT_FOUND},
                    summary="A session's events, oldest first")
     def get(self, request: Request, session_id: Any) -> Response:
         query = _validated(EventListQuerySerializer, request.query_params.dict())
@@ -124,14 +149,14 @@ class SessionEventsView(APIView):
 
 
 class SessionPauseView(APIView):
-    @extend_schema(request=None, responses={200: VoiceSessionSerializer, 409: OpenApiResponse(
-        description="The session is not active."), **ERRORS}, summary="Pause (mute, keep the connection)")
+    @extend_schema(request=None, responses={200: VoiceSessionSerializer, 409: _error("The session is not active."),
+                                            **ERRORS, **NOT_FOUND}, summary="Pause (mute, keep the connection)")
     def post(self, request: Request, session_id: Any) -> Response:
         return Response(VoiceSessionSerializer(sessions.pause(_own_session(request, session_id))).data)
 
 
 class SessionResumeView(APIView):
-    @extend_schema(request=None, responses={200: VoiceSessionSerializer, 409: OpenApiResponse(
-        description="The session is not paused."), **ERRORS}, summary="Resume a paused session")
+    @extend_schema(request=None, responses={200: VoiceSessionSerializer, 409: _error("The session is not paused."),
+                                            **ERRORS, **NOT_FOUND}, summary="Resume a paused session")
     def post(self, request: Request, session_id: Any) -> Response:
         return Response(VoiceSessionSerializer(sessions.resume(_own_session(request, session_id))).data)

@@ -23,6 +23,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from .. import opsevents
+from ..logctx import log_fields
 from ..models import LIVE_STATUSES, ErrorKind, RoomState, VoiceRoom, VoiceSession
 from ..tokens import InvalidRoomToken, verify_room_token
 from .errors import ApiError, error_body
@@ -155,8 +156,10 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
                 if exc.error_code != "not_found" or time.monotonic() - started > settings.VOICE_OFFER_WAIT_SECONDS:
                     raise
                 await asyncio.sleep(0.1)
+        latency_ms = (time.monotonic() - started) * 1000
         logger.info("[BotJoin] session=%s offer answered by %s in %.0f ms", session.pk, worker.worker_id,
-                    (time.monotonic() - started) * 1000)
+                    latency_ms, extra=log_fields(session_id=session.pk, user_id=session.user_id, room_url=room.url,
+                                                 latency_ms=latency_ms))
         return JsonResponse({**answer, "sessionId": str(session.pk)})
     except (ApiError, ValidationError) as exc:
         if isinstance(exc, ApiError) and exc.error_code in ("bot_unavailable", "bot_error"):

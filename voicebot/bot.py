@@ -29,10 +29,13 @@ def main(argv: list[str] | None = None) -> None:
 
     django.setup()
     from voicesessions.models import BotJob
+
+    from .logbridge import route_loguru_to_logging
     from voicesessions.queue import BotJobSpec, ClaimedJob
 
     from .worker import BotWorkerProcess
 
+    route_loguru_to_logging()
     job = BotJob.objects.get(pk=args.job_id)
     claimed = ClaimedJob(str(job.pk), BotJobSpec.from_dict(job.payload), job.attempts)
     worker = BotWorkerProcess(pool_size=1, only_job=claimed, claimed_by=args.claimed_by,

@@ -12,6 +12,7 @@ from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
 from voicesessions import sessions as session_service
+from voicesessions.logctx import log_fields
 from voicesessions.queue import BotJobSpec
 
 from .pipeline import build_pipeline
@@ -136,7 +137,8 @@ class BotSession:
 
     # --- lifecycle reports -----------------------------------------------------
     async def _connected(self) -> None:
-        logger.info("[BotJoin] session=%s user media connected", self.session_id)
+        logger.info("[BotJoin] session=%s user media connected", self.session_id,
+                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id, room_url=self.spec.room_url))
         await database_sync_to_async(session_service.mark_bot_connected)(self.session_id, self.worker.worker_id)
 
     async def _peer_left(self) -> None:
@@ -167,4 +169,5 @@ class BotSession:
             return
         self.closed.set()
         await self._stop_pipeline(reason)
-        logger.info("[BotJoin] session=%s bot left (%s)", self.session_id, reason)
+        logger.info("[BotJoin] session=%s bot left (%s)", self.session_id, reason,
+                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id, room_url=self.spec.room_url))

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from voicesessions import opsevents
 from voicesessions import sessions as session_service
+from voicesessions.logctx import log_fields
 from voicesessions.models import LIVE_STATUSES, ErrorKind, OpsEventKind, VoiceSession
 from voicesessions.queue import ClaimedJob, get_queue
 
@@ -162,6 +163,7 @@ class BotWorkerProcess:
 
     async def _start_session(self, job: ClaimedJob) -> None:
         spec = job.spec
+        claimed = time.monotonic()
         if self.bundle is None:  # spawned child: load cold, for this one session
             from .services import load_bundle
 
@@ -180,7 +182,11 @@ class BotWorkerProcess:
             await bot.start_daily(await database_sync_to_async(_bot_daily_token)(spec))
         # The bot is ready for the user's media: the job is done.
         await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
-        logger.info("[BotJoin] session=%s ready on %s (attempt %s)", spec.session_id, self.worker_id, job.attempts)
+        latency_ms = (time.monotonic() - claimed) * 1000
+        logger.info("[BotJoin] session=%s ready on %s (attempt %s) %.0f ms after the claim", spec.session_id,
+                    self.worker_id, job.attempts, latency_ms,
+                    extra=log_fields(session_id=spec.session_id, user_id=spec.user_id, room_url=spec.room_url,
+                                     latency_ms=latency_ms, worker=self.worker_id))
 
     # --- housekeeping ---------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

@@ -259,15 +259,29 @@ DAILY_HTTP_TIMEOUT = env.float("DAILY_HTTP_TIMEOUT", default=10.0)
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "plain" (one readable line) or "json" (one JSON object per line, with the seed's
+# prefix as `component` and userId/roomUrl/sessionId/latencyMs when known).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+# Pipecat logs through loguru; the bot worker routes it into this config at this level.
+# Not DEBUG by default: Pipecat's DEBUG lines carry prompts and tool arguments (user content).
+VOICE_PIPECAT_LOG_LEVEL = env.str("VOICE_PIPECAT_LOG_LEVEL", default="INFO")
+_handler = {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "voiceproject.logformat.VoiceJsonFormatter"}},
+    "handlers": {"console": _handler},
+    # Everything else (Django, Daphne, aiortc, Pipecat) goes through the same handler and format.
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         # propagate=False: Daphne adds a root handler too, and every line would print twice.
         "voicesessions": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "voicebot": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "assistants": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "pipecat": {"handlers": ["console"], "level": VOICE_PIPECAT_LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Never DEBUG: it prints SQL, including the lookup of an API token.
+        "django.db.backends": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

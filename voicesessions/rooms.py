@@ -17,6 +17,7 @@ from django.utils import timezone
 from assistants.models import AssistantRecord
 
 from . import opsevents
+from .logctx import log_fields
 from .models import (LIVE_STATUSES, ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
                      room_name_for)
 from .providers import RoomProvider, RoomProviderError, get_provider
@@ -59,8 +60,11 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
     opsevents.record(OpsEventKind.ROOM_REUSED if grant.reused else OpsEventKind.ROOM_CREATED, provider.name,
                      user=user)
     opsevents.record(OpsEventKind.TOKEN_ISSUED, provider.name, user=user)
+    latency_ms = (time.monotonic() - started) * 1000
     logger.info("[DailyRoom] room=%s user=%s reused=%s provider=%s latency_ms=%.1f",
-                grant.room.name, user.pk, grant.reused, provider.name, (time.monotonic() - started) * 1000)
+                grant.room.name, user.pk, grant.reused, provider.name, latency_ms,
+                extra=log_fields(user_id=user.pk, room_url=grant.room.url, latency_ms=latency_ms,
+                                 reused=grant.reused))
     return grant
 
 
@@ -123,7 +127,8 @@ def leave_room(user, *, room_url: str | None = None, teardown_delay: int | None 
         room.save(update_fields=["teardown_at", "last_activity_at"])
         for session in room.sessions.filter(status__in=LIVE_STATUSES).exclude(status=SessionStatus.INACTIVE):
             sessions.change_status(session, SessionStatus.INACTIVE, reason="user_left")
-    logger.info("[VoiceSession] user=%s left room=%s teardown_in=%ss", user.pk, room.name, delay)
+    logger.info("[VoiceSession] user=%s left room=%s teardown_in=%ss", user.pk, room.name, delay,
+                extra=log_fields(user_id=user.pk, room_url=room.url))
     if delay == 0:
         teardown.teardown_room(room.pk, reason="user_left")
         room.refresh_from_db()

@@ -16,6 +16,7 @@ from assistants.models import AssistantRecord
 
 from . import opsevents
 from .events import record_event, send_to_bot
+from .logctx import log_fields
 from .models import LIVE_STATUSES, OpsEventKind, SessionStatus, VoiceEventType, VoiceRoom, VoiceSession
 from .queue import BotJobSpec, get_queue
 
@@ -49,7 +50,8 @@ def change_status(session: VoiceSession, target: str, *, reason: str = "", **fie
     else:
         record_event(session, VoiceEventType.SESSION_STATUS, payload)
     logger.info("[VoiceSession] session=%s user=%s %s -> %s reason=%s",
-                session.pk, session.user_id, previous, target, reason or "-")
+                session.pk, session.user_id, previous, target, reason or "-",
+                extra=log_fields(session=session, status=target, previous=previous))
     return session
 
 
@@ -96,7 +98,8 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
             reused = False
         job_id = get_queue().enqueue(_job_spec(session, room, assistant))
     logger.info("[BotJoin] session=%s room=%s job=%s voice_only=%s persistence=%ss reused=%s",
-                session.pk, room.url, job_id, session.voice_only, session.session_persistence, reused)
+                session.pk, room.url, job_id, session.voice_only, session.session_persistence, reused,
+                extra=log_fields(session=session, room_url=room.url, reused=reused, jobId=job_id))
     return JoinResult(session, job_id, reused)
 
 

@@ -26,6 +26,9 @@ class Command(BaseCommand):
                             help="The seed's design: a fresh `python -m voicebot.bot` process per job (cold).")
 
     def handle(self, *args, **opts) -> None:
+        from voicebot.logbridge import route_loguru_to_logging
+
+        route_loguru_to_logging()
         worker = BotWorkerProcess(pool_size=opts["pool_size"], host=opts["host"], port=opts["port"],
                                   worker_id=opts["worker_id"], spawn=opts["spawn"],
                                   idle_timeout=opts["idle_timeout"], max_sessions=opts["max_sessions"])

@@ -1,0 +1,70 @@
+"""Structured logs: LOG_FORMAT=json gives one JSON object per line with the seed's prefix as
+`component` and the userId, roomUrl, sessionId and latency of what happened."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from tests.livesrv import ROOT
+from voiceproject.logformat import VoiceJsonFormatter
+from voicesessions import sessions
+from voicesessions.models import SessionStatus, VoiceSession
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def json_lines():
+    """Everything the service's loggers print during the test, as parsed JSON objects."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(VoiceJsonFormatter())
+    loggers = [logging.getLogger(name) for name in ("voicesessions", "voicebot", "assistants")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_a_session_logs_json_with_the_seed_fields(api, user, json_lines):
+    room = api.post("/api/voice/room", {}, format="json").json()
+    join = api.post("/api/bot/join", {}, format="json").json()
+    session = VoiceSession.objects.get(pk=join["sessionId"])
+    sessions.change_status(session, SessionStatus.ACTIVE, reason="bot_ready")
+    api.delete("/api/voice/room", {"teardownDelay": 30}, format="json")
+
+    lines = json_lines()
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    by_component = {}
+    for line in lines:
+        by_component.setdefault(line.get("component"), []).append(line)
+    assert {"DailyRoom", "BotJoin", "VoiceSession"} <= set(by_component)
+
+    [room_line] = [line for line in by_component["DailyRoom"] if "latencyMs" in line]
+    assert room_line["userId"] == str(user.pk) and room_line["roomUrl"] == room["roomUrl"]
+    assert room_line["latencyMs"] >= 0
+    join_line = next(line for line in by_component["BotJoin"] if line.get("sessionId") == join["sessionId"])
+    assert join_line["roomUrl"] == room["roomUrl"] and join_line["userId"] == str(user.pk)
+    active = next(line for line in by_component["VoiceSession"] if line.get("status") == "active")
+    assert active["sessionId"] == join["sessionId"] and active["previous"] == "connecting"
+    assert active["roomUrl"] == room["roomUrl"]
+    assert room["token"] not in json.dumps(lines)
+
+
+def test_log_format_json_configures_every_logger():
+    """The setting itself: a fresh process with LOG_FORMAT=json prints JSON for Django's loggers too."""
+    code = ("import django, logging; django.setup(); "
+            "logging.getLogger('django.request').warning('Not Found: /nowhere'); "
+            "logging.getLogger('voicebot.worker').info('[BotJoin] worker w1 ready', extra={'latencyMs': 5.0})")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "voiceproject.settings",
+                               "LOG_FORMAT": "json", "SECRET_KEY": "x", "VOICE_VAR_DIR": "/tmp/voice-logtest"})
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert lines[0]["logger"] == "django.request" and lines[0]["level"] == "WARNING"
+    assert lines[1]["component"] == "BotJoin" and lines[1]["latencyMs"] == 5.0

@@ -83,7 +83,7 @@ import numpy as np  # noqa: E402
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker  # noqa: E402
 from tests.livesrv import LiveServer, start_server  # noqa: E402
 from voicebot.peer import BotPeer, read_wav_48k_mono  # noqa: E402
-from bench_core import write_results  # noqa: E402
+from bench_core import UNTHROTTLED, write_results  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 VAD_STOP_MS = 200.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
@@ -844,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     audio_dir = tmp / "audio"
     audio_dir.mkdir()
     env = {**BOT_ENV, "DEBUG": "False", "REDIS_URL": "", "VOICE_PROVIDER": "local",
-           "VOICE_BOT_QUEUE": "voicesessions.queue.DatabaseBotJobQueue", "PYTHONUNBUFFERED": "1"}
+           "VOICE_BOT_QUEUE": "voicesessions.queue.DatabaseBotJobQueue", "PYTHONUNBUFFERED": "1",
+           **UNTHROTTLED}  # see bench_core.bench_env
     vad_ms = float(os.environ.get("VOICE_VAD_STOP_SECS", VAD_STOP_MS / 1000)) * 1000
     results: dict[str, Any] = {
         "started": dt.datetime.now().isoformat(timespec="seconds"), "args": vars(args),

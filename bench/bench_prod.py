@@ -86,7 +86,7 @@ import redis  # noqa: E402
 
 from bench_core import (bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, free_port,  # noqa: E402
                         memory_kib, open_sockets, percentile, scan_server_logs,
-                        summarize, wait_until_up, write_results)
+                        summarize, wait_until_up, write_results, UNTHROTTLED)
 
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -257,6 +257,7 @@ def prod_env(var_dir: Path, db_name: str) -> dict[str, str]:
         # As in the tests (tests/botharness.py BOT_ENV): slots are freed on the next heartbeat.
         "VOICE_WORKER_HEARTBEAT_SECONDS": "0.5", "VOICE_WORKER_DEAD_AFTER": "4",
         "VOICE_TEARDOWN_POLL_SECONDS": "0.5",
+        **UNTHROTTLED,  # see bench_core.bench_env
         "DJANGO_SETTINGS_MODULE": "bench_settings",
         "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(ROOT)]),
         "PYTHONUNBUFFERED": "1",

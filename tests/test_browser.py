@@ -1,5 +1,7 @@
 """The assistant page in real headless Chromium with a fake microphone, against the live
-server and a running bot worker: start, hear and read an answer, pause/resume, stop."""
+server and a running bot worker: start, hear and read an answer, pause/resume, stop.
+/metrics is scraped before, during and after, and every series must have moved; the
+staff dashboard then draws its charts from what these tests did."""
 from __future__ import annotations
 
 import os
@@ -11,12 +13,29 @@ from pathlib import Path
 import pytest
 
 from tests.botharness import BOT_ENV, start_worker
-from tests.livesrv import ROOT, start_server
+from tests.livesrv import ROOT, free_port, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300),
               pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium is not installed")]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The module's metrics snapshots and its worker, shared by the tests in file order.
+STATE: dict[str, object] = {}
+
+
+def scrape(server) -> dict[tuple[str, tuple], float]:
+    """Every sample of the server's /metrics, as {(name, sorted labels): value}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert response.status_code == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def fake_microphone(path: Path) -> Path:
@@ -31,10 +50,13 @@ def fake_microphone(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     var = tmp_path_factory.mktemp("browser")
-    server = start_server(var, BOT_ENV)
+    # A short offer wait: the last test stops the worker and the page must give up soon.
+    server = start_server(var, {**BOT_ENV, "VOICE_OFFER_WAIT_SECONDS": "5"})
     worker = start_worker(server, "--pool-size", "2")
+    STATE.update(worker=worker, before=scrape(server))
     yield server, var
-    worker.terminate()
+    if worker.poll() is None:
+        worker.terminate()
     worker.wait(timeout=20)
     server.stop()
 
@@ -77,6 +99,11 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     expect(page.locator("#toggle")).to_be_disabled()
     expect(status).to_have_text("active", timeout=30_000)
     expect(page.locator("#toggle")).to_have_text("Stop voice")
+    during = scrape(server)  # the gauges that only move while someone talks
+    assert metric(during, "voice_sessions_active", status="active") == 1
+    assert metric(during, "voice_provider_participants", provider="local") == 2
+    assert max(v for (name, _), v in during.items() if name == "voice_bot_pool_utilization") == 0.5
+    STATE["during"] = during
 
     user_line = page.locator("#messages li[data-role=user]").first
     expect(user_line).to_contain_text(re.compile("capital of France", re.I), timeout=40_000)
@@ -155,3 +182,109 @@ def test_assistant_outside_the_rollout_says_so(stack, page):
     finally:
         server.manage("shell", "-c", "from assistants.models import AssistantRecord as A; "
                       "a = A.objects.get(slug='pearl'); a.rollout_override = 'inherit'; a.save()")
+
+
+def _sign_in(browser, url: str, username: str = "demo"):
+    page = browser.new_context(base_url=url, viewport={"width": 1280, "height": 1000}).new_page()
+    page.on("console", lambda m: print("[browser]", m.type, m.text))
+    page.goto("/accounts/login/" if username == "demo" else "/admin/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("voice-demo")
+    page.get_by_role("button", name="Sign in" if username == "demo" else "Log in").click()
+    return page
+
+
+def test_every_metric_moved_and_the_dashboard_charts_it(stack, tmp_path):
+    """Errors the user can meet in the browser, then /metrics against the snapshot taken before
+    this module ran, then the dashboard's charts and its rollback."""
+    from django.core import signing
+    from playwright.sync_api import expect, sync_playwright
+
+    from voicesessions.tokens import SALT
+
+    server, var = stack
+    # Daily down: a second server on the same database whose room provider cannot be reached.
+    daily_down = start_server(var, {**BOT_ENV, "VOICE_PROVIDER": "daily", "DAILY_API_KEY": "test-key",
+                                    "DAILY_API_URL": f"http://127.0.0.1:{free_port()}/v1",
+                                    "DAILY_MAX_RETRIES": "0", "DAILY_HTTP_TIMEOUT": "2"})
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection"])
+            page = _sign_in(browser, daily_down.url)
+            page.goto("/assistants/pearl/")
+            page.get_by_role("button", name="Start voice").click()
+            expect(page.get_by_role("alert")).to_contain_text("room provider failed", timeout=15_000)
+
+            # An expired room token presented by the signed-in browser.
+            page = _sign_in(browser, server.url)
+            demo_id = server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                    "print(User.objects.get(username='demo').pk)").strip()
+            expired = signing.dumps({"r": f"voice-{demo_id}", "u": demo_id, "n": "demo", "o": False, "exp": 1},
+                                    key=server.env["SECRET_KEY"], salt=SALT, compress=True)
+            refused = page.request.post("/api/voice/webrtc/offer", data={"sdp": "v=0", "type": "offer"},
+                                        headers={"Authorization": f"Bearer {expired}"})
+            assert refused.status == 401 and "expired" in refused.json()["detail"]
+
+            # No bot worker left: the page gives up on the bot join and says so.
+            worker = STATE["worker"]
+            worker.terminate()
+            worker.wait(timeout=20)
+            page.goto("/assistants/pearl/")
+            page.get_by_role("button", name="Start voice").click()
+            expect(page.get_by_role("alert")).to_contain_text("not available", timeout=30_000)
+
+            before, during, after = STATE["before"], STATE["during"], scrape(server)
+            moved = {
+                "sessions created": metric(after, "voice_sessions_created_total", mode="voice_only")
+                > metric(before, "voice_sessions_created_total", mode="voice_only"),
+                "active sessions": metric(during, "voice_sessions_active", status="active")
+                > metric(before, "voice_sessions_active", status="active"),
+                "session duration": metric(after, "voice_session_duration_seconds_count")
+                > metric(before, "voice_session_duration_seconds_count"),
+                "room reuse": metric(after, "voice_room_reuse_ratio") > metric(before, "voice_room_reuse_ratio"),
+                "bot join latency": metric(after, "voice_bot_join_latency_seconds_count")
+                > metric(before, "voice_bot_join_latency_seconds_count"),
+                "bot acquire": metric(after, "voice_bot_acquire_seconds_count")
+                > metric(before, "voice_bot_acquire_seconds_count"),
+                "bot spawn": metric(after, "voice_bot_spawn_seconds_count")
+                > metric(before, "voice_bot_spawn_seconds_count"),
+                "pool utilisation": max([v for (n, _), v in during.items() if n == "voice_bot_pool_utilization"])
+                > max([v for (n, _), v in before.items() if n == "voice_bot_pool_utilization"]),
+                "voice-only ratio": metric(after, "voice_sessions_voice_only_ratio")
+                > metric(before, "voice_sessions_voice_only_ratio"),
+                "tool calls": metric(after, "voice_tool_calls_total", tool="create_note")
+                > metric(before, "voice_tool_calls_total", tool="create_note"),
+                "active rooms": metric(after, "voice_provider_active_rooms", provider="local")
+                > metric(before, "voice_provider_active_rooms", provider="local"),
+                "minutes": metric(after, "voice_provider_minutes_total", provider="local")
+                > metric(before, "voice_provider_minutes_total", provider="local"),
+                "participants": metric(during, "voice_provider_participants", provider="local")
+                > metric(before, "voice_provider_participants", provider="local"),
+                "tokens issued": metric(after, "voice_tokens_issued_total", provider="local")
+                > metric(before, "voice_tokens_issued_total", provider="local"),
+            }
+            for kind in ("room_creation", "bot_join", "audio", "token_expiry"):
+                moved[f"errors {kind}"] = (metric(after, "voice_errors_total", kind=kind)
+                                           > metric(before, "voice_errors_total", kind=kind))
+            assert [name for name, ok in moved.items() if not ok] == []
+
+            # The dashboard draws all of it; VOICE_SAVE_SCREENSHOTS=1 refreshes docs/dashboard.png.
+            admin = _sign_in(browser, server.url, "admin")
+            admin.goto("/admin/dashboard/?period=24h")
+            expect(admin.locator("body[data-charts-ready='1']")).to_have_count(1)
+            drawn = admin.evaluate("() => [...document.querySelectorAll('canvas')].map("
+                                   "c => c.chart && c.chart.data.datasets[0].data.some(v => v))")
+            assert drawn == [True] * 6, drawn
+            assert int(admin.locator("#total-sessions").inner_text()) >= 1
+            shots = ROOT / "docs" if os.environ.get("VOICE_SAVE_SCREENSHOTS") == "1" else tmp_path
+            admin.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+            admin.get_by_role("button", name="Roll back to 0%").click()
+            expect(admin.locator("#rollout-percentage")).to_have_text("0%")
+            config = page.request.get("/api/voice/config?assistant=pearl").json()
+            assert config["usePipecatVoice"] is False
+            browser.close()
+    finally:
+        daily_down.stop()

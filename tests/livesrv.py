@@ -73,3 +73,18 @@ def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Live
             time.sleep(0.2)
     process.kill()
     raise RuntimeError((var_dir / "daphne.log").read_text())
+
+
+def scrape(server: LiveServer) -> dict[tuple[str, tuple], float]:
+    """Every sample of the server's /metrics, as {(name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """One sample's value (0 when the series has no such sample)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

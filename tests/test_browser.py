@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.botharness import BOT_ENV, start_worker
-from tests.livesrv import ROOT, free_port, start_server
+from tests.livesrv import ROOT, free_port, metric, scrape, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300),
               pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium is not installed")]
@@ -21,21 +21,6 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(300),
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The module's metrics snapshots and its worker, shared by the tests in file order.
 STATE: dict[str, object] = {}
-
-
-def scrape(server) -> dict[tuple[str, tuple], float]:
-    """Every sample of the server's /metrics, as {(name, sorted labels): value}."""
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    response = httpx.get(f"{server.url}/metrics", timeout=10)
-    assert response.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
-
-
-def metric(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def fake_microphone(path: Path) -> Path:

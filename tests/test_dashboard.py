@@ -37,7 +37,8 @@ def _session(user, assistant, created_at: dt.datetime, job_ms: float | None = No
                                           status="ended")
     if job_ms is not None:
         BotJob.objects.create(session=session, status=BotJobStatus.DONE, created_at=created_at,
-                              claimed_at=created_at, finished_at=created_at + dt.timedelta(milliseconds=job_ms))
+                              claimed_at=created_at, finished_at=created_at + dt.timedelta(milliseconds=job_ms),
+                              acquire_seconds=0, spawn_seconds=job_ms / 1000, join_seconds=job_ms / 1000)
     return session
 
 

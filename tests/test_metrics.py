@@ -56,11 +56,14 @@ def test_every_series_counts_what_happened(api, user, assistant, monkeypatch):
     assert join.status_code == 202
     session = VoiceSession.objects.get(pk=join.json()["sessionId"])
 
-    # A worker takes the job 0.2 s after it was queued; the bot is ready 0.6 s later.
+    # A worker took the job 0.2 s after it was queued; the bot is ready 0.6 s later (now).
     job = BotJob.objects.get(session=session)
-    BotJob.objects.filter(pk=job.pk).update(status=BotJobStatus.DONE, worker_id="w1",
-                                            claimed_at=job.created_at + dt.timedelta(seconds=0.2),
-                                            finished_at=job.created_at + dt.timedelta(seconds=0.8))
+    now = timezone.now()
+    BotJob.objects.filter(pk=job.pk).update(status=BotJobStatus.CLAIMED, worker_id="w1",
+                                            created_at=now - dt.timedelta(seconds=0.8),
+                                            claimed_at=now - dt.timedelta(seconds=0.6))
+    assert BotJob.objects.finish(job.pk, "w1", status=BotJobStatus.DONE)
+    assert not BotJob.objects.finish(job.pk, "another-worker", status=BotJobStatus.FAILED)
     BotWorker.objects.create(worker_id="w1", hostname="h", pid=1, control_url="http://127.0.0.1:1",
                              capacity=4, active_sessions=1)
     sessions.change_status(session, SessionStatus.ACTIVE, reason="bot_ready", bot_worker_id="w1")
@@ -97,7 +100,7 @@ def test_every_series_counts_what_happened(api, user, assistant, monkeypatch):
                                                    ("voice_bot_spawn_seconds", "0.5", "1.0", 0.6)):
         assert value(after, f"{name}_bucket", le=low_bucket) == 0, name
         assert value(after, f"{name}_bucket", le=high_bucket) == 1, name
-        assert value(after, f"{name}_sum") == pytest.approx(seconds, abs=0.01), name
+        assert value(after, f"{name}_sum") == pytest.approx(seconds, abs=0.05), name
     assert value(after, "voice_tool_calls_total", tool="create_note") == 1
 
     # Errors: Daily refusing to make a room...

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
-from tests.livesrv import start_server
+from tests.livesrv import metric, scrape, start_server
 from voicebot.peer import BotPeer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
@@ -77,6 +77,27 @@ def test_user_on_one_server_hears_a_bot_joined_through_the_other(production, tmp
         await via_a.close()
 
     asyncio.run(scenario())
+
+    # Server B's /metrics counts what server A and the workers did: it reads PostgreSQL.
+    seen = scrape(b)
+    assert metric(seen, "voice_sessions_created_total", mode="voice_only") >= 1
+    assert metric(seen, "voice_bot_join_latency_seconds_count") >= 1
+    assert metric(seen, "voice_session_duration_seconds_count") >= 1
+    assert metric(seen, "voice_tokens_issued_total", provider="local") >= 1
+    assert {labels for (name, labels) in seen if name == "voice_bot_pool_capacity"} >= {
+        (("worker", "w1"),), (("worker", "w2"),)}
+
+
+def test_a_users_rate_limit_holds_across_servers(production):
+    """The throttle's counters live in Redis: alternating servers doesn't double the allowance."""
+    a, b, workers = production
+    a.manage("shell", "-c", "from django.contrib.auth.models import User; User.objects.get_or_create(username='busy')")
+    key = a.manage("drf_create_token", "busy").split()[2]
+    statuses = [httpx.post(f"{server.url}/api/voice/room", json={}, timeout=30,
+                           headers={"Authorization": f"Token {key}"}).status_code
+                for server in [a, b] * 16]
+    assert statuses[:30] == [200] * 30  # the default 30/minute, counted once for both servers
+    assert statuses[30:] == [429, 429]
 
 
 def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production):

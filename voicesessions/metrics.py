@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -30,31 +30,19 @@ DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600)
 JOIN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-def _seconds(value: Any) -> float:
-    """A Sum over a duration as seconds (a timedelta, or microseconds on some backends)."""
-    if value is None:
-        return 0.0
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return float(value) / 1_000_000
+def value_histogram(qs: QuerySet, field: str, buckets: Sequence[float]) -> tuple[list[tuple[str, int]], float]:
+    """Cumulative bucket counts and the sum of a numeric field, in one query.
 
-
-def duration_histogram(qs: QuerySet, start: str, end: str, buckets: Sequence[float]
-                       ) -> tuple[list[tuple[str, int]], float]:
-    """Cumulative bucket counts and the sum of `end - start`, in one query."""
-    qs = qs.filter(**{f"{start}__isnull": False, f"{end}__isnull": False}).annotate(
-        span=ExpressionWrapper(F(end) - F(start), output_field=DurationField()))
-    aggregates: dict[str, Any] = {f"le{i}": Count("pk", filter=Q(span__lte=dt.timedelta(seconds=b)))
-                                  for i, b in enumerate(buckets)}
-    row = qs.aggregate(total=Count("pk"), span_sum=Sum("span"), **aggregates)
+    Counted by the database (one conditional COUNT per bucket), not by loading rows.
+    """
+    qs = qs.filter(**{f"{field}__isnull": False})
+    aggregates: dict[str, Any] = {f"le{i}": Count("pk", filter=Q(**{f"{field}__lte": bound}))
+                                  for i, bound in enumerate(buckets)}
+    row = qs.aggregate(total=Count("pk"), total_sum=Sum(field), **aggregates)
     counts = [(_le(b), row[f"le{i}"]) for i, b in enumerate(buckets)] + [("+Inf", row["total"])]
-    return counts, _seconds(row["span_sum"])
+    return counts, float(row["total_sum"] or 0)
 
 
-def value_histogram(values: Iterable[float], buckets: Sequence[float]) -> tuple[list[tuple[str, int]], float]:
-    values = list(values)
-    counts = [(_le(b), sum(1 for v in values if v <= b)) for b in buckets] + [("+Inf", len(values))]
-    return counts, float(sum(values))
 
 
 def _le(bound: float) -> str:
@@ -66,22 +54,20 @@ class VoiceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from voicebot.models import BotWorker
-        from voicesessions.models import BotJob, BotJobStatus
+        from voicesessions.models import BotJob
 
         now = timezone.now()
         yield from self._sessions(now)
         yield from self._rooms_and_tokens()
 
-        jobs = BotJob.objects.all()
-        for name, doc, start, end, qs in (
-            ("voice_bot_join_latency_seconds", "Bot join latency: /join queued to bot in the room.",
-             "created_at", "finished_at", jobs.filter(status=BotJobStatus.DONE)),
+        for name, doc, field in (
+            ("voice_bot_join_latency_seconds", "Bot join latency: /join queued to bot in the room.", "join_seconds"),
             ("voice_bot_acquire_seconds", "Time for a worker to take a queued job (pool acquire).",
-             "created_at", "claimed_at", jobs),
+             "acquire_seconds"),
             ("voice_bot_spawn_seconds", "Time from a worker taking the job to its bot being ready.",
-             "claimed_at", "finished_at", jobs.filter(status=BotJobStatus.DONE)),
+             "spawn_seconds"),
         ):
-            counts, total = duration_histogram(qs, start, end, JOIN_BUCKETS)
+            counts, total = value_histogram(BotJob.objects.all(), field, JOIN_BUCKETS)
             yield HistogramMetricFamily(name, doc, buckets=counts, sum_value=total)
 
         cutoff = now - dt.timedelta(seconds=settings.VOICE_WORKER_DEAD_AFTER)
@@ -127,7 +113,7 @@ class VoiceCollector(Collector):
         yield active
 
         conversations = OpsEvent.objects.filter(kind=OpsEventKind.CONVERSATION)
-        counts, total_s = value_histogram(conversations.values_list("value", flat=True), DURATION_BUCKETS)
+        counts, total_s = value_histogram(conversations, "value", DURATION_BUCKETS)
         yield HistogramMetricFamily("voice_session_duration_seconds",
                                     "How long conversations lasted (bot connected to user left or session over).",
                                     buckets=counts, sum_value=total_s)

@@ -119,12 +119,10 @@ class DatabaseBotJobQueue(BotJobQueue):
         return None
 
     def ack(self, job_id: str, worker_id: str) -> None:
-        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
-            status=BotJobStatus.DONE, finished_at=timezone.now())
+        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.DONE)
 
     def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
-            status=BotJobStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.FAILED, error=error)
 
     def requeue_stale(self, older_than: dt.timedelta) -> int:
         cutoff = timezone.now() - older_than

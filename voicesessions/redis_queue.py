@@ -122,13 +122,11 @@ class RedisStreamBotJobQueue(BotJobQueue):
                 pass  # the row says done; a re-delivered entry is dropped by the claim
 
     def ack(self, job_id: str, worker_id: str) -> None:
-        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
-            status=BotJobStatus.DONE, finished_at=timezone.now())
+        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.DONE)
         self._ack_entry(job_id)
 
     def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        BotJob.objects.filter(pk=job_id, worker_id=worker_id).update(
-            status=BotJobStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.FAILED, error=error)
         self._ack_entry(job_id)
 
     def requeue_stale(self, older_than: dt.timedelta) -> int:

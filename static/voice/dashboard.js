@@ -7,6 +7,7 @@
   const accent = style.getPropertyValue("--accent").trim() || "#f5dd5d";
   const error = style.getPropertyValue("--error-fg").trim() || "#ba2121";
   const common = {responsive: true, maintainAspectRatio: false, animation: false, spanGaps: true,
+                  elements: {point: {radius: 4}},
                   plugins: {legend: {display: false}}, scales: {y: {beginAtZero: true}}};
 
   function chart(id, type, labels, datasets, options) {
@@ -15,10 +16,11 @@
     canvas.chart = new Chart(canvas, {type, data: {labels, datasets}, options: Object.assign({}, common, legend, options || {})});
   }
 
+  const counts = {scales: {y: {beginAtZero: true, ticks: {precision: 0}}}};  // whole sessions only
   chart("chart-sessions-hour", "bar", figures.sessionsPerHour.labels,
-        [{label: "sessions", data: figures.sessionsPerHour.values, backgroundColor: primary}]);
+        [{label: "sessions", data: figures.sessionsPerHour.values, backgroundColor: primary}], counts);
   chart("chart-sessions-day", "bar", figures.sessionsPerDay.labels,
-        [{label: "sessions", data: figures.sessionsPerDay.values, backgroundColor: primary}]);
+        [{label: "sessions", data: figures.sessionsPerDay.values, backgroundColor: primary}], counts);
   chart("chart-duration", "line", figures.labels,
         [{label: "seconds", data: figures.avgDurationSeconds, borderColor: primary, backgroundColor: primary}]);
   chart("chart-reuse", "line", figures.labels,

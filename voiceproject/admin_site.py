@@ -30,7 +30,7 @@ class VoiceAdminSite(admin.AdminSite):
         """GET: charts over ?period= (24h, 48h, 7d, 30d); ?format=json for the figures.
         POST: set the rollout percentage, or roll back to 0 %."""
         from assistants import rollout
-        from assistants.models import VoiceRollout
+        from assistants.models import AssistantRecord, RolloutOverride, VoiceRollout
         from voicesessions import dashboard
 
         if request.method == "POST":
@@ -56,5 +56,6 @@ class VoiceAdminSite(admin.AdminSite):
             return JsonResponse(figures)
         context = {**self.each_context(request), "title": "Voice operations", "figures": figures,
                    "periods": dashboard.PERIODS.values(), "rollout": VoiceRollout.load(),
+                   "forced_on": AssistantRecord.objects.filter(rollout_override=RolloutOverride.FORCE_ON).count(),
                    "can_change_rollout": request.user.has_perm("assistants.change_voicerollout")}
         return TemplateResponse(request, "admin/voice_dashboard.html", context)

@@ -158,3 +158,16 @@ def test_an_offer_no_worker_takes_counts_as_a_bot_join_error(api, settings):
                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert refused.status_code == 503 and refused.json()["error"] == "bot_unavailable"
     assert value(scrape(), "voice_errors_total", kind="bot_join") == 1
+
+
+def test_a_worker_lost_mid_session_counts_as_bot_lost(api, user):
+    from voicebot import registry
+
+    api.post("/api/voice/room", {}, format="json")
+    session = VoiceSession.objects.get(pk=api.post("/api/bot/join", {}, format="json").json()["sessionId"])
+    sessions.change_status(session, SessionStatus.ACTIVE, reason="bot_ready", bot_worker_id="w-gone")
+    assert registry.fail_sessions_of("w-gone", "worker_lost") == 1
+    after = scrape()
+    assert value(after, "voice_errors_total", kind="bot_lost") == 1
+    assert value(after, "voice_sessions_active", status="unavailable") == 1
+    assert value(after, "voice_session_duration_seconds_count") == 1  # the conversation ended there

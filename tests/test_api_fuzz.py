@@ -37,3 +37,10 @@ def test_non_json_and_non_finite_numbers_are_400(api, raw):
     response = api.generic("POST", "/api/bot/join", raw, content_type="application/json")
     assert response.status_code == 400, response.content
     assert response.json()["error"] in {"parse_error", "invalid"}
+
+
+def test_form_bodies_are_refused_with_415(api):
+    """A JSON API: a form body is not read by other rules, it is refused and says so."""
+    response = api.post("/api/bot/join", {"voiceOnly": ""})  # APIClient's default: multipart
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"

@@ -19,4 +19,6 @@ $PY manage.py runbotworker &
 worker=$!
 trap 'kill $sweeper $worker 2>/dev/null || true' EXIT INT TERM
 echo "[VoiceSession] serving on http://$HOST:$PORT (sign in as demo / voice-demo; admin / voice-demo)"
-.venv/bin/daphne -b "$HOST" -p "$PORT" voiceproject.asgi:application
+# Access lines come from the app's logging (voiceproject/accesslog.py: plain or JSON, by
+# LOG_FORMAT), so Daphne's own plain-text access stream is turned off.
+.venv/bin/daphne --access-log /dev/null -b "$HOST" -p "$PORT" voiceproject.asgi:application

@@ -47,7 +47,8 @@ class LiveServer:
             self.process.kill()
 
 
-def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_server(var_dir: Path, extra_env: dict[str, str] | None = None,
+                 daphne_args: tuple[str, ...] = ()) -> LiveServer:
     """Migrate, seed the demo data and serve on a free port; wait until it answers."""
     port = free_port()
     env = {**os.environ, "VOICE_VAR_DIR": str(var_dir), "SECRET_KEY": "e2e-secret",
@@ -59,7 +60,8 @@ def start_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Live
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
                        capture_output=True, timeout=180)
     log = open(var_dir / "daphne.log", "w")
-    process = subprocess.Popen([DAPHNE, "-b", "127.0.0.1", "-p", str(port), "voiceproject.asgi:application"],
+    process = subprocess.Popen([DAPHNE, *daphne_args, "-b", "127.0.0.1", "-p", str(port),
+                                "voiceproject.asgi:application"],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -68,3 +68,37 @@ def test_log_format_json_configures_every_logger():
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert lines[0]["logger"] == "django.request" and lines[0]["level"] == "WARNING"
     assert lines[1]["component"] == "BotJoin" and lines[1]["latencyMs"] == 5.0
+
+
+def test_a_json_server_prints_nothing_but_json_including_access_lines(tmp_path):
+    """serve.sh's way: LOG_FORMAT=json and Daphne's own access stream off; every line is JSON."""
+    import asyncio
+
+    import httpx
+    import websockets
+
+    from tests.livesrv import start_server
+
+    server = start_server(tmp_path, {"LOG_FORMAT": "json"}, daphne_args=("--access-log", "/dev/null"))
+    try:
+        assert httpx.post(f"{server.url}/api/voice/room", json={}).status_code == 401
+        assert httpx.get(f"{server.url}/api/voice/sessions?token=query-secret").status_code == 401
+        assert httpx.get(f"{server.url}/metrics").status_code == 200
+
+        async def refused_socket() -> None:
+            try:
+                async with websockets.connect(server.url.replace("http", "ws") + "/ws/voice/"):
+                    pass
+            except websockets.InvalidStatus:
+                pass
+        asyncio.run(refused_socket())
+    finally:
+        server.stop()
+    text = server.log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # raises on any non-JSON line
+    access = [line for line in lines if line["logger"] == "voiceproject.access"]
+    assert {(a["method"], a["path"], a["status"]) for a in access} >= {
+        ("POST", "/api/voice/room", 401), ("GET", "/api/voice/sessions", 401), ("GET", "/metrics", 200),
+        ("WS", "/ws/voice/", 403)}
+    assert all(a["durationMs"] >= 0 for a in access)
+    assert "query-secret" not in text

@@ -27,3 +27,8 @@ class VoiceJsonFormatter(JsonFormatter):
         match = PREFIX.match(log_record.get("message", ""))
         if match:
             log_record["component"] = match.group(1)
+        request = log_record.get("request")
+        if request is not None:
+            # django.request passes the request object: its repr carries the query string,
+            # the one part of a URL that could hold a secret. Keep method and path only.
+            log_record["request"] = {"method": getattr(request, "method", None), "path": getattr(request, "path", None)}

@@ -283,6 +283,9 @@ LOGGING = {
         "voicebot": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "assistants": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "pipecat": {"handlers": ["console"], "level": VOICE_PIPECAT_LOG_LEVEL, "propagate": False},
+        # One line per HTTP request and websocket (voiceproject/accesslog.py); VOICE_ACCESS_LOG=false: none.
+        "voiceproject.access": {"handlers": ["console"], "propagate": False,
+                                "level": "INFO" if env.bool("VOICE_ACCESS_LOG", default=True) else "WARNING"},
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # Never DEBUG: it prints SQL, including the lookup of an API token.
         "django.db.backends": {"handlers": ["console"], "level": "INFO", "propagate": False},

@@ -138,7 +138,8 @@ class BotSession:
     # --- lifecycle reports -----------------------------------------------------
     async def _connected(self) -> None:
         logger.info("[BotJoin] session=%s user media connected", self.session_id,
-                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id, room_url=self.spec.room_url))
+                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id,
+                                     room_url=self.spec.room_url))
         await database_sync_to_async(session_service.mark_bot_connected)(self.session_id, self.worker.worker_id)
 
     async def _peer_left(self) -> None:
@@ -170,4 +171,5 @@ class BotSession:
         self.closed.set()
         await self._stop_pipeline(reason)
         logger.info("[BotJoin] session=%s bot left (%s)", self.session_id, reason,
-                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id, room_url=self.spec.room_url))
+                    extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id,
+                                     room_url=self.spec.room_url))

@@ -23,8 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .models import (ErrorKind, OpsEvent, OpsEventKind, RoomState, SessionEvent, SessionStatus, VoiceEventType,
-                     VoiceRoom, VoiceSession)
+from .models import (BotJob, ErrorKind, OpsEvent, OpsEventKind, RoomState, SessionEvent, SessionStatus,
+                     VoiceEventType, VoiceRoom, VoiceSession)
 
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600)
 JOIN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -43,8 +43,6 @@ def value_histogram(qs: QuerySet, field: str, buckets: Sequence[float]) -> tuple
     return counts, float(row["total_sum"] or 0)
 
 
-
-
 def _le(bound: float) -> str:
     return str(float(bound))
 
@@ -53,8 +51,7 @@ class VoiceCollector(Collector):
     """The seed's "Monitoring & Observability" metrics."""
 
     def collect(self) -> Iterator[Metric]:
-        from voicebot.models import BotWorker
-        from voicesessions.models import BotJob
+        from voicebot.models import BotWorker  # voicebot imports voicesessions: import here, not at the top
 
         now = timezone.now()
         yield from self._sessions(now)

@@ -83,7 +83,7 @@ import numpy as np  # noqa: E402
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker  # noqa: E402
 from tests.livesrv import LiveServer, start_server  # noqa: E402
 from voicebot.peer import BotPeer, read_wav_48k_mono  # noqa: E402
-from bench_core import UNTHROTTLED, write_results  # noqa: E402
+from bench_core import UNTHROTTLED, _raise_interrupt, write_results  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 VAD_STOP_MS = 200.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
@@ -828,10 +828,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wer-sentences", type=int, default=10, help="sentences for the STT word error rate")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary dirs (dbs, logs, WAVs)")
     return parser.parse_args(argv)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

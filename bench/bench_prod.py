@@ -86,7 +86,7 @@ import redis  # noqa: E402
 
 from bench_core import (bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, free_port,  # noqa: E402
                         memory_kib, open_sockets, percentile, scan_server_logs,
-                        summarize, wait_until_up, write_results, UNTHROTTLED)
+                        summarize, wait_until_up, write_results, UNTHROTTLED, _raise_interrupt, bench_env)
 
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -241,26 +241,17 @@ class Meter:
 # --- environment, database, users ------------------------------------------------------
 
 def prod_env(var_dir: Path, db_name: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("DJANGO_SETTINGS_MODULE", "VOICE_STT", "VOICE_LLM", "VOICE_TTS", "VOICE_EVENT_DELIVERY",
-                "VOICE_BOT_QUEUE"):
-        env.pop(key, None)
+    """bench_core's server env, moved onto PostgreSQL, Redis and the Redis Streams queue."""
+    env = bench_env(var_dir)
+    for key in ("VOICE_STT", "VOICE_LLM", "VOICE_TTS", "VOICE_BOT_QUEUE"):
+        env.pop(key, None)  # the hosted-model round sets its own; the queue follows REDIS_URL
     env.update({
-        "VOICE_VAR_DIR": str(var_dir),
         "DATABASE_URL": f"{PG}/{db_name}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
         "VOICE_EVENT_DELIVERY": "layer",
-        "SECRET_KEY": "bench-" + os.urandom(24).hex(),
-        "DEBUG": "False",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "VOICE_PROVIDER": "local",
         # As in the tests (tests/botharness.py BOT_ENV): slots are freed on the next heartbeat.
         "VOICE_WORKER_HEARTBEAT_SECONDS": "0.5", "VOICE_WORKER_DEAD_AFTER": "4",
         "VOICE_TEARDOWN_POLL_SECONDS": "0.5",
-        **UNTHROTTLED,  # see bench_core.bench_env
-        "DJANGO_SETTINGS_MODULE": "bench_settings",
-        "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(ROOT)]),
-        "PYTHONUNBUFFERED": "1",
     })
     return env
 
@@ -878,10 +869,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-hosted", action="store_true", help="skip 4")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with the logs")
     return parser.parse_args(argv)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

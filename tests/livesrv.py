@@ -77,14 +77,19 @@ def start_server(var_dir: Path, extra_env: dict[str, str] | None = None,
     raise RuntimeError((var_dir / "daphne.log").read_text())
 
 
-def scrape(server: LiveServer) -> dict[tuple[str, tuple], float]:
-    """Every sample of the server's /metrics, as {(name, sorted labels): value}."""
+def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text as {(name, sorted labels): value}, one entry per sample."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(server: LiveServer) -> dict[tuple[str, tuple], float]:
+    """Every sample of the server's /metrics."""
     response = httpx.get(f"{server.url}/metrics", timeout=10)
     assert response.status_code == 200, response.text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return parse_metrics(response.text)
 
 
 def metric(samples: dict, name: str, **labels: str) -> float:

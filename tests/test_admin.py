@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from assistants.models import AssistantRecord, VoiceRollout
@@ -14,17 +13,7 @@ ROLLOUT = "/admin/assistants/voicerollout/"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def superuser():
-    # password=None: an unusable password, so no slow hashing; force_login does not need one.
-    return get_user_model().objects.create_superuser(username="root", password=None, email="r@x.test")
-
-
-@pytest.fixture
-def admin_client(superuser) -> Client:
-    client = Client()
-    client.force_login(superuser)
-    return client
+# admin_client and admin_user: pytest-django's (a signed-in superuser).
 
 
 @pytest.fixture
@@ -131,7 +120,7 @@ def test_rollout_list_redirects_to_the_single_row(admin_client):
     assert admin_client.get(res["Location"]).status_code == 200
 
 
-def test_changing_the_percentage_to_zero_saves_it(admin_client, superuser):
+def test_changing_the_percentage_to_zero_saves_it(admin_client, admin_user):
     rollout = VoiceRollout.load()
     rollout.percentage = 100
     rollout.save()
@@ -143,7 +132,7 @@ def test_changing_the_percentage_to_zero_saves_it(admin_client, superuser):
     saved = VoiceRollout.load()
     assert saved.percentage == 0
     assert saved.use_pipecat_voice is True
-    assert saved.updated_by == superuser
+    assert saved.updated_by == admin_user
     assert VoiceRollout.objects.count() == 1
 
 

@@ -32,6 +32,17 @@ def fake_microphone(path: Path) -> Path:
     return path
 
 
+def sign_in(browser, url: str, username: str = "demo", viewport: dict | None = None):
+    """A new browser context signed in with the demo password: the site's form, or the admin's for `admin`."""
+    page = browser.new_context(base_url=url, viewport=viewport or {"width": 1280, "height": 1000}).new_page()
+    page.on("console", lambda m: print("[browser]", m.type, m.text))
+    page.goto("/admin/login/" if username == "admin" else "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("voice-demo")
+    page.get_by_role("button", name="Log in" if username == "admin" else "Sign in").click()
+    return page
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     var = tmp_path_factory.mktemp("browser")
@@ -58,13 +69,7 @@ def page(stack):
             "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required",
             "--allow-loopback-in-peer-connection"])
-        context = browser.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
-        page = context.new_page()
-        page.on("console", lambda m: print("[browser]", m.type, m.text))
-        page.goto("/accounts/login/")
-        page.get_by_label("Username").fill("demo")
-        page.get_by_label("Password").fill("voice-demo")
-        page.get_by_role("button", name="Sign in").click()
+        page = sign_in(browser, server.url, viewport={"width": 390, "height": 844})
         page.get_by_role("link", name="Pearl").click()
         yield page
         browser.close()
@@ -141,11 +146,7 @@ def test_microphone_denied_is_explained_with_a_retry(stack):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--deny-permission-prompts"])
-        page = browser.new_context(base_url=server.url).new_page()
-        page.goto("/accounts/login/")
-        page.get_by_label("Username").fill("demo")
-        page.get_by_label("Password").fill("voice-demo")
-        page.get_by_role("button", name="Sign in").click()
+        page = sign_in(browser, server.url)
         page.goto("/assistants/pearl/")
         page.get_by_role("button", name="Start voice").click()
         expect(page.get_by_role("alert")).to_contain_text("Microphone access was denied", timeout=15_000)
@@ -169,16 +170,6 @@ def test_assistant_outside_the_rollout_says_so(stack, page):
                       "a = A.objects.get(slug='pearl'); a.rollout_override = 'inherit'; a.save()")
 
 
-def _sign_in(browser, url: str, username: str = "demo"):
-    page = browser.new_context(base_url=url, viewport={"width": 1280, "height": 1000}).new_page()
-    page.on("console", lambda m: print("[browser]", m.type, m.text))
-    page.goto("/accounts/login/" if username == "demo" else "/admin/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill("voice-demo")
-    page.get_by_role("button", name="Sign in" if username == "demo" else "Log in").click()
-    return page
-
-
 def test_every_metric_moved_and_the_dashboard_charts_it(stack, tmp_path):
     """Errors the user can meet in the browser, then /metrics against the snapshot taken before
     this module ran, then the dashboard's charts and its rollback."""
@@ -197,13 +188,13 @@ def test_every_metric_moved_and_the_dashboard_charts_it(stack, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection"])
-            page = _sign_in(browser, daily_down.url)
+            page = sign_in(browser, daily_down.url)
             page.goto("/assistants/pearl/")
             page.get_by_role("button", name="Start voice").click()
             expect(page.get_by_role("alert")).to_contain_text("room provider failed", timeout=15_000)
 
             # An expired room token presented by the signed-in browser.
-            page = _sign_in(browser, server.url)
+            page = sign_in(browser, server.url)
             demo_id = server.manage("shell", "-c", "from django.contrib.auth.models import User; "
                                     "print(User.objects.get(username='demo').pk)").strip()
             expired = signing.dumps({"r": f"voice-{demo_id}", "u": demo_id, "n": "demo", "o": False, "exp": 1},
@@ -256,7 +247,7 @@ def test_every_metric_moved_and_the_dashboard_charts_it(stack, tmp_path):
             assert [name for name, ok in moved.items() if not ok] == []
 
             # The dashboard draws all of it; VOICE_SAVE_SCREENSHOTS=1 refreshes docs/dashboard.png.
-            admin = _sign_in(browser, server.url, "admin")
+            admin = sign_in(browser, server.url, "admin")
             admin.goto("/admin/dashboard/?period=24h")
             expect(admin.locator("body[data-charts-ready='1']")).to_have_count(1)
             drawn = admin.evaluate("() => [...document.querySelectorAll('canvas')].map("

@@ -21,12 +21,7 @@ pytestmark = pytest.mark.django_db
 URL = "/admin/dashboard/"
 
 
-@pytest.fixture
-def admin_client(make_user) -> Client:
-    admin = make_user("root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(admin)
-    return client
+# admin_client and admin_user: pytest-django's (a signed-in superuser).
 
 
 def _session(user, assistant, created_at: dt.datetime, job_ms: float | None = None) -> VoiceSession:
@@ -97,9 +92,9 @@ def test_an_unknown_period_is_a_400_naming_it(admin_client):
     assert admin_client.get(URL + "?period=1y").status_code == 400
 
 
-def test_one_click_rollback_to_zero(make_user, assistant):
+def test_one_click_rollback_to_zero(admin_user, assistant):
     VoiceRollout.load()
-    admin = make_user("root", is_staff=True, is_superuser=True)
+    admin = admin_user
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin)
     page = client.get(URL)

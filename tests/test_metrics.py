@@ -7,8 +7,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.livesrv import metric as value
+from tests.livesrv import parse_metrics
 from voicebot.models import BotWorker
 from voicesessions import sessions
 from voicesessions.models import BotJob, BotJobStatus, SessionStatus, VoiceEventType, VoiceSession
@@ -23,12 +24,7 @@ def scrape(**extra) -> dict[tuple[str, tuple], float]:
     response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics", **extra)
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.content.decode()) for s in family.samples}
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return parse_metrics(response.content.decode())
 
 
 def test_only_allowed_addresses_or_the_token_may_scrape(settings):

@@ -123,7 +123,7 @@ def stats(period_key: str = DEFAULT_PERIOD, *, now: dt.datetime | None = None) -
         "errorRatePercent": ratio(series(error_counts, "n"), requests_n),
         "errorsPerBucket": series(error_counts, "n"),
         "totals": {
-            "sessions": sessions.count(),
+            "sessions": sum(row["n"] for row in created_daily.values()),
             "conversations": total_conversations["n"],
             "avgDurationSeconds": _round(total_conversations["avg"]),
             "roomRequests": total_requests,

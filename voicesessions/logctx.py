@@ -15,8 +15,8 @@ def log_fields(*, session: Any = None, user_id: Any = None, room_url: str | None
     if session is not None:
         session_id = session_id or session.pk
         user_id = user_id or session.user_id
-        room = getattr(session, "_state", None) and session._state.fields_cache.get("room")
-        room_url = room_url or (room.url if room is not None else None)
+        if room_url is None and type(session).room.is_cached(session):  # never a query just to log
+            room_url = session.room.url
     fields = {"sessionId": str(session_id) if session_id else None,
               "userId": str(user_id) if user_id is not None else None,
               "roomUrl": room_url, "latencyMs": round(latency_ms, 1) if latency_ms is not None else None, **more}

@@ -150,20 +150,25 @@ class VoiceCollector(Collector):
 
         requests = CounterMetricFamily("voice_room_requests", "Room requests, by result and provider.",
                                        labels=["result", "provider"])
-        tokens = CounterMetricFamily("voice_tokens_issued", "Room tokens issued, by provider.", labels=["provider"])
         rows = (OpsEvent.objects.filter(kind__in=(OpsEventKind.ROOM_CREATED, OpsEventKind.ROOM_REUSED,
                                                   OpsEventKind.TOKEN_ISSUED))
                 .values_list("kind", "label").annotate(n=Count("id")).order_by())
         reused = total = 0
+        tokens_by_provider: dict[str, int] = {}
         for kind, provider, n in rows:
+            # Every room request issued one token; TOKEN_ISSUED rows are the other tokens.
+            tokens_by_provider[provider] = tokens_by_provider.get(provider, 0) + n
             if kind == OpsEventKind.TOKEN_ISSUED:
-                tokens.add_metric([provider], n)
                 continue
             result = "reused" if kind == OpsEventKind.ROOM_REUSED else "created"
             requests.add_metric([result, provider], n)
             total += n
             reused += n if result == "reused" else 0
         yield requests
+        tokens = CounterMetricFamily("voice_tokens_issued", "Room and meeting tokens issued, by provider.",
+                                     labels=["provider"])
+        for provider, n in sorted(tokens_by_provider.items()):
+            tokens.add_metric([provider], n)
         yield tokens
         yield GaugeMetricFamily("voice_room_reuse_ratio", "Share of room requests that reused the user's room.",
                                 value=reused / total if total else 0)

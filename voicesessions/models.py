@@ -309,6 +309,7 @@ class OpsEventKind(models.TextChoices):
 
     ROOM_CREATED = "room.created", "Room created"
     ROOM_REUSED = "room.reused", "Room reused"
+    # Tokens other than the one each room request issues (the bot's Daily meeting tokens).
     TOKEN_ISSUED = "token.issued", "Token issued"
     ERROR = "error", "Error"
     # A conversation ended (user left, bot lost, session over); value = seconds it lasted.

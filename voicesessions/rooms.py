@@ -57,9 +57,9 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
     except RoomProviderError as exc:
         opsevents.record_error(ErrorKind.ROOM_CREATION, detail=f"{provider.name}: {exc.kind}", user=user)
         raise
+    # Each room request issues one token: /metrics counts those tokens from these rows.
     opsevents.record(OpsEventKind.ROOM_REUSED if grant.reused else OpsEventKind.ROOM_CREATED, provider.name,
                      user=user)
-    opsevents.record(OpsEventKind.TOKEN_ISSUED, provider.name, user=user)
     latency_ms = (time.monotonic() - started) * 1000
     logger.info("[DailyRoom] room=%s user=%s reused=%s provider=%s latency_ms=%.1f",
                 grant.room.name, user.pk, grant.reused, provider.name, latency_ms,

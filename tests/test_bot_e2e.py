@@ -9,6 +9,7 @@ import pytest
 from tests.botharness import (BOT_ENV, active_session, is_final_transcript, is_status, speak_to_wav,
                               start_worker)
 from tests.livesrv import start_server
+from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
@@ -41,8 +42,7 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
                                          30, "bot speaking")
         assert speaking["payload"]["latency"]["totalMs"] > 0
         print("voice-to-voice latency:", speaking["payload"]["latency"])
-        await asyncio.sleep(2.0)  # let the answer play
-        assert peer.heard.loud_frames > 10, "the bot's answer was silent"
+        await heard_answer(peer)
         peer.heard.write_wav(str(var / "answer.wav"))
         types = {e["type"] for e in client.events}
         assert {"voice.speech.start", "voice.speech.end", "voice.audio.level"} <= types
@@ -86,8 +86,7 @@ def test_typed_message_uses_the_notes_tool_and_is_answered_in_speech(stack):
         assert [n["title"] for n in listed["payload"]["result"]["notes"]] == ["shopping"]
         await client.wait_for(lambda e: is_final_transcript("assistant")(e) and "1 note" in e["payload"]["text"],
                               20, "spoken list")
-        await asyncio.sleep(1.5)
-        assert peer.heard.loud_frames > 10
+        await heard_answer(peer)
         await _end(client, peer)
 
     asyncio.run(scenario())
@@ -102,12 +101,17 @@ def test_paused_session_does_not_listen_until_resumed(stack):
         await client.ws.send('{"type": "dailyCall.session.start"}')
         await client.wait_for(is_status("paused"), 10, "paused")
         peer.say_wav(str(question))
-        await asyncio.sleep(5)
-        assert not [e for e in client.events if is_final_transcript("user")(e)], "a paused bot transcribed speech"
+        # Wait until the whole question has gone out while paused (no fixed sleep).
+        await await_until(lambda: not len(peer.mic.pending), 20, "the paused question to be sent")
         await client.ws.send('{"type": "dailyCall.session.end"}')
-        await client.wait_for(is_status("active"), 10, "resumed")
+        resumed = await client.wait_for(is_status("active"), 10, "resumed")
         peer.say_wav(str(question))
         await client.wait_for(is_final_transcript("user"), 30, "transcript after resume")
+        # The pipeline handles audio in order: had the paused question been heard, its transcript
+        # would be here too, before the resumed one.
+        heard = [e for e in client.events if is_final_transcript("user")(e)]
+        assert len(heard) == 1 and client.events.index(heard[0]) > client.events.index(resumed), \
+            "a paused bot transcribed speech"
         await _end(client, peer)
 
     asyncio.run(scenario())
@@ -122,9 +126,9 @@ def test_max_duration_ends_the_session_and_the_bot_leaves(stack):
             client, peer, session_id = await active_session(server)
             end = await client.wait_for(lambda e: e["type"] == "voice.session.end", 20, "session end")
             assert end["payload"]["endReason"] == "max_duration" and end["sessionId"] == session_id
-            await asyncio.sleep(2)  # the worker reaps the bot on its next heartbeat
-            health = [line for line in open(worker.log.name) if f"session={session_id} bot left" in line]
-            assert health, "the bot did not leave"
+            # The worker reaps the bot on its next heartbeat.
+            await await_until(lambda: any(f"session={session_id} bot left" in line for line in open(worker.log.name)),
+                              20, "the bot to leave")
             await _end(client, peer)
 
         asyncio.run(scenario())
@@ -181,7 +185,7 @@ def test_talking_over_the_bot_interrupts_it(stack):
         peer.say_wav(str(long_ask))
         await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"], 40,
                               "bot starts its story")
-        await asyncio.sleep(0.5)
+        await heard_answer(peer, frames=5)  # the story is reaching the user's ears
         mark = len(client.events)
         peer.say_wav(str(barge))
         spoke = await client.wait_for(lambda e: client.events.index(e) >= mark and e["type"] == "voice.speech.start",

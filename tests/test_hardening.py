@@ -33,6 +33,7 @@ from rest_framework.test import APIClient
 
 from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker
 from tests.livesrv import LiveServer, start_server
+from tests.waiting import wait_until
 from tests.test_live_server import _browser_login
 from tests.test_websocket import _connect, _setup_user
 from voicesessions import sessions
@@ -78,6 +79,9 @@ def test_leak_detector_sees_plain_and_url_encoded_secrets() -> None:
     assert not _leaks({"server.log": '"GET /api/voice/room" 200'}, {"room token": token})
 
 
+EXPECTED_ACCESS = ("WSCONNECT /ws/voice/", "POST /api/voice/webrtc/offer", "POST /api/bot/join", "WSREJECT /ws/voice/")
+
+
 @pytest.mark.server
 @pytest.mark.timeout(120)
 def test_tokens_are_never_logged(tmp_path: Path) -> None:
@@ -93,6 +97,10 @@ def test_tokens_are_never_logged(tmp_path: Path) -> None:
         worker.log.seek(0)
         control_url = re.search(r"listening on (http://\S+)", worker.log.read()).group(1)
         session_id = asyncio.run(_whole_flow(server, control_url, secret_key, found))
+        # Access lines are written a moment after the client has its answer: wait for the last ones.
+        wait_until(lambda: all(line in server.log_path.read_text(errors="replace") for line in EXPECTED_ACCESS)
+                   and f"session={session_id}" in server.log_path.read_text(errors="replace"),
+                   15, "the flow's access lines")
     finally:
         if worker is not None:
             worker.terminate()
@@ -103,8 +111,7 @@ def test_tokens_are_never_logged(tmp_path: Path) -> None:
     assert server.log_path.name in logs and any(name.startswith("worker-") for name in logs)
     # The flow really was logged, so finding nothing below means something.
     daphne_log, worker_log = logs[server.log_path.name], next(t for n, t in logs.items() if n.startswith("worker-"))
-    for expected in ("WSCONNECT /ws/voice/", "POST /api/voice/webrtc/offer", "POST /api/bot/join",
-                     "WSREJECT /ws/voice/", f"session={session_id}"):
+    for expected in (*EXPECTED_ACCESS, f"session={session_id}"):
         assert expected in daphne_log, expected
     assert f"session={session_id}" in worker_log and "[BotJoin]" in worker_log
     assert len(found) >= 10, sorted(found)

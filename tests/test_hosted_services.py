@@ -20,6 +20,7 @@ from pipecat.services.openai.stt import OpenAISTTService
 from pipecat.services.openai.tts import OpenAITTSService
 
 from tests.fakes.openai_api import PCM_RATE, FakeOpenAI
+from tests.waiting import heard_answer
 from voicebot.services import ModelBundle, load_bundle
 from voicebot.services.hosted import HostedConfigError
 from voicebot.services.llm import VoiceLLMService
@@ -299,8 +300,7 @@ def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
                 assert said["payload"]["text"].startswith("You have")
                 await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
                                       30, "bot speaking")
-                await asyncio.sleep(2.0)  # let the answer play
-                assert peer.heard.loud_frames > 10, "the fake's speech did not reach the peer"
+                await heard_answer(peer)  # the fake's speech reaches the peer
                 await peer.close()
                 client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
                 await client.close()

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from tests.livesrv import ROOT
+from tests.waiting import wait_until
 from voiceproject.logformat import VoiceJsonFormatter
 from voicesessions import sessions
 from voicesessions.models import SessionStatus, VoiceSession
@@ -92,13 +93,28 @@ def test_a_json_server_prints_nothing_but_json_including_access_lines(tmp_path):
             except websockets.InvalidStatus:
                 pass
         asyncio.run(refused_socket())
+
+        expected = {("POST", "/api/voice/room", 401), ("GET", "/api/voice/sessions", 401), ("GET", "/metrics", 200),
+                    ("WS", "/ws/voice/", 403)}
+
+        def logged() -> bool:
+            # The server writes an access line a moment after the client has its answer: wait for them.
+            seen = set()
+            for raw in server.log_path.read_text().splitlines():
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue  # checked strictly below, once the server has stopped
+                if line.get("logger") == "voiceproject.access":
+                    seen.add((line["method"], line["path"], line["status"]))
+            return seen >= expected
+
+        wait_until(logged, 10, "the four access lines")
     finally:
         server.stop()
     text = server.log_path.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # raises on any non-JSON line
     access = [line for line in lines if line["logger"] == "voiceproject.access"]
-    assert {(a["method"], a["path"], a["status"]) for a in access} >= {
-        ("POST", "/api/voice/room", 401), ("GET", "/api/voice/sessions", 401), ("GET", "/metrics", 200),
-        ("WS", "/ws/voice/", 403)}
+    assert {(a["method"], a["path"], a["status"]) for a in access} >= expected
     assert all(a["durationMs"] >= 0 for a in access)
     assert "query-secret" not in text

@@ -12,6 +12,7 @@ import redis
 
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
 from tests.livesrv import metric, scrape, start_server
+from tests.waiting import heard_answer, wait_until
 from voicebot.peer import BotPeer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
@@ -67,8 +68,7 @@ def test_user_on_one_server_hears_a_bot_joined_through_the_other(production, tmp
         user = await on_b.wait_for(is_final_transcript("user"), 30, "user transcript on B")
         assert "france" in user["payload"]["text"].lower()
         await on_b.wait_for(is_final_transcript("assistant"), 30, "bot transcript on B")
-        await asyncio.sleep(1.5)
-        assert peer.heard.loud_frames > 10
+        await heard_answer(peer)
         worker_id = via_a.http.get(f"/api/voice/sessions/{join.json()['sessionId']}").json()["botWorkerId"]
         assert worker_id in ("w1", "w2")
         await peer.close()
@@ -157,7 +157,6 @@ def test_a_killed_server_loses_no_event_the_client_reconnects_elsewhere(producti
         first = await client.wait_for(lambda e: e["sessionId"] == join["sessionId"], 10, "first event")
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(timeout=10)
-        await asyncio.sleep(0.5)
         # Meanwhile the session changes (through server A)
         via_a = Client(a, "demo")
         via_a.http.post(f"/api/voice/sessions/{join['sessionId']}/pause")  # 409: not active yet, that is fine
@@ -228,18 +227,17 @@ REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::
 def _restart_redis() -> None:
     """Kill Redis and start it again, empty (as this machine runs it: no persistence)."""
     import subprocess
-    import time
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis(port=6379, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
 
     subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
-    time.sleep(0.5)
+    wait_until(lambda: not answers(), 10, "redis to stop")
     subprocess.run(REDIS_START, check=True, capture_output=True)
-    for _ in range(100):
-        try:
-            if redis.Redis(port=6379).ping():
-                return
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("redis did not come back")
+    wait_until(answers, 10, "redis to come back")
 
 
 def test_redis_restart_loses_nothing_and_clients_reconnect(production, tmp_path):

@@ -7,6 +7,7 @@ import uuid
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from voicesessions import rooms, sessions
 from voicesessions.models import BotJob, BotJobStatus
 from voicesessions.redis_queue import GROUP, STREAM, RedisStreamBotJobQueue
@@ -50,17 +51,15 @@ def test_join_publishes_after_commit_and_one_worker_claims(queue, make_user):
 
 
 def test_a_dead_consumers_entry_is_claimed_again(queue, make_user):
-    import time
-
     result = _join(make_user, "alice")
     first = queue.claim("doomed")
     assert first is not None
     # The worker dies before its bot was ready; the sweeper puts the row back in the queue.
     BotJob.objects.filter(pk=first.job_id).update(status=BotJobStatus.QUEUED, worker_id="")
-    time.sleep(0.3)  # longer than VOICE_WORKER_DEAD_AFTER
     other = RedisStreamBotJobQueue(REDIS_URL)
-    again = other.claim("survivor")
-    assert again is not None and again.job_id == result.job_id and again.attempts == 2
+    # The entry is claimable once it has been idle longer than VOICE_WORKER_DEAD_AFTER.
+    again = wait_until(lambda: other.claim("survivor"), 10, "the dead consumer's entry to be claimable")
+    assert again.job_id == result.job_id and again.attempts == 2
     other.ack(again.job_id, "survivor")
     assert BotJob.objects.get(pk=again.job_id).worker_id == "survivor"
 

@@ -104,11 +104,14 @@ def test_deadline_survives_a_restart(tmp_path):
         "room = rooms.get_or_create_room(u).room\n"
         "sessions.join_bot(u, room, assistant=None, params={})\n"
         "rooms.leave_room(u, teardown_delay=1)\n"))
-    # The process that scheduled the teardown is gone; nothing sleeps on its behalf.
-    import time
-    time.sleep(1.2)
-    out = manage("runteardown", "--once")
-    assert "1 room(s) torn down" in out
+    # The process that scheduled the teardown is gone; nothing sleeps on its behalf. A later
+    # sweep tears the room down once the deadline has passed.
+    from tests.waiting import wait_until
+
+    def swept() -> str:
+        out = manage("runteardown", "--once")
+        return out if "1 room(s) torn down" in out else ""
+    wait_until(swept, 30, "the sweeper to tear the room down", interval=0.3)
     state = manage("shell", code=(
         "from voicesessions.models import VoiceRoom, VoiceSession\n"
         "print(VoiceRoom.objects.get().state, VoiceSession.objects.get().status)"))

@@ -51,6 +51,7 @@ class Client:
     def __init__(self, server: LiveServer, username: str = "demo") -> None:
         self.server = server
         key = server.manage("drf_create_token", username).split()[2]
+        self.key = key
         self.http = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Token {key}"})
         self.token_header = ("Authorization", f"Token {key}")
         self.events: list[dict[str, Any]] = []

@@ -206,3 +206,49 @@ def _ts(event):
     import datetime as dt
 
     return dt.datetime.fromisoformat(event["timestamp"])
+
+
+def test_bogus_offers_and_bare_tokens_leave_the_live_call_alone(stack):
+    """A hostile offer during a real call: refused with a 400 before the worker sees it; a second
+    peer with only the room token cannot take the call over (409); the owner's own new peer (a
+    reload) can, and the replaced connection's end does not tear the new one down."""
+    import httpx
+
+    server, worker, var = stack
+    question = speak_to_wav("What is the capital of France?", var / "question-hostile.wav")
+
+    async def scenario() -> None:
+        client, peer, session_id = await active_session(server)
+        room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            for sdp in ("v=0\r\n", "hello world", 5):
+                bogus = await http.post("/api/voice/webrtc/offer", json={"sdp": sdp, "type": "offer"},
+                                        headers={"Authorization": f"Bearer {room['token']}"})
+                assert bogus.status_code == 400 and "sdp" in bogus.json()["fields"], bogus.text
+        intruder = BotPeer(server.url, room["token"])
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await intruder.connect()
+        assert refused.value.response.status_code == 409
+        assert refused.value.response.json()["error"] == "connection_in_use"
+        await intruder.close()
+
+        # The live call still hears and answers.
+        peer.say_wav(str(question))
+        await client.wait_for(is_final_transcript("user"), 30, "the live call still transcribes")
+        await heard_answer(peer)
+        detail = client.http.get(f"/api/voice/sessions/{session_id}").json()
+        assert detail["status"] == "active"
+
+        # The owner reloads: the new peer replaces the old one and keeps working.
+        mark = len(client.events)
+        reload = BotPeer(server.url, room["token"], user_token=client.key)
+        await reload.connect()
+        await peer.close()
+        reload.say_wav(str(question))
+        await client.wait_for(lambda e: client.events.index(e) >= mark and is_final_transcript("user")(e),
+                              30, "the reloaded peer is heard")
+        await heard_answer(reload)
+        assert not [e for e in client.events[mark:] if is_status("inactive")(e)], "the new connection was torn down"
+        await _end(client, reload)
+
+    asyncio.run(scenario())

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from tests.livesrv import metric as value
 from tests.livesrv import parse_metrics
+from tests.samples import VALID_SDP
 from voicebot.models import BotWorker
 from voicesessions import sessions
 from voicesessions.models import BotJob, BotJobStatus, SessionStatus, VoiceEventType, VoiceSession
@@ -150,7 +151,7 @@ def test_an_offer_no_worker_takes_counts_as_a_bot_join_error(api, settings):
     settings.VOICE_OFFER_WAIT_SECONDS = 0.2
     token = api.post("/api/voice/room", {}, format="json").json()["token"]
     api.post("/api/bot/join", {}, format="json")
-    refused = Client().post("/api/voice/webrtc/offer", {"sdp": "v=0", "type": "offer"},
+    refused = Client().post("/api/voice/webrtc/offer", {"sdp": VALID_SDP, "type": "offer"},
                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert refused.status_code == 503 and refused.json()["error"] == "bot_unavailable"
     assert value(scrape(), "voice_errors_total", kind="bot_join") == 1

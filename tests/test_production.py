@@ -126,7 +126,7 @@ def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production
     counts = a.manage("shell", "-c", (
         "from voicesessions.models import VoiceSession, BotJob, LIVE_STATUSES\n"
         "from django.db.models import Count\n"
-        f"rooms = VoiceSession.objects.filter(user__username__startswith='load', status__in=LIVE_STATUSES)"
+        "rooms = VoiceSession.objects.filter(user__username__startswith='load', status__in=LIVE_STATUSES)"
         ".values('room').annotate(n=Count('id'))\n"
         "print(len(rooms), max(r['n'] for r in rooms), "
         "BotJob.objects.filter(session__user__username__startswith='load').count())"))

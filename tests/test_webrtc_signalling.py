@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from tests.samples import VALID_SDP
+
 pytestmark = pytest.mark.django_db(transaction=True)
-OFFER = {"sdp": "v=0\r\n", "type": "offer"}
+OFFER = {"sdp": VALID_SDP, "type": "offer"}
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ async def test_bad_client_messages_get_a_voice_error_and_keep_the_socket():
         assert error["type"] == "voice.error" and error["payload"]["field"] == field, (bad, error)
     await ws.send_to(text_data="{not json")
     error = await ws.receive_json_from(timeout=3)
-    assert error["type"] == "voice.error" and error["payload"]["field"] == "type"
+    assert error["type"] == "voice.error" and error["payload"]["field"] == "frame"
     await ws.disconnect()
 
 

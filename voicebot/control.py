@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from voicesessions.sdp import InvalidOffer, check_offer
+
 from .registry import check_control_secret
 
 if TYPE_CHECKING:
@@ -19,6 +21,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voicebot.control")
 SECRET_HEADER = "X-Voice-Worker-Secret"
+
+
+class ConnectionInUse(Exception):
+    """A bare room token tried to replace the owner's live peer connection (answered with 409)."""
 
 
 def make_app(worker: "BotWorkerProcess") -> web.Application:
@@ -42,8 +48,14 @@ def make_app(worker: "BotWorkerProcess") -> web.Application:
     async def offer(request: web.Request) -> web.Response:
         bot = bot_for(request)
         body = await request.json()
-        answer = await bot.handle_offer(body["sdp"], body.get("type", "offer"), body.get("pc_id"),
-                                        bool(body.get("restart_pc")))
+        try:
+            check_offer(body.get("sdp"))  # the server checked it too; a bad one must never reach the peer
+            answer = await bot.handle_offer(body["sdp"], body.get("type", "offer"), body.get("pc_id"),
+                                            bool(body.get("restart_pc")), owner=bool(body.get("owner", False)))
+        except InvalidOffer as exc:
+            return web.json_response({"error": f"invalid offer: {exc}"}, status=400)
+        except ConnectionInUse:
+            return web.json_response({"error": "connection in use"}, status=409)
         return web.json_response(answer)
 
     async def candidates(request: web.Request) -> web.Response:

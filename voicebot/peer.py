@@ -97,9 +97,12 @@ class HeardAudio:
 class BotPeer:
     """One WebRTC connection to a room's bot through the service's signalling endpoint."""
 
-    def __init__(self, base_url: str, room_token: str, loud_rms: float = 500.0) -> None:
+    def __init__(self, base_url: str, room_token: str, loud_rms: float = 500.0, user_token: str | None = None) -> None:
+        """`user_token`: the user's DRF token, sent beside the room token so the offer counts as the
+        owner's (only the owner may replace a live connection, as a page reload does)."""
         self.base_url = base_url
         self.room_token = room_token
+        self.user_token = user_token
         self.loud_rms = loud_rms
         self.mic = MicrophoneTrack()
         self.heard = HeardAudio()
@@ -126,12 +129,17 @@ class BotPeer:
         async with httpx.AsyncClient(timeout=timeout) as client:
             response = await client.post(f"{self.base_url}/api/voice/webrtc/offer",
                                          json={"sdp": self.pc.localDescription.sdp, "type": "offer"},
-                                         headers={"Authorization": f"Bearer {self.room_token}"})
+                                         headers=self._headers())
         response.raise_for_status()
         self.answer = response.json()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer["sdp"], type=self.answer["type"]))
         self._tasks.append(asyncio.ensure_future(ping()))
         return self.answer
+
+    def _headers(self) -> dict[str, str]:
+        if self.user_token:
+            return {"Authorization": f"Token {self.user_token}", "X-Room-Token": self.room_token}
+        return {"Authorization": f"Bearer {self.room_token}"}
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         while True:

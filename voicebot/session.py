@@ -15,6 +15,7 @@ from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
 from voicesessions.queue import BotJobSpec
 
+from .control import ConnectionInUse
 from .pipeline import build_pipeline
 from .tools import TOOLS
 
@@ -70,18 +71,27 @@ class BotSession:
 
         await self._run(transport)
 
-    async def handle_offer(self, sdp: str, sdp_type: str, pc_id: str | None, restart_pc: bool) -> dict[str, Any]:
-        """Embedded default: answer the browser's WebRTC offer (relayed by the server)."""
+    async def handle_offer(self, sdp: str, sdp_type: str, pc_id: str | None, restart_pc: bool,
+                           owner: bool = True) -> dict[str, Any]:
+        """Embedded default: answer the browser's WebRTC offer (relayed by the server).
+
+        A new peer replaces a live one (a page reload) only when the server
+        vouched that the room's signed-in owner sent it (ConnectionInUse
+        otherwise). The new connection is set up before the old one is
+        stopped, so an offer that fails leaves the live call alone.
+        """
         from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
         from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
         if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
             await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)
             return self.connection.get_answer()
-        if self.runner_task is not None:  # a new peer replaces the old one (page reload)
-            await self._stop_pipeline("replaced by a new connection")
+        if self.runner_task is not None and not owner:
+            raise ConnectionInUse(self.session_id)
         connection = SmallWebRTCConnection(ice_servers=self.worker.ice_servers)
         await connection.initialize(sdp=sdp, type=sdp_type)
+        if self.runner_task is not None:  # a new peer replaces the old one (page reload)
+            await self._stop_pipeline("replaced by a new connection")
         self.connection = connection
         transport = SmallWebRTCTransport(webrtc_connection=connection,
                                          params=TransportParams(audio_in_enabled=True, audio_out_enabled=True))
@@ -92,7 +102,10 @@ class BotSession:
 
         @transport.event_handler("on_client_disconnected")
         async def _disconnected(_t: Any, _c: Any) -> None:
-            await self._peer_left()
+            # A replaced connection reports its end after the new one took over:
+            # that is not the user leaving, and must not stop the new pipeline.
+            if connection is self.connection:
+                await self._peer_left()
 
         await self._run(transport)
         return connection.get_answer()

@@ -13,8 +13,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpR
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import escape
 
 logger = logging.getLogger("voicesessions.dashboard")
+
+
+def _plain_400(message: str) -> HttpResponseBadRequest:
+    """A 400 that echoes user input: plain text, and escaped as well, so it cannot become markup
+    even where something renders it as HTML."""
+    return HttpResponseBadRequest(escape(message), content_type="text/plain; charset=utf-8")
 
 
 class VoiceAdminSite(admin.AdminSite):
@@ -40,7 +47,7 @@ class VoiceAdminSite(admin.AdminSite):
             try:
                 updated = rollout.set_percentage(int(raw), user=request.user)
             except (ValueError, ValidationError):
-                return HttpResponseBadRequest(f"percentage: '{raw}' is not a whole number from 0 to 100.")
+                return _plain_400(f"percentage: '{raw}' is not a whole number from 0 to 100.")
             logger.warning("[VoiceSession] rollout set to %s%% by %s", updated.percentage, request.user.get_username())
             messages.success(request, f"Voice rollout is now {updated.percentage}%.")
             return redirect(f"{request.path}?period={request.POST.get('period', dashboard.DEFAULT_PERIOD)}")
@@ -51,7 +58,7 @@ class VoiceAdminSite(admin.AdminSite):
             if request.GET.get("format") == "json":
                 return JsonResponse({"error": "invalid", "detail": str(exc), "fields": {"period": [str(exc)]}},
                                     status=400)
-            return HttpResponseBadRequest(str(exc))
+            return _plain_400(str(exc))
         if request.GET.get("format") == "json":
             return JsonResponse(figures)
         context = {**self.each_context(request), "title": "Voice operations", "figures": figures,

@@ -1,4 +1,10 @@
-"""Structured (JSON) log lines, one object per line, for LOG_FORMAT=json.
+"""Log formatters: plain lines, or one JSON object per line (LOG_FORMAT=json).
+
+Either way a log line is one line: control characters in a message (a
+decoded URL path, a user's words) are escaped, so nobody can forge a line.
+JSON escapes them by itself; PlainFormatter does it here.
+
+For the JSON lines:
 
 python-json-logger does the JSON; this adds the seed's log prefix as a
 `component` field ("VoiceSession", "DailyRoom", "BotJoin") so log stores can
@@ -14,6 +20,25 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 PREFIX = re.compile(r"^\[(VoiceSession|DailyRoom|BotJoin)\]\s*")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (\\n, \\x1b, \\u2028)."""
+    def one(match: re.Match) -> str:
+        char = match.group()
+        return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+    return CONTROL.sub(one, text)
+
+
+class PlainFormatter(logging.Formatter):
+    """The plain format, with control characters in the message escaped (tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 class VoiceJsonFormatter(JsonFormatter):

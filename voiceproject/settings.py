@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # locks out password guessing on the login forms (admin and sign-in)
+    "csp",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -72,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "voiceproject.urls"
@@ -138,6 +142,13 @@ CACHES = ({"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
           if REDIS_URL else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 
 # --- Auth, i18n, static ------------------------------------------------------
+# django-axes first: it refuses a locked-out username+IP before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)  # wrong passwords before the lockout
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours a lockout lasts
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # one guesser cannot lock a user out everywhere
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -167,6 +178,41 @@ STORAGES = {
 # collectstatic (tests, runserver) still has its admin CSS and JS.
 WHITENOISE_USE_FINDERS = True
 
+# --- Security headers ---------------------------------------------------------
+# A Content-Security-Policy on every page: scripts only from this origin (the
+# templates have no inline script), no framing. Inline style attributes stay
+# allowed: the admin and Swagger UI use them, and they cannot run code.
+_DAILY_SOURCES = env.list("VOICE_CSP_DAILY_SOURCES", default=["https://*.daily.co", "wss://*.daily.co"])
+_daily = _DAILY_SOURCES if env.str("VOICE_PROVIDER", default="local") == "daily" else []
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", *[s for s in _daily if s.startswith("https:")]],  # daily-js loads its call machine
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'", *_daily],  # the websocket and the API are same-origin
+    "worker-src": ["'self'", "blob:"],
+    "media-src": ["'self'", "blob:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Production behind HTTPS: VOICE_HTTPS=true turns on what `manage.py check --deploy` asks for.
+# VOICE_TRUST_X_FORWARDED_PROTO=true when a TLS-terminating proxy sets X-Forwarded-Proto.
+VOICE_HTTPS = env.bool("VOICE_HTTPS", default=False)
+if VOICE_HTTPS:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes over the internal network
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+if env.bool("VOICE_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 # --- REST framework ------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header turns anonymous requests into 401s.
@@ -177,7 +223,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # A JSON API: a form or multipart body is a 415, not silently read with other rules
     # (an empty form field would count as omitted).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Depth- and size-limited: a deeply nested body is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["voicesessions.api.parsers.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "voicesessions.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -216,6 +263,15 @@ VOICE_TEARDOWN_POLL_SECONDS = env.float("VOICE_TEARDOWN_POLL_SECONDS", default=1
 # process tail the event table (the embedded default).
 VOICE_EVENT_DELIVERY = env.str("VOICE_EVENT_DELIVERY", default="layer" if REDIS_URL else "relay")
 VOICE_WS_REFRESH_SECONDS = env.float("VOICE_WS_REFRESH_SECONDS", default=5.0)  # layer mode: re-join + catch up
+# Websocket messages from the browser: per socket VOICE_WS_BURST at once, then VOICE_WS_RATE a second;
+# per user, across sockets and servers, VOICE_WS_USER_PER_MINUTE.
+VOICE_WS_RATE = env.float("VOICE_WS_RATE", default=2.0)
+VOICE_WS_BURST = env.int("VOICE_WS_BURST", default=10)
+VOICE_WS_USER_PER_MINUTE = env.int("VOICE_WS_USER_PER_MINUTE", default=120)
+# A typed message is refused while the bot has not answered the previous one, for at most this long.
+VOICE_TYPED_ANSWER_WAIT = env.float("VOICE_TYPED_ANSWER_WAIT", default=30.0)
+# A bot that took a session ends it if the user's audio has not connected within this many seconds.
+VOICE_CONNECT_TIMEOUT = env.float("VOICE_CONNECT_TIMEOUT", default=30.0)
 VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
 VOICE_WORKER_DEAD_AFTER = env.float("VOICE_WORKER_DEAD_AFTER", default=10.0)  # seconds without heartbeat
 # Bot workers (manage.py runbotworker)
@@ -272,7 +328,8 @@ _handler = {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    "formatters": {"plain": {"()": "voiceproject.logformat.PlainFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
                    "json": {"()": "voiceproject.logformat.VoiceJsonFormatter"}},
     "handlers": {"console": _handler},
     # Everything else (Django, Daphne, aiortc, Pipecat) goes through the same handler and format.

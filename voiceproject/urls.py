@@ -1,7 +1,7 @@
 """URLs: admin, the REST API, its OpenAPI schema and docs."""
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from assistants import views as assistant_views
 from assistants.api import VoiceConfigView
@@ -16,10 +16,11 @@ urlpatterns = [
     path("api/voice/config", VoiceConfigView.as_view(), name="voice-config"),
     path("api/", include("voicesessions.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),  # no inline script
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
 
 # JSON, not HTML, for API clients that hit a wrong URL or a server fault.
+handler400 = "voicesessions.api.errors.bad_request_view"
 handler404 = "voicesessions.api.errors.not_found_view"
 handler500 = "voicesessions.api.errors.server_error_view"

@@ -7,11 +7,12 @@ ships no token middleware, hence these few lines.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import OriginValidator, WebsocketDenier
 
 
 @database_sync_to_async
@@ -38,21 +39,52 @@ def VoiceAuthMiddlewareStack(inner: Any) -> Any:
     return AuthMiddlewareStack(TokenAuthMiddleware(inner))
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Channels' allowed-hosts origin check, except that a handshake without an
-    Origin header is let through.
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or base URL, default ports filled in."""
+    parsed = urlparse(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return None
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return parsed.scheme, parsed.hostname.lower(), port
 
-    Browsers always send Origin on websockets, so cross-site pages are still
-    refused; scripts and servers send none and authenticate with a token.
+
+class BrowserOriginValidator(OriginValidator):
+    """Refuse websocket handshakes from another origin, compared by scheme, host and port.
+
+    Channels' own check compares hosts only, so a page on another port of the
+    same host (http://127.0.0.1:9999) was let in. Allowed: the page's own
+    origin (the Host the socket was opened to, when ALLOWED_HOSTS admits it),
+    PUBLIC_BASE_URL and CSRF_TRUSTED_ORIGINS. A handshake without an Origin
+    header is let through: browsers always send one, while scripts and
+    servers send none and authenticate with a token.
     """
 
     def __init__(self, application: Any) -> None:
+        super().__init__(application, [])
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and not self.allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+    @staticmethod
+    def allowed(scope: dict[str, Any]) -> bool:
         from django.conf import settings
+        from django.http.request import split_domain_port, validate_host
 
-        hosts = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-        super().__init__(application, hosts)
-
-    def valid_origin(self, parsed_origin: Any) -> bool:
-        if parsed_origin is None:
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin")
+        if origin is None:
             return True
-        return super().valid_origin(parsed_origin)
+        presented = _origin(origin.decode("latin-1"))
+        if presented is None:
+            return False
+        trusted = {_origin(url) for url in [settings.PUBLIC_BASE_URL, *settings.CSRF_TRUSTED_ORIGINS]}
+        host = headers.get(b"host", b"").decode("latin-1")
+        if host and validate_host(split_domain_port(host)[0], settings.ALLOWED_HOSTS):
+            scheme = "https" if scope.get("scheme") == "wss" else "http"
+            trusted.add(_origin(f"{scheme}://{host}"))
+        return presented in trusted

@@ -9,6 +9,12 @@ sessions' `voice.*` events. The client may send:
       -> a failure only the browser can see (microphone denied, ICE failed,
          Daily token expired), counted in /metrics and the dashboard
 A reconnecting client passes ?after=<last event id> to replay what it missed.
+
+Every frame is checked before it is acted on: text only, at most
+MAX_FRAME_CHARS, JSON no deeper than safejson allows, and at most
+VOICE_WS_RATE messages a second per socket (VOICE_WS_BURST at once) and
+VOICE_WS_USER_PER_MINUTE per user across sockets. What fails a check is
+answered with a `voice.error` naming why; the socket stays open.
 """
 from __future__ import annotations
 
@@ -24,13 +30,15 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from . import opsevents, relay, sessions
+from . import opsevents, relay, safejson, sessions
 from .events import user_group
 from .models import LIVE_STATUSES, ErrorKind, SessionEvent, SessionStatus, VoiceSession
+from .ratelimit import TokenBucket, user_window_exceeded
 
 logger = logging.getLogger("voicesessions.consumers")
 
 MAX_MESSAGE_CHARS = 4000
+MAX_FRAME_CHARS = 32_768  # a 4,000-character message fits even fully \u-escaped
 REPLAY_LIMIT = 500
 CLIENT_ERROR_KINDS = (ErrorKind.AUDIO, ErrorKind.TOKEN_EXPIRY)
 MAX_CLIENT_ERRORS = 20  # per socket: a misbehaving page must not flood the error counts
@@ -48,6 +56,7 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)  # before accept: the handshake is refused
             return
         self.user = user
+        self.bucket = TokenBucket(settings.VOICE_WS_RATE, settings.VOICE_WS_BURST)
         self.group = user_group(user.pk)
         relay.ensure_started()
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -106,6 +115,26 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(event)
 
     # --- from the browser -------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Check size, rate and JSON before anything else reads the frame."""
+        wait = self.bucket.take()
+        if wait or user_window_exceeded("message", self.user.pk, settings.VOICE_WS_USER_PER_MINUTE):
+            await self._error("rate_limited", "type", "too many messages; slow down and try again",
+                              retryAfter=round(max(wait, 1.0), 1))
+            return
+        if text_data is None:
+            await self._error("invalid_message", "frame", "send JSON text frames, not binary ones")
+            return
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self._error("too_large", "frame", f"a message may be at most {MAX_FRAME_CHARS} characters")
+            return
+        try:
+            content = safejson.loads(text_data)
+        except safejson.JSONRejected as exc:
+            await self._error("invalid_message", "frame", str(exc))
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         handler = {
@@ -120,19 +149,18 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
             return
         await handler(content)
 
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None  # receive_json answers with an error instead of dropping the socket
-
     async def _user_message(self, content: dict[str, Any]) -> None:
         text = content.get("content")
         if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE_CHARS:
             await self._error("invalid_message", "content",
                               f"content must be non-empty text of at most {MAX_MESSAGE_CHARS} characters")
             return
-        ok = await self._send_user_message(content.get("sessionId"), text.strip())
+        try:
+            ok = await self._send_user_message(content.get("sessionId"), text.strip())
+        except sessions.BotBusy:
+            await self._error("bot_busy", "content", "the assistant is still answering your last message; "
+                              "send this one when it has answered")
+            return
         if not ok:
             await self._error("no_active_session", "sessionId", "no active voice session to send to")
 
@@ -162,8 +190,9 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         session = VoiceSession.objects.filter(user=self.user, status__in=LIVE_STATUSES).first()
         opsevents.record_error(kind, detail=f"{code}: {detail}"[:200], user=self.user, session=session)
 
-    async def _error(self, code: str, field: str, detail: str) -> None:
-        await self.send_json({"type": "voice.error", "payload": {"code": code, "field": field, "detail": detail}})
+    async def _error(self, code: str, field: str, detail: str, **extra: Any) -> None:
+        await self.send_json({"type": "voice.error",
+                              "payload": {"code": code, "field": field, "detail": detail, **extra}})
 
     # --- database helpers ---------------------------------------------------
     def _after_param(self) -> int | None:

@@ -41,6 +41,9 @@ class VoiceRoom(models.Model):
     # in any process tears down every room whose deadline has passed.
     teardown_at = models.DateTimeField(null=True, blank=True, db_index=True)
     torn_down_at = models.DateTimeField(null=True, blank=True)
+    # Counts the room's incarnations: signed into every local room token, so a
+    # token issued before a teardown is refused once the room is made again.
+    generation = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         constraints = [
@@ -136,6 +139,9 @@ class VoiceSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=64, blank=True)
     bot_worker_id = models.CharField(max_length=120, blank=True)
+    # Set while a bot waits for the user's audio; the sweeper ends the session
+    # when it passes, so a join that never connects does not hold a worker slot.
+    connect_by = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -165,9 +171,6 @@ class VoiceSession(models.Model):
         super().save(*args, **kwargs)
         self._loaded_status = self.status
 
-    def can_transition(self, target: str) -> bool:
-        return target in ALLOWED_TRANSITIONS[self.status]
-
     def transition_to(self, target: str, *, reason: str = "", **fields: Any) -> None:
         """Move to `target` or raise IllegalTransition.
 
@@ -188,6 +191,8 @@ class VoiceSession(models.Model):
             changes["end_reason"] = reason or "ended"
         if target != SessionStatus.PAUSED:
             changes.setdefault("pause_reason", "")
+        if target != SessionStatus.CONNECTING:
+            changes.setdefault("connect_by", None)
         updated = VoiceSession.objects.filter(pk=self.pk, status=current).update(**changes)
         if not updated:
             self.refresh_from_db(fields=["status"])

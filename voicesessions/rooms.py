@@ -83,6 +83,8 @@ def _get_or_create_room(user, assistant: AssistantRecord | None, provider: RoomP
             expires_at = now + dt.timedelta(days=settings.VOICE_ROOM_TTL_DAYS)
             remote = provider.create_room(room_name_for(user.pk), privacy=privacy,
                                           expires_at=expires_at, max_participants=2)
+            if room is not None and room.pk is not None:
+                room.generation += 1  # a new incarnation: tokens of the old one stop working
             room = room or VoiceRoom(user=user)
             room.provider = provider.name
             room.url = remote.url
@@ -98,7 +100,7 @@ def _get_or_create_room(user, assistant: AssistantRecord | None, provider: RoomP
         room.save()
         token_expires_at = min(now + dt.timedelta(seconds=settings.VOICE_TOKEN_TTL), room.expires_at)
         token = provider.issue_token(room.name, user_id=str(user.pk), user_name=user.get_username(),
-                                     expires_at=token_expires_at, is_owner=False)
+                                     expires_at=token_expires_at, is_owner=False, generation=room.generation)
     return RoomGrant(room=room, token=token, token_expires_at=token_expires_at, reused=reused)
 
 

@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from assistants.models import AssistantRecord
@@ -17,7 +19,8 @@ from assistants.models import AssistantRecord
 from . import opsevents
 from .events import record_event, send_to_bot
 from .logctx import log_fields
-from .models import LIVE_STATUSES, OpsEventKind, SessionStatus, VoiceEventType, VoiceRoom, VoiceSession
+from .models import (LIVE_STATUSES, ErrorKind, IllegalTransition, OpsEventKind, SessionStatus, VoiceEventType, VoiceRoom,
+                     VoiceSession)
 from .queue import BotJobSpec, get_queue
 
 logger = logging.getLogger("voicesessions.sessions")
@@ -27,6 +30,10 @@ CONVERSING = (SessionStatus.ACTIVE, SessionStatus.PAUSED)
 
 class RoomNotReady(Exception):
     """The room is torn down or expired: get it again with POST /api/voice/room."""
+
+
+class BotBusy(Exception):
+    """The bot has not answered the user's previous typed message yet."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
         if existing and existing.bot_worker_id:
             # The bot still waits in its worker for the user's return: no new job.
             # (If that worker died, the sweeper marks the session unavailable.)
-            change_status(existing, SessionStatus.CONNECTING, reason="rejoin")
+            change_status(existing, SessionStatus.CONNECTING, reason="rejoin", connect_by=connect_deadline())
             return JoinResult(existing, None, True)
         for stale in room.sessions.filter(status=SessionStatus.UNAVAILABLE):
             change_status(stale, SessionStatus.ENDED, reason="replaced")
@@ -135,6 +142,8 @@ def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord
 
 def pause(session: VoiceSession, *, by: str = "user") -> VoiceSession:
     """Mute the session, keep the connection (the seed's DailyCall mutual exclusion)."""
+    if session.status != SessionStatus.ACTIVE:
+        raise IllegalTransition(session.status, SessionStatus.PAUSED)
     with transaction.atomic():
         change_status(session, SessionStatus.PAUSED, reason=by, pause_reason=by)
         send_to_bot(session.pk, "pause")
@@ -142,6 +151,10 @@ def pause(session: VoiceSession, *, by: str = "user") -> VoiceSession:
 
 
 def resume(session: VoiceSession) -> VoiceSession:
+    """Undo a pause. Only a paused session resumes: connecting goes active when the
+    bot's audio connects, never because the user asked."""
+    if session.status != SessionStatus.PAUSED:
+        raise IllegalTransition(session.status, SessionStatus.ACTIVE)
     with transaction.atomic():
         change_status(session, SessionStatus.ACTIVE, reason="resume")
         send_to_bot(session.pk, "resume")
@@ -172,11 +185,33 @@ def on_daily_call_end(user) -> list[VoiceSession]:
 
 
 def send_user_message(session: VoiceSession, content: str) -> None:
-    """Text from the browser to the bot's LLM context; logged as a user transcript."""
+    """Text from the browser to the bot's LLM context; logged as a user transcript.
+
+    One typed message at a time: while the bot has not answered the last one
+    (an assistant transcript or an error after it, within
+    VOICE_TYPED_ANSWER_WAIT seconds), a new one raises BotBusy rather than
+    piling up LLM runs in the worker.
+    """
+    if _typed_message_unanswered(session):
+        raise BotBusy(str(session.pk))
     with transaction.atomic():
         record_event(session, VoiceEventType.TRANSCRIPT,
                      {"role": "user", "text": content, "final": True, "source": "text"})
         send_to_bot(session.pk, "user_message", content=content)
+
+
+def _typed_message_unanswered(session: VoiceSession) -> bool:
+    import datetime as dt
+
+    since = timezone.now() - dt.timedelta(seconds=settings.VOICE_TYPED_ANSWER_WAIT)
+    last_typed = (session.events.filter(type=VoiceEventType.TRANSCRIPT, created_at__gte=since,
+                                        payload__source="text").order_by("-id").values_list("id", flat=True).first())
+    if last_typed is None:
+        return False
+    answers = session.events.filter(id__gt=last_typed).filter(
+        Q(type=VoiceEventType.TRANSCRIPT, payload__role="assistant", payload__final=True)
+        | Q(type=VoiceEventType.ERROR))
+    return not answers.exists()
 
 
 # --- what the bot worker reports ------------------------------------------------
@@ -228,6 +263,40 @@ def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
 
 
 def claim_for_worker(session_id: Any, worker_id: str) -> VoiceSession | None:
-    """A worker took the session's job: remember which, so signalling and control find it."""
+    """A worker took the session's job: remember which, so signalling and control find it.
+
+    From now on the bot holds one of the worker's slots: the user's audio must
+    connect before `connect_by`, or the sweeper ends the session.
+    """
     VoiceSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(bot_worker_id=worker_id)
+    VoiceSession.objects.filter(pk=session_id, status=SessionStatus.CONNECTING).update(connect_by=connect_deadline())
     return VoiceSession.objects.select_related("room").filter(pk=session_id).first()
+
+
+def connect_deadline() -> Any:
+    import datetime as dt
+
+    return timezone.now() + dt.timedelta(seconds=settings.VOICE_CONNECT_TIMEOUT)
+
+
+def end_unconnected(now: Any) -> int:
+    """End sessions whose bot waited past `connect_by` for the user's audio; frees their slots."""
+    ended = 0
+    for session in VoiceSession.objects.filter(status=SessionStatus.CONNECTING, connect_by__lte=now
+                                               ).select_related("room"):
+        with transaction.atomic():
+            try:
+                change_status(session, SessionStatus.ENDED, reason="connect_timeout")
+            except IllegalTransition:
+                continue  # it connected (or ended) meanwhile
+            record_event(session, VoiceEventType.ERROR, {
+                "code": "connect_timeout", "fatal": True,
+                "message": f"No audio connection within {settings.VOICE_CONNECT_TIMEOUT:g} s, so the assistant "
+                           "left. Start voice again to reconnect."})
+            opsevents.record_error(ErrorKind.BOT_JOIN, detail="connect_timeout", user=session.user_id,
+                                   session=session)
+            send_to_bot(session.pk, "leave", reason="connect_timeout")
+        ended += 1
+    if ended:
+        logger.warning("[BotJoin] %d session(s) ended: the user's audio never connected", ended)
+    return ended

@@ -72,4 +72,6 @@ def sweep_due(now: dt.datetime | None = None) -> dict[str, int]:
     expired = VoiceRoom.objects.filter(state=RoomState.LIVE, expires_at__lte=now).values_list("pk", flat=True)
     for room_id in list(expired):
         rooms += teardown_room(room_id, reason="room_expired")
-    return {"rooms": rooms, "sessions": end_overlong_sessions(now)}
+    from .sessions import end_unconnected
+
+    return {"rooms": rooms, "sessions": end_overlong_sessions(now) + end_unconnected(now)}

@@ -29,13 +29,14 @@ class RoomTokenClaims:
     user_name: str
     is_owner: bool
     expires_at: dt.datetime
+    generation: int  # the room's incarnation the token was issued for (0: issued before generations)
 
 
 def issue_room_token(room_name: str, *, user_id: str, user_name: str, expires_at: dt.datetime,
-                     is_owner: bool = False) -> str:
-    """A token that admits `user_id` to `room_name` until `expires_at`."""
+                     is_owner: bool = False, generation: int = 1) -> str:
+    """A token that admits `user_id` to `room_name` (this incarnation of it) until `expires_at`."""
     claims = {"r": room_name, "u": user_id, "n": user_name, "o": is_owner,
-              "exp": int(expires_at.timestamp())}
+              "exp": int(expires_at.timestamp()), "g": generation}
     return signing.dumps(claims, salt=SALT, compress=True)
 
 
@@ -51,4 +52,4 @@ def verify_room_token(token: str, room_name: str | None) -> RoomTokenClaims:
     if room_name is not None and claims["r"] != room_name:
         raise InvalidRoomToken("token is for another room")
     return RoomTokenClaims(room_name=claims["r"], user_id=claims["u"], user_name=claims["n"],
-                           is_owner=bool(claims["o"]), expires_at=expires_at)
+                           is_owner=bool(claims["o"]), expires_at=expires_at, generation=int(claims.get("g", 0)))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -19,24 +20,7 @@ from ..models import IllegalTransition
 from ..providers import RoomProviderError
 from ..rooms import RoomNotFound
 from ..sessions import RoomNotReady
-
-
-class ApiError(exceptions.APIException):
-    """An error with a code, a status and optionally the fields at fault."""
-
-    def __init__(self, code: str, detail: str, *, status_code: int = 400,
-                 fields: dict[str, list[str]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail=detail, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.fields = fields
-        self.extra_headers = headers or {}
-
-
-def field_error(field: str, message: str, *, code: str = "invalid", status_code: int = 400) -> ApiError:
-    return ApiError(code, message, status_code=status_code, fields={field: [message]})
-
+from .apierror import ApiError, field_error, too_large  # noqa: F401 - re-exported for the views
 
 _PROVIDER_STATUS = {"rate_limited": 429, "auth": 502, "invalid": 502, "not_found": 502,
                     "unavailable": 503, "config": 503}
@@ -49,6 +33,8 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, OperationalError):  # database restarting or out of connections: retry, not a 500
         return ApiError("database_unavailable", "The database is unavailable; try again shortly.",
                         status_code=503, headers={"Retry-After": "2"})
+    if isinstance(exc, RequestDataTooBig):
+        return too_large()
     if isinstance(exc, IllegalTransition):
         return ApiError("illegal_transition", str(exc), status_code=409)
     if isinstance(exc, RoomNotFound):
@@ -97,6 +83,19 @@ def not_found_view(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"error": "not_found", "detail": "No such API endpoint."}, status=404)
     return page_not_found(request, exception)
+
+
+def bad_request_view(request, exception=None):
+    """Django's 400 (a body over the size limit, a bad Host): the JSON error shape for API clients."""
+    from django.http import JsonResponse
+    from django.views.defaults import bad_request
+
+    if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            exc = too_large()
+            return JsonResponse(error_body(exc), status=exc.status_code)
+        return JsonResponse({"error": "bad_request", "detail": "The request was refused."}, status=400)
+    return bad_request(request, exception)
 
 
 def server_error_view(request):

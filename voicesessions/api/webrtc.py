@@ -1,10 +1,17 @@
 """WebRTC signalling for the local provider: the browser's offer reaches the session's bot.
 
-Authenticated by the room token from POST /api/voice/room (header
-`Authorization: Bearer <token>`), not by the session cookie, so any WebRTC
-peer that holds a token (a browser, a test peer) can connect and nobody
-without one can. The bot's worker owns the peer connection, so the offer is
-relayed to it (see voicebot/control.py).
+Authenticated by the room token from POST /api/voice/room, sent as
+`Authorization: Bearer <token>` (or `X-Room-Token: <token>` when the
+Authorization header carries the user's DRF token). Any WebRTC peer that
+holds a token (a browser, a test peer) can connect and nobody without one
+can. Every use checks the token's room incarnation (a teardown revokes it)
+and that its user is still active.
+
+The offer is also marked as the owner's when the request is signed in as the
+token's user (session cookie or `Authorization: Token <key>`): only such an
+offer may replace a peer connection that is already live, so a leaked room
+token cannot take over the owner's call. The bot's worker owns the peer
+connection, so the offer is relayed to it (see voicebot/control.py).
 """
 from __future__ import annotations
 
@@ -17,27 +24,38 @@ from typing import Any
 import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from .. import opsevents
+from .. import opsevents, safejson
 from ..logctx import log_fields
 from ..models import LIVE_STATUSES, ErrorKind, RoomState, VoiceRoom, VoiceSession
+from ..sdp import MAX_SDP_CHARS, InvalidOffer, check_offer
 from ..tokens import InvalidRoomToken, verify_room_token
-from .errors import ApiError, error_body
+from .errors import ApiError, error_body, too_large
 from .serializers import StrictSerializer
 
 logger = logging.getLogger("voicesessions.webrtc")
 
 
 class OfferSerializer(StrictSerializer):
-    sdp = serializers.CharField(max_length=100_000)
+    sdp = serializers.CharField(max_length=MAX_SDP_CHARS, trim_whitespace=False)
     type = serializers.ChoiceField(choices=["offer"])
     pc_id = serializers.CharField(required=False, allow_null=True, max_length=200)
     restart_pc = serializers.BooleanField(required=False, default=False)
     requestData = serializers.JSONField(required=False, allow_null=True)  # sent by Pipecat's JS client
+
+    def validate_sdp(self, value: str) -> str:
+        # Checked here, before the offer can touch the session's live peer connection.
+        try:
+            check_offer(value)
+        except InvalidOffer as exc:
+            raise serializers.ValidationError(f"Not a WebRTC audio offer: {exc}.") from exc
+        return value
 
 
 class CandidateSerializer(serializers.Serializer):
@@ -51,23 +69,53 @@ class PatchSerializer(StrictSerializer):
     candidates = CandidateSerializer(many=True)
 
 
-def _room_from_token(request: HttpRequest) -> VoiceRoom:
+def _room_token(request: HttpRequest) -> tuple[str, str]:
+    """The presented room token and the header it came in."""
     header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise ApiError("not_authenticated", "Send the room token as 'Authorization: Bearer <token>'.",
-                       status_code=401, fields={"Authorization": ["missing room token"]})
+    if header.startswith("Bearer "):
+        return header[7:].strip(), "Authorization"
+    if request.headers.get("X-Room-Token"):
+        return request.headers["X-Room-Token"].strip(), "X-Room-Token"
+    raise ApiError("not_authenticated", "Send the room token as 'Authorization: Bearer <token>'.",
+                   status_code=401, fields={"Authorization": ["missing room token"]})
+
+
+def _refused(field: str, reason: str) -> ApiError:
+    return ApiError("invalid_token", f"Room token refused: {reason}.", status_code=401, fields={field: [reason]})
+
+
+def _authorize(request: HttpRequest) -> tuple[VoiceRoom, bool]:
+    """The room the token admits to, and whether the request is signed in as the token's user."""
+    token, field = _room_token(request)
     try:
-        claims = verify_room_token(header[7:].strip(), None)
+        claims = verify_room_token(token, None)
     except InvalidRoomToken as exc:
         if exc.expired:
             opsevents.record_error(ErrorKind.TOKEN_EXPIRY, detail="webrtc offer")
-        raise ApiError("invalid_token", f"Room token refused: {exc}.", status_code=401,
-                       fields={"Authorization": [str(exc)]}) from exc
+        raise _refused(field, str(exc)) from exc
+    if not get_user_model().objects.filter(pk=claims.user_id, is_active=True).exists():
+        raise _refused(field, "the user is inactive")
     room = VoiceRoom.objects.filter(name=claims.room_name, user_id=claims.user_id, state=RoomState.LIVE).first()
     if room is None:
         raise ApiError("room_not_ready", "The room is torn down; get it again with POST /api/voice/room.",
                        status_code=409)
-    return room
+    if claims.generation != room.generation:
+        raise _refused(field, "revoked: the room was torn down after this token was issued")
+    return room, _offer_is_from_owner(request, claims.user_id)
+
+
+def _offer_is_from_owner(request: HttpRequest, user_id: str) -> bool:
+    """Is the request signed in (session cookie or DRF token) as `user_id`?"""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        header = request.headers.get("Authorization", "")
+        user = None
+        if header.startswith("Token "):
+            from rest_framework.authtoken.models import Token
+
+            found = Token.objects.select_related("user").filter(key=header[6:].strip()).first()
+            user = found.user if found else None
+    return bool(user is not None and user.is_authenticated and user.is_active and str(user.pk) == str(user_id))
 
 
 def _session_and_worker(room: VoiceRoom) -> tuple[VoiceSession, Any]:
@@ -110,6 +158,9 @@ async def _relay(method: str, worker: Any, path: str, body: dict[str, Any]) -> d
                        status_code=503, headers={"Retry-After": "2"}) from exc
     if response.status_code == 404:
         raise ApiError("not_found", "The bot does not know this session or peer connection.", status_code=404)
+    if response.status_code == 409:
+        raise ApiError("connection_in_use", "This room already has a live connection; only its signed-in "
+                       "owner can replace it.", status_code=409)
     if response.status_code >= 400:
         raise ApiError("bot_error", f"The bot refused the request ({response.status_code}).", status_code=502)
     return response.json()
@@ -125,9 +176,11 @@ def _error_response(exc: ApiError | ValidationError) -> JsonResponse:
 
 def _json_body(request: HttpRequest) -> Any:
     try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError({"body": [f"JSON parse error: {exc}"]}) from exc
+        return safejson.loads(request.body or b"null")
+    except RequestDataTooBig as exc:
+        raise too_large() from exc
+    except safejson.JSONRejected as exc:
+        raise ApiError("parse_error", str(exc), fields={"body": [str(exc)]}) from exc
 
 
 @csrf_exempt  # authenticated by the room token, not by a cookie: CSRF does not apply
@@ -136,7 +189,7 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
     if request.method not in ("POST", "PATCH"):
         return JsonResponse({"error": "method_not_allowed", "detail": "Use POST or PATCH."}, status=405)
     try:
-        room = await sync_to_async(_room_from_token)(request)
+        room, owner = await sync_to_async(_authorize)(request)
         serializer = (OfferSerializer if request.method == "POST" else PatchSerializer)(data=_json_body(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -146,7 +199,7 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
             return JsonResponse(await _relay("PATCH", worker, path, json.loads(json.dumps(data))))
         started = time.monotonic()
         body = {"sdp": data["sdp"], "type": data["type"], "pc_id": data.get("pc_id"),
-                "restart_pc": data.get("restart_pc", False)}
+                "restart_pc": data.get("restart_pc", False), "owner": owner}
         while True:
             try:
                 answer = await _relay("POST", worker, path, body)

@@ -55,5 +55,10 @@ class RoomProvider(abc.ABC):
 
     @abc.abstractmethod
     def issue_token(self, room_name: str, *, user_id: str, user_name: str, expires_at: dt.datetime,
-                    is_owner: bool = False) -> str:
-        """Return a token that lets exactly this user join exactly this room until expires_at."""
+                    is_owner: bool = False, generation: int = 1) -> str:
+        """Return a token that lets exactly this user join exactly this room until expires_at.
+
+        `generation` is the room's incarnation (VoiceRoom.generation). A provider that
+        verifies its own tokens signs it in, so tokens die with a teardown; Daily
+        cannot revoke a meeting token, which lives until its `exp`.
+        """

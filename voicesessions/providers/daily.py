@@ -171,7 +171,7 @@ class DailyRoomProvider(RoomProvider):
             logger.info("[DailyRoom] deleted room %s", room_name)
 
     def issue_token(self, room_name: str, *, user_id: str, user_name: str,
-                    expires_at: dt.datetime, is_owner: bool = False) -> str:
+                    expires_at: dt.datetime, is_owner: bool = False, generation: int = 1) -> str:
         """POST /meeting-tokens scoped to this room and user until expires_at."""
         body = {"properties": {
             "room_name": room_name,

@@ -38,6 +38,6 @@ class LocalRoomProvider(RoomProvider):
         """Nothing to delete remotely: the caller marks the row deleted."""
 
     def issue_token(self, room_name: str, *, user_id: str, user_name: str, expires_at: dt.datetime,
-                    is_owner: bool = False) -> str:
+                    is_owner: bool = False, generation: int = 1) -> str:
         return issue_room_token(room_name, user_id=user_id, user_name=user_name,
-                                expires_at=expires_at, is_owner=is_owner)
+                                expires_at=expires_at, is_owner=is_owner, generation=generation)

@@ -1,4 +1,9 @@
-"""Create the demo admin, demo user and demo assistant. Safe to run again."""
+"""Create the demo admin, demo user and demo assistant. Safe to run again.
+
+Creates what is missing and leaves what exists alone: scripts/serve.sh runs
+it on every start, and a restart must never undo what an admin changed (a
+rollback to 0 %, an edited prompt, a new password).
+"""
 from __future__ import annotations
 
 import os
@@ -14,7 +19,8 @@ DEMO_PROMPT = ("You are Pearl, a friendly voice assistant. Answer in one or two 
 
 
 class Command(BaseCommand):
-    help = "Create a demo admin, a demo user, the demo assistant 'pearl' and turn the rollout on."
+    help = ("Create the demo admin, demo user and assistant 'pearl' if missing; the rollout starts from "
+            "USE_PIPECAT_VOICE and VOICE_ROLLOUT_PERCENTAGE the first time and is never overwritten.")
 
     def handle(self, *args, **options) -> None:
         User = get_user_model()
@@ -32,10 +38,7 @@ class Command(BaseCommand):
         assistant, _ = AssistantRecord.objects.get_or_create(slug="pearl", defaults={
             "name": "Pearl", "personality_id": "pearl", "persona": "Pearl", "voice": "default",
             "language": "en", "system_prompt": DEMO_PROMPT})
-        rollout = VoiceRollout.load()
-        rollout.use_pipecat_voice = True
-        rollout.percentage = 100
-        rollout.save()
+        rollout = VoiceRollout.load()  # created from the settings if missing, else as the admin left it
         self.stdout.write(self.style.SUCCESS(
             f"Demo ready: admin/{'<DEMO_PASSWORD>' if 'DEMO_PASSWORD' in os.environ else password} "
             f"(staff), demo/{'<DEMO_PASSWORD>' if 'DEMO_PASSWORD' in os.environ else password}, "

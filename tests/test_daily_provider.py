@@ -177,11 +177,23 @@ def test_token_is_scoped_to_room_user_and_expiry(provider, fake):
     [sent] = fake.requests_to("POST", "/v1/meeting-tokens")
     assert sent.json == {"properties": {
         "room_name": ROOM, "user_id": "42", "user_name": "Ada",
-        "exp": int(expires.timestamp()), "is_owner": False, "start_video_off": True}}
+        "exp": int(expires.timestamp()), "is_owner": False, "start_video_off": True,
+        "eject_at_token_exp": True}}
     claims = fake.decode_token(token)  # also checks the signature
     assert (claims["r"], claims["ud"], claims["u"]) == (ROOM, "42", "Ada")
     assert claims["exp"] == int(expires.timestamp())
-    assert claims["o"] is False and claims["vo"] is True
+    assert claims["o"] is False and claims["vo"] is True and claims["ejt"] is True
+
+
+def test_eject_by_user_id_follows_dailys_api(provider, fake, http):
+    provider.create_room(ROOM, privacy="private", expires_at=in_one_hour(), max_participants=2)
+    assert provider.eject(ROOM, user_ids=["42"]) == []  # nobody in the meeting: not an error
+    [sent] = fake.requests_to("POST", f"/v1/rooms/{ROOM}/eject")
+    assert sent.json == {"user_ids": ["42"]}
+    assert provider.eject("no-such-room", user_ids=["42"]) == []
+    refused = http.post(f"{fake.url}/rooms/{ROOM}/eject", json={"user_ids": "42"},
+                        headers={"Authorization": f"Bearer {KEY}"})
+    assert refused.status_code == 400 and "user_ids" in refused.json()["info"]
 
 
 # -- errors --------------------------------------------------------------------------

@@ -215,52 +215,7 @@ def test_the_fake_refuses_what_openai_refuses(fake):
         assert http.get("/chat/completions", headers=auth).status_code == 404
 
 
-# --- (c) the Daily transport ---------------------------------------------------------------
-
-class _RecordingDailyTransport:
-    created: list["_RecordingDailyTransport"] = []
-
-    def __init__(self, room_url, token, bot_name, params=None, **kwargs):
-        self.room_url, self.token, self.bot_name, self.params, self.kwargs = room_url, token, bot_name, params, kwargs
-        self.handlers: dict[str, object] = {}
-        _RecordingDailyTransport.created.append(self)
-
-    def event_handler(self, name):
-        def register(fn):
-            self.handlers[name] = fn
-            return fn
-        return register
-
-
-@pytest.mark.parametrize("voice_only", [True, False])
-def test_start_daily_joins_the_room_with_pipecats_daily_transport(monkeypatch, voice_only):
-    import pipecat.transports.daily.transport as daily
-
-    from voicebot.session import BotSession
-    from voicesessions.queue import BotJobSpec
-
-    _RecordingDailyTransport.created = []
-    monkeypatch.setattr(daily, "DailyTransport", _RecordingDailyTransport)
-    spec = BotJobSpec(session_id="s-1", user_id="7", room_name="voice-7", room_url="https://fake.daily.co/voice-7",
-                      provider="daily", voiceOnly=voice_only, persona="Pearl")
-    bot = BotSession(worker=object(), spec=spec, bundle=ModelBundle())
-    ran = []
-
-    async def no_pipeline(transport):
-        ran.append(transport)
-
-    monkeypatch.setattr(bot, "_run", no_pipeline)
-    asyncio.run(bot.start_daily("bot-token-123"))
-
-    (transport,) = _RecordingDailyTransport.created
-    assert ran == [transport]
-    assert (transport.room_url, transport.token, transport.bot_name) == \
-        ("https://fake.daily.co/voice-7", "bot-token-123", "Pearl")
-    assert isinstance(transport.params, daily.DailyParams)
-    assert transport.params.audio_in_enabled is True and transport.params.audio_out_enabled is True
-    assert transport.params.camera_out_enabled is (not voice_only)
-    assert transport.params.video_out_enabled is False
-    assert {"on_first_participant_joined", "on_participant_left"} <= set(transport.handlers)
+# The Daily transport runs end to end against a simulated Daily room: tests/test_daily_e2e.py.
 
 
 # --- (b) end to end: real worker, WebRTC peer, hosted services on the fake -------------------------

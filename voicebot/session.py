@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from pipecat.frames.frames import LLMMessagesAppendFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.transports.base_transport import TransportParams
@@ -27,6 +28,10 @@ logger = logging.getLogger("voicebot.session")
 
 DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
                   "short, plain sentences without lists or markdown.")
+
+
+class DailyJoinError(Exception):
+    """The bot could not join its Daily room; the message is Daily's reason."""
 
 
 class BotSession:
@@ -54,22 +59,54 @@ class BotSession:
 
     # --- transports ------------------------------------------------------------
     async def start_daily(self, token: str) -> None:
-        """Production: join the Daily room as a participant (camera off when voiceOnly)."""
+        """Production: join the Daily room as a participant; return once the bot is in it.
+
+        The bot stays in the room for the whole session: when the user leaves it
+        waits there through the persistence window and answers the user's return
+        (a reload's new participant included). Raises DailyJoinError when Daily
+        refuses the join (bad or expired token, full or missing room) or does not
+        answer within VOICE_DAILY_JOIN_TIMEOUT, so the job is never acknowledged
+        for a bot that is not in the room.
+        """
         from pipecat.transports.daily.transport import DailyParams, DailyTransport
 
-        params = DailyParams(audio_in_enabled=True, audio_out_enabled=True,
-                             camera_out_enabled=not self.spec.voiceOnly, video_out_enabled=False)
+        params = DailyParams(audio_in_enabled=True, audio_out_enabled=True, camera_out_enabled=False,
+                             video_out_enabled=False)
         transport = DailyTransport(self.spec.room_url, token, self.spec.persona or "Assistant", params=params)
+        joined: asyncio.Future = asyncio.get_running_loop().create_future()
+        present: set[str] = set()  # the user's participants in the room (two, briefly, during a reload)
 
-        @transport.event_handler("on_first_participant_joined")
-        async def _joined(_t: Any, _participant: Any) -> None:
+        @transport.event_handler("on_joined")
+        async def _in_room(_t: Any, _data: Any) -> None:
+            if not joined.done():
+                joined.set_result(True)
+
+        @transport.event_handler("on_error")
+        async def _error(_t: Any, message: Any) -> None:
+            if not joined.done():
+                joined.set_exception(DailyJoinError(str(message)))
+
+        @transport.event_handler("on_participant_joined")
+        async def _user_joined(_t: Any, participant: Any) -> None:
+            present.add(participant["id"])
             await self._connected()
 
         @transport.event_handler("on_participant_left")
-        async def _left(_t: Any, _participant: Any, _reason: Any) -> None:
-            await self._peer_left()
+        async def _user_left(_t: Any, participant: Any, _reason: Any) -> None:
+            present.discard(participant["id"])
+            if not present:  # not a reload's old participant leaving after the new one came
+                await self._user_left(stop_pipeline=False)
+
+        @transport.event_handler("on_call_state_updated")
+        async def _call_state(_t: Any, state: str) -> None:
+            if state == "left" and joined.done() and not self.closed.is_set():
+                await self._lost("daily_disconnected", "The assistant was disconnected from the Daily room.")
 
         await self._run(transport)
+        try:
+            await asyncio.wait_for(asyncio.shield(joined), timeout=settings.VOICE_DAILY_JOIN_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise DailyJoinError(f"Daily did not answer the join within {settings.VOICE_DAILY_JOIN_TIMEOUT:g} s")
 
     async def handle_offer(self, sdp: str, sdp_type: str, pc_id: str | None, restart_pc: bool,
                            owner: bool = True) -> dict[str, Any]:
@@ -105,7 +142,7 @@ class BotSession:
             # A replaced connection reports its end after the new one took over:
             # that is not the user leaving, and must not stop the new pipeline.
             if connection is self.connection:
-                await self._peer_left()
+                await self._user_left(stop_pipeline=True)
 
         await self._run(transport)
         return connection.get_answer()
@@ -155,11 +192,23 @@ class BotSession:
                                      room_url=self.spec.room_url))
         await database_sync_to_async(session_service.mark_bot_connected)(self.session_id, self.worker.worker_id)
 
-    async def _peer_left(self) -> None:
-        logger.info("[VoiceSession] session=%s peer left; waiting %ss for a return", self.session_id,
+    async def _user_left(self, *, stop_pipeline: bool) -> None:
+        """The user went away: the session waits out the persistence window for a return.
+
+        A WebRTC peer connection is gone for good, so its pipeline stops (a new
+        offer starts another); in a Daily room the bot stays and listens.
+        """
+        logger.info("[VoiceSession] session=%s user left; waiting %ss for a return", self.session_id,
                     self.spec.sessionPersistence)
         await database_sync_to_async(session_service.mark_user_left)(self.session_id, self.spec.sessionPersistence)
-        asyncio.get_running_loop().create_task(self._stop_pipeline("peer left"))
+        if stop_pipeline:
+            asyncio.get_running_loop().create_task(self._stop_pipeline("peer left"))
+
+    async def _lost(self, code: str, message: str) -> None:
+        """The bot lost its room under a live session (ejected, meeting ended): tell the user."""
+        logger.warning("[BotJoin] session=%s %s", self.session_id, code)
+        await database_sync_to_async(session_service.mark_unavailable)(self.session_id, code, message)
+        asyncio.get_running_loop().create_task(self.close(code))
 
     # --- control from the server -----------------------------------------------
     async def control(self, action: str, data: dict[str, Any]) -> None:

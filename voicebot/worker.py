@@ -25,13 +25,13 @@ from django.utils import timezone
 from voicesessions import opsevents
 from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
-from voicesessions.models import LIVE_STATUSES, ErrorKind, OpsEventKind, VoiceSession
+from voicesessions.models import LIVE_STATUSES, OpsEventKind, VoiceSession
 from voicesessions.queue import ClaimedJob, get_queue
 
 from . import registry
 from .control import make_app
 from .ice import restrict_host_candidates
-from .session import BotSession
+from .session import BotSession, DailyJoinError
 
 logger = logging.getLogger("voicebot.worker")
 
@@ -144,11 +144,14 @@ class BotWorkerProcess:
             return
         try:
             await self._start_session(job)
-        except Exception as exc:  # a broken job must not take the worker down
+        except Exception as exc:  # a broken job must not take the worker down, nor leave the user waiting
             logger.exception("[BotJoin] job %s failed", job.job_id)
+            bot = self.sessions.pop(job.spec.session_id, None)
+            if bot is not None:
+                await bot.close("start failed")
             await database_sync_to_async(self.queue.fail)(job.job_id, self.claimed_by, repr(exc))
-            await database_sync_to_async(opsevents.record_error)(
-                ErrorKind.BOT_JOIN, detail=type(exc).__name__, session=job.spec.session_id)
+            await database_sync_to_async(session_service.mark_unavailable)(
+                job.spec.session_id, "bot_join_failed", f"The assistant could not start ({type(exc).__name__}).")
 
     def _spawn_child(self, job: ClaimedJob) -> None:
         """The seed's per-/join process, as a cold baseline."""
@@ -179,14 +182,29 @@ class BotWorkerProcess:
             logger.info("[BotJoin] job %s: session already over, skipped", job.job_id)
             return
         if spec.provider == "daily":
-            await bot.start_daily(await database_sync_to_async(_bot_daily_token)(spec))
-        # The bot is ready for the user's media: the job is done.
+            try:
+                await bot.start_daily(await database_sync_to_async(_bot_daily_token)(spec))
+            except DailyJoinError as exc:
+                await self._join_failed(job, bot, str(exc))
+                return
+        # The bot is ready for the user's media (in the Daily room): the job is done.
         await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
         latency_ms = (time.monotonic() - claimed) * 1000
         logger.info("[BotJoin] session=%s ready on %s (attempt %s) %.0f ms after the claim", spec.session_id,
                     self.worker_id, job.attempts, latency_ms,
                     extra=log_fields(session_id=spec.session_id, user_id=spec.user_id, room_url=spec.room_url,
                                      latency_ms=latency_ms, worker=self.worker_id))
+
+    async def _join_failed(self, job: ClaimedJob, bot: BotSession, reason: str) -> None:
+        """Daily refused the bot: fail the job and tell the user why, instead of leaving the
+        session in `connecting`. A new join (the page's Retry) starts over."""
+        session_id = job.spec.session_id
+        logger.warning("[BotJoin] session=%s could not join its Daily room: %s", session_id, reason)
+        self.sessions.pop(session_id, None)
+        await bot.close("join failed")
+        await database_sync_to_async(self.queue.fail)(job.job_id, self.claimed_by, reason)
+        await database_sync_to_async(session_service.mark_unavailable)(
+            session_id, "bot_join_failed", f"The assistant could not join the room: {_daily_reason(reason)}.")
 
     # --- housekeeping ---------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -237,13 +255,20 @@ def _sweep() -> None:
         queue.republish_stale(dt.timedelta(seconds=60))
 
 
+def _daily_reason(message: str) -> str:
+    """Daily's reason without Pipecat's "Error joining <url>:" preamble."""
+    return message.split(": ", 1)[1] if message.startswith("Error joining ") else message
+
+
 def _bot_daily_token(spec: Any) -> str:
     import datetime as dt
+    import uuid
 
     from voicesessions.providers import get_provider
 
     expires = timezone.now() + dt.timedelta(seconds=spec.maxDuration + 600)
-    token = get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{spec.session_id}"[:36],
+    # "bot-" and the session's 32 hex digits: Daily's 36-character user_id limit, nothing cut off.
+    token = get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{uuid.UUID(spec.session_id).hex}",
                                               user_name=spec.persona or "Assistant", expires_at=expires,
                                               is_owner=True)
     opsevents.record(OpsEventKind.TOKEN_ISSUED, "daily", session=spec.session_id)

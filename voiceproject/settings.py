@@ -272,6 +272,9 @@ VOICE_WS_USER_PER_MINUTE = env.int("VOICE_WS_USER_PER_MINUTE", default=120)
 VOICE_TYPED_ANSWER_WAIT = env.float("VOICE_TYPED_ANSWER_WAIT", default=30.0)
 # A bot that took a session ends it if the user's audio has not connected within this many seconds.
 VOICE_CONNECT_TIMEOUT = env.float("VOICE_CONNECT_TIMEOUT", default=30.0)
+# Daily: how long a bot waits for Daily to admit it, and a teardown for the bot to leave the room.
+VOICE_DAILY_JOIN_TIMEOUT = env.float("VOICE_DAILY_JOIN_TIMEOUT", default=20.0)
+VOICE_BOT_LEAVE_WAIT = env.float("VOICE_BOT_LEAVE_WAIT", default=15.0)
 VOICE_EVENT_RELAY_INTERVAL = env.float("VOICE_EVENT_RELAY_INTERVAL", default=0.05)
 VOICE_WORKER_DEAD_AFTER = env.float("VOICE_WORKER_DEAD_AFTER", default=10.0)  # seconds without heartbeat
 # Bot workers (manage.py runbotworker)

@@ -74,8 +74,11 @@ def _send_bot(session_id: Any, message: dict[str, Any]) -> None:
     worker = worker_for(session) if session else None
     if worker is None:
         return
+    # "leave" waits until the bot has left (the worker answers once its transport is out
+    # of the room), so a teardown deletes a Daily room only after the bot is gone.
+    timeout = settings.VOICE_BOT_LEAVE_WAIT if message.get("action") == "leave" else 5
     try:
-        httpx.post(f"{worker.control_url}/sessions/{session_id}/control", json=message, timeout=5,
+        httpx.post(f"{worker.control_url}/sessions/{session_id}/control", json=message, timeout=timeout,
                    headers={SECRET_HEADER: control_secret(worker.worker_id)})
     except httpx.HTTPError as exc:
         logger.warning("[BotJoin] control %s for session %s not delivered: %s", message.get("action"),

@@ -20,7 +20,7 @@ from . import opsevents
 from .logctx import log_fields
 from .models import (LIVE_STATUSES, ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
                      room_name_for)
-from .providers import RoomProvider, RoomProviderError, get_provider
+from .providers import ProviderRoom, RoomProvider, RoomProviderError, get_provider
 
 logger = logging.getLogger("voicesessions.rooms")
 
@@ -70,20 +70,48 @@ def get_or_create_room(user, *, assistant: AssistantRecord | None = None,
 
 def _get_or_create_room(user, assistant: AssistantRecord | None, provider: RoomProvider) -> RoomGrant:
     now = timezone.now()
+    expires_at = now + dt.timedelta(days=settings.VOICE_ROOM_TTL_DAYS)
+    # The provider's HTTP calls (Daily, with retries) run outside the row lock, so a
+    # slow provider never holds the user's row; the locked part only decides and saves.
+    seen = VoiceRoom.objects.filter(user=user).first()
+    reusable = seen is not None and seen.is_live(now) and seen.provider == provider.name
+    if reusable and provider.name != "local" and provider.get_room(seen.name) is None:
+        # Deleted or expired at the provider behind our back: make it again.
+        logger.warning("[DailyRoom] room %s missing at provider, recreating", seen.name)
+        reusable = False
     privacy = assistant.voice_room_privacy if assistant else "private"
-    persistence = assistant.voice_persistence if assistant else settings.VOICE_DEFAULT_PERSISTENCE
+    remote = None if reusable else provider.create_room(room_name_for(user.pk), privacy=privacy,
+                                                        expires_at=expires_at, max_participants=2)
+    saved = _save_room(user, assistant, provider, seen, remote, now, expires_at)
+    if saved is None:  # torn down between the look and the lock: decide again
+        return _get_or_create_room(user, assistant, provider)
+    room, reused = saved
+    if reused:
+        # A reload inside the window: the old page's participant lingers until the provider
+        # times it out, and with the bot it would fill the two-person room.
+        provider.eject(room.name, user_ids=[str(user.pk)])
+    token_expires_at = min(now + dt.timedelta(seconds=_token_ttl(provider, assistant)), room.expires_at)
+    token = provider.issue_token(room.name, user_id=str(user.pk), user_name=user.get_username(),
+                                 expires_at=token_expires_at, is_owner=False, generation=room.generation)
+    return RoomGrant(room=room, token=token, token_expires_at=token_expires_at, reused=reused)
+
+
+def _save_room(user, assistant: AssistantRecord | None, provider: RoomProvider, seen: VoiceRoom | None,
+               remote: ProviderRoom | None, now: dt.datetime,
+               expires_at: dt.datetime) -> tuple[VoiceRoom, bool] | None:
+    """Under the row lock: keep the live room, or record `remote` as its new incarnation.
+
+    Returns (room, reused), or None when the room to reuse died meanwhile.
+    """
     with transaction.atomic():
         room = VoiceRoom.objects.select_for_update().filter(user=user).first()
-        reused = room is not None and room.is_live(now) and room.provider == provider.name
-        if reused and provider.name != "local" and provider.get_room(room.name) is None:
-            # Deleted or expired at the provider behind our back: make it again.
-            logger.warning("[DailyRoom] room %s missing at provider, recreating", room.name)
-            reused = False
+        live = room is not None and room.is_live(now) and room.provider == provider.name
+        if remote is None and not live:
+            return None
+        # Made (again) by a concurrent request meanwhile: use that incarnation and keep its tokens.
+        reused = remote is None or (live and (seen is None or room.generation != seen.generation))
         if not reused:
-            expires_at = now + dt.timedelta(days=settings.VOICE_ROOM_TTL_DAYS)
-            remote = provider.create_room(room_name_for(user.pk), privacy=privacy,
-                                          expires_at=expires_at, max_participants=2)
-            if room is not None and room.pk is not None:
+            if room is not None:
                 room.generation += 1  # a new incarnation: tokens of the old one stop working
             room = room or VoiceRoom(user=user)
             room.provider = provider.name
@@ -94,14 +122,26 @@ def _get_or_create_room(user, assistant: AssistantRecord | None, provider: RoomP
             room.expires_at = remote.expires_at or expires_at
             room.state = RoomState.LIVE
             room.torn_down_at = None
-        room.persist_after_leave = persistence
+        room.persist_after_leave = assistant.voice_persistence if assistant else settings.VOICE_DEFAULT_PERSISTENCE
         room.teardown_at = None  # the user is here: no teardown pending
         room.last_activity_at = now
         room.save()
-        token_expires_at = min(now + dt.timedelta(seconds=settings.VOICE_TOKEN_TTL), room.expires_at)
-        token = provider.issue_token(room.name, user_id=str(user.pk), user_name=user.get_username(),
-                                     expires_at=token_expires_at, is_owner=False, generation=room.generation)
-    return RoomGrant(room=room, token=token, token_expires_at=token_expires_at, reused=reused)
+    return room, reused
+
+
+def _token_ttl(provider: RoomProvider, assistant: AssistantRecord | None) -> int:
+    """Seconds a user's token lives.
+
+    A local token is used once, for the WebRTC offer. A Daily token is what
+    admits the browser to the meeting, for as long as the session can last
+    (maxDuration, then the persistence window of a rejoin), and Daily ejects
+    the participant when it expires, so it must cover that whole time.
+    """
+    if provider.name == "local":
+        return settings.VOICE_TOKEN_TTL
+    max_duration = assistant.voice_max_duration if assistant else settings.VOICE_DEFAULT_MAX_DURATION
+    persistence = assistant.voice_persistence if assistant else settings.VOICE_DEFAULT_PERSISTENCE
+    return max(settings.VOICE_TOKEN_TTL, max_duration + persistence)
 
 
 def user_room(user, room_url: str | None = None) -> VoiceRoom:

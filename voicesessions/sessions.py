@@ -262,6 +262,18 @@ def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
     return session
 
 
+def mark_unavailable(session_id: Any, code: str, message: str, *, kind: str = ErrorKind.BOT_JOIN) -> None:
+    """The bot cannot serve the session (its join failed, it lost the room): the user is told
+    with a `voice.error`, and a new join replaces the session."""
+    with transaction.atomic():
+        session = _locked_session(session_id)
+        if session is None or session.status not in LIVE_STATUSES:
+            return
+        change_status(session, SessionStatus.UNAVAILABLE, reason=code)
+        record_event(session, VoiceEventType.ERROR, {"code": code, "message": message, "fatal": True})
+        opsevents.record_error(kind, detail=code, user=session.user_id, session=session)
+
+
 def claim_for_worker(session_id: Any, worker_id: str) -> VoiceSession | None:
     """A worker took the session's job: remember which, so signalling and control find it.
 

@@ -25,6 +25,9 @@ of in production:
   been implicitly deleted").
 - ``DELETE /rooms/:name`` -> ``{"deleted": true, "name": ...}``; unknown -> 404;
   expired -> 404 with ``"deleted": true`` (rooms/delete-room).
+- ``POST /rooms/:name/eject``: ``{"ids"?: [...], "user_ids"?: [...], "ban"?: bool}``
+  (additionalProperties false, at most 100 of each) -> ``{"ejectedIds": [...]}``; ids
+  that are not in the meeting are no error (rooms/session/eject).
 - ``POST /meeting-tokens``: ``{"properties": {...}}`` with documented token
   properties only (``properties`` schema, additionalProperties false;
   ``user_id`` at most 36 characters). Daily does not document that
@@ -54,6 +57,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from .daily_call import DailyCallPlane
 from .server import LocalHTTPFake
 
 RECORDING_TYPES = ("cloud", "cloud-audio-only", "local", "raw-tracks")
@@ -246,6 +250,24 @@ class FakeDailyAPI(LocalHTTPFake):
         self.requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
+        # REST calls and meeting events in the order they happened (see note()).
+        self.timeline: list[tuple[Any, ...]] = []
+        self._timeline_lock = threading.Lock()
+        self.calls = DailyCallPlane(self)  # the meetings inside the rooms (daily_call.py)
+
+    def start(self) -> "FakeDailyAPI":
+        super().start()
+        self.calls.start()
+        return self
+
+    def stop(self) -> None:
+        self.calls.stop()
+        super().stop()
+
+    def note(self, *entry: Any) -> None:
+        """Append to the timeline: ("rest", method, path) or a meeting event ("joined", room, user_id)..."""
+        with self._timeline_lock:
+            self.timeline.append(entry)
 
     # -- test controls ---------------------------------------------------------
 
@@ -268,6 +290,7 @@ class FakeDailyAPI(LocalHTTPFake):
                body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Answer one request: (status, JSON body, extra headers)."""
         record = RecordedRequest(method, path, headers, json=_loads_or_none(body), body=body)
+        self.note("rest", method, path)
         with self._lock:
             self.requests.append(record)
             failure = self._failures.pop(0) if self._failures else None
@@ -278,7 +301,14 @@ class FakeDailyAPI(LocalHTTPFake):
             route, arg = self._route(method, path)
             payload = self._parse_body(headers, body) if method == "POST" else None
             with self._lock:
-                return 200, route(arg, payload), {}
+                answer = route(arg, payload)
+            # Meetings change outside the REST lock (the call plane takes its own lock first).
+            if method == "DELETE" and re.fullmatch(r"/v1/rooms/[^/]+", path):
+                self.calls.end_meeting(arg)
+            elif path.endswith("/eject"):
+                answer = {"ejectedIds": self.calls.eject(arg, ids=payload.get("ids", []),
+                                                         user_ids=payload.get("user_ids", []))}
+            return 200, answer, {}
         except ApiError as exc:
             extra = dict(exc.extra)
             allow = extra.pop("allow", None)
@@ -301,6 +331,8 @@ class FakeDailyAPI(LocalHTTPFake):
             allowed = {"GET": self._get_room, "POST": self._update_room,
                        "DELETE": self._delete_room}
             arg = m.group(1)
+        elif m := re.fullmatch(r"/v1/rooms/([^/]+)/eject", path):
+            allowed, arg = {"POST": self._check_eject}, m.group(1)
         elif path == "/v1/meeting-tokens":
             allowed, arg = {"POST": self._create_token}, ""
         else:
@@ -403,6 +435,20 @@ class FakeDailyAPI(LocalHTTPFake):
         if expired:
             raise ApiError(404, "not-found", f"room {name} not found", deleted=True)
         return {"deleted": True, "name": name}
+
+    def _check_eject(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Validates the body; the call plane ejects (outside this lock) and answers ejectedIds."""
+        self._get_room(name, None)
+        unknown = set(payload) - {"ids", "user_ids", "ban"}
+        if unknown:
+            raise ApiError(400, "invalid-request-error", f"unknown parameter '{sorted(unknown)[0]}'")
+        for key in ("ids", "user_ids"):
+            value = payload.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 100:
+                raise ApiError(400, "invalid-request-error", f"'{key}' must be a list of at most 100 strings")
+        if not isinstance(payload.get("ban", False), bool):
+            raise ApiError(400, "invalid-request-error", "'ban' must be a boolean")
+        return {}
 
     def _create_token(self, _arg: str, payload: dict[str, Any]) -> dict[str, Any]:
         unknown = set(payload) - {"properties"}

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -17,12 +19,23 @@ PROVIDERS: dict[str, str] = {
 
 
 def get_provider(name: str | None = None) -> RoomProvider:
-    """Build the room provider called `name` (default: settings.VOICE_PROVIDER)."""
+    """The room provider called `name` (default: settings.VOICE_PROVIDER).
+
+    One per process and configuration: the Daily provider holds an HTTP
+    client whose connection to Daily is kept alive between calls.
+    """
     key = name or settings.VOICE_PROVIDER
     try:
         path = PROVIDERS[key]
     except KeyError:
         raise RoomProviderError(f"unknown voice provider {key!r}", kind="config") from None
+    return _provider(path, settings.DAILY_API_KEY, settings.DAILY_API_URL, settings.DAILY_MAX_RETRIES,
+                     settings.DAILY_HTTP_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=8)
+def _provider(path: str, *_config: object) -> RoomProvider:
+    # Keyed by the provider settings too, so tests that change them get a provider that reads them.
     return import_string(path)()
 
 

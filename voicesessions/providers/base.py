@@ -53,6 +53,15 @@ class RoomProvider(abc.ABC):
     def delete_room(self, room_name: str) -> None:
         """Delete the room. Deleting a room that is already gone is not an error."""
 
+    def eject(self, room_name: str, *, user_ids: list[str]) -> list[str]:
+        """Remove these users' participants from the room's meeting; the ids ejected.
+
+        A page reload leaves the old participant behind until the provider
+        times it out; with the bot it would fill a two-person room. Providers
+        without meetings of their own (local) have nothing to eject.
+        """
+        return []
+
     @abc.abstractmethod
     def issue_token(self, room_name: str, *, user_id: str, user_name: str, expires_at: dt.datetime,
                     is_owner: bool = False, generation: int = 1) -> str:

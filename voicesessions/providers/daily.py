@@ -170,9 +170,24 @@ class DailyRoomProvider(RoomProvider):
         else:
             logger.info("[DailyRoom] deleted room %s", room_name)
 
+    def eject(self, room_name: str, *, user_ids: list[str]) -> list[str]:
+        """POST /rooms/:name/eject by the meeting tokens' user_id; users not in the meeting are no error."""
+        response = self._call("POST", f"{self._room_path(room_name)}/eject", json={"user_ids": user_ids[:100]},
+                              allow={404})
+        if response.status_code == 404:  # no such room (any more): nobody to eject
+            return []
+        ejected = response.json().get("ejectedIds") or []
+        logger.info("[DailyRoom] ejected %d stale participant(s) from %s", len(ejected), room_name)
+        return list(ejected)
+
     def issue_token(self, room_name: str, *, user_id: str, user_name: str,
                     expires_at: dt.datetime, is_owner: bool = False, generation: int = 1) -> str:
-        """POST /meeting-tokens scoped to this room and user until expires_at."""
+        """POST /meeting-tokens scoped to this room and user until expires_at.
+
+        `eject_at_token_exp`: Daily ends the participant's call when the token
+        expires (without it an expired token only stops new joins). The token
+        cannot be revoked, so `generation` is not used here.
+        """
         body = {"properties": {
             "room_name": room_name,
             "user_id": user_id,
@@ -180,6 +195,7 @@ class DailyRoomProvider(RoomProvider):
             "exp": int(expires_at.timestamp()),
             "is_owner": is_owner,
             "start_video_off": True,
+            "eject_at_token_exp": True,
         }}
         response = self._call("POST", "/meeting-tokens", json=body)
         token = response.json().get("token")

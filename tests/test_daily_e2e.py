@@ -55,13 +55,13 @@ def speech(text: str, path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
 
 
-async def _start(server, fake, *, expect: str = "active"):
+async def _start(server, fake, *, expect: str = "active", voice_only: bool = True):
     """Sign in, get the room, ask for the bot, join the meeting as the user."""
     client = Client(server, "demo")
     await client.open_ws()
     room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
     assert room["provider"] == "daily", room
-    join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+    join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": voice_only,
                                                     "sessionPersistence": 30})
     assert join.status_code in (200, 202), join.text
     user = SimUser(fake.calls.address, room["roomName"], room["token"]).join()
@@ -102,7 +102,24 @@ def test_join_and_first_answer(daily):
         client, user, room, session_id = await _start(server, fake)
         bot = next(p for p in fake.calls.present(room["roomName"]) if p["info"]["userId"].startswith("bot-"))
         assert len(bot["info"]["userId"]) == 36  # "bot-" and the whole session id
+        assert bot["tracks"]["video"]["state"] == "blocked"  # voiceOnly: camera off
         await _ask(client, user, question, len(client.events))
+        await _end(client, user)
+
+    asyncio.run(scenario())
+
+
+def test_voice_only_false_shows_a_still_avatar(daily):
+    server, fake, var = daily
+
+    async def scenario() -> None:
+        client, user, room, session_id = await _start(server, fake, voice_only=False)
+
+        def camera() -> dict:
+            bot = next(p for p in fake.calls.present(room["roomName"]) if p["info"]["userId"].startswith("bot-"))
+            return bot["tracks"]["video"]
+        await await_until(lambda: camera()["state"] == "playable", 15, "the bot's camera to show its avatar")
+        assert (camera()["width"], camera()["height"]) == (160, 160)
         await _end(client, user)
 
     asyncio.run(scenario())
@@ -227,3 +244,77 @@ def test_teardown_deletes_the_room_only_after_the_bot_left(daily):
         await client.close()
 
     asyncio.run(scenario())
+
+
+# The page's daily-js, replaced by a stub with daily-js's rule on call objects: a second one on
+# the page is refused ("Duplicate DailyIframe instances are not allowed") unless it is created
+# with allowMultipleCallInstances. It records what the page asks of it.
+DAILY_JS_STUB = """
+const stub = window.__dailyStub = {instances: [], calls: [], joined: null};
+class CallObject {
+  constructor(options) { this.options = options; this.handlers = {}; stub.instances.push(this); }
+  on(event, handler) { (this.handlers[event] = this.handlers[event] || []).push(handler); return this; }
+  async join(options) { stub.joined = {url: options.url, token: options.token}; stub.calls.push(["join"]); }
+  setLocalAudio(on) { stub.calls.push(["setLocalAudio", on]); return this; }
+  async leave() { stub.calls.push(["leave"]); }
+  async destroy() { stub.instances.splice(stub.instances.indexOf(this), 1); stub.calls.push(["destroy"]); }
+}
+export default {
+  createCallObject(options = {}) {
+    if (stub.instances.length && !options.allowMultipleCallInstances)
+      throw new Error("Duplicate DailyIframe instances are not allowed");
+    stub.calls.push(["createCallObject", !!options.allowMultipleCallInstances]);
+    return new CallObject(options);
+  },
+};
+"""
+
+
+def test_pause_and_resume_with_the_pages_other_daily_call(daily):
+    """In the browser: the voice session's call object and the page's own DailyCall coexist; the
+    DailyCall pauses voice through Daily's own mute (setLocalAudio), and its end resumes it."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import CHROMIUM, sign_in
+
+    if not shutil.which("chromium"):
+        pytest.skip("Debian chromium is not installed")
+    server, fake, var = daily
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream"])
+        page = sign_in(browser, server.url)
+        page.route("**/static/vendor/daily-js/daily-esm.js",
+                   lambda route: route.fulfill(status=200, content_type="text/javascript", body=DAILY_JS_STUB))
+        page.goto("/assistants/pearl/")
+        page.get_by_role("button", name="Start voice").click()
+        page.wait_for_function("() => window.__dailyStub && window.__dailyStub.joined", timeout=20_000)
+        joined = page.evaluate("() => window.__dailyStub.joined")
+        # The stub carries no media: the user's side of the meeting is a SimUser with the page's token.
+        user = SimUser(fake.calls.address, joined["url"].rsplit("/", 1)[-1], joined["token"]).join()
+        assert user.error is None, user.error
+        status = page.locator("#status")
+        expect(status).to_have_text("active", timeout=30_000)
+
+        page.get_by_role("button", name="Join video call").click()
+        expect(status).to_have_text("paused", timeout=10_000)
+        stub = page.evaluate("() => ({n: window.__dailyStub.instances.length, calls: window.__dailyStub.calls})")
+        assert stub["n"] == 2, stub  # both call objects live on the page
+        assert ["setLocalAudio", False] in stub["calls"]
+        expect(page.locator("#error")).to_be_hidden()
+
+        page.get_by_role("button", name="Leave video call").click()
+        expect(status).to_have_text("active", timeout=10_000)
+        calls = page.evaluate("() => window.__dailyStub.calls")
+        assert calls[-1] == ["setLocalAudio", True] or ["setLocalAudio", True] in calls, calls
+        assert page.evaluate("() => window.__dailyStub.instances.length") == 1
+
+        page.evaluate("() => window.dispatchEvent(new Event('pagehide'))")
+        assert ["leave"] in page.evaluate("() => window.__dailyStub.calls")  # a closed tab leaves the call
+        page.get_by_role("button", name="Stop voice").click()
+        expect(status).to_have_text("inactive", timeout=10_000)
+        user.leave()
+        browser.close()

@@ -33,7 +33,7 @@ from rest_framework.test import APIClient
 
 from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker
 from tests.livesrv import LiveServer, start_server
-from tests.waiting import wait_until
+from tests.waiting import await_until, wait_until
 from tests.test_live_server import _browser_login
 from tests.test_websocket import _connect, _setup_user
 from voicesessions import sessions
@@ -324,6 +324,11 @@ async def test_interleaved_sessions_never_reach_another_user(delivery: str, sett
     for i in range(5, 7):
         for party in parties:
             await sync_to_async(_turn)(party, i)
+    # Two sockets are two consumers: the end on the late socket must not overtake the start
+    # on the early one, so wait until the pause has landed.
+    async def alice_paused() -> bool:
+        return (await sync_to_async(_status_and_count)(alice.session))[0] == SessionStatus.PAUSED
+    await await_until(alice_paused, 10, "alice's DailyCall pause")
     await alice.sockets["late"].send_json_to({"type": "dailyCall.session.end"})
 
     # Wait until the database holds the socket-triggered events (the consumer acts asynchronously).

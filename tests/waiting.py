@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any, Callable
 
@@ -19,10 +20,13 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
 
 
 async def await_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """The asyncio twin of `wait_until`: the event loop keeps running while it waits."""
+    """The asyncio twin of `wait_until`: the event loop keeps running while it waits.
+    `condition` may also return an awaitable (a database read through sync_to_async)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() >= deadline:

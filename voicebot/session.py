@@ -16,6 +16,7 @@ from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
 from voicesessions.queue import BotJobSpec
 
+from . import avatar
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
 from .tools import TOOLS
@@ -70,8 +71,12 @@ class BotSession:
         """
         from pipecat.transports.daily.transport import DailyParams, DailyTransport
 
-        params = DailyParams(audio_in_enabled=True, audio_out_enabled=True, camera_out_enabled=False,
-                             video_out_enabled=False)
+        # voiceOnly: false publishes a camera with a still avatar (Pipecat publishes one only
+        # when both camera_out and video_out are on).
+        camera = not self.spec.voiceOnly
+        params = DailyParams(audio_in_enabled=True, audio_out_enabled=True, camera_out_enabled=camera,
+                             video_out_enabled=camera, video_out_width=avatar.SIZE, video_out_height=avatar.SIZE,
+                             video_out_framerate=avatar.FRAMERATE)
         transport = DailyTransport(self.spec.room_url, token, self.spec.persona or "Assistant", params=params)
         joined: asyncio.Future = asyncio.get_running_loop().create_future()
         present: set[str] = set()  # the user's participants in the room (two, briefly, during a reload)
@@ -107,6 +112,8 @@ class BotSession:
             await asyncio.wait_for(asyncio.shield(joined), timeout=settings.VOICE_DAILY_JOIN_TIMEOUT)
         except asyncio.TimeoutError:
             raise DailyJoinError(f"Daily did not answer the join within {settings.VOICE_DAILY_JOIN_TIMEOUT:g} s")
+        if camera:
+            await self.pipeline_worker.queue_frames([avatar.avatar_frame(self.spec.persona or "Assistant")])
 
     async def handle_offer(self, sdp: str, sdp_type: str, pc_id: str | None, restart_pc: bool,
                            owner: bool = True) -> dict[str, Any]:

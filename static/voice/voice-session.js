@@ -64,6 +64,8 @@
       this._onCallEnd = () => this.resumeAfterDailyCall();
       global.addEventListener("dailyCall.session.start", this._onCallStart);
       global.addEventListener("dailyCall.session.end", this._onCallEnd);
+      // A closed tab leaves the Daily call at once, instead of lingering until Daily times it out.
+      global.addEventListener("pagehide", () => { if (this.daily) this.daily.leave(); });
     }
 
     // --- state -----------------------------------------------------------
@@ -181,16 +183,20 @@
       // daily-js is only fetched when a room actually lives at Daily (the seed's lazy loading).
       const module = await import("/static/vendor/daily-js/daily-esm.js");
       const Daily = module.default;
+      // allowMultipleCallInstances: the page's own DailyCall (video) lives beside this one;
+      // without it daily-js refuses a second call object on the page.
       this.daily = Daily.createCallObject({audioSource: this.mic.getAudioTracks()[0], videoSource: false,
-        subscribeToTracksAutomatically: true});
+        subscribeToTracksAutomatically: true, allowMultipleCallInstances: true});
       this.daily.on("track-started", (e) => {
         if (e.track.kind === "audio" && !e.participant.local) this.emit("media", {stream: this.mic, remote: new MediaStream([e.track])});
       });
       this.daily.on("error", (e) => {
-        // Daily ends the call when the meeting token expires ("exp" in the token).
-        const text = JSON.stringify(e && (e.error || e.errorMsg) || "");
-        if (/expired|exp/i.test(text)) this.reportClientError("token_expiry", "daily_token_expired", text.slice(0, 150));
-        else this.reportClientError("audio", "daily_error", text.slice(0, 150));
+        // Daily's fatal error types: the token carries eject_at_token_exp, so Daily ends the
+        // call at its expiry with "exp-token"; "exp-room", "ejected", "meeting-full"... otherwise.
+        const type = (e && e.error && e.error.type) || "";
+        const text = ((e && e.errorMsg) || type || "Daily error").slice(0, 150);
+        if (type === "exp-token") this.reportClientError("token_expiry", "daily_token_expired", text);
+        else this.reportClientError("audio", "daily_" + (type || "error").replace(/[^a-z-]/g, ""), text);
       });
       await this.daily.join({url: this.room.roomUrl, token: this.room.token, startVideoOff: true});
     }
@@ -257,11 +263,17 @@
       return true;
     }
 
+    // Mute through Daily's own API in a Daily room, so Daily (and the bot) see the mic as off.
+    setMicrophone(on) {
+      if (this.daily) this.daily.setLocalAudio(on);
+      else if (this.mic) this.mic.getAudioTracks().forEach((t) => { t.enabled = on; });
+    }
+
     pauseForDailyCall() {
       if (this.status !== SESSION_STATUS.ACTIVE) return;
       console.log("[VoiceSession] DailyCall started - pausing voice session");
       this.pausedForDailyCall = true;
-      if (this.mic) this.mic.getAudioTracks().forEach((t) => { t.enabled = false; });
+      this.setMicrophone(false);
       this.setStatus(SESSION_STATUS.PAUSED);
       this.sendSocket({type: "dailyCall.session.start"});
     }
@@ -270,7 +282,7 @@
       if (!this.pausedForDailyCall) return;
       console.log("[VoiceSession] DailyCall ended - resuming voice session");
       this.pausedForDailyCall = false;
-      if (this.mic) this.mic.getAudioTracks().forEach((t) => { t.enabled = true; });
+      this.setMicrophone(true);
       this.sendSocket({type: "dailyCall.session.end"});
     }
   }

@@ -96,10 +96,20 @@
 
   toggle.addEventListener("click", () => session.toggle());
   $("retry").addEventListener("click", async () => { hideError(); await session.stop(); await session.start(); });
-  videoCall.addEventListener("click", () => {
+  // Stands in for the host app's DailyCall feature. In a Daily room it makes a second daily-js
+  // call object beside the voice session's, as the real feature would: both must coexist.
+  let otherCall = null;
+  videoCall.addEventListener("click", async () => {
     const joining = videoCall.getAttribute("aria-pressed") !== "true";
     videoCall.setAttribute("aria-pressed", String(joining));
     videoCall.textContent = joining ? "Leave video call" : "Join video call";
+    if (session.daily && joining) {
+      const Daily = (await import("/static/vendor/daily-js/daily-esm.js")).default;
+      otherCall = Daily.createCallObject({allowMultipleCallInstances: true});
+    } else if (otherCall && !joining) {
+      await otherCall.destroy();
+      otherCall = null;
+    }
     window.dispatchEvent(new CustomEvent(joining ? "dailyCall.session.start" : "dailyCall.session.end"));
   });
   $("send").addEventListener("submit", (e) => {

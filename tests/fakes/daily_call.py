@@ -22,7 +22,8 @@ participants. Audio is carried as PCM in JSON (base64), within reason for a
 two-party call on loopback.
 
 Protocol (one JSON object per line):
-  client -> plane: {"op": "join", "room", "token", "userName"} | {"op": "audio", "pcm", "rate"}
+  client -> plane: {"op": "join", "room", "token", "userName", "camera"} | {"op": "audio", "pcm", "rate"}
+                   | {"op": "video", "width", "height"} (the first camera frame)
                    | {"op": "app-message", "message", "to"} | {"op": "leave"}
   plane -> client: {"op": "joined", "participant", "participants"} | {"op": "error", "type", "message"}
                    | {"op": "participant-joined" | "participant-left", "participant", "reason"?}
@@ -127,6 +128,12 @@ class DailyCallPlane:
             self._join(conn, message)
         elif op == "audio" and conn.pid:
             self._broadcast(conn, {"op": "audio", "from": conn.pid, "pcm": message["pcm"], "rate": message["rate"]})
+        elif op == "video" and conn.pid:
+            with self.lock:
+                member = self.meetings.get(conn.room or "", {}).get(conn.pid)
+                if member is not None:
+                    member.participant["tracks"]["video"] = {"state": "playable", "width": message["width"],
+                                                             "height": message["height"]}
         elif op == "app-message" and conn.pid:
             self._broadcast(conn, {"op": "app-message", "message": message.get("message"), "from": conn.pid},
                             to=message.get("to"))
@@ -152,7 +159,9 @@ class DailyCallPlane:
             pid = str(uuid.uuid4())
             participant = {"id": pid, "info": {"userName": claims.get("u") or message.get("userName") or "",
                                                "userId": claims.get("ud") or pid, "isOwner": bool(claims.get("o")),
-                                               "isLocal": False}}
+                                               "isLocal": False},
+                           # Daily's track states: "off" until a frame is sent, then "playable".
+                           "tracks": {"video": {"state": "blocked" if not message.get("camera") else "off"}}}
             conn.room, conn.pid = room_name, pid
             others = [m.participant for m in members.values()]
             members[pid] = _Member(participant, conn)

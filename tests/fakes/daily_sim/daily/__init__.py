@@ -128,17 +128,24 @@ class CustomAudioTrack:
 
 
 class CustomVideoSource:
+    """The bot's camera: the first frame written is announced to the meeting (size only)."""
+
     def __init__(self, width: int, height: int, color_format: str = "RGB") -> None:
         self.width, self.height, self.color_format = width, height, color_format
+        self.client: CallClient | None = None
+        self.frames = 0
 
-    def write_frame(self, _frame: Any) -> None:
-        pass
+    def write_frame(self, frame: Any) -> None:
+        self.frames += 1
+        if self.frames == 1 and self.client is not None:
+            self.client._write({"op": "video", "width": self.width, "height": self.height, "bytes": len(frame)})
 
 
 class CustomVideoTrack:
     def __init__(self, source: CustomVideoSource) -> None:
         self.source = source
         self.id = str(uuid.uuid4())
+        _TRACKS[self.id] = self  # type: ignore[assignment]
 
 
 def _done(completion: Callable | None, *result: Any) -> None:
@@ -176,8 +183,9 @@ class CallClient:
         try:
             self._sock = socket.create_connection((host, int(port)), timeout=10)
             self._file = self._sock.makefile("rwb")
+            camera = settings.get("inputs", {}).get("camera", {}).get("isEnabled", False)
             self._write({"op": "join", "room": url.rstrip("/").rsplit("/", 1)[-1], "token": token,
-                         "userName": self._user_name})
+                         "userName": self._user_name, "camera": bool(camera)})
             answer = json.loads(self._file.readline())
         except (OSError, ValueError) as exc:
             _done(completion, None, f"connection-error: {exc}")
@@ -189,9 +197,10 @@ class CallClient:
             return
         self._sock.settimeout(None)
         self._local = {**answer["participant"], "info": {**answer["participant"]["info"], "isLocal": True}}
-        mic = settings.get("inputs", {}).get("microphone", {}).get("settings", {}).get("customTrack", {}).get("id")
-        if mic in _TRACKS:
-            _TRACKS[mic].source.client = self
+        for device in ("microphone", "camera"):
+            track = settings.get("inputs", {}).get(device, {}).get("settings", {}).get("customTrack", {}).get("id")
+            if track in _TRACKS:
+                _TRACKS[track].source.client = self
         self._emit("on_call_state_updated", "joined")
         data = {"participants": {"local": self._local}, "meetingSession": {"id": str(uuid.uuid4())}}
         _done(completion, data, None)

@@ -130,7 +130,9 @@ class BotPeer:
             response = await client.post(f"{self.base_url}/api/voice/webrtc/offer",
                                          json={"sdp": self.pc.localDescription.sdp, "type": "offer"},
                                          headers=self._headers())
-        response.raise_for_status()
+        if response.is_error:  # the service's JSON error says why (bot_unavailable, connection_in_use...)
+            raise httpx.HTTPStatusError(f"offer refused: {response.status_code} {response.text[:300]}",
+                                        request=response.request, response=response)
         self.answer = response.json()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.answer["sdp"], type=self.answer["type"]))
         self._tasks.append(asyncio.ensure_future(ping()))

@@ -11,9 +11,8 @@ from django.utils import timezone
 from tests.livesrv import metric as value
 from tests.livesrv import parse_metrics
 from tests.samples import VALID_SDP
-from voicebot.models import BotWorker
 from voicesessions import sessions
-from voicesessions.models import BotJob, BotJobStatus, SessionStatus, VoiceEventType, VoiceSession
+from voicesessions.models import BotJob, BotJobStatus, BotWorker, SessionStatus, VoiceEventType, VoiceSession
 from voicesessions.events import record_event
 from voicesessions.providers import RoomProviderError
 
@@ -158,12 +157,12 @@ def test_an_offer_no_worker_takes_counts_as_a_bot_join_error(api, settings):
 
 
 def test_a_worker_lost_mid_session_counts_as_bot_lost(api, user):
-    from voicebot import registry
+    from voicesessions import workerloss
 
     api.post("/api/voice/room", {}, format="json")
     session = VoiceSession.objects.get(pk=api.post("/api/bot/join", {}, format="json").json()["sessionId"])
     sessions.change_status(session, SessionStatus.ACTIVE, reason="bot_ready", bot_worker_id="w-gone")
-    assert registry.fail_sessions_of("w-gone", "worker_lost") == 1
+    assert workerloss.fail_sessions_of("w-gone", "worker_lost") == 1
     after = scrape()
     assert value(after, "voice_errors_total", kind="bot_lost") == 1
     assert value(after, "voice_sessions_active", status="unavailable") == 1

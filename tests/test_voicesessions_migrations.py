@@ -37,3 +37,25 @@ def test_finished_jobs_get_their_timings_and_queued_ones_none():
         assert (queued.acquire_seconds, queued.join_seconds) == (None, None)
     finally:
         migrate_to_latest()
+
+
+def test_bot_workers_move_to_voicesessions_with_their_rows_and_back():
+    """voicebot.0002 / voicesessions.0006: BotWorker changes app, not table; rows survive both ways."""
+    old = [("voicebot", "0001_initial"), ("voicesessions", "0005_room_generation_connect_by")]
+    new = [("voicebot", "0002_botworker_to_voicesessions")]
+    try:
+        executor = migrate_to(*old)
+        Worker = executor.loader.project_state(old).apps.get_model("voicebot", "BotWorker")
+        Worker.objects.create(worker_id="w-old", hostname="h", pid=1, control_url="http://127.0.0.1:1")
+
+        executor = migrate_to(*new)
+        state = executor.loader.project_state(new).apps
+        assert ("voicebot", "botworker") not in state.all_models or "botworker" not in state.all_models["voicebot"]
+        moved = state.get_model("voicesessions", "BotWorker")
+        assert list(moved.objects.values_list("worker_id", flat=True)) == ["w-old"]
+
+        executor = migrate_to(*old)  # and back
+        Worker = executor.loader.project_state(old).apps.get_model("voicebot", "BotWorker")
+        assert list(Worker.objects.values_list("worker_id", flat=True)) == ["w-old"]
+    finally:
+        migrate_to_latest()

@@ -101,8 +101,8 @@ async def test_user_message_reaches_log_and_the_bots_worker():
     """The text goes into the event log and to the control endpoint of the worker holding the bot."""
     from aiohttp import web
 
-    from voicebot import registry
-    from voicebot.control import SECRET_HEADER
+    from voicesessions import workers as registry
+    from voicesessions.workers import SECRET_HEADER
 
     user, token, room = await sync_to_async(_setup_user)("alice")
     session = await sync_to_async(_active_session)(user, room)

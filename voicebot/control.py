@@ -8,26 +8,33 @@ forwards. aiohttp is already installed with Pipecat.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from voicesessions.sdp import InvalidOffer, check_offer
+from voicesessions.workers import SECRET_HEADER, check_control_secret
 
-from .registry import check_control_secret
 
-if TYPE_CHECKING:
-    from .worker import BotWorkerProcess
+class ControlledWorker(Protocol):
+    """What the control endpoint needs of its worker (BotWorkerProcess), without importing it:
+    the worker builds this app, so an import back would make a cycle."""
+
+    worker_id: str
+    capacity: int
+    sessions: dict[str, Any]
+
+    def active_count(self) -> int: ...
 
 logger = logging.getLogger("voicebot.control")
-SECRET_HEADER = "X-Voice-Worker-Secret"
+__all__ = ["SECRET_HEADER", "ConnectionInUse", "make_app"]
 
 
 class ConnectionInUse(Exception):
     """A bare room token tried to replace the owner's live peer connection (answered with 409)."""
 
 
-def make_app(worker: "BotWorkerProcess") -> web.Application:
+def make_app(worker: ControlledWorker) -> web.Application:
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path != "/health" and not check_control_secret(worker.worker_id,

@@ -1,7 +1,7 @@
 """The per-session Pipecat pipeline: transport in -> VAD/turns -> STT -> LLM (+ tools) -> TTS -> transport out."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
@@ -19,14 +19,22 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from .forwarder import EventForwarder
 from .tools import register_notes_tools
 
-if TYPE_CHECKING:
-    from .session import BotSession
+
+class PipelineOwner(Protocol):
+    """What the pipeline needs of its bot (BotSession, which builds it: no import back)."""
+
+    bundle: Any
+    spec: Any
+    context: Any
+    paused: bool
+
+    def system_prompt(self) -> str: ...
 
 
 class PauseGate(FrameProcessor):
     """Drops the user's audio while the session is paused (mic muted, connection kept)."""
 
-    def __init__(self, bot: "BotSession") -> None:
+    def __init__(self, bot: PipelineOwner) -> None:
         super().__init__(name="PauseGate")
         self.bot = bot
 
@@ -37,7 +45,7 @@ class PauseGate(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def build_pipeline(bot: "BotSession", transport: Any) -> tuple[PipelineWorker, EventForwarder]:
+def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, EventForwarder]:
     """Assemble the pipeline for one connection of a bot session.
 
     The LLM context lives on the BotSession, so a user who reconnects inside

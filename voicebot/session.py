@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -23,7 +23,13 @@ from .tools import TOOLS
 
 if TYPE_CHECKING:
     from .services import ModelBundle
-    from .worker import BotWorkerProcess
+
+
+class HostWorker(Protocol):
+    """What a bot needs of the worker that runs it (BotWorkerProcess, which imports this module)."""
+
+    worker_id: str
+    ice_servers: list[Any]
 
 logger = logging.getLogger("voicebot.session")
 
@@ -39,7 +45,7 @@ class BotSession:
     """The bot of one VoiceSession. It outlives a single peer connection: the user may
     leave and come back inside the persistence window and keep the conversation."""
 
-    def __init__(self, worker: "BotWorkerProcess", spec: BotJobSpec, bundle: "ModelBundle") -> None:
+    def __init__(self, worker: HostWorker, spec: BotJobSpec, bundle: "ModelBundle") -> None:
         self.worker = worker
         self.spec = spec
         self.bundle = bundle

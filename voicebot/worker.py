@@ -26,9 +26,9 @@ from voicesessions import opsevents
 from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
 from voicesessions.models import LIVE_STATUSES, OpsEventKind, VoiceSession
+from voicesessions import workerloss, workers
 from voicesessions.queue import ClaimedJob, get_queue
 
-from . import registry
 from .control import make_app
 from .ice import restrict_host_candidates
 from .session import BotSession, DailyJoinError
@@ -78,7 +78,7 @@ class BotWorkerProcess:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
-        await database_sync_to_async(registry.register)(self.worker_id, control_url, self.capacity)
+        await database_sync_to_async(workers.register)(self.worker_id, control_url, self.capacity)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -106,8 +106,8 @@ class BotWorkerProcess:
             child.terminate()
         # A stopping worker's sessions cannot go on: tell their users now rather
         # than after the heartbeat times out.
-        await database_sync_to_async(registry.fail_sessions_of)(self.worker_id, "worker_stopped")
-        await database_sync_to_async(registry.stop)(self.worker_id)
+        await database_sync_to_async(workerloss.fail_sessions_of)(self.worker_id, "worker_stopped")
+        await database_sync_to_async(workers.stop)(self.worker_id)
         await runner.cleanup()
         logger.info("[BotJoin] worker %s stopped", self.worker_id)
 
@@ -211,7 +211,7 @@ class BotWorkerProcess:
         interval = settings.VOICE_WORKER_HEARTBEAT_SECONDS
         while True:
             try:
-                await database_sync_to_async(registry.heartbeat)(self.worker_id, self.active_count())
+                await database_sync_to_async(workers.heartbeat)(self.worker_id, self.active_count())
                 await self._reap()
                 if not self.only_job:
                     # Every worker also runs the sweeper, so deadlines fire
@@ -249,7 +249,7 @@ def _sweep() -> None:
     from voicesessions.teardown import sweep_due
 
     sweep_due()
-    registry.mark_dead_workers()
+    workerloss.mark_dead_workers()
     queue = get_queue()
     if hasattr(queue, "republish_stale"):  # Redis may have lost an entry: the row still says queued
         queue.republish_stale(dt.timedelta(seconds=60))

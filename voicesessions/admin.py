@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from . import history
-from .models import BotJob, OpsEvent, SessionEvent, VoiceRoom, VoiceSession
+from .models import BotJob, BotWorker, OpsEvent, SessionEvent, VoiceRoom, VoiceSession
 
 
 @admin.register(VoiceRoom)
@@ -128,3 +128,9 @@ class OpsEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(BotWorker)
+class BotWorkerAdmin(admin.ModelAdmin):
+    list_display = ["worker_id", "hostname", "pid", "capacity", "active_sessions", "heartbeat_at", "stopped_at"]
+    readonly_fields = ["worker_id", "hostname", "pid", "started_at", "heartbeat_at", "stopped_at"]

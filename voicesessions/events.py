@@ -52,34 +52,3 @@ def push_to_user(user_id: int | str, message: dict[str, Any]) -> None:
         async_to_sync(send)()
     except Exception:  # a full or unreachable layer must not fail the request; the log keeps it
         logger.exception("[VoiceSession] push failed user=%s type=%s", user_id, message.get("type"))
-
-
-def send_to_bot(session_id: Any, action: str, **data: Any) -> None:
-    """Tell the session's bot to pause, resume, take a user message or leave.
-
-    Sent after commit, to the control endpoint of the worker that holds the
-    bot (voicebot/control.py). A session no worker has claimed yet has no bot
-    to tell; its worker reads the session's state when it claims the job.
-    """
-    transaction.on_commit(lambda: _send_bot(session_id, {"action": action, **data}))
-
-
-def _send_bot(session_id: Any, message: dict[str, Any]) -> None:
-    import httpx
-
-    from voicebot.control import SECRET_HEADER
-    from voicebot.registry import control_secret, worker_for
-
-    session = VoiceSession.objects.filter(pk=session_id).first()
-    worker = worker_for(session) if session else None
-    if worker is None:
-        return
-    # "leave" waits until the bot has left (the worker answers once its transport is out
-    # of the room), so a teardown deletes a Daily room only after the bot is gone.
-    timeout = settings.VOICE_BOT_LEAVE_WAIT if message.get("action") == "leave" else 5
-    try:
-        httpx.post(f"{worker.control_url}/sessions/{session_id}/control", json=message, timeout=timeout,
-                   headers={SECRET_HEADER: control_secret(worker.worker_id)})
-    except httpx.HTTPError as exc:
-        logger.warning("[BotJoin] control %s for session %s not delivered: %s", message.get("action"),
-                       session_id, type(exc).__name__)

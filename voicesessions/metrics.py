@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .models import (BotJob, ErrorKind, OpsEvent, OpsEventKind, RoomState, SessionEvent, SessionStatus,
+from .models import (BotJob, BotWorker, ErrorKind, OpsEvent, OpsEventKind, RoomState, SessionEvent, SessionStatus,
                      VoiceEventType, VoiceRoom, VoiceSession)
 
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -51,7 +51,6 @@ class VoiceCollector(Collector):
     """The seed's "Monitoring & Observability" metrics."""
 
     def collect(self) -> Iterator[Metric]:
-        from voicebot.models import BotWorker  # voicebot imports voicesessions: import here, not at the top
 
         now = timezone.now()
         yield from self._sessions(now)

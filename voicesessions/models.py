@@ -359,3 +359,33 @@ class OpsEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.label}"
+
+
+class BotWorker(models.Model):
+    """A running `manage.py runbotworker` process, as it advertises itself.
+
+    The heartbeat is how the rest of the system learns a worker died: a worker
+    whose heartbeat is older than VOICE_WORKER_DEAD_AFTER loses its sessions.
+    """
+
+    worker_id = models.CharField(max_length=120, unique=True)
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    control_url = models.CharField(max_length=300, help_text="Where servers reach this worker (signalling, control).")
+    capacity = models.PositiveSmallIntegerField(default=2)
+    active_sessions = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+        # Moved here from the voicebot app with its rows: the table keeps its name.
+        db_table = "voicebot_botworker"
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.capacity - self.active_sessions)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from assistants.models import AssistantRecord
 
-from . import opsevents
+from . import opsevents, sessions, teardown
 from .logctx import log_fields
 from .models import (LIVE_STATUSES, ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
                      room_name_for)
@@ -158,8 +158,6 @@ def leave_room(user, *, room_url: str | None = None, teardown_delay: int | None 
     The deadline is stored on the room, so the teardown happens even if this
     process dies before then (see teardown.sweep_due).
     """
-    from . import sessions, teardown  # sessions imports rooms
-
     with transaction.atomic():
         room = VoiceRoom.objects.select_for_update().filter(pk=user_room(user, room_url).pk).get()
         delay = room.persist_after_leave if teardown_delay is None else teardown_delay

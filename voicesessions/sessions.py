@@ -17,7 +17,8 @@ from django.utils import timezone
 from assistants.models import AssistantRecord
 
 from . import opsevents
-from .events import record_event, send_to_bot
+from .botclient import send_to_bot
+from .events import record_event
 from .logctx import log_fields
 from .models import (LIVE_STATUSES, ErrorKind, IllegalTransition, OpsEventKind, SessionStatus, VoiceEventType, VoiceRoom,
                      VoiceSession)

@@ -10,6 +10,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from .models import RoomState, VoiceRoom
+from .teardown import teardown_room
 
 logger = logging.getLogger("voicesessions.signals")
 
@@ -29,8 +30,6 @@ def end_voice_of_inactive_user(sender: Any, instance: Any, **kwargs: Any) -> Non
         return
 
     def tear_down() -> None:
-        from .teardown import teardown_room
-
         for room_id in room_ids:
             teardown_room(room_id, reason="user_deactivated")
         logger.warning("[VoiceSession] user=%s deactivated: voice room torn down", instance.pk)

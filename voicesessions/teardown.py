@@ -13,8 +13,10 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from .botclient import send_to_bot
 from .models import LIVE_STATUSES, RoomState, SessionStatus, VoiceRoom, VoiceSession
 from .providers import RoomProviderError, get_provider
+from .sessions import change_status, end_unconnected
 
 logger = logging.getLogger("voicesessions.teardown")
 
@@ -24,8 +26,6 @@ def teardown_room(room_id: int, *, reason: str) -> bool:
 
     Returns False when another process got there first or the user came back.
     """
-    from .sessions import change_status, send_to_bot
-
     claimed = VoiceRoom.objects.filter(pk=room_id, state=RoomState.LIVE).update(state=RoomState.TEARING_DOWN)
     if not claimed:
         return False
@@ -50,8 +50,6 @@ def teardown_room(room_id: int, *, reason: str) -> bool:
 
 def end_overlong_sessions(now: dt.datetime) -> int:
     """End sessions older than their assistant's maxDuration."""
-    from .sessions import change_status, send_to_bot
-
     ended = 0
     overdue = VoiceSession.objects.filter(status__in=LIVE_STATUSES, ends_at__lte=now).select_related("room")
     for session in overdue:
@@ -72,6 +70,4 @@ def sweep_due(now: dt.datetime | None = None) -> dict[str, int]:
     expired = VoiceRoom.objects.filter(state=RoomState.LIVE, expires_at__lte=now).values_list("pk", flat=True)
     for room_id in list(expired):
         rooms += teardown_room(room_id, reason="room_expired")
-    from .sessions import end_unconnected
-
     return {"rooms": rooms, "sessions": end_overlong_sessions(now) + end_unconnected(now)}

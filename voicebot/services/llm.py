@@ -11,7 +11,7 @@ from pipecat.frames.frames import FunctionCallFromLLM
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
-from . import intents
+from .intents import parse as parse_intent, speak_result
 
 MAX_REPLY_TOKENS = 80  # spoken replies: a sentence or two
 
@@ -87,12 +87,12 @@ class VoiceLLMService(OpenAILLMService):
             except (TypeError, ValueError):
                 result = {"ok": False}
             if isinstance(result, dict) and tool:
-                await self._push_llm_text(intents.speak_result(tool, result))
+                await self._push_llm_text(speak_result(tool, result))
                 return True
             return False
         if last.get("role") != "user" or not isinstance(last.get("content"), str):
             return False
-        intent = intents.parse(last["content"])
+        intent = parse_intent(last["content"])
         if intent is None:
             return False
         await self.run_function_calls([FunctionCallFromLLM(

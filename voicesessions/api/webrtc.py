@@ -21,7 +21,6 @@ import logging
 import time
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -32,10 +31,12 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from .. import opsevents, safejson
+from ..botclient import BotRefused, BotUnreachable, relay_signalling
 from ..logctx import log_fields
 from ..models import LIVE_STATUSES, ErrorKind, RoomState, VoiceRoom, VoiceSession
 from ..sdp import MAX_SDP_CHARS, InvalidOffer, check_offer
 from ..tokens import InvalidRoomToken, verify_room_token
+from ..workers import worker_for
 from .errors import ApiError, error_body, too_large
 from .serializers import StrictSerializer
 
@@ -119,8 +120,6 @@ def _offer_is_from_owner(request: HttpRequest, user_id: str) -> bool:
 
 
 def _session_and_worker(room: VoiceRoom) -> tuple[VoiceSession, Any]:
-    from voicebot.registry import worker_for
-
     session = room.sessions.filter(status__in=LIVE_STATUSES).first()
     if session is None:
         raise ApiError("no_session", "No bot was asked to join this room: POST /api/bot/join first.",
@@ -145,25 +144,21 @@ async def _wait_for_worker(room: VoiceRoom) -> tuple[VoiceSession, Any]:
         await asyncio.sleep(0.05)
 
 
-async def _relay(method: str, worker: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    from voicebot.control import SECRET_HEADER
-    from voicebot.registry import control_secret
-
+async def _relay(method: str, worker: Any, session: VoiceSession, body: dict[str, Any]) -> dict[str, Any]:
+    """Signalling to the bot's worker (botclient), its failures as API errors."""
     try:
-        async with httpx.AsyncClient(timeout=20) as client:
-            response = await client.request(method, f"{worker.control_url}{path}", json=body,
-                                            headers={SECRET_HEADER: control_secret(worker.worker_id)})
-    except httpx.HTTPError as exc:
-        raise ApiError("bot_unavailable", f"The bot worker did not answer ({type(exc).__name__}).",
+        return await relay_signalling(worker, method, session.pk, body)
+    except BotUnreachable as exc:
+        raise ApiError("bot_unavailable", f"The bot worker did not answer ({exc}).",
                        status_code=503, headers={"Retry-After": "2"}) from exc
-    if response.status_code == 404:
-        raise ApiError("not_found", "The bot does not know this session or peer connection.", status_code=404)
-    if response.status_code == 409:
-        raise ApiError("connection_in_use", "This room already has a live connection; only its signed-in "
-                       "owner can replace it.", status_code=409)
-    if response.status_code >= 400:
-        raise ApiError("bot_error", f"The bot refused the request ({response.status_code}).", status_code=502)
-    return response.json()
+    except BotRefused as exc:
+        if exc.status == 404:
+            raise ApiError("not_found", "The bot does not know this session or peer connection.",
+                           status_code=404) from exc
+        if exc.status == 409:
+            raise ApiError("connection_in_use", "This room already has a live connection; only its signed-in "
+                           "owner can replace it.", status_code=409) from exc
+        raise ApiError("bot_error", f"The bot refused the request ({exc.status}).", status_code=502) from exc
 
 
 def _error_response(exc: ApiError | ValidationError) -> JsonResponse:
@@ -194,15 +189,14 @@ async def webrtc_offer(request: HttpRequest) -> HttpResponse:
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         session, worker = await _wait_for_worker(room)
-        path = f"/sessions/{session.pk}/offer"
         if request.method == "PATCH":
-            return JsonResponse(await _relay("PATCH", worker, path, json.loads(json.dumps(data))))
+            return JsonResponse(await _relay("PATCH", worker, session, json.loads(json.dumps(data))))
         started = time.monotonic()
         body = {"sdp": data["sdp"], "type": data["type"], "pc_id": data.get("pc_id"),
                 "restart_pc": data.get("restart_pc", False), "owner": owner}
         while True:
             try:
-                answer = await _relay("POST", worker, path, body)
+                answer = await _relay("POST", worker, session, body)
                 break
             except ApiError as exc:
                 # A worker that just took the job may not know the session for a moment.

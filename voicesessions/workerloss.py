@@ -1,58 +1,21 @@
-"""Bot workers advertise themselves here; dead ones lose their sessions.
-
-Plain functions over the BotWorker table, shared by the worker (register,
-heartbeat, stop), the servers (find a session's worker) and the sweeper
-(`mark_dead_workers`).
-"""
+"""What a worker's death means for its sessions: unavailable, their users told, unfinished
+jobs back in the queue. Run by every worker's sweep and by a worker that stops."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 
-from voicesessions.models import (LIVE_STATUSES, BotJob, BotJobStatus, ErrorKind, SessionStatus, VoiceEventType,
-                                  VoiceSession)
+from . import opsevents
+from .events import record_event
+from .models import (LIVE_STATUSES, BotJob, BotJobStatus, BotWorker, ErrorKind, SessionStatus, VoiceEventType,
+                     VoiceSession)
+from .sessions import change_status
 
-from .models import BotWorker
-
-logger = logging.getLogger("voicebot.registry")
-
-
-def control_secret(worker_id: str) -> str:
-    """The shared secret servers present to a worker's control endpoint (derived from SECRET_KEY)."""
-    return salted_hmac("voicebot.control", worker_id).hexdigest()
-
-
-def check_control_secret(worker_id: str, presented: str) -> bool:
-    return constant_time_compare(control_secret(worker_id), presented or "")
-
-
-def register(worker_id: str, control_url: str, capacity: int) -> BotWorker:
-    worker, _ = BotWorker.objects.update_or_create(worker_id=worker_id, defaults={
-        "hostname": socket.gethostname(), "pid": os.getpid(), "control_url": control_url, "capacity": capacity,
-        "active_sessions": 0, "started_at": timezone.now(), "heartbeat_at": timezone.now(), "stopped_at": None})
-    logger.info("[BotJoin] worker %s registered at %s capacity=%s", worker_id, control_url, capacity)
-    return worker
-
-
-def heartbeat(worker_id: str, active_sessions: int) -> None:
-    BotWorker.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now(), active_sessions=active_sessions)
-
-
-def stop(worker_id: str) -> None:
-    BotWorker.objects.filter(worker_id=worker_id).update(stopped_at=timezone.now(), active_sessions=0)
-
-
-def worker_for(session: VoiceSession) -> BotWorker | None:
-    if not session.bot_worker_id:
-        return None
-    return BotWorker.objects.filter(worker_id=session.bot_worker_id, stopped_at__isnull=True).first()
+logger = logging.getLogger("voicesessions.workerloss")
 
 
 def mark_dead_workers(now: dt.datetime | None = None) -> int:
@@ -85,10 +48,6 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
     a little longer. Inactive sessions fail too: their bot is gone, so a
     return must bring a new one.
     """
-    from voicesessions import opsevents
-    from voicesessions.events import record_event
-    from voicesessions.sessions import change_status
-
     now = now or timezone.now()
     failed = 0
     with transaction.atomic():

@@ -1,0 +1,52 @@
+"""The registry of bot workers: they advertise themselves here; dead ones lose their sessions.
+
+Plain functions over the BotWorker table, shared by the workers (register,
+heartbeat, stop), the servers (find a session's worker, see botclient.py) and
+what happens to a dead worker's sessions is workerloss.py. It lives on the
+dispatching side: voicebot imports it, never the reverse.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from .models import BotWorker, VoiceSession
+
+logger = logging.getLogger("voicesessions.workers")
+# The header a server presents to a worker's control endpoint, with control_secret(worker_id).
+SECRET_HEADER = "X-Voice-Worker-Secret"
+
+
+def control_secret(worker_id: str) -> str:
+    """The shared secret servers present to a worker's control endpoint (derived from SECRET_KEY)."""
+    return salted_hmac("voicebot.control", worker_id).hexdigest()
+
+
+def check_control_secret(worker_id: str, presented: str) -> bool:
+    return constant_time_compare(control_secret(worker_id), presented or "")
+
+
+def register(worker_id: str, control_url: str, capacity: int) -> BotWorker:
+    worker, _ = BotWorker.objects.update_or_create(worker_id=worker_id, defaults={
+        "hostname": socket.gethostname(), "pid": os.getpid(), "control_url": control_url, "capacity": capacity,
+        "active_sessions": 0, "started_at": timezone.now(), "heartbeat_at": timezone.now(), "stopped_at": None})
+    logger.info("[BotJoin] worker %s registered at %s capacity=%s", worker_id, control_url, capacity)
+    return worker
+
+
+def heartbeat(worker_id: str, active_sessions: int) -> None:
+    BotWorker.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now(), active_sessions=active_sessions)
+
+
+def stop(worker_id: str) -> None:
+    BotWorker.objects.filter(worker_id=worker_id).update(stopped_at=timezone.now(), active_sessions=0)
+
+
+def worker_for(session: VoiceSession) -> BotWorker | None:
+    if not session.bot_worker_id:
+        return None
+    return BotWorker.objects.filter(worker_id=session.bot_worker_id, stopped_at__isnull=True).first()

@@ -252,3 +252,21 @@ def test_bogus_offers_and_bare_tokens_leave_the_live_call_alone(stack):
         await _end(client, reload)
 
     asyncio.run(scenario())
+
+
+def test_cold_spawn_mode_serves_a_join(tmp_path):
+    """`runbotworker --spawn`: each job gets a fresh `python -m voicebot.bot` that reads its job's row."""
+    server = start_server(tmp_path, BOT_ENV)
+    parent = start_worker(server, "--spawn", "--pool-size", "1", "--worker-id", "cold")
+    try:
+        async def scenario() -> None:
+            client, peer, session_id = await active_session(server, expect_new=True)
+            detail = client.http.get(f"/api/voice/sessions/{session_id}").json()
+            assert detail["botWorkerId"].startswith("cold-spawn-")
+            await _end(client, peer)
+
+        asyncio.run(scenario())
+    finally:
+        parent.terminate()
+        parent.wait(timeout=20)
+        server.stop()

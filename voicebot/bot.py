@@ -1,8 +1,8 @@
-"""`python -m voicebot.bot`: one bot for one job in its own process (the seed's cold spawn).
+"""`python -m voicebot.bot`: one bot for one job in its own process (the cold spawn baseline).
 
-The arguments follow the seed's bot.py (--room, --voice-only,
---session-persistence); --job-id and --claimed-by say which queued job this
-process serves. It loads the models itself, runs the one session and exits.
+--job-id and --claimed-by say which queued job this process serves; the
+job's row carries everything else (room, voiceOnly, sessionPersistence). It
+loads the models itself, runs the one session and exits.
 """
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run one voice bot session")
-    parser.add_argument("--room", dest="room_url", required=True)
-    parser.add_argument("--session-id", required=True)
-    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--job-id", required=True, help="The BotJob this process runs.")
     parser.add_argument("--claimed-by", required=True, help="The worker that claimed the job.")
-    parser.add_argument("--voice-only", dest="voiceOnly", action="store_true",
-                        help="Join in voice-only mode (camera off)")
-    parser.add_argument("--session-persistence", dest="sessionPersistence", type=int, default=300,
-                        help="Seconds to persist empty room after user leaves (default: 300)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceproject.settings")
@@ -29,10 +23,9 @@ def main(argv: list[str] | None = None) -> None:
 
     django.setup()
     from voicesessions.models import BotJob
-
-    from .logbridge import route_loguru_to_logging
     from voicesessions.queue import BotJobSpec, ClaimedJob
 
+    from .logbridge import route_loguru_to_logging
     from .worker import BotWorkerProcess
 
     route_loguru_to_logging()

@@ -154,13 +154,8 @@ class BotWorkerProcess:
                 job.spec.session_id, "bot_join_failed", f"The assistant could not start ({type(exc).__name__}).")
 
     def _spawn_child(self, job: ClaimedJob) -> None:
-        """The seed's per-/join process, as a cold baseline."""
-        spec = job.spec
-        cmd = [sys.executable, "-m", "voicebot.bot", "--room", spec.room_url, "--session-id", spec.session_id,
-               "--job-id", job.job_id, "--claimed-by", self.worker_id,
-               "--session-persistence", str(spec.sessionPersistence)]
-        if spec.voiceOnly:
-            cmd.append("--voice-only")
+        """One process per join, as a cold baseline; it reads the job's row for the rest."""
+        cmd = [sys.executable, "-m", "voicebot.bot", "--job-id", job.job_id, "--claimed-by", self.worker_id]
         self.children[job.job_id] = subprocess.Popen(cmd, cwd=settings.BASE_DIR)
         logger.info("[BotJoin] spawned pid=%s for job %s", self.children[job.job_id].pid, job.job_id)
 

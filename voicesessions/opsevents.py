@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
+
 from .models import ErrorKind, OpsEvent, OpsEventKind
 
 logger = logging.getLogger("voicesessions.ops")
@@ -16,8 +18,11 @@ def record(kind: str, label: str, *, detail: str = "", value: float | None = Non
            session: Any = None) -> None:
     """Append one OpsEvent (kind from OpsEventKind)."""
     try:
-        OpsEvent.objects.create(kind=kind, label=label[:32], detail=detail[:200], value=value,
-                                user_id=getattr(user, "pk", user), session_id=getattr(session, "pk", session))
+        # A savepoint of its own: callers record inside their atomic() blocks, and on PostgreSQL
+        # a failed INSERT would otherwise leave the caller's whole transaction unusable.
+        with transaction.atomic():
+            OpsEvent.objects.create(kind=kind, label=label[:32], detail=detail[:200], value=value,
+                                    user_id=getattr(user, "pk", user), session_id=getattr(session, "pk", session))
     except Exception:  # noqa: BLE001 - see the module docstring
         logger.warning("[VoiceSession] could not record %s %s", kind, label, exc_info=True)
 

@@ -116,13 +116,14 @@ def _session_fields(assistant: AssistantRecord | None, params: dict[str, Any]) -
     return {
         "voice_only": params.get("voiceOnly", False),
         "session_persistence": params.get("sessionPersistence",
-                                          assistant.voice_persistence if assistant else 300),
+                                          assistant.voice_persistence if assistant
+                                          else settings.VOICE_DEFAULT_PERSISTENCE),
         "personality_id": params.get("personalityId") or (assistant.personality_id if assistant else ""),
         "persona": params.get("persona") or (assistant.persona if assistant else ""),
         "tenant_id": params.get("tenantId") or (assistant.tenant_id if assistant else ""),
         "voice": params.get("voice") or (assistant.voice if assistant else ""),
         "voice_parameters": params.get("voiceParameters") or {},
-        "max_duration": assistant.voice_max_duration if assistant else 3600,
+        "max_duration": assistant.voice_max_duration if assistant else settings.VOICE_DEFAULT_MAX_DURATION,
     }
 
 

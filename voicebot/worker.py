@@ -233,7 +233,7 @@ class BotWorkerProcess:
 def _ended_sessions(session_ids: list[str]) -> list[str]:
     if not session_ids:
         return []
-    live = set(str(pk) for pk in VoiceSession.objects.filter(pk__in=session_ids, status__in=LIVE_STATUSES)
+    live = set(str(pk) for pk in VoiceSession.objects.live().filter(pk__in=session_ids)
                .values_list("pk", flat=True))
     return [sid for sid in session_ids if sid not in live]
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from . import opsevents, relay, safejson, sessions
 from .events import user_group
-from .models import LIVE_STATUSES, ErrorKind, SessionEvent, SessionStatus, VoiceSession
+from .models import ErrorKind, SessionEvent, SessionStatus, VoiceSession
 from .ratelimit import TokenBucket, user_window_exceeded
 
 logger = logging.getLogger("voicesessions.consumers")
@@ -187,7 +187,7 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         logger.warning("[VoiceSession] client error user=%s kind=%s code=%s", self.user.pk, kind, code[:40])
 
     def _record_client_error(self, kind: str, code: str, detail: str) -> None:
-        session = VoiceSession.objects.filter(user=self.user, status__in=LIVE_STATUSES).first()
+        session = VoiceSession.objects.live().filter(user=self.user).first()
         opsevents.record_error(kind, detail=f"{code}: {detail}"[:200], user=self.user, session=session)
 
     async def _error(self, code: str, field: str, detail: str, **extra: Any) -> None:
@@ -214,12 +214,12 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _recent_events(self) -> list[dict[str, Any]]:
         since = timezone.now() - dt.timedelta(seconds=60)
-        events = SessionEvent.objects.filter(user=self.user, id__gt=self.start_id, created_at__gte=since)
-        return [e.as_message() for e in events.order_by("id")[:REPLAY_LIMIT]]
+        events = SessionEvent.objects.for_user(self.user).after(self.start_id).filter(created_at__gte=since)
+        return [e.as_message() for e in events[:REPLAY_LIMIT]]
 
     @database_sync_to_async
     def _events_after(self, after: int) -> list[dict[str, Any]]:
-        events = SessionEvent.objects.filter(user=self.user, id__gt=after).order_by("id")[:REPLAY_LIMIT]
+        events = SessionEvent.objects.for_user(self.user).after(after)[:REPLAY_LIMIT]
         return [e.as_message() for e in events.select_related("session")]
 
     @database_sync_to_async

@@ -66,6 +66,26 @@ class VoiceRoom(models.Model):
         now = now or timezone.now()
         return self.state == RoomState.LIVE and self.expires_at > now
 
+    # The one place the leave rule writes its deadline: the sweeper (teardown.sweep_due) acts
+    # on it, in any process, so a teardown survives the process that scheduled it.
+    def schedule_teardown(self, seconds: float, *, unless_scheduled: bool = False) -> None:
+        """Tear the room down `seconds` from now unless the user comes back.
+
+        `unless_scheduled`: keep a deadline already set (the user left through the
+        API before their peer's connection went).
+        """
+        when = timezone.now() + dt.timedelta(seconds=seconds)
+        rows = VoiceRoom.objects.filter(pk=self.pk)
+        if unless_scheduled:
+            rows = rows.filter(teardown_at__isnull=True)
+        if rows.update(teardown_at=when):
+            self.teardown_at = when
+
+    def cancel_teardown(self) -> None:
+        """The user is back inside the persistence window: no teardown pending."""
+        VoiceRoom.objects.filter(pk=self.pk).update(teardown_at=None)
+        self.teardown_at = None
+
 
 class SessionStatus(models.TextChoices):
     """The seed's SESSION_STATUS, plus `ended` for sessions that are over."""
@@ -105,8 +125,16 @@ class IllegalTransition(Exception):
         self.target = target
 
 
+class VoiceSessionQuerySet(models.QuerySet):
+    def live(self) -> "VoiceSessionQuerySet":
+        """Sessions that hold their room's one bot slot (LIVE_STATUSES)."""
+        return self.filter(status__in=LIVE_STATUSES)
+
+
 class VoiceSession(models.Model):
     """One bot conversation in a user's room, from /join to teardown."""
+
+    objects = VoiceSessionQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
@@ -218,8 +246,19 @@ class VoiceEventType(models.TextChoices):
     TOOL_RESULT = "voice.tool.result"
 
 
+class SessionEventQuerySet(models.QuerySet):
+    def for_user(self, user: Any) -> "SessionEventQuerySet":
+        return self.filter(user=user)
+
+    def after(self, event_id: int) -> "SessionEventQuerySet":
+        """Events newer than `event_id`, oldest first: what a reconnecting client missed."""
+        return self.filter(id__gt=event_id).order_by("id")
+
+
 class SessionEvent(models.Model):
     """One `voice.*` event: stored here, then pushed to the user's websockets."""
+
+    objects = SessionEventQuerySet.as_manager()
 
     session = models.ForeignKey(VoiceSession, on_delete=models.CASCADE, related_name="events")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,

@@ -18,7 +18,7 @@ from assistants.models import AssistantRecord
 
 from . import opsevents, sessions, teardown
 from .logctx import log_fields
-from .models import (LIVE_STATUSES, ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
+from .models import (ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
                      room_name_for)
 from .providers import ProviderRoom, RoomProvider, RoomProviderError, get_provider
 
@@ -161,11 +161,10 @@ def leave_room(user, *, room_url: str | None = None, teardown_delay: int | None 
     with transaction.atomic():
         room = VoiceRoom.objects.select_for_update().filter(pk=user_room(user, room_url).pk).get()
         delay = room.persist_after_leave if teardown_delay is None else teardown_delay
-        now = timezone.now()
-        room.teardown_at = now + dt.timedelta(seconds=delay)
-        room.last_activity_at = now
-        room.save(update_fields=["teardown_at", "last_activity_at"])
-        for session in room.sessions.filter(status__in=LIVE_STATUSES).exclude(status=SessionStatus.INACTIVE):
+        room.schedule_teardown(delay)
+        room.last_activity_at = timezone.now()
+        room.save(update_fields=["last_activity_at"])
+        for session in room.sessions.live().exclude(status=SessionStatus.INACTIVE):
             sessions.change_status(session, SessionStatus.INACTIVE, reason="user_left")
     logger.info("[VoiceSession] user=%s left room=%s teardown_in=%ss", user.pk, room.name, delay,
                 extra=log_fields(user_id=user.pk, room_url=room.url))

@@ -74,9 +74,8 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
         if not room.is_live():
             raise RoomNotReady(room.name)
         if room.teardown_at is not None:
-            room.teardown_at = None  # back inside the persistence window
-            room.save(update_fields=["teardown_at"])
-        existing = room.sessions.filter(status__in=LIVE_STATUSES).first()
+            room.cancel_teardown()  # back inside the persistence window
+        existing = room.sessions.live().first()
         if existing and existing.status != SessionStatus.INACTIVE:
             return JoinResult(existing, None, True)
         if existing and existing.bot_worker_id:
@@ -97,7 +96,7 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
                         **_session_fields(assistant, params))
             except IntegrityError:
                 # A concurrent join won the room's one slot: answer with its session.
-                session = room.sessions.get(status__in=LIVE_STATUSES)
+                session = room.sessions.live().get()
                 return JoinResult(session, None, True)
             record_event(session, VoiceEventType.SESSION_START, {
                 "status": session.status, "voiceOnly": session.voice_only,
@@ -164,7 +163,7 @@ def resume(session: VoiceSession) -> VoiceSession:
 
 
 def live_sessions(user) -> list[VoiceSession]:
-    return list(VoiceSession.objects.filter(user=user, status__in=LIVE_STATUSES)
+    return list(VoiceSession.objects.live().filter(user=user)
                 .select_related("room", "assistant"))
 
 
@@ -240,7 +239,7 @@ def mark_bot_connected(session_id: Any, worker_id: str) -> VoiceSession | None:
             return None
         if session.status == SessionStatus.INACTIVE:  # the user came back inside the window
             change_status(session, SessionStatus.CONNECTING, reason="rejoin")
-            VoiceRoom.objects.filter(pk=session.room_id).update(teardown_at=None)
+            session.room.cancel_teardown()
         if session.status == SessionStatus.CONNECTING:
             change_status(session, SessionStatus.ACTIVE, reason="bot_joined", bot_worker_id=worker_id)
     return session
@@ -248,19 +247,14 @@ def mark_bot_connected(session_id: Any, worker_id: str) -> VoiceSession | None:
 
 def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
     """The user's peer went away: inactive, and the room goes after `persistence` seconds
-    (the seed's post_leave_idle_secs) unless they come back."""
-    import datetime as dt
-
-    from django.utils import timezone
-
+    (post_leave_idle_secs) unless they come back."""
     with transaction.atomic():
         session = _locked_session(session_id)
         if session is None or session.status not in (SessionStatus.ACTIVE, SessionStatus.PAUSED,
                                                      SessionStatus.CONNECTING):
             return session  # already inactive (the user left through the API) or over
         change_status(session, SessionStatus.INACTIVE, reason="user_left")
-        VoiceRoom.objects.filter(pk=session.room_id, teardown_at__isnull=True).update(
-            teardown_at=timezone.now() + dt.timedelta(seconds=persistence))
+        session.room.schedule_teardown(persistence, unless_scheduled=True)
     return session
 
 
@@ -282,7 +276,7 @@ def claim_for_worker(session_id: Any, worker_id: str) -> VoiceSession | None:
     From now on the bot holds one of the worker's slots: the user's audio must
     connect before `connect_by`, or the sweeper ends the session.
     """
-    VoiceSession.objects.filter(pk=session_id, status__in=LIVE_STATUSES).update(bot_worker_id=worker_id)
+    VoiceSession.objects.live().filter(pk=session_id).update(bot_worker_id=worker_id)
     VoiceSession.objects.filter(pk=session_id, status=SessionStatus.CONNECTING).update(connect_by=connect_deadline())
     return VoiceSession.objects.select_related("room").filter(pk=session_id).first()
 

@@ -51,7 +51,7 @@ def teardown_room(room_id: int, *, reason: str) -> bool:
 def end_overlong_sessions(now: dt.datetime) -> int:
     """End sessions older than their assistant's maxDuration."""
     ended = 0
-    overdue = VoiceSession.objects.filter(status__in=LIVE_STATUSES, ends_at__lte=now).select_related("room")
+    overdue = VoiceSession.objects.live().filter(ends_at__lte=now).select_related("room")
     for session in overdue:
         with transaction.atomic():
             change_status(session, SessionStatus.ENDED, reason="max_duration")

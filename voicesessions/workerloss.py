@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from . import opsevents
 from .events import record_event
-from .models import (LIVE_STATUSES, BotJob, BotJobStatus, BotWorker, ErrorKind, SessionStatus, VoiceEventType,
+from .models import (BotJob, BotJobStatus, BotWorker, ErrorKind, SessionStatus, VoiceEventType,
                      VoiceSession)
 from .sessions import change_status
 
@@ -56,8 +56,7 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
         unfinished.filter(session_id__in=requeued).update(status=BotJobStatus.QUEUED, worker_id="")
         unfinished.exclude(session_id__in=requeued).update(status=BotJobStatus.FAILED, error=reason, finished_at=now)
         VoiceSession.objects.filter(pk__in=requeued).update(bot_worker_id="")
-        for session in VoiceSession.objects.filter(bot_worker_id=worker_id, status__in=LIVE_STATUSES
-                                                   ).select_related("room"):
+        for session in VoiceSession.objects.live().filter(bot_worker_id=worker_id).select_related("room"):
             change_status(session, SessionStatus.UNAVAILABLE, reason=reason)
             record_event(session, VoiceEventType.ERROR, {
                 "code": reason, "message": "The voice assistant stopped responding. Start again to reconnect."})

@@ -148,7 +148,7 @@ class SessionEventsView(APIView):
         query = _validated(EventListQuerySerializer, request.query_params.dict())
         events = _own_session(request, session_id).events.all()
         if "after" in query:
-            events = events.filter(id__gt=query["after"])
+            events = events.after(query["after"])
         return Response(SessionEventSerializer(events[: query["limit"]], many=True).data)
 
 

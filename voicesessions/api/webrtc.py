@@ -33,7 +33,7 @@ from rest_framework.exceptions import ValidationError
 from .. import opsevents, safejson
 from ..botclient import BotRefused, BotUnreachable, relay_signalling
 from ..logctx import log_fields
-from ..models import LIVE_STATUSES, ErrorKind, RoomState, VoiceRoom, VoiceSession
+from ..models import ErrorKind, RoomState, VoiceRoom, VoiceSession
 from ..sdp import MAX_SDP_CHARS, InvalidOffer, check_offer
 from ..tokens import InvalidRoomToken, verify_room_token
 from ..workers import worker_for
@@ -120,7 +120,7 @@ def _offer_is_from_owner(request: HttpRequest, user_id: str) -> bool:
 
 
 def _session_and_worker(room: VoiceRoom) -> tuple[VoiceSession, Any]:
-    session = room.sessions.filter(status__in=LIVE_STATUSES).first()
+    session = room.sessions.live().first()
     if session is None:
         raise ApiError("no_session", "No bot was asked to join this room: POST /api/bot/join first.",
                        status_code=409)

@@ -27,9 +27,6 @@ class ControlledWorker(Protocol):
     def active_count(self) -> int: ...
 
 logger = logging.getLogger("voicebot.control")
-__all__ = ["SECRET_HEADER", "ConnectionInUse", "make_app"]
-
-
 class ConnectionInUse(Exception):
     """A bare room token tried to replace the owner's live peer connection (answered with 409)."""
 

@@ -15,12 +15,15 @@ from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
 
-@database_sync_to_async
-def _user_for_token(key: str) -> Any:
+def user_for_token(key: str) -> Any:
+    """The active user a DRF token belongs to, or None (the websocket and the WebRTC offer use it)."""
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token and token.user.is_active else None
+
+
+_user_for_token = database_sync_to_async(user_for_token)
 
 
 class TokenAuthMiddleware(BaseMiddleware):

@@ -31,6 +31,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from .. import opsevents, safejson
+from ..auth import user_for_token
 from ..botclient import BotRefused, BotUnreachable, relay_signalling
 from ..logctx import log_fields
 from ..models import ErrorKind, RoomState, VoiceRoom, VoiceSession
@@ -110,12 +111,7 @@ def _offer_is_from_owner(request: HttpRequest, user_id: str) -> bool:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         header = request.headers.get("Authorization", "")
-        user = None
-        if header.startswith("Token "):
-            from rest_framework.authtoken.models import Token
-
-            found = Token.objects.select_related("user").filter(key=header[6:].strip()).first()
-            user = found.user if found else None
+        user = user_for_token(header[6:].strip()) if header.startswith("Token ") else None
     return bool(user is not None and user.is_authenticated and user.is_active and str(user.pk) == str(user_id))
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-# The seed's voiceSessionConfig defaults (scripts/migrate-assistant-voice-config).
+# voiceSessionConfig for an assistant that never set one (also what migration 0003 back-filled).
 DEFAULT_VOICE_SESSION_CONFIG: dict[str, Any] = {
     "enabled": True,
     "persistence": 300,
@@ -33,8 +33,8 @@ class RolloutOverride(models.TextChoices):
 class AssistantRecord(models.Model):
     """An assistant users talk to, with its voice session configuration.
 
-    The five `voice_*` fields are the seed's `voiceSessionConfig`; `voice_session_config`
-    gives them back in the seed's camelCase shape.
+    The five `voice_*` fields are the assistant's `voiceSessionConfig`; `voice_session_config`
+    gives them back in the API's camelCase shape.
     """
 
     name = models.CharField(max_length=120)
@@ -95,7 +95,7 @@ class AssistantRecord(models.Model):
 
     @property
     def voice_session_config(self) -> dict[str, Any]:
-        """The seed's `voiceSessionConfig` for this assistant."""
+        """This assistant's `voiceSessionConfig` (enabled, persistence, roomPrivacy, maxDuration, autoStart)."""
         return {
             "enabled": self.voice_enabled,
             "persistence": self.voice_persistence,
@@ -106,7 +106,7 @@ class AssistantRecord(models.Model):
 
 
 class VoiceRollout(models.Model):
-    """The global switch (the seed's USE_PIPECAT_VOICE) and rollout percentage.
+    """The global voice switch and the rollout percentage.
 
     A single row (pk=1), edited in Django admin. Setting the percentage to 0
     is the rollback.

@@ -29,8 +29,8 @@ def test_join_records_connecting_session_and_queues_a_job(api, user, room):
     assert session.voice_only is True and session.session_persistence == 60
     assert session.voice_parameters == {"speed": 1.1, "stability": 0.5}
     job = BotJob.objects.get(pk=body["jobId"])
-    assert job.payload["voiceOnly"] is True and job.payload["room_url"] == room["roomUrl"]
-    assert job.payload["sessionPersistence"] == 60 and job.payload["voice"] == "en_US-amy"
+    assert job.payload["voice_only"] is True and job.payload["room_url"] == room["roomUrl"]
+    assert job.payload["session_persistence"] == 60 and job.payload["voice"] == "en_US-amy"
     assert "token" not in job.payload
     assert [e.type for e in session.events.all()] == ["voice.session.start"]
 
@@ -44,7 +44,7 @@ def test_join_uses_assistant_defaults(api, room, assistant):
     assert session.session_persistence == 33 and session.max_duration == 600
     assert session.persona == "Pearl" and session.assistant == assistant
     job = BotJob.objects.get(session=session)
-    assert job.payload["systemPrompt"] == "Be brief." and job.payload["maxDuration"] == 600
+    assert job.payload["system_prompt"] == "Be brief." and job.payload["max_duration"] == 600
 
 
 def test_second_join_reuses_the_live_session_no_second_bot(api, room):
@@ -174,7 +174,7 @@ def test_queue_claim_ack_and_requeue(api, room):
     queue = DatabaseBotJobQueue()
     assert queue.pending() == 1
     claimed = queue.claim("worker-a")
-    assert claimed is not None and claimed.spec.voiceOnly is True and claimed.attempts == 1
+    assert claimed is not None and claimed.spec.voice_only is True and claimed.attempts == 1
     assert queue.claim("worker-b") is None  # nobody else gets the same job
     assert queue.requeue_stale(dt.timedelta(seconds=-1)) == 1  # worker-a presumed dead
     again = queue.claim("worker-b")
@@ -188,4 +188,4 @@ def test_queue_claim_ack_and_requeue(api, room):
 def test_personality_id_picks_the_prompt_when_no_assistant_is_named(api, room, assistant):
     body = api.post("/api/bot/join", {"personalityId": "pearl"}, format="json").json()
     job = BotJob.objects.get(pk=body["jobId"])
-    assert job.payload["systemPrompt"] == "Be brief." and job.payload["personalityId"] == "pearl"
+    assert job.payload["system_prompt"] == "Be brief." and job.payload["personality_id"] == "pearl"

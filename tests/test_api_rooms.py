@@ -124,6 +124,39 @@ def test_leave_defaults_to_room_persistence(api, user, assistant):
     assert api.delete("/api/voice/room", {}, format="json").json()["teardownDelay"] == 77
 
 
+def test_leave_uses_the_sessions_persistence_over_the_rooms(api, user, assistant):
+    """One leave rule: the live session's sessionPersistence (its JoinRequest's) beats the
+    assistant's default, for DELETE /api/voice/room and for the worker's peer-left alike."""
+    from voicesessions import sessions
+
+    assistant.voice_persistence = 77
+    assistant.save()
+    api.post("/api/voice/room", {"assistant": "pearl"}, format="json")
+    joined = api.post("/api/bot/join", {"voiceOnly": True, "sessionPersistence": 9}, format="json").json()
+    body = api.delete("/api/voice/room", {}, format="json").json()
+    assert body["teardownDelay"] == 9
+    stored = VoiceRoom.objects.get(user=user)
+    assert abs((stored.teardown_at - timezone.now()) - dt.timedelta(seconds=9)) < dt.timedelta(seconds=5)
+    # The peer's connection closing afterwards keeps the API's deadline and changes nothing.
+    before = stored.teardown_at
+    assert sessions.peer_left(joined["sessionId"]) is None
+    stored.refresh_from_db()
+    assert stored.teardown_at == before
+
+
+def test_a_peer_leaving_applies_the_same_rule(api, user, assistant):
+    from voicesessions import sessions
+
+    assistant.voice_persistence = 77
+    assistant.save()
+    api.post("/api/voice/room", {"assistant": "pearl"}, format="json")
+    joined = api.post("/api/bot/join", {"voiceOnly": True, "sessionPersistence": 11}, format="json").json()
+    assert sessions.peer_left(joined["sessionId"]) == 11
+    stored = VoiceRoom.objects.get(user=user)
+    assert abs((stored.teardown_at - timezone.now()) - dt.timedelta(seconds=11)) < dt.timedelta(seconds=5)
+    assert user.voice_sessions.get().status == SessionStatus.INACTIVE
+
+
 def test_leaving_another_users_room_is_404(api, other_api):
     theirs = other_api.post("/api/voice/room", {}, format="json").json()
     api.post("/api/voice/room", {}, format="json")

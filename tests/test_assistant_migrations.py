@@ -1,4 +1,4 @@
-"""The assistants migrations: old rows get the seed's voiceSessionConfig defaults.
+"""The assistants migrations: old rows get the voiceSessionConfig defaults.
 
 Each test walks the real test database back to an older migration, writes rows
 through the historical models, and walks forward again. The `executor` fixture

@@ -1,4 +1,4 @@
-"""Structured logs: LOG_FORMAT=json gives one JSON object per line with the seed's prefix as
+"""Structured logs: LOG_FORMAT=json gives one JSON object per line with the line's [Prefix] as
 `component` and the userId, roomUrl, sessionId and latency of what happened."""
 from __future__ import annotations
 

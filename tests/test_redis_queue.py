@@ -41,7 +41,7 @@ def test_join_publishes_after_commit_and_one_worker_claims(queue, make_user):
     result = _join(make_user, "alice")
     assert queue.redis.xlen(STREAM) == 1
     job = queue.claim("worker-a")
-    assert job is not None and job.job_id == result.job_id and job.spec.voiceOnly is True
+    assert job is not None and job.job_id == result.job_id and job.spec.voice_only is True
     assert queue.claim("worker-b") is None  # one entry, one owner
     pending = queue.redis.xpending(STREAM, GROUP)
     assert pending["pending"] == 1  # not acknowledged until the bot is ready
@@ -66,7 +66,7 @@ def test_a_dead_consumers_entry_is_claimed_again(queue, make_user):
 
 def test_duplicate_entries_cannot_start_a_second_bot(queue, make_user):
     result = _join(make_user, "alice")
-    queue.publish(result.job_id)  # e.g. a republish after Redis seemed to lose it
+    queue._dispatch([result.job_id])  # e.g. a republish after Redis seemed to lose it
     assert queue.claim("worker-a") is not None
     assert queue.claim("worker-b") is None  # the duplicate entry is dropped: the row is taken
     assert queue.redis.xlen(STREAM) == 2
@@ -102,3 +102,13 @@ def test_a_restarted_redis_without_the_group_is_handled(queue, make_user):
     result = _join(make_user, "bob")  # publishing recreates the stream, not the group
     claimed = queue.claim("worker-a")
     assert claimed is not None and claimed.job_id == result.job_id
+
+
+def test_a_job_queued_with_the_old_camelcase_fields_still_reads():
+    """Rows queued before BotJobSpec's fields became snake_case (a rolling deploy)."""
+    from voicesessions.queue import BotJobSpec
+
+    spec = BotJobSpec.from_dict({"session_id": "s", "user_id": "1", "room_name": "voice-1", "room_url": "u",
+                                 "provider": "local", "voiceOnly": True, "sessionPersistence": 42,
+                                 "systemPrompt": "Be brief.", "somethingNew": 1})
+    assert spec.voice_only is True and spec.session_persistence == 42 and spec.system_prompt == "Be brief."

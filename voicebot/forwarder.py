@@ -1,4 +1,4 @@
-"""The seed's AppMessageForwarder: pipeline frames become `voice.*` events.
+"""The app-message forwarder: pipeline frames become `voice.*` events.
 
 A Pipecat observer (it sees frames without sitting in the pipeline's path)
 turns speech, transcript, bot-speaking, tool, audio-level and error frames

@@ -55,7 +55,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     spec = bot.spec
     stt = bundle.make_stt(language=spec.language)
     llm = bundle.make_llm(system_prompt=bot.system_prompt())
-    tts = bundle.make_tts(voice=spec.voice, parameters=spec.voiceParameters)
+    tts = bundle.make_tts(voice=spec.voice, parameters=spec.voice_parameters)
     register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
 
     vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,

@@ -59,7 +59,7 @@ class BotSession:
         self.closed = asyncio.Event()
 
     def system_prompt(self) -> str:
-        prompt = self.spec.systemPrompt or DEFAULT_PROMPT
+        prompt = self.spec.system_prompt or DEFAULT_PROMPT
         if self.spec.persona:
             prompt = f"Your name is {self.spec.persona}. {prompt}"
         return prompt
@@ -79,7 +79,7 @@ class BotSession:
 
         # voiceOnly: false publishes a camera with a still avatar (Pipecat publishes one only
         # when both camera_out and video_out are on).
-        camera = not self.spec.voiceOnly
+        camera = not self.spec.voice_only
         params = DailyParams(audio_in_enabled=True, audio_out_enabled=True, camera_out_enabled=camera,
                              video_out_enabled=camera, video_out_width=avatar.SIZE, video_out_height=avatar.SIZE,
                              video_out_framerate=avatar.FRAMERATE)
@@ -211,9 +211,8 @@ class BotSession:
         A WebRTC peer connection is gone for good, so its pipeline stops (a new
         offer starts another); in a Daily room the bot stays and listens.
         """
-        logger.info("[VoiceSession] session=%s user left; waiting %ss for a return", self.session_id,
-                    self.spec.sessionPersistence)
-        await database_sync_to_async(session_service.mark_user_left)(self.session_id, self.spec.sessionPersistence)
+        window = await database_sync_to_async(session_service.peer_left)(self.session_id)
+        logger.info("[VoiceSession] session=%s user left; waiting %ss for a return", self.session_id, window)
         if stop_pipeline:
             asyncio.get_running_loop().create_task(self._stop_pipeline("peer left"))
 

@@ -1,8 +1,8 @@
 """`manage.py runbotworker`: a process that claims bot join jobs and runs their bots.
 
 The default keeps models loaded once per process and shares them across a
-pool of session slots (warm). `--spawn` keeps the seed's design available for
-comparison: every job is handed to a fresh `python -m voicebot.bot` process
+pool of session slots (warm). `--spawn` keeps the original one-process-per-job design
+available for comparison: every job is handed to a fresh `python -m voicebot.bot` process
 that imports and loads everything itself (cold).
 """
 from __future__ import annotations
@@ -245,9 +245,7 @@ def _sweep() -> None:
 
     sweep_due()
     workerloss.mark_dead_workers()
-    queue = get_queue()
-    if hasattr(queue, "republish_stale"):  # Redis may have lost an entry: the row still says queued
-        queue.republish_stale(dt.timedelta(seconds=60))
+    get_queue().republish_stale(dt.timedelta(seconds=60))  # Redis may have lost an entry
 
 
 def _daily_reason(message: str) -> str:
@@ -261,7 +259,7 @@ def _bot_daily_token(spec: Any) -> str:
 
     from voicesessions.providers import get_provider
 
-    expires = timezone.now() + dt.timedelta(seconds=spec.maxDuration + 600)
+    expires = timezone.now() + dt.timedelta(seconds=spec.max_duration + 600)
     # "bot-" and the session's 32 hex digits: Daily's 36-character user_id limit, nothing cut off.
     token = get_provider("daily").issue_token(spec.room_name, user_id=f"bot-{uuid.UUID(spec.session_id).hex}",
                                               user_name=spec.persona or "Assistant", expires_at=expires,

@@ -6,7 +6,7 @@ JSON escapes them by itself; PlainFormatter does it here.
 
 For the JSON lines:
 
-python-json-logger does the JSON; this adds the seed's log prefix as a
+python-json-logger does the JSON; this adds the line's `[Prefix]` as a
 `component` field ("VoiceSession", "DailyRoom", "BotJoin") so log stores can
 filter on it, and keeps whatever `extra=` a call passed (userId, roomUrl,
 sessionId, latencyMs: see voicesessions/logctx.py).

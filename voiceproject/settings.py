@@ -249,7 +249,7 @@ SPECTACULAR_SETTINGS = {
 # --- Voice sessions --------------------------------------------------------------
 VOICE_PROVIDER = env.str("VOICE_PROVIDER", default="local")  # local | daily
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
-VOICE_ROOM_TTL_DAYS = env.int("VOICE_ROOM_TTL_DAYS", default=30)  # the seed's room exp
+VOICE_ROOM_TTL_DAYS = env.int("VOICE_ROOM_TTL_DAYS", default=30)  # a room expires (Daily's exp) this long after it is made
 VOICE_TOKEN_TTL = env.int("VOICE_TOKEN_TTL", default=3600)  # seconds a room token lives
 VOICE_DEFAULT_PERSISTENCE = env.int("VOICE_PERSISTENCE", default=300)
 VOICE_DEFAULT_MAX_DURATION = env.int("VOICE_MAX_DURATION", default=3600)
@@ -321,8 +321,8 @@ DAILY_HTTP_TIMEOUT = env.float("DAILY_HTTP_TIMEOUT", default=10.0)
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-# "plain" (one readable line) or "json" (one JSON object per line, with the seed's
-# prefix as `component` and userId/roomUrl/sessionId/latencyMs when known).
+# "plain" (one readable line) or "json" (one JSON object per line, with the line's
+# [Prefix] as `component` and userId/roomUrl/sessionId/latencyMs when known).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 # Pipecat logs through loguru; the bot worker routes it into this config at this level.
 # Not DEBUG by default: Pipecat's DEBUG lines carry prompts and tool arguments (user content).

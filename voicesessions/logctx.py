@@ -1,4 +1,5 @@
-"""The fields the seed's logging standard asks for, as `extra=` for a log call.
+"""The fields every voice log line carries when known (user, room, session, latency), as
+`extra=` for a log call.
 
     logger.info("[VoiceSession] ...", extra=log_fields(session=s, latency_ms=12.5))
 

@@ -48,7 +48,7 @@ def _le(bound: float) -> str:
 
 
 class VoiceCollector(Collector):
-    """The seed's "Monitoring & Observability" metrics."""
+    """Session counts, join and room latencies, error rates by kind and worker capacity."""
 
     def collect(self) -> Iterator[Metric]:
 

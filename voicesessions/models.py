@@ -11,7 +11,7 @@ from django.utils import timezone
 
 
 def room_name_for(user_id: int | str) -> str:
-    """The deterministic room name of the seed: `voice-{userId}`."""
+    """A user's one private room is always named `voice-{userId}`."""
     return f"voice-{user_id}"
 
 
@@ -88,7 +88,8 @@ class VoiceRoom(models.Model):
 
 
 class SessionStatus(models.TextChoices):
-    """The seed's SESSION_STATUS, plus `ended` for sessions that are over."""
+    """The statuses the browser sees (inactive, connecting, active, paused, unavailable), plus
+    `ended` for sessions that are over."""
 
     INACTIVE = "inactive", "Inactive"
     CONNECTING = "connecting", "Connecting"
@@ -146,7 +147,7 @@ class VoiceSession(models.Model):
                               default=SessionStatus.CONNECTING, db_index=True)
     pause_reason = models.CharField(max_length=16, blank=True,
                                     help_text="Who paused it: 'user' or 'dailyCall'.")
-    # The seed's JoinRequest, as the bot will apply it.
+    # The JoinRequest, as the bot will apply it.
     voice_only = models.BooleanField(default=False)
     session_persistence = models.PositiveIntegerField(default=300)
     personality_id = models.CharField(max_length=80, blank=True)
@@ -231,7 +232,7 @@ class VoiceSession(models.Model):
 
 
 class VoiceEventType(models.TextChoices):
-    """The seed's VoiceEventType, plus status and tool events."""
+    """The `voice.*` event types the browser receives."""
 
     SESSION_START = "voice.session.start"
     SESSION_END = "voice.session.end"
@@ -276,7 +277,7 @@ class SessionEvent(models.Model):
         return f"{self.type} {self.session_id}"
 
     def as_message(self) -> dict[str, Any]:
-        """The seed's VoiceSessionEvent shape, as the browser receives it."""
+        """The event as the browser receives it: type, sessionId, userId, timestamp, data."""
         return {
             "id": self.pk,
             "type": self.type,
@@ -361,7 +362,7 @@ class OpsEventKind(models.TextChoices):
 
 
 class ErrorKind(models.TextChoices):
-    """The seed's error rates, plus what the bot side adds."""
+    """What failed, for the error-rate metrics: room creation, bot join, a lost bot and the rest."""
 
     ROOM_CREATION = "room_creation", "Room creation"
     BOT_JOIN = "bot_join", "Bot join"

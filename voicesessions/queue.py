@@ -29,7 +29,7 @@ logger = logging.getLogger("voicesessions.queue")
 
 @dataclass(frozen=True)
 class BotJobSpec:
-    """Everything a worker needs to start a bot: the seed's JoinRequest, resolved.
+    """Everything a worker needs to start a bot: the JoinRequest, resolved against the assistant.
 
     No token travels in the job; the worker issues the bot's own room token.
     """
@@ -39,25 +39,33 @@ class BotJobSpec:
     room_name: str
     room_url: str
     provider: str
-    voiceOnly: bool = False
-    sessionPersistence: int = 300
-    maxDuration: int = 3600
-    personalityId: str = ""
+    voice_only: bool = False
+    session_persistence: int = 300
+    max_duration: int = 3600
+    personality_id: str = ""
     persona: str = ""
-    tenantId: str = ""
+    tenant_id: str = ""
     voice: str = ""
-    voiceParameters: dict[str, Any] = field(default_factory=dict)
+    voice_parameters: dict[str, Any] = field(default_factory=dict)
     language: str = "en"
     assistant: str = ""
-    systemPrompt: str = ""
+    system_prompt: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BotJobSpec":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Read a stored payload; jobs queued before the fields were renamed used the
+        API's camelCase names, and a rolling deploy may still find one."""
+        renamed = {_OLD_NAMES.get(k, k): v for k, v in data.items()}
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in renamed.items() if k in known})
+
+
+_OLD_NAMES = {"voiceOnly": "voice_only", "sessionPersistence": "session_persistence", "maxDuration": "max_duration",
+              "personalityId": "personality_id", "tenantId": "tenant_id", "voiceParameters": "voice_parameters",
+              "systemPrompt": "system_prompt"}
 
 
 @dataclass(frozen=True)
@@ -68,69 +76,108 @@ class ClaimedJob:
 
 
 class BotJobQueue(abc.ABC):
-    """Delivery of bot join jobs to workers, at least once."""
+    """Delivery of bot join jobs to workers, at least once.
 
-    @abc.abstractmethod
-    def enqueue(self, spec: BotJobSpec) -> str:
-        """Queue a job and return its id."""
-
-    @abc.abstractmethod
-    def claim(self, worker_id: str) -> ClaimedJob | None:
-        """Take the oldest waiting job for `worker_id`, or None when there is none."""
-
-    @abc.abstractmethod
-    def ack(self, job_id: str, worker_id: str) -> None:
-        """The bot joined: the job is done."""
-
-    @abc.abstractmethod
-    def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        """The job could not be done."""
-
-    @abc.abstractmethod
-    def requeue_stale(self, older_than: dt.timedelta) -> int:
-        """Put jobs claimed longer ago than `older_than` and never acked back in the queue."""
-
-    @abc.abstractmethod
-    def pending(self) -> int:
-        """How many jobs wait for a worker."""
-
-
-class DatabaseBotJobQueue(BotJobQueue):
-    """Jobs as BotJob rows; claiming is a compare-and-set UPDATE.
-
-    Works on SQLite and PostgreSQL alike: of two workers that pick the same
-    row, only the one whose UPDATE still sees `queued` gets it.
+    The BotJob row is the record of truth for both queues, so the row work lives
+    here: enqueue, the one compare-and-set claim of a row, ack, fail, requeue and
+    pending. A subclass only says how a job id reaches a worker: `_dispatch` (after
+    the row commits), `_next_ids` (the ids a worker may try to claim) and `_done`.
     """
 
     def enqueue(self, spec: BotJobSpec) -> str:
+        """Queue a job (in the caller's transaction) and return its id."""
         job = BotJob.objects.create(session_id=spec.session_id, payload=spec.to_dict())
-        logger.info("[BotJoin] queued job=%s session=%s room=%s", job.id, spec.session_id, spec.room_name)
-        return str(job.id)
+        job_id = str(job.id)
+        transaction.on_commit(lambda: self._dispatch([job_id]))
+        logger.info("[BotJoin] queued job=%s session=%s room=%s", job_id, spec.session_id, spec.room_name)
+        return job_id
 
     def claim(self, worker_id: str) -> ClaimedJob | None:
-        for job_id in BotJob.objects.filter(status=BotJobStatus.QUEUED).values_list("id", flat=True)[:5]:
-            with transaction.atomic():
-                won = BotJob.objects.filter(pk=job_id, status=BotJobStatus.QUEUED).update(
-                    status=BotJobStatus.CLAIMED, worker_id=worker_id, claimed_at=timezone.now())
-                if won:
-                    BotJob.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)
-                    job = BotJob.objects.get(pk=job_id)
-                    return ClaimedJob(str(job.id), BotJobSpec.from_dict(job.payload), job.attempts)
+        """Take the oldest waiting job for `worker_id`, or None when there is none."""
+        for job_id, handle in self._next_ids(worker_id):
+            claimed = self._claim_row(job_id, worker_id)
+            self._offered(job_id, handle, claimed is not None)
+            if claimed is not None:
+                return claimed
         return None
 
+    @staticmethod
+    def _claim_row(job_id: str, worker_id: str) -> ClaimedJob | None:
+        """Of two workers that try the same row, only the one whose UPDATE still sees
+        `queued` gets it (SQLite and PostgreSQL alike)."""
+        if not job_id:
+            return None
+        with transaction.atomic():
+            won = BotJob.objects.filter(pk=job_id, status=BotJobStatus.QUEUED).update(
+                status=BotJobStatus.CLAIMED, worker_id=worker_id, claimed_at=timezone.now(),
+                attempts=F("attempts") + 1)
+            if not won:
+                return None
+            job = BotJob.objects.get(pk=job_id)
+        return ClaimedJob(str(job.id), BotJobSpec.from_dict(job.payload), job.attempts)
+
     def ack(self, job_id: str, worker_id: str) -> None:
+        """The bot joined: the job is done."""
         BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.DONE)
+        self._done(job_id)
 
     def fail(self, job_id: str, worker_id: str, error: str) -> None:
+        """The job could not be done."""
         BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.FAILED, error=error)
+        self._done(job_id)
+
+    def requeue(self, job_ids: list[str]) -> int:
+        """Put claimed, unfinished jobs back in the queue for another worker; returns how many.
+
+        The one way a job goes back: the rows turn `queued` in the caller's
+        transaction, and are dispatched again once it commits.
+        """
+        ids = [str(i) for i in BotJob.objects.filter(pk__in=job_ids, status=BotJobStatus.CLAIMED)
+               .values_list("id", flat=True)]
+        BotJob.objects.filter(pk__in=ids, status=BotJobStatus.CLAIMED).update(status=BotJobStatus.QUEUED,
+                                                                           worker_id="")
+        if ids:
+            transaction.on_commit(lambda: self._dispatch(ids))
+        return len(ids)
 
     def requeue_stale(self, older_than: dt.timedelta) -> int:
+        """Put jobs claimed longer ago than `older_than` and never acked back in the queue."""
         cutoff = timezone.now() - older_than
-        return BotJob.objects.filter(status=BotJobStatus.CLAIMED, claimed_at__lt=cutoff).update(
-            status=BotJobStatus.QUEUED, worker_id="")
+        return self.requeue(list(BotJob.objects.filter(status=BotJobStatus.CLAIMED, claimed_at__lt=cutoff)
+                                 .values_list("id", flat=True)))
+
+    def republish_stale(self, older_than: dt.timedelta) -> int:
+        """Dispatch again queued jobs whose dispatch may have been lost; returns how many.
+
+        Nothing is lost from the database queue (the row is the dispatch): 0.
+        """
+        return 0
 
     def pending(self) -> int:
+        """How many jobs wait for a worker."""
         return BotJob.objects.filter(status=BotJobStatus.QUEUED).count()
+
+    # --- what a queue adds ---------------------------------------------------------
+    @abc.abstractmethod
+    def _next_ids(self, worker_id: str) -> list[tuple[str, Any]]:
+        """Job ids `worker_id` may try to claim, oldest first, each with the queue's handle."""
+
+    def _offered(self, job_id: str, handle: Any, claimed: bool) -> None:
+        """The claim of an offered id was tried (won if `claimed`)."""
+
+    def _dispatch(self, job_ids: list[str]) -> None:
+        """Queued rows committed: make them reach a worker."""
+
+    def _done(self, job_id: str) -> None:
+        """The claimed job finished."""
+
+
+class DatabaseBotJobQueue(BotJobQueue):
+    """Jobs as BotJob rows, nothing else: a worker polls the queued rows."""
+
+    def _next_ids(self, worker_id: str) -> list[tuple[str, Any]]:
+        ids = BotJob.objects.filter(status=BotJobStatus.QUEUED).order_by("created_at").values_list("id", flat=True)
+        return [(str(i), None) for i in ids[:5]]
 
 
 def get_queue() -> BotJobQueue:

@@ -21,12 +21,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from .models import BotJob, BotJobStatus
-from .queue import BotJobQueue, BotJobSpec, ClaimedJob
+from .queue import BotJobQueue, ClaimedJob
 
 logger = logging.getLogger("voicesessions.queue")
 
@@ -35,6 +33,8 @@ GROUP = "bot-workers"
 
 
 class RedisStreamBotJobQueue(BotJobQueue):
+    """The base queue's rows, dispatched through a Redis stream's consumer group."""
+
     def __init__(self, url: str | None = None) -> None:
         self.redis = redis.Redis.from_url(url or settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._entries: dict[str, bytes] = {}  # job id -> stream entry id, for the ack
@@ -51,49 +51,35 @@ class RedisStreamBotJobQueue(BotJobQueue):
                 raise
         self._group_ready = True
 
-    def publish(self, job_id: str) -> None:
-        """Put a job's id on the stream (after the row is committed)."""
-        try:
-            self._ensure_group()
-            self.redis.xadd(STREAM, {"job": job_id}, maxlen=100_000, approximate=True)
-        except redis.RedisError as exc:
-            # The row is queued in the database; republish_stale() retries.
-            logger.warning("[BotJoin] could not publish job %s to Redis (%s); will retry", job_id,
-                           type(exc).__name__)
-
-    def enqueue(self, spec: BotJobSpec) -> str:
-        job = BotJob.objects.create(session_id=spec.session_id, payload=spec.to_dict())
-        job_id = str(job.id)
-        transaction.on_commit(lambda: self.publish(job_id))
-        logger.info("[BotJoin] queued job=%s session=%s room=%s", job_id, spec.session_id, spec.room_name)
-        return job_id
+    def _dispatch(self, job_ids: list[str]) -> None:
+        """Put job ids on the stream (after their rows are committed)."""
+        for job_id in job_ids:
+            try:
+                self._ensure_group()
+                self.redis.xadd(STREAM, {"job": job_id}, maxlen=100_000, approximate=True)
+            except redis.RedisError as exc:
+                # The row is queued in the database; republish_stale() retries.
+                logger.warning("[BotJoin] could not publish job %s to Redis (%s); will retry", job_id,
+                               type(exc).__name__)
 
     def claim(self, worker_id: str) -> ClaimedJob | None:
         try:
-            return self._claim(worker_id)
+            return super().claim(worker_id)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             # Redis restarted empty: make the group again (from entry 0, so
             # entries published since are delivered) and try once more.
             self._group_ready = False
-            return self._claim(worker_id)
+            return super().claim(worker_id)
 
-    def _claim(self, worker_id: str) -> ClaimedJob | None:
+    def _next_ids(self, worker_id: str) -> list[tuple[str, Any]]:
         self._ensure_group()
         entries = self._take_dead_consumers_entries(worker_id)
         if not entries:
             reply = self.redis.xreadgroup(GROUP, worker_id, {STREAM: ">"}, count=1)
             entries = reply[0][1] if reply else []
-        for entry_id, fields in entries:
-            job_id = (fields.get(b"job") or b"").decode()
-            claimed = self._claim_row(job_id, worker_id)
-            if claimed is None:
-                self.redis.xack(STREAM, GROUP, entry_id)  # done, or owned by someone else: drop the entry
-                continue
-            self._entries[job_id] = entry_id
-            return claimed
-        return None
+        return [((fields.get(b"job") or b"").decode(), entry_id) for entry_id, fields in entries]
 
     def _take_dead_consumers_entries(self, worker_id: str) -> list[Any]:
         """Entries pending longer than a dead worker would hold them go to this worker."""
@@ -101,43 +87,19 @@ class RedisStreamBotJobQueue(BotJobQueue):
         _next, entries, *_ = self.redis.xautoclaim(STREAM, GROUP, worker_id, min_idle_time=idle_ms, count=1)
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
-    def _claim_row(self, job_id: str, worker_id: str) -> ClaimedJob | None:
-        if not job_id:
-            return None
-        with transaction.atomic():
-            won = BotJob.objects.filter(pk=job_id, status=BotJobStatus.QUEUED).update(
-                status=BotJobStatus.CLAIMED, worker_id=worker_id, claimed_at=timezone.now(),
-                attempts=F("attempts") + 1)
-            if not won:
-                return None
-            job = BotJob.objects.get(pk=job_id)
-        return ClaimedJob(str(job.id), BotJobSpec.from_dict(job.payload), job.attempts)
+    def _offered(self, job_id: str, handle: Any, claimed: bool) -> None:
+        if claimed:
+            self._entries[job_id] = handle
+        else:
+            self.redis.xack(STREAM, GROUP, handle)  # done, or owned by someone else: drop the entry
 
-    def _ack_entry(self, job_id: str) -> None:
+    def _done(self, job_id: str) -> None:
         entry_id = self._entries.pop(job_id, None)
         if entry_id is not None:
             try:
                 self.redis.xack(STREAM, GROUP, entry_id)
             except redis.RedisError:
                 pass  # the row says done; a re-delivered entry is dropped by the claim
-
-    def ack(self, job_id: str, worker_id: str) -> None:
-        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.DONE)
-        self._ack_entry(job_id)
-
-    def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        BotJob.objects.finish(job_id, worker_id, status=BotJobStatus.FAILED, error=error)
-        self._ack_entry(job_id)
-
-    def requeue_stale(self, older_than: dt.timedelta) -> int:
-        cutoff = timezone.now() - older_than
-        ids = list(BotJob.objects.filter(status=BotJobStatus.CLAIMED, claimed_at__lt=cutoff)
-                   .values_list("id", flat=True))
-        BotJob.objects.filter(pk__in=ids, status=BotJobStatus.CLAIMED).update(status=BotJobStatus.QUEUED,
-                                                                           worker_id="")
-        for job_id in ids:
-            self.publish(str(job_id))
-        return len(ids)
 
     def republish_stale(self, older_than: dt.timedelta) -> int:
         """Give queued rows a new stream entry when Redis may have lost theirs.
@@ -159,8 +121,5 @@ class RedisStreamBotJobQueue(BotJobQueue):
                if now - self._republished.get(str(i), now - older_than) >= older_than]
         for job_id in ids:
             self._republished[job_id] = now
-            self.publish(job_id)
+        self._dispatch(ids)
         return len(ids)
-
-    def pending(self) -> int:
-        return BotJob.objects.filter(status=BotJobStatus.QUEUED).count()

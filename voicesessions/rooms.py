@@ -18,7 +18,7 @@ from assistants.models import AssistantRecord
 
 from . import opsevents, sessions, teardown
 from .logctx import log_fields
-from .models import (ErrorKind, OpsEventKind, RoomState, SessionStatus, VoiceRoom,
+from .models import (ErrorKind, OpsEventKind, RoomState, VoiceRoom,
                      room_name_for)
 from .providers import ProviderRoom, RoomProvider, RoomProviderError, get_provider
 
@@ -152,23 +152,19 @@ def user_room(user, room_url: str | None = None) -> VoiceRoom:
     return room
 
 
-def leave_room(user, *, room_url: str | None = None, teardown_delay: int | None = None) -> VoiceRoom:
-    """The user left: sessions go inactive and the room is torn down after the delay.
+def leave_room(user, *, room_url: str | None = None, teardown_delay: int | None = None) -> tuple[VoiceRoom, int]:
+    """The user left through the API: `sessions.user_left`, then the room and the window used.
 
     The deadline is stored on the room, so the teardown happens even if this
     process dies before then (see teardown.sweep_due).
     """
-    with transaction.atomic():
-        room = VoiceRoom.objects.select_for_update().filter(pk=user_room(user, room_url).pk).get()
-        delay = room.persist_after_leave if teardown_delay is None else teardown_delay
-        room.schedule_teardown(delay)
-        room.last_activity_at = timezone.now()
-        room.save(update_fields=["last_activity_at"])
-        for session in room.sessions.live().exclude(status=SessionStatus.INACTIVE):
-            sessions.change_status(session, SessionStatus.INACTIVE, reason="user_left")
+    room = user_room(user, room_url)
+    delay = sessions.user_left(room.pk, delay=teardown_delay)
+    if delay is None:  # the room went between the two reads
+        raise RoomNotFound(room_url or "")
     logger.info("[VoiceSession] user=%s left room=%s teardown_in=%ss", user.pk, room.name, delay,
                 extra=log_fields(user_id=user.pk, room_url=room.url))
     if delay == 0:
         teardown.teardown_room(room.pk, reason="user_left")
-        room.refresh_from_db()
-    return room
+    room.refresh_from_db()
+    return room, delay

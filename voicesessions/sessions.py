@@ -64,7 +64,7 @@ def change_status(session: VoiceSession, target: str, *, reason: str = "", **fie
 
 
 def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params: dict[str, Any]) -> JoinResult:
-    """Record a session for the room and queue a bot job (the seed's POST /join).
+    """Record a session for the room and queue a bot job (POST /api/bot/join).
 
     One bot per room: if a live session exists it is reused; an inactive one
     (user came back inside the window) goes back to connecting with a new job.
@@ -132,17 +132,17 @@ def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord
         assistant = AssistantRecord.objects.filter(personality_id=session.personality_id).first()
     return BotJobSpec(
         session_id=str(session.pk), user_id=str(session.user_id), room_name=room.name,
-        room_url=room.url, provider=room.provider, voiceOnly=session.voice_only,
-        sessionPersistence=session.session_persistence, maxDuration=session.max_duration,
-        personalityId=session.personality_id, persona=session.persona, tenantId=session.tenant_id,
-        voice=session.voice, voiceParameters=session.voice_parameters,
+        room_url=room.url, provider=room.provider, voice_only=session.voice_only,
+        session_persistence=session.session_persistence, max_duration=session.max_duration,
+        personality_id=session.personality_id, persona=session.persona, tenant_id=session.tenant_id,
+        voice=session.voice, voice_parameters=session.voice_parameters,
         language=assistant.language if assistant else "en",
         assistant=assistant.slug if assistant else "",
-        systemPrompt=assistant.system_prompt if assistant else "")
+        system_prompt=assistant.system_prompt if assistant else "")
 
 
 def pause(session: VoiceSession, *, by: str = "user") -> VoiceSession:
-    """Mute the session, keep the connection (the seed's DailyCall mutual exclusion)."""
+    """Mute the session, keep the connection: another call on the page (a DailyCall) has the microphone."""
     if session.status != SessionStatus.ACTIVE:
         raise IllegalTransition(session.status, SessionStatus.PAUSED)
     with transaction.atomic():
@@ -220,7 +220,7 @@ def _typed_message_unanswered(session: VoiceSession) -> bool:
 def _locked_session(session_id: Any) -> VoiceSession | None:
     """The session, read after locking its room.
 
-    Room first, then session: the same order as leave_room and join_bot, so
+    Room first, then session: the same order as user_left and join_bot, so
     a peer leaving while the user calls DELETE /api/voice/room cannot deadlock.
     Call inside a transaction.
     """
@@ -245,17 +245,44 @@ def mark_bot_connected(session_id: Any, worker_id: str) -> VoiceSession | None:
     return session
 
 
-def mark_user_left(session_id: Any, persistence: int) -> VoiceSession | None:
-    """The user's peer went away: inactive, and the room goes after `persistence` seconds
-    (post_leave_idle_secs) unless they come back."""
+def user_left(room_id: Any, *, session_id: Any = None, delay: int | None = None) -> int | None:
+    """The one leave rule: the user went away, so their sessions go inactive and the room is
+    torn down after a persistence window unless they come back.
+
+    Called for DELETE /api/voice/room (no `session_id`; `delay` is the request's
+    teardownDelay) and by the bot worker when the user's peer goes (`session_id`).
+    The window is, first to apply: the explicit `delay`; the live session's
+    sessionPersistence (what its JoinRequest asked, else its assistant's); the room's
+    `persist_after_leave` (its assistant's, when no session is live).
+
+    An explicit leave replaces a pending deadline. A peer going away keeps one (the
+    user left through the API before the connection closed), and does nothing once
+    its session is no longer live. Returns the window used, or None when nothing changed.
+    """
     with transaction.atomic():
-        session = _locked_session(session_id)
-        if session is None or session.status not in (SessionStatus.ACTIVE, SessionStatus.PAUSED,
-                                                     SessionStatus.CONNECTING):
-            return session  # already inactive (the user left through the API) or over
-        change_status(session, SessionStatus.INACTIVE, reason="user_left")
-        session.room.schedule_teardown(persistence, unless_scheduled=True)
-    return session
+        room = VoiceRoom.objects.select_for_update().filter(pk=room_id).first()
+        if room is None:
+            return None
+        present = room.sessions.live().exclude(status=SessionStatus.INACTIVE)
+        if session_id is not None:
+            present = present.filter(pk=session_id)
+            if not present.exists():
+                return None  # already inactive (the user left through the API) or over
+        if delay is None:
+            session = room.sessions.live().first()  # at most one (a unique index)
+            delay = session.session_persistence if session is not None else room.persist_after_leave
+        room.schedule_teardown(delay, unless_scheduled=session_id is not None)
+        room.last_activity_at = timezone.now()
+        room.save(update_fields=["last_activity_at"])
+        for session in present.select_related("room"):
+            change_status(session, SessionStatus.INACTIVE, reason="user_left")
+    return delay
+
+
+def peer_left(session_id: Any) -> int | None:
+    """The bot worker saw the user's peer go: `user_left` for that session's room."""
+    room_id = VoiceSession.objects.filter(pk=session_id).values_list("room_id", flat=True).first()
+    return None if room_id is None else user_left(room_id, session_id=session_id)
 
 
 def mark_unavailable(session_id: Any, code: str, message: str, *, kind: str = ErrorKind.BOT_JOIN) -> None:

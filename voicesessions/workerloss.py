@@ -13,6 +13,7 @@ from . import opsevents
 from .events import record_event
 from .models import (BotJob, BotJobStatus, BotWorker, ErrorKind, SessionStatus, VoiceEventType,
                      VoiceSession)
+from .queue import get_queue
 from .sessions import change_status
 
 logger = logging.getLogger("voicesessions.workerloss")
@@ -52,8 +53,9 @@ def fail_sessions_of(worker_id: str, reason: str, *, now: dt.datetime | None = N
     failed = 0
     with transaction.atomic():
         unfinished = BotJob.objects.filter(worker_id=worker_id, status=BotJobStatus.CLAIMED)
-        requeued = set(unfinished.filter(session__status=SessionStatus.CONNECTING).values_list("session_id", flat=True))
-        unfinished.filter(session_id__in=requeued).update(status=BotJobStatus.QUEUED, worker_id="")
+        waiting = unfinished.filter(session__status=SessionStatus.CONNECTING)
+        requeued = set(waiting.values_list("session_id", flat=True))
+        get_queue().requeue(list(waiting.values_list("id", flat=True)))
         unfinished.exclude(session_id__in=requeued).update(status=BotJobStatus.FAILED, error=reason, finished_at=now)
         VoiceSession.objects.filter(pk__in=requeued).update(bot_worker_id="")
         for session in VoiceSession.objects.live().filter(bot_worker_id=worker_id).select_related("room"):

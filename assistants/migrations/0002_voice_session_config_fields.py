@@ -1,4 +1,4 @@
-"""Add the seed's voiceSessionConfig as nullable columns.
+"""Add the assistant's voiceSessionConfig as nullable columns.
 
 Nullable first so existing rows read as "has no config" until 0003 fills it in.
 """

@@ -1,4 +1,4 @@
-"""Back-fill voiceSessionConfig defaults (the seed's migrate-assistant-voice-config).
+"""Back-fill voiceSessionConfig defaults (enabled, 300 s persistence, private, 3600 s maxDuration, no autoStart).
 
 Idempotent: it only fills fields that are still empty, so running it twice,
 or after an admin changed a value, changes nothing that is already set.

@@ -1,5 +1,5 @@
 /*
- * VoiceSession: the seed's useVoiceSession hook and VoiceSessionProvider, in plain JavaScript.
+ * VoiceSession: one user's voice session in the browser, in plain JavaScript.
  *
  * Lifecycle: get or create the room -> open the websocket -> microphone ->
  * POST /api/bot/join -> connect audio (SmallWebRTC for the local provider;
@@ -8,7 +8,7 @@
  * the peer connection and releases the microphone; the bot tears down after
  * the persistence window, and a start() inside it reuses room and session.
  *
- * Mutual exclusion (the seed's section 5): window events
+ * Mutual exclusion with other calls on the page: window events
  * `dailyCall.session.start` / `dailyCall.session.end` pause (mic muted,
  * connection kept) and resume the session.
  */
@@ -180,7 +180,7 @@
     }
 
     async connectDaily() {
-      // daily-js is only fetched when a room actually lives at Daily (the seed's lazy loading).
+      // daily-js is only fetched when a room actually lives at Daily (loaded lazily).
       const module = await import("/static/vendor/daily-js/daily-esm.js");
       const Daily = module.default;
       // allowMultipleCallInstances: the page's own DailyCall (video) lives beside this one;

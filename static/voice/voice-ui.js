@@ -1,4 +1,4 @@
-/* The assistant page: the seed's AssistantButton and transcript views, bound to a VoiceSession. */
+/* The assistant page: the start/stop button and the transcript views, bound to a VoiceSession. */
 (function () {
   "use strict";
   const root = document.getElementById("voice");

@@ -1,4 +1,4 @@
-"""Request and response shapes of the voice API (the seed's names, camelCase)."""
+"""Request and response shapes of the voice API: camelCase, the names the browser client uses."""
 from __future__ import annotations
 
 from typing import Any
@@ -41,7 +41,7 @@ class ErrorSerializer(serializers.Serializer):
 class RoomRequestSerializer(StrictSerializer):
     assistant = serializers.SlugField(required=False, help_text="Assistant slug; its voice config applies.")
     assistantName = serializers.CharField(required=False, max_length=120,
-                                          help_text="Accepted for the seed's clients; informational.")
+                                          help_text="Accepted from older clients; informational.")
 
 
 class RoomResponseSerializer(serializers.Serializer):
@@ -83,7 +83,7 @@ class VoiceParametersSerializer(StrictSerializer):
 
 
 class JoinRequestSerializer(StrictSerializer):
-    """The seed's JoinRequest."""
+    """JoinRequest: what a client may ask of the bot that joins its room."""
 
     room_url = serializers.CharField(required=False, max_length=500,
                                      help_text="Your room's URL; default: your room.")
@@ -137,7 +137,7 @@ class VoiceSessionSerializer(serializers.ModelSerializer):
 
 
 class SessionEventSerializer(serializers.ModelSerializer):
-    """The seed's VoiceSessionEvent."""
+    """VoiceSessionEvent: one `voice.*` event as the browser receives it."""
 
     userId = serializers.CharField(source="user_id")
     roomUrl = serializers.CharField(source="room_url")

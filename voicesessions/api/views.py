@@ -86,16 +86,15 @@ class VoiceRoomView(APIView):
                    summary="Leave your room; it is torn down after teardownDelay seconds")
     def delete(self, request: Request) -> Response:
         data = _validated(LeaveRequestSerializer, request.data)
-        room = rooms.leave_room(request.user, room_url=data.get("roomUrl"),
-                                teardown_delay=data.get("teardownDelay"))
-        delay = data.get("teardownDelay", room.persist_after_leave)
+        room, delay = rooms.leave_room(request.user, room_url=data.get("roomUrl"),
+                                       teardown_delay=data.get("teardownDelay"))
         return Response(LeaveResponseSerializer({
             "success": True, "roomUrl": room.url, "teardownDelay": delay,
             "teardownAt": room.teardown_at, "state": room.state}).data)
 
 
 class BotJoinView(APIView):
-    """The seed's POST /join: record a session and queue a bot for the room."""
+    """POST /api/bot/join: record a session and queue a bot for the room."""
 
     throttle_classes = [VoiceScopedRateThrottle]
     throttle_scope = "bot_join"

@@ -47,7 +47,7 @@ class RoomProvider(abc.ABC):
     @abc.abstractmethod
     def create_room(self, room_name: str, *, privacy: str, expires_at: dt.datetime,
                     max_participants: int = 2) -> ProviderRoom:
-        """Create the room with the seed's voice-room properties."""
+        """Create the private voice room: owner-only, capped participants, expiring (see each provider)."""
 
     @abc.abstractmethod
     def delete_room(self, room_name: str) -> None:

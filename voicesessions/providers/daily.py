@@ -141,7 +141,7 @@ class DailyRoomProvider(RoomProvider):
 
     def create_room(self, room_name: str, *, privacy: str, expires_at: dt.datetime,
                     max_participants: int = 2) -> ProviderRoom:
-        """POST /rooms with the seed's voice-room properties; reuse the room if it exists."""
+        """POST /rooms with the voice-room properties below; reuse the room if it exists."""
         body = {"name": room_name, "privacy": privacy,
                 "properties": self.room_properties(expires_at, max_participants)}
         response = self._call("POST", "/rooms", json=body, allow={400})
@@ -211,7 +211,9 @@ class DailyRoomProvider(RoomProvider):
 
     @staticmethod
     def room_properties(expires_at: dt.datetime, max_participants: int) -> dict[str, Any]:
-        """The seed's room properties. Recording stays off by leaving enable_recording out."""
+        """A room that expires and caps its participants, with no knocking, pre-join or network
+        UI, screen share or chat, and cameras off at start. Recording stays off by leaving
+        enable_recording out; privacy is set beside these (private: tokens only)."""
         return {
             "exp": int(expires_at.timestamp()),
             "max_participants": max_participants,

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=0, help="Port of the control endpoint (0: any free).")
         parser.add_argument("--worker-id", default=None, help="Stable id (default: hostname-pid).")
         parser.add_argument("--spawn", action="store_true",
-                            help="The seed's design: a fresh `python -m voicebot.bot` process per job (cold).")
+                            help="One process per job: a fresh `python -m voicebot.bot` process per job (cold).")
 
     def handle(self, *args, **opts) -> None:
         from voicebot.logbridge import route_loguru_to_logging

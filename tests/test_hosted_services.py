@@ -166,7 +166,8 @@ def test_pipecats_llm_request_carries_the_notes_tools_and_streams_a_tool_call(fa
     (request,) = fake.requests_to("/v1/chat/completions", ok=True)
     body = request.json
     assert body["stream"] is True and body["model"] == "gpt-4.1-mini"
-    assert {t["function"]["name"] for t in body["tools"]} == {"create_note", "list_notes", "read_note"}
+    assert {t["function"]["name"] for t in body["tools"]} == {"create_note", "list_notes", "read_note",
+                                                              "update_note", "delete_note", "search_notes"}
     assert all(t["type"] == "function" and t["function"]["parameters"]["type"] == "object" for t in body["tools"])
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
 

@@ -296,6 +296,10 @@ VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default="https://api.openai.c
 VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped SmolLM2
+# Every model: the prompt holds the system prompt plus the latest turns within this many
+# tokens, and a spoken answer is at most this many tokens, cut at its last full sentence.
+VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)
+VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
 # Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".
 VOICE_STT = env.str("VOICE_STT", default="local")

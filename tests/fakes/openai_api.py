@@ -262,6 +262,7 @@ class FakeOpenAI(LocalHTTPFake):
         self.chunk_delay = chunk_delay  # seconds between streamed chunks
         self.requests: list[RecordedRequest] = []
         self._failures: list[int] = []
+        self._script: list[str] = []
         self._lock = threading.Lock()
 
     # -- test controls ---------------------------------------------------------
@@ -270,6 +271,11 @@ class FakeOpenAI(LocalHTTPFake):
         """Answer the next `count` requests with `status` (429 or 5xx), before any checks."""
         with self._lock:
             self._failures.extend([status] * count)
+
+    def reply_with(self, *texts: str) -> None:
+        """The next chat completions answer these texts, in order, as a model would stream them."""
+        with self._lock:
+            self._script.extend(texts)
 
     def requests_to(self, path: str, *, ok: bool | None = None) -> list[RecordedRequest]:
         """Requests to `path` ("/v1/chat/completions"...); only 2xx ones with ok=True, only errors with ok=False."""
@@ -540,6 +546,10 @@ class FakeOpenAI(LocalHTTPFake):
 
     def _reply(self, messages: list[dict[str, Any]], tools: list[str]) -> dict[str, Any]:
         """What the fake model says: {"text": str} or {"tool_call": {"id", "name", "arguments"}}."""
+        with self._lock:
+            scripted = self._script.pop(0) if self._script else None
+        if scripted is not None:
+            return {"text": scripted}
         last = messages[-1]
         if last["role"] == "tool":
             return {"text": _speak_tool_result(last.get("content"))}

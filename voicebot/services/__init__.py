@@ -66,7 +66,9 @@ class ModelBundle:
         from .llm import VoiceLLMService
 
         return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model,
-                               system_prompt=system_prompt, notes_router=self.local_llm)
+                               system_prompt=system_prompt, notes_router=self.local_llm,
+                               history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
+                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS)
 
     def make_tts(self, *, voice: str = "", parameters: dict[str, Any] | None = None) -> Any:
         if self.tts_api is not None:

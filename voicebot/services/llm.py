@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import uuid
 from typing import Any
@@ -11,9 +12,21 @@ from pipecat.frames.frames import FunctionCallFromLLM
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
+from . import guards
 from .intents import parse as parse_intent, speak_result
 
-MAX_REPLY_TOKENS = 80  # spoken replies: a sentence or two
+logger = logging.getLogger("voicebot.llm")
+
+MAX_REPLY_TOKENS = 100  # spoken replies: a sentence or two (the gate cuts at the last full sentence)
+HISTORY_TOKENS = 1200  # the system prompt plus the latest turns that fit in this many tokens
+# llama.cpp's own sampling guards against loops: a repetition penalty over the recent
+# tokens, DRY ("don't repeat yourself") against repeated sequences, and the prompt cache
+# kept across turns. Sent only to the local server; hosted APIs refuse unknown fields.
+LOCAL_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.1, "repeat_last_n": 256, "dry_multiplier": 0.8,
+                                  "dry_base": 1.75, "dry_allowed_length": 2, "cache_prompt": True}
+RETRY_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.3}
+RETRY_HINT = "Never repeat an earlier answer: answer the user's last message directly, in new words."
+LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?"
 
 
 def smollm2_path() -> str:
@@ -50,32 +63,92 @@ def start_local_server(path: str | None = None, *, parallel: int = 4) -> tuple[A
 
 
 class VoiceLLMService(OpenAILLMService):
-    """OpenAILLMService with short spoken replies and, for small local models, a notes router.
+    """OpenAILLMService for spoken answers that stay sane over a long call.
 
-    With `notes_router`, a user turn that asks for notes becomes a real tool
-    call (the same FunctionCall frames, events and context entries a capable
-    model would produce), and the tool's result is spoken from a template.
+    Every model gets the guards of `guards.py`: a history window within a token
+    budget, answers spoken in whole sentences, and a check for an answer the
+    assistant already gave (the model is asked once more with a stronger
+    repetition penalty; a second repeat is dropped). A small local model
+    (`local`) also gets llama.cpp's sampling guards and sees tool results as
+    facts rather than as earlier answers; with `notes_router`, a user turn that
+    asks for notes becomes a real tool call (the same FunctionCall frames, events
+    and context entries a capable model would produce), and the tool's result is
+    spoken from a template.
     """
 
     def __init__(self, *, base_url: str, api_key: str, model: str, system_prompt: str,
-                 notes_router: bool, **kwargs: Any) -> None:
+                 notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
+                 reply_tokens: int = MAX_REPLY_TOKENS, **kwargs: Any) -> None:
         super().__init__(api_key=api_key or "none", base_url=base_url,
                          settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt,
-                                                            max_tokens=MAX_REPLY_TOKENS),
+                                                            max_tokens=reply_tokens),
                          **kwargs)
         self.notes_router = notes_router
+        self.local = notes_router if local is None else local
+        self.history_tokens = history_tokens
+        self._window_start = 0  # where the history window begins (it only moves forward)
+        self._gate: guards.SentenceGate | None = None
+        self._retrying = False
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)
         if self.notes_router:  # the small model does not understand tool definitions
             params.pop("tools", None)
             params.pop("tool_choice", None)
+        messages = list(params.get("messages") or [])
+        if self.local:
+            messages = guards.tool_facts(messages)
+        messages, self._window_start = guards.window(messages, self.history_tokens, self._window_start)
+        messages = guards.alternate(messages)
+        if self._retrying and messages and messages[0].get("role") == "system":
+            messages[0] = {**messages[0], "content": f"{messages[0].get('content', '')}\n\n{RETRY_HINT}"}
+        params["messages"] = messages
+        if self._retrying:
+            params["temperature"] = 0.7
+        if self.local:
+            self._merge_extra_body(params, {**LOCAL_SAMPLING, **(RETRY_SAMPLING if self._retrying else {})})
         return params
 
     async def _process_context(self, context: LLMContext) -> None:
         if self.notes_router and await self._route_notes(context):
             return
-        await super()._process_context(context)
+        said = [m["content"] for m in context.get_messages()
+                if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
+        try:
+            for attempt in range(2):
+                gate = self._gate = guards.SentenceGate(said, strict=attempt == 0)
+                self._retrying = attempt > 0
+                try:
+                    await super()._process_context(context)
+                    tail = gate.finish()
+                except guards.RepeatedAnswer as repeated:
+                    logger.warning("[VoiceSession] the model began with an earlier answer (%r); asking again",
+                                   str(repeated)[:80])
+                    continue
+                await self._spoken(gate, tail)
+                return
+        finally:
+            self._gate, self._retrying = None, False
+
+    async def _spoken(self, gate: guards.SentenceGate, tail: str) -> None:
+        """Speak what the gate kept of the model's answer, and log what it held back."""
+        if tail:
+            await super()._push_llm_text(tail)
+        if gate.looping:
+            logger.warning("[VoiceSession] the model looped inside an answer; stopped after %d sentence(s)",
+                           len(gate.released))
+        if gate.dropped:
+            logger.info("[VoiceSession] not spoken (repeated or cut mid-sentence): %r",
+                        [d[:60] for d in gate.dropped])
+            if not gate.released:
+                await super()._push_llm_text(LOOPING)
+
+    async def _push_llm_text(self, text: str) -> None:
+        if self._gate is None:  # a template's words (the notes router), not the model's
+            await super()._push_llm_text(text)
+            return
+        for sentence in self._gate.feed(text):
+            await super()._push_llm_text(sentence)
 
     async def _route_notes(self, context: LLMContext) -> bool:
         messages = context.get_messages()

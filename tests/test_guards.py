@@ -1,0 +1,221 @@
+"""The conversation guards: the history budget, tool results as facts, whole sentences, no repeats.
+
+The pure functions are tested on their own; then VoiceLLMService runs in a Pipecat
+pipeline against the local OpenAI fake, scripted to answer the way a small model
+broke down (an earlier answer again, an answer cut by the token budget), and the
+test reads what would be spoken.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pipecat.frames.frames import LLMContextFrame, LLMTextFrame
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.tests.utils import run_test
+
+from tests.fakes.openai_api import FakeOpenAI
+from voicebot.services import guards
+from voicebot.services.llm import LOOPING, RETRY_HINT, VoiceLLMService
+
+KEY = "sk-fake-guards-key"
+
+
+def _turns(n: int, words: int = 30) -> list[dict]:
+    out = []
+    for i in range(n):
+        out.append({"role": "user", "content": f"question {i} " + "word " * words})
+        out.append({"role": "assistant", "content": f"answer {i} " + "word " * words})
+    return out
+
+
+# --- the history budget ------------------------------------------------------------
+
+def test_the_window_keeps_the_system_prompt_and_the_latest_turns_within_budget():
+    messages = [{"role": "system", "content": "Be brief."}, *_turns(40),
+                {"role": "user", "content": "the latest question"}]
+    kept, start = guards.window(messages, 400)
+    assert kept[0] == {"role": "system", "content": "Be brief."}
+    assert kept[-1]["content"] == "the latest question"
+    assert kept[1]["role"] == "user"  # never starts on an answer or a tool result
+    assert sum(guards.tokens(m) for m in kept[1:]) <= 400
+    assert start > 0
+
+
+def test_the_window_stays_put_until_the_budget_is_reached_again():
+    """A stable prefix is what lets llama.cpp reuse its prompt cache turn after turn."""
+    history = [{"role": "system", "content": "Be brief."}, *_turns(40)]
+    _kept, start = guards.window(history + [{"role": "user", "content": "next"}], 400)
+    firsts = set()
+    for extra in range(1, 4):  # a few more turns: the window's first message does not move
+        grown = history + _turns(extra, words=5) + [{"role": "user", "content": "next"}]
+        kept, again = guards.window(grown, 400, start)
+        firsts.add(again)
+        assert sum(guards.tokens(m) for m in kept[1:]) <= 400
+    assert firsts == {start}
+
+
+def test_a_short_history_is_sent_whole():
+    messages = [{"role": "system", "content": "Be brief."}, *_turns(2)]
+    assert guards.window(messages, 2000) == (messages, 0)
+
+
+def test_consecutive_messages_of_one_role_are_merged():
+    merged = guards.alternate([{"role": "system", "content": "s"}, {"role": "user", "content": "one"},
+                               {"role": "user", "content": "two"}, {"role": "assistant", "content": "a"}])
+    assert [m["role"] for m in merged] == ["system", "user", "assistant"]
+    assert merged[1]["content"] == "one two"
+
+
+# --- tool results as facts -------------------------------------------------------------
+
+def _exchange(request: str, name: str, args: dict, result: dict, spoken: str, call_id: str) -> list[dict]:
+    return [{"role": "user", "content": request},
+            {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function",
+                                                   "function": {"name": name, "arguments": json.dumps(args)}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)},
+            {"role": "assistant", "content": spoken}]
+
+
+def test_tool_exchanges_become_facts_and_leave_the_chat():
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi there."}, {"role": "assistant", "content": "Hello!"},
+                *_exchange("What notes do I have?", "list_notes", {},
+                           {"ok": True, "notes": [{"id": 1, "title": "1 day"}]}, "You have 1 note: 1 day.", "c1"),
+                {"role": "user", "content": "Name a fruit."}]
+    out = guards.tool_facts(messages)
+    assert [m["role"] for m in out] == ["system", "user", "assistant", "user"]
+    assert "You have 1 note" not in json.dumps(out)  # the wording a small model copied
+    assert "The user's notes are titled: 1 day." in out[0]["content"]
+    assert out[0]["content"].startswith("Be brief.")
+
+
+# --- the spoken answer -------------------------------------------------------------------
+
+def _speak(gate: guards.SentenceGate, text: str) -> str:
+    said = [s for word in text.split(" ") for s in gate.feed(word + " ")]
+    return ("".join(said) + gate.finish()).strip()
+
+
+def test_an_answer_cut_by_the_budget_ends_on_its_last_full_sentence():
+    gate = guards.SentenceGate([])
+    assert _speak(gate, "Call it Biscuit. It is a fitting name for a puppy that loves") == "Call it Biscuit."
+    assert gate.dropped == ["It is a fitting name for a puppy that loves"]
+
+
+def test_a_lone_fragment_is_still_spoken_as_a_sentence():
+    assert _speak(guards.SentenceGate([]), "Biscuit, Pepper or Maple,") == "Biscuit, Pepper or Maple."
+
+
+def test_an_answer_given_before_is_caught():
+    with pytest.raises(guards.RepeatedAnswer):
+        _speak(guards.SentenceGate(["You have 1: 1 day."]), "You have 1: 1 day. Anything else?")
+    # Asked again and still repeating: the repeat is dropped, the rest is spoken.
+    gate = guards.SentenceGate(["You have 1: 1 day."], strict=False)
+    assert _speak(gate, "You have 1: 1 day. Paris is the capital of France.") == "Paris is the capital of France."
+
+
+def test_a_loop_inside_an_answer_stops_it():
+    gate = guards.SentenceGate([])
+    text = "I like to go for a walk. I like to go for a walk. I like to go for a walk."
+    assert _speak(gate, text) == "I like to go for a walk."
+    assert gate.looping
+
+
+def test_short_replies_may_repeat():
+    assert _speak(guards.SentenceGate(["Sure."]), "Sure. Here it is.") == "Sure. Here it is."
+
+
+# --- VoiceLLMService in a pipeline, against the scripted fake ---------------------------------
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI(api_key=KEY) as api:
+        yield api
+
+
+def _llm(fake: FakeOpenAI, **kwargs) -> VoiceLLMService:
+    return VoiceLLMService(base_url=fake.url, api_key=KEY, model="gpt-4.1-mini", system_prompt="Be brief.",
+                           notes_router=False, **kwargs)
+
+
+def _spoken(llm: VoiceLLMService, messages: list[dict]) -> str:
+    context = LLMContext(messages=messages)
+    down, _up = asyncio.run(run_test(llm, frames_to_send=[LLMContextFrame(context)], start_timeout=60))
+    return "".join(f.text for f in down if isinstance(f, LLMTextFrame)).strip()
+
+
+def test_the_service_asks_again_when_the_model_repeats_an_earlier_answer(fake):
+    fake.reply_with("You have 1: 1 day. Is there more?", "The Nile is the longest river in Africa.")
+    history = [{"role": "user", "content": "What notes do I have?"},
+               {"role": "assistant", "content": "You have 1: 1 day."},
+               {"role": "user", "content": "Which river is the longest in Africa?"}]
+    assert _spoken(_llm(fake), history) == "The Nile is the longest river in Africa."
+    first, second = (r.json for r in fake.requests_to("/v1/chat/completions", ok=True))
+    assert RETRY_HINT not in first["messages"][0]["content"]
+    assert RETRY_HINT in second["messages"][0]["content"] and second["temperature"] == 0.7
+
+
+def test_the_service_drops_a_second_repeat_and_says_so(fake):
+    fake.reply_with("You have 1: 1 day.", "You have 1: 1 day.")
+    history = [{"role": "user", "content": "Notes?"}, {"role": "assistant", "content": "You have 1: 1 day."},
+               {"role": "user", "content": "Tell me a joke."}]
+    assert _spoken(_llm(fake), history) == LOOPING
+
+
+def test_the_service_speaks_only_whole_sentences(fake):
+    fake.reply_with("Call it Biscuit. It is a fitting name for a puppy that loves")
+    assert _spoken(_llm(fake), [{"role": "user", "content": "Name my puppy."}]) == "Call it Biscuit."
+
+
+def test_the_service_sends_only_the_window(fake):
+    fake.reply_with("Fine.")
+    _spoken(_llm(fake, history_tokens=300), [*_turns(30), {"role": "user", "content": "And now?"}])
+    (request,) = fake.requests_to("/v1/chat/completions", ok=True)
+    sent = request.json["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert sent[-1] == {"role": "user", "content": "And now?"}
+    assert sum(guards.tokens(m) for m in sent[1:]) <= 300 and len(sent) < 20
+
+
+# --- the real offline model ---------------------------------------------------------------
+
+QUESTIONS = ["What is the capital of France?", "Can you suggest a name for my puppy?",
+             "How many legs does a spider have?", "What should I cook for dinner tonight?",
+             "Is it going to be hard to learn the piano?", "What colour is the sky on a clear day?",
+             "Tell me something about the moon.", "How do I keep my plants alive?",
+             "What is two plus three?", "Thanks, what was my note called again?",
+             "Give me a tip for sleeping better.", "What do bees make?"]
+
+
+@pytest.fixture(scope="module")
+def local_server():
+    from voicebot.services.llm import start_local_server
+
+    server, url = start_local_server(parallel=1)
+    yield url
+    del server
+
+
+def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
+    """The breakdown users heard: after a notes answer, every later answer copied it."""
+    def pearl() -> VoiceLLMService:  # a processor lives in one event loop: one per turn here
+        return VoiceLLMService(base_url=local_server, api_key="local", model="local",
+                               system_prompt="Your name is Pearl. You are a helpful voice assistant. Your words "
+                                             "are spoken aloud, so answer in one or two short, plain sentences.",
+                               notes_router=True)
+
+    history: list[dict] = [*_exchange("What notes do I have?", "list_notes", {},
+                                      {"ok": True, "notes": [{"id": 1, "title": "1 day"}]},
+                                      "You have 1 note: 1 day.", "call_1")]
+    answers = []
+    for question in QUESTIONS:
+        history.append({"role": "user", "content": question})
+        answer = _spoken(pearl(), list(history))
+        answers.append(answer)
+        history.append({"role": "assistant", "content": answer})
+    assert all(a and a[-1] in ".!?\"')" for a in answers), answers
+    normalised = [guards._norm(a) for a in answers]
+    assert len(set(normalised)) == len(normalised), answers
+    assert not any("you have 1" in n for n in normalised[:-3]), answers  # not copying the tool's line

@@ -1,0 +1,253 @@
+"""What keeps a spoken conversation sane, whatever the model: plain functions and one class,
+used by VoiceLLMService.
+
+- `window`: the system prompt plus the latest turns within a token budget. It moves
+  in steps (down to half the budget each time), so the prompt's prefix stays the
+  same for many turns and llama.cpp's prompt cache keeps answering fast.
+- `tool_facts`: a small model copies the wording of earlier tool results ("You have
+  1 note: ...") into every later answer. For such models the tool exchanges leave the
+  chat history and come back as facts in the system prompt.
+- `SentenceGate`: an answer is spoken sentence by sentence; a sentence the assistant
+  already said is caught (the model is looping), and what is left unfinished when the
+  token budget runs out is not spoken.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any, Iterable
+
+# A rough token count: no tokenizer is at hand for a hosted model, and the budget only
+# needs to be right within a few percent. English runs close to 4 characters a token;
+# 3.5 errs towards keeping less.
+CHARS_PER_TOKEN = 3.5
+MIN_WORDS_TO_COMPARE = 4  # "Sure." or "Done." may be said twice; longer sentences not
+SIMILAR = 0.9  # difflib ratio above which two sentences count as the same
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+# --- the history budget ---------------------------------------------------------------
+
+def tokens(message: dict[str, Any]) -> int:
+    """Estimated tokens of one chat message (its text, tool calls included)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    size = len(str(content or "")) + len(json.dumps(message.get("tool_calls") or ""))
+    return int(size / CHARS_PER_TOKEN) + 4  # + the chat template's per-message markers
+
+
+def window(messages: list[dict[str, Any]], budget: int, start: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The leading system messages plus the latest turns that fit in `budget` tokens.
+
+    `start` is where the previous window began (an index into the turns after the
+    system messages); the window only moves forward, and when it must move it drops
+    turns until what is left fits in half the budget, so the prefix the model sees
+    stays put for the next several turns. A window always begins at a user message,
+    so a tool result never loses the call it answers. Returns (messages, start).
+    """
+    head = 0
+    while head < len(messages) and messages[head].get("role") == "system":
+        head += 1
+    system, turns = messages[:head], messages[head:]
+    start = min(start, len(turns))
+    if sum(tokens(m) for m in turns[start:]) > budget:
+        target = budget // 2
+        sizes = [tokens(m) for m in turns]
+        total = sum(sizes[start:])
+        while start < len(turns) - 1 and total > target:
+            total -= sizes[start]
+            start += 1
+            while start < len(turns) - 1 and turns[start].get("role") != "user":
+                total -= sizes[start]
+                start += 1
+    return system + turns[start:], start
+
+
+def alternate(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive plain-text messages of one role merged into one.
+
+    An interrupted turn can leave two user messages in a row, and some models'
+    chat templates (Gemma's) refuse anything but user/assistant alternation.
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        prev = out[-1] if out else None
+        if (prev is not None and message.get("role") in ("user", "assistant") and prev.get("role") == message.get("role")
+                and isinstance(prev.get("content"), str) and isinstance(message.get("content"), str)
+                and not prev.get("tool_calls") and not message.get("tool_calls")):
+            out[-1] = {**prev, "content": f"{prev['content']} {message['content']}".strip()}
+            continue
+        out.append(message)
+    return out
+
+
+# --- tool results as facts -----------------------------------------------------------
+
+def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
+    """One tool result as a plain statement for the system prompt."""
+    if not isinstance(result, dict) or not result.get("ok", True):
+        error = result.get("error") if isinstance(result, dict) else None
+        return f"The {name.replace('_', ' ')} tool failed ({error or 'error'})."
+    if name == "create_note":
+        return f'A note titled "{result.get("title") or arguments.get("title", "")}" was saved.'
+    if name == "list_notes":
+        titles = [str(n.get("title", "")) for n in result.get("notes", []) if isinstance(n, dict)]
+        return ("The user has no notes." if not titles
+                else f"The user's notes are titled: {'; '.join(titles)}.")
+    if name in ("read_note", "update_note"):
+        return f'The note "{result.get("title", "")}" says: {result.get("body") or "(empty)"}'
+    if name == "delete_note":
+        return f'The note "{result.get("title", "")}" was deleted.'
+    if name == "search_notes":
+        titles = [str(n.get("title", "")) for n in result.get("notes", []) if isinstance(n, dict)]
+        return (f'No note mentions "{result.get("query", "")}".' if not titles
+                else f'Notes mentioning "{result.get("query", "")}": {"; ".join(titles)}.')
+    fields = {k: v for k, v in result.items() if k != "ok"}
+    return f"The {name.replace('_', ' ')} tool returned {json.dumps(fields, ensure_ascii=False)[:300]}."
+
+
+def tool_facts(messages: list[dict[str, Any]], *, keep: int = 6) -> list[dict[str, Any]]:
+    """The chat history without its tool exchanges, which come back as facts in the system prompt.
+
+    An exchange is the user's request, the assistant's tool call, the tool's result
+    and the answer spoken from it. The latest `keep` facts are kept.
+    """
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    facts: list[str] = []
+    out: list[dict[str, Any]] = []
+    in_exchange = False
+    for message in messages:
+        role = message.get("role")
+        if role == "assistant" and message.get("tool_calls"):
+            for call in message["tool_calls"]:
+                function = call.get("function", {})
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except (TypeError, ValueError):
+                    arguments = {}
+                calls[call.get("id", "")] = (function.get("name", ""), arguments if isinstance(arguments, dict)
+                                             else {})
+            if out and out[-1].get("role") == "user":
+                out.pop()  # the request itself: its outcome is the fact
+            in_exchange = True
+            continue
+        if role == "tool":
+            name, arguments = calls.get(message.get("tool_call_id", ""), ("tool", {}))
+            try:
+                result = json.loads(message.get("content") or "{}")
+            except (TypeError, ValueError):
+                result = message.get("content")
+            if result != "IN_PROGRESS":
+                facts.append(_fact(name, arguments, result))
+            continue
+        if role == "assistant" and in_exchange:
+            in_exchange = False
+            continue  # the answer spoken from the result: its wording is what a small model copies
+        in_exchange = False
+        out.append(message)
+    if not facts:
+        return out
+    note = "Facts from this conversation's tools (use them when asked):\n- " + "\n- ".join(facts[-keep:])
+    head = 0
+    while head < len(out) and out[head].get("role") == "system":
+        head += 1
+    if head:
+        first = dict(out[0])
+        first["content"] = f"{first.get('content', '')}\n\n{note}"
+        return [first, *out[1:]]
+    return [{"role": "system", "content": note}, *out]
+
+
+# --- the spoken answer -----------------------------------------------------------------
+
+def _norm(sentence: str) -> str:
+    return " ".join(_WORD.findall(sentence.lower()))
+
+
+def sentences(text: str) -> list[str]:
+    """The complete sentences of `text` (a final piece without end punctuation is left out)."""
+    parts = _SENTENCE_END.split(text.strip() + " ")
+    return [p.strip() for p in parts if p.strip() and p.strip()[-1] in ".!?\"')]"]
+
+
+def same(a: str, b: str) -> bool:
+    """Whether two sentences say the same words (long enough to matter)."""
+    na, nb = _norm(a), _norm(b)
+    if len(na.split()) < MIN_WORDS_TO_COMPARE or len(nb.split()) < MIN_WORDS_TO_COMPARE:
+        return False
+    return na == nb or difflib.SequenceMatcher(None, na, nb).ratio() >= SIMILAR
+
+
+class RepeatedAnswer(Exception):
+    """The answer began with a sentence the assistant already said: ask the model again."""
+
+
+class SentenceGate:
+    """Releases an answer as whole sentences, checking each against what was said before.
+
+    - The first sentence repeating an earlier answer raises RepeatedAnswer
+      (`strict`), or is dropped when the model was already asked again.
+    - A sentence repeating one of this answer ends the answer there (a loop).
+    - At the end, an unfinished tail is dropped when a sentence was spoken; alone, it is
+      spoken with a full stop, so the user hears something rather than silence.
+    """
+
+    def __init__(self, said_before: Iterable[str], *, strict: bool = True) -> None:
+        self.said_before = [s for text in said_before for s in sentences(text)]
+        self.strict = strict
+        self.buffer = ""
+        self.released: list[str] = []
+        self.looping = False
+        self.dropped: list[str] = []
+
+    def feed(self, text: str) -> list[str]:
+        """Sentences to speak now (each with its trailing space)."""
+        if self.looping:
+            return []
+        self.buffer += text
+        out: list[str] = []
+        while True:
+            match = _SENTENCE_END.search(self.buffer)
+            if match is None:
+                return out
+            sentence, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
+            if not sentence.strip():
+                continue
+            verdict = self._check(sentence.strip())
+            if verdict == "loop":
+                self.looping = True
+                self.buffer = ""
+                return out
+            if verdict == "ok":
+                self.released.append(sentence.strip())
+                out.append(sentence)
+
+    def _check(self, sentence: str) -> str:
+        if any(same(sentence, s) for s in self.released):
+            return "loop"
+        if any(same(sentence, s) for s in self.said_before):
+            if self.strict and not self.released:
+                raise RepeatedAnswer(sentence)
+            self.dropped.append(sentence)
+            return "drop"
+        return "ok"
+
+    def finish(self) -> str:
+        """What is left to speak once the model stopped."""
+        tail, self.buffer = self.buffer.strip(), ""
+        if self.looping or not tail:
+            return ""
+        if tail[-1] not in ".!?\"')]":
+            if self.released:
+                self.dropped.append(tail)  # cut by the token budget: not a sentence
+                return ""
+            tail = tail.rstrip(",;:- ") + "."
+        verdict = self._check(tail)
+        if verdict == "ok":
+            self.released.append(tail)
+            return tail
+        return ""

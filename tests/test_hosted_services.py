@@ -281,7 +281,8 @@ def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
         chats = llm_api.requests_to("/v1/chat/completions", ok=True)
         assert len(chats) >= 2, [(r.status, r.json) for r in llm_api.requests]
         assert all(r.headers["authorization"] == f"Bearer {LLM_KEY}" for r in chats)
-        assert {t["function"]["name"] for t in chats[0].json["tools"]} == {"create_note", "list_notes", "read_note"}
+        assert {t["function"]["name"] for t in chats[0].json["tools"]} == {
+            "create_note", "list_notes", "read_note", "update_note", "delete_note", "search_notes"}
         assert chats[0].json["messages"][-1]["role"] == "user"
         assert "what notes do I have" in chats[0].json["messages"][-1]["content"]
         follow_up = next(r for r in chats if r.json["messages"][-1]["role"] == "tool")

@@ -1,0 +1,49 @@
+"""The offline path's notes router, scored on the request set written without looking at it.
+
+These are floors at the measured figures (bench/bench_tools.py; docs/llm-models.md), so a
+change to the patterns cannot lose recall or add false calls unnoticed. They are not the
+goal (90% recall, no false calls): that needs tool calls from the model itself.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_tools import score  # noqa: E402
+
+from voicebot.services.intents import parse  # noqa: E402
+
+
+def test_the_router_keeps_its_measured_recall_and_false_calls():
+    result = score(json.loads((ROOT / "bench" / "tool_requests.json").read_text())["items"])
+    assert result["positives"] >= 130 and result["negatives"] >= 70
+    assert result["recall"] >= 0.65, result["misses"]
+    assert result["args_right"] >= 0.61, result["misses"]
+    assert result["false_calls"] <= 6, result["false"]
+
+
+@pytest.mark.parametrize("text, tool, args", [
+    ("Take a note called shopping saying buy milk", "create_note", {"title": "shopping", "body": "buy milk"}),
+    ("Don't let me forget to call mom.", "create_note", {"title": "call mom", "body": "call mom"}),
+    ("Read my last note.", "read_note", {"title": "", "latest": True}),
+    ("What does my shopping note say?", "read_note", {"title": "shopping", "latest": False}),
+    ("Add bread to my shopping list.", "update_note", {"title": "shopping", "latest": False, "body": "bread"}),
+    ("Get rid of that note.", "delete_note", {"title": "", "latest": True}),
+    ("Search my notes for passport.", "search_notes", {"query": "passport"}),
+    ("What notes do I have?", "list_notes", {}),
+])
+def test_requests_of_each_kind(text, tool, args):
+    intent = parse(text)
+    assert intent is not None and (intent.tool, intent.arguments) == (tool, args)
+
+
+@pytest.mark.parametrize("text", ["What note is middle C?", "Make a list of three fruits.", "Write me a poem.",
+                                  "Can you remember things?", "What is the latest news?", "Add two and three."])
+def test_chat_is_left_to_the_model(text):
+    assert parse(text) is None

@@ -56,7 +56,7 @@ EVAL_SET = ROOT / "bench" / "llm_eval_set.json"
 MAX_TOKENS = 80  # the bot's reply limit (voicebot.services.llm.MAX_REPLY_TOKENS) when this was written
 PERSONA = "Pearl"
 FALLBACK_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
-                   "short, plain sentences without lists or markdown.")  # voicebot.session.DEFAULT_PROMPT
+                   "short, plain sentences without lists or markdown.")  # voicebot.services.llm.DEFAULT_PROMPT
 
 CONVERSATION = [
     "Hi, I'm planning my weekend. Can you help?",
@@ -202,7 +202,7 @@ def stream_chat(client, url: str, messages: list[dict], seed: int, max_tokens: i
 
 def system_prompt() -> str:
     try:
-        from voicebot.session import DEFAULT_PROMPT
+        from voicebot.services.llm import DEFAULT_PROMPT
     except Exception:  # the module pulls in the whole bot; the prompt is what matters
         DEFAULT_PROMPT = FALLBACK_PROMPT
     return f"Your name is {PERSONA}. {DEFAULT_PROMPT}"

@@ -19,6 +19,7 @@ from voicesessions.queue import BotJobSpec
 from . import avatar
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
+from .services.llm import DEFAULT_PROMPT
 from .tools import TOOLS
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ class HostWorker(Protocol):
 
 logger = logging.getLogger("voicebot.session")
 
-DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
-                  "short, plain sentences without lists or markdown.")
 
 
 class DailyJoinError(Exception):

@@ -304,6 +304,8 @@ VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTransla
 # Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
 # and the final one ready when the speech ends. 0: decode once, after the end of speech.
 VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
+# Run each local model once when a worker starts, so the first turn is as fast as the rest.
+VOICE_WARM_MODELS = env.bool("VOICE_WARM_MODELS", default=True)
 # Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".
 VOICE_STT = env.str("VOICE_STT", default="local")
 VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default="https://api.openai.com/v1")

@@ -135,4 +135,41 @@ def load_bundle() -> ModelBundle:
 
         bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
     logger.info("[BotJoin] services: stt=%s llm=%s tts=%s", stt_provider, llm_provider, tts_provider)
+    if settings.VOICE_WARM_MODELS:
+        warm_up(bundle)
     return bundle
+
+
+def warm_up(bundle: ModelBundle) -> dict[str, float]:
+    """Run each local model once, so the first user's first turn is as fast as the rest.
+
+    A model's first call pays for lazy allocations, ONNX session setup and, for the LLM,
+    the system prompt's evaluation (then in llama.cpp's prompt cache). Returns the
+    milliseconds each stage took.
+    """
+    import time
+
+    took: dict[str, float] = {}
+    if bundle.stt_model is not None:
+        import numpy as np
+
+        started = time.perf_counter()
+        list(bundle.stt_model.transcribe(np.zeros(16000, dtype=np.float32), language="en")[0])
+        took["stt"] = (time.perf_counter() - started) * 1000
+    if bundle.local_llm and bundle.llm_server is not None:
+        import httpx
+
+        from .llm import DEFAULT_PROMPT
+
+        started = time.perf_counter()
+        httpx.post(f"{bundle.llm_base_url}/chat/completions", timeout=120, json={
+            "model": bundle.llm_model, "max_tokens": 1, "cache_prompt": True,
+            "messages": [{"role": "system", "content": DEFAULT_PROMPT}, {"role": "user", "content": "Hello."}]})
+        took["llm"] = (time.perf_counter() - started) * 1000
+    if bundle.tts_engine is not None:
+        started = time.perf_counter()
+        with bundle.tts_lock:
+            list(bundle.tts_engine.stream("Hello there."))
+        took["tts"] = (time.perf_counter() - started) * 1000
+    logger.info("[BotJoin] models warmed: %s", ", ".join(f"{k} {v:.0f} ms" for k, v in took.items()) or "none local")
+    return took

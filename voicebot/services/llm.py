@@ -11,12 +11,15 @@ from pipecat.frames.frames import FunctionCallFromLLM
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
-from . import guards
+from .guards import RepeatedAnswer, SentenceGate, alternate, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
 
 logger = logging.getLogger("voicebot.llm")
 
+# The system prompt of an assistant that has none of its own.
+DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
+                  "short, plain sentences without lists or markdown.")
 MAX_REPLY_TOKENS = 100  # spoken replies: a sentence or two (the gate cuts at the last full sentence)
 HISTORY_TOKENS = 1200  # the system prompt plus the latest turns that fit in this many tokens
 # llama.cpp's own sampling guards against loops: a repetition penalty over the recent
@@ -76,7 +79,7 @@ class VoiceLLMService(OpenAILLMService):
         self.local = notes_router if local is None else local
         self.history_tokens = history_tokens
         self._window_start = 0  # where the history window begins (it only moves forward)
-        self._gate: guards.SentenceGate | None = None
+        self._gate: SentenceGate | None = None
         self._retrying = False
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
@@ -86,9 +89,9 @@ class VoiceLLMService(OpenAILLMService):
             params.pop("tool_choice", None)
         messages = list(params.get("messages") or [])
         if self.local:
-            messages = guards.tool_facts(messages)
-        messages, self._window_start = guards.window(messages, self.history_tokens, self._window_start)
-        messages = guards.alternate(messages)
+            messages = tool_facts(messages)
+        messages, self._window_start = window(messages, self.history_tokens, self._window_start)
+        messages = alternate(messages)
         if self._retrying and messages and messages[0].get("role") == "system":
             messages[0] = {**messages[0], "content": f"{messages[0].get('content', '')}\n\n{RETRY_HINT}"}
         params["messages"] = messages
@@ -105,12 +108,12 @@ class VoiceLLMService(OpenAILLMService):
                 if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
         try:
             for attempt in range(2):
-                gate = self._gate = guards.SentenceGate(said, strict=attempt == 0)
+                gate = self._gate = SentenceGate(said, strict=attempt == 0)
                 self._retrying = attempt > 0
                 try:
                     await super()._process_context(context)
                     tail = gate.finish()
-                except guards.RepeatedAnswer as repeated:
+                except RepeatedAnswer as repeated:
                     logger.warning("[VoiceSession] the model began with an earlier answer (%r); asking again",
                                    str(repeated)[:80])
                     continue
@@ -119,7 +122,7 @@ class VoiceLLMService(OpenAILLMService):
         finally:
             self._gate, self._retrying = None, False
 
-    async def _spoken(self, gate: guards.SentenceGate, tail: str) -> None:
+    async def _spoken(self, gate: SentenceGate, tail: str) -> None:
         """Speak what the gate kept of the model's answer, and log what it held back."""
         if tail:
             await super()._push_llm_text(tail)

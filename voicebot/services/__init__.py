@@ -145,31 +145,43 @@ def warm_up(bundle: ModelBundle) -> dict[str, float]:
 
     A model's first call pays for lazy allocations, ONNX session setup and, for the LLM,
     the system prompt's evaluation (then in llama.cpp's prompt cache). Returns the
-    milliseconds each stage took.
+    milliseconds each stage took. Best effort: a stage that fails to warm is logged and
+    the worker starts anyway (its first turn is then only slower).
     """
     import time
 
-    took: dict[str, float] = {}
-    if bundle.stt_model is not None:
+    def stt() -> None:
         import numpy as np
 
-        started = time.perf_counter()
         list(bundle.stt_model.transcribe(np.zeros(16000, dtype=np.float32), language="en")[0])
-        took["stt"] = (time.perf_counter() - started) * 1000
-    if bundle.local_llm and bundle.llm_server is not None:
+
+    def llm() -> None:
         import httpx
 
         from .llm import DEFAULT_PROMPT
 
-        started = time.perf_counter()
         httpx.post(f"{bundle.llm_base_url}/chat/completions", timeout=120, json={
             "model": bundle.llm_model, "max_tokens": 1, "cache_prompt": True,
-            "messages": [{"role": "system", "content": DEFAULT_PROMPT}, {"role": "user", "content": "Hello."}]})
-        took["llm"] = (time.perf_counter() - started) * 1000
-    if bundle.tts_engine is not None:
-        started = time.perf_counter()
+            "messages": [{"role": "system", "content": DEFAULT_PROMPT},
+                         {"role": "user", "content": "Hello."}]}).raise_for_status()
+
+    def tts() -> None:
         with bundle.tts_lock:
             list(bundle.tts_engine.stream("Hello there."))
-        took["tts"] = (time.perf_counter() - started) * 1000
+
+    stages = {"stt": (bundle.stt_model is not None, stt),
+              "llm": (bundle.local_llm and bundle.llm_server is not None, llm),
+              "tts": (bundle.tts_engine is not None, tts)}
+    took: dict[str, float] = {}
+    for name, (local, run) in stages.items():
+        if not local:
+            continue
+        started = time.perf_counter()
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never a reason not to start
+            logger.warning("[BotJoin] could not warm the %s model: %s", name, exc)
+            continue
+        took[name] = (time.perf_counter() - started) * 1000
     logger.info("[BotJoin] models warmed: %s", ", ".join(f"{k} {v:.0f} ms" for k, v in took.items()) or "none local")
     return took

@@ -40,6 +40,11 @@ class DailyJoinError(Exception):
     """The bot could not join its Daily room; the message is Daily's reason."""
 
 
+def _log_prime_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("[BotJoin] could not prime the LLM with the session's prompt: %s", task.exception())
+
+
 class BotSession:
     """The bot of one VoiceSession. It outlives a single peer connection: the user may
     leave and come back inside the persistence window and keep the conversation."""
@@ -56,6 +61,12 @@ class BotSession:
         self.forwarder: Any = None
         self.runner_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
+
+    def prime(self) -> None:
+        """Start reading this session's system prompt into the local LLM's cache while the
+        user's audio connects, so their first question is answered as fast as the rest."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.bundle.prime_llm, self.system_prompt()))
+        task.add_done_callback(_log_prime_failure)
 
     def system_prompt(self) -> str:
         prompt = self.spec.system_prompt or DEFAULT_PROMPT

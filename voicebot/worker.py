@@ -184,6 +184,7 @@ class BotWorkerProcess:
                 return
         # The bot is ready for the user's media (in the Daily room): the job is done.
         await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
+        bot.prime()
         latency_ms = (time.monotonic() - claimed) * 1000
         logger.info("[BotJoin] session=%s ready on %s (attempt %s) %.0f ms after the claim", spec.session_id,
                     self.worker_id, job.attempts, latency_ms,

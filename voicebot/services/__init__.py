@@ -74,6 +74,22 @@ class ModelBundle:
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
                                reply_tokens=settings.VOICE_LLM_REPLY_TOKENS)
 
+    def prime_llm(self, system_prompt: str) -> None:
+        """Have the local llama.cpp server read `system_prompt` now (blocking; call in a thread).
+
+        The prompt then sits in a slot's cache, and llama.cpp gives the session's first
+        turn the slot whose cache matches it best, so the first answer does not wait for
+        the system prompt to be read. Nothing to do for a hosted LLM.
+        """
+        if not self.local_llm or self.llm_server is None:
+            return
+        import httpx
+
+        httpx.post(f"{self.llm_base_url}/chat/completions", timeout=120, json={
+            "model": self.llm_model, "max_tokens": 2, "cache_prompt": True,
+            "messages": [{"role": "system", "content": system_prompt},
+                         {"role": "user", "content": "Hello."}]}).raise_for_status()
+
     def make_tts(self, *, voice: str = "", parameters: dict[str, Any] | None = None) -> Any:
         if self.tts_api is not None:
             from .hosted import make_openai_tts, tts_voice
@@ -156,14 +172,13 @@ def warm_up(bundle: ModelBundle) -> dict[str, float]:
         list(bundle.stt_model.transcribe(np.zeros(16000, dtype=np.float32), language="en")[0])
 
     def llm() -> None:
-        import httpx
+        from concurrent.futures import ThreadPoolExecutor
 
-        from .llm import DEFAULT_PROMPT
+        from .llm import DEFAULT_PROMPT, LOCAL_SLOTS
 
-        httpx.post(f"{bundle.llm_base_url}/chat/completions", timeout=120, json={
-            "model": bundle.llm_model, "max_tokens": 1, "cache_prompt": True,
-            "messages": [{"role": "system", "content": DEFAULT_PROMPT},
-                         {"role": "user", "content": "Hello."}]}).raise_for_status()
+        # Every slot at once: a slot's first request pays for its buffers.
+        with ThreadPoolExecutor(LOCAL_SLOTS) as pool:
+            list(pool.map(lambda _slot: bundle.prime_llm(DEFAULT_PROMPT), range(LOCAL_SLOTS)))
 
     def tts() -> None:
         with bundle.tts_lock:

@@ -32,7 +32,10 @@ RETRY_HINT = "Never repeat an earlier answer: answer the user's last message dir
 LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?"
 
 
-def start_local_server(path: str | None = None, *, parallel: int = 4) -> tuple[Any, str]:
+LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
+
+
+def start_local_server(path: str | None = None, *, parallel: int = LOCAL_SLOTS) -> tuple[Any, str]:
     """Start llama.cpp's OpenAI-compatible server in this process, on loopback.
 
     xllamacpp ships llama.cpp prebuilt (no compiler step at install); its

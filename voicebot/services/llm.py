@@ -63,7 +63,7 @@ class VoiceLLMService(OpenAILLMService):
     Every model gets the guards of `guards.py`: a history window within a token
     budget, answers spoken in whole sentences, and a check for an answer the
     assistant already gave (the model is asked once more with a stronger
-    repetition penalty; a second repeat is dropped). A small local model
+    repetition penalty; a second repeat is dropped). The local model
     (`local`) also gets llama.cpp's sampling guards and sees tool results as
     facts rather than as earlier answers; with `notes_router`, a user turn that
     asks for notes becomes a real tool call (the same FunctionCall frames, events
@@ -87,7 +87,7 @@ class VoiceLLMService(OpenAILLMService):
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)
-        if self.notes_router:  # the small model does not understand tool definitions
+        if self.notes_router:  # the local model's tool calls are unreliable (docs/llm-models.md): the router decides
             params.pop("tools", None)
             params.pop("tool_choice", None)
         messages = list(params.get("messages") or [])
@@ -117,8 +117,9 @@ class VoiceLLMService(OpenAILLMService):
                     await super()._process_context(context)
                     tail = gate.finish()
                 except RepeatedAnswer as repeated:
-                    logger.warning("[VoiceSession] the model began with an earlier answer (%r); asking again",
-                                   str(repeated)[:80])
+                    # The model's words stay out of INFO+ logs (like Pipecat's prompts): DEBUG only.
+                    logger.warning("[VoiceSession] the model began with an earlier answer; asking again")
+                    logger.debug("[VoiceSession] repeated: %r", str(repeated)[:80])
                     continue
                 await self._spoken(gate, tail)
                 return
@@ -133,8 +134,9 @@ class VoiceLLMService(OpenAILLMService):
             logger.warning("[VoiceSession] the model looped inside an answer; stopped after %d sentence(s)",
                            len(gate.released))
         if gate.dropped:
-            logger.info("[VoiceSession] not spoken (repeated or cut mid-sentence): %r",
-                        [d[:60] for d in gate.dropped])
+            logger.info("[VoiceSession] %d piece(s) of the answer not spoken (repeated or cut mid-sentence)",
+                        len(gate.dropped))
+            logger.debug("[VoiceSession] not spoken: %r", [d[:60] for d in gate.dropped])
             if not gate.released:
                 await super()._push_llm_text(LOOPING)
 

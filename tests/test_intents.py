@@ -1,8 +1,8 @@
 """The offline path's notes router, scored on the request set written without looking at it.
 
 These are floors at the measured figures (bench/bench_tools.py; docs/llm-models.md), so a
-change to the patterns cannot lose recall or add false calls unnoticed. They are not the
-goal (90% recall, no false calls): that needs tool calls from the model itself.
+change to the patterns, the classifier or its training set cannot lose recall or add false
+calls unnoticed. Recall meets the goal (90%); false calls (3 of 84) do not yet (goal: none).
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from voicebot.services.intents import parse  # noqa: E402
 def test_the_router_keeps_its_measured_recall_and_false_calls():
     result = score(json.loads((ROOT / "bench" / "tool_requests.json").read_text())["items"])
     assert result["positives"] >= 130 and result["negatives"] >= 70
-    assert result["recall"] >= 0.65, result["misses"]
-    assert result["args_right"] >= 0.61, result["misses"]
-    assert result["false_calls"] <= 6, result["false"]
+    assert result["recall"] >= 0.93, result["misses"]
+    assert result["args_right"] >= 0.89, result["misses"]
+    assert result["false_calls"] <= 3, result["false"]
 
 
 @pytest.mark.parametrize("text, tool, args", [

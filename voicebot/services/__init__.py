@@ -146,6 +146,9 @@ def load_bundle() -> ModelBundle:
 
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "local", True
+        from . import intent_model
+
+        intent_model.shared()  # the notes router's classifier: trained now, not on the first turn
     if tts_provider == "local":
         from . import tts
 

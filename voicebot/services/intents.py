@@ -2,15 +2,19 @@
 
 The LLM shipped for the offline default ignores tool definitions, so on that path a
 user's notes request is recognised here and turned into a real tool call; everything
-else goes to the LLM as chat. Its recall and false calls are measured on
-`bench/tool_requests.json` (written without looking at these patterns) by
-`bench/bench_tools.py`; `tests/test_intents.py` holds it to those figures.
+else goes to the LLM as chat. Word patterns recognise the common phrasings with exact
+arguments; a classifier over sentence embeddings (`intent_model.py`) catches the rest.
+Their recall and false calls are measured on `bench/tool_requests.json` (written without
+looking at the patterns or the classifier's training set) by `bench/bench_tools.py`;
+`tests/test_intents.py` holds them to those figures.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from . import intent_model
 
 _FILLER = re.compile(r"^(?:(?:um+|uh+|so|okay|ok|hey|hi|please|pearl|right|well|oh|and|alright|now|yeah)[,.!]?\s+)+",
                      re.I)
@@ -78,15 +82,39 @@ class Intent:
     arguments: dict[str, Any]
 
 
+_TRAILING = re.compile(r"(?:(?:^|\s+)(?:again|please|now|for me|then|thanks|thank you))+$", re.I)
+
+
 def _clean(text: str | None) -> str:
-    return (text or "").strip(" .,!?;:\"'")
+    """Words without edge punctuation or a trailing "again" / "please" (no title ends so)."""
+    return _TRAILING.sub("", (text or "").strip(" .,!?;:\"'")).strip(" .,!?;:\"'")
 
 
 def parse(text: str) -> Intent | None:
-    """The notes tool call this sentence asks for, or None for plain chat."""
+    """The notes tool call this sentence asks for, or None for plain chat.
+
+    The patterns below come first: when one matches, its groups give exact arguments,
+    unless the trained classifier (`intent_model.py`) is sure the sentence is chat. A
+    sentence no pattern knows is the classifier's to call, and its arguments are then
+    taken from the sentence's shape (`_arguments`).
+    """
     sentence = _FILLER.sub("", text.strip())
     if NOT_A_REQUEST.search(sentence):
         return None
+    intent = by_pattern(sentence)
+    probabilities = intent_model.shared().probabilities(sentence)
+    if intent is not None:
+        # A pattern's words can still be chat ("remind me how tides work"): the classifier,
+        # which weighs the whole sentence, may overrule it when it is sure.
+        return None if probabilities[intent_model.CHAT] >= intent_model.VETO else intent
+    tool = max(probabilities, key=probabilities.__getitem__)
+    if tool == intent_model.CHAT or probabilities[tool] < intent_model.THRESHOLD:
+        return None
+    return _arguments(tool, sentence)
+
+
+def by_pattern(sentence: str) -> Intent | None:
+    """The tool call a pattern recognises in this sentence, or None."""
     for tool, pattern in PATTERNS:
         match = pattern.search(sentence)
         if not match:
@@ -111,6 +139,39 @@ def parse(text: str) -> Intent | None:
             return Intent(tool, {"title": title, "latest": latest})
         return Intent(tool, {})
     return None
+
+
+# For a request the classifier found: the words after the request's lead-in.
+_LEAD = re.compile(r"^.{0,60}?\b(?:that|saying|says|reading|:|to say|down|of|about|is)\s+(?P<rest>.+)$", re.I)
+_TOPIC = re.compile(r"\b(?:about|mentioning|mentions?|regarding|on|for|with|called|named|titled|re)\s+"
+                    r"(?:the\s+|my\s+|a\s+|an\s+)?(?P<topic>[^.?!,]+)", re.I)
+_NAMED = re.compile(r"\b(?:the|my|that|this|your)\s+(?P<title>[\w'&-]+(?: [\w'&-]+){0,2}?)\s+"
+                    r"(?:note|memo|list|entry)\b", re.I)
+_LATEST_WORD = re.compile(rf"\b{_LATEST}\b|\bjust\b", re.I)
+_ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|mention)\s+(?P<body>.+?)"
+                       r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
+
+
+def _arguments(tool: str, sentence: str) -> Intent:
+    """Arguments for a tool the classifier chose, taken from the sentence's shape."""
+    latest = bool(_LATEST_WORD.search(sentence))
+    named, topic_match = _NAMED.search(sentence), _TOPIC.search(sentence)
+    title = _clean(named.group("title")) if named else ""
+    topic = title or (_clean(topic_match.group("topic")) if topic_match else "")
+    if tool == "create_note":
+        lead = _LEAD.match(sentence)
+        body = _clean(lead.group("rest") if lead else sentence)
+        return Intent(tool, {"title": " ".join(body.split()[:5]), "body": body})
+    if tool == "search_notes":
+        return Intent(tool, {"query": topic or _clean(sentence)})
+    if tool == "update_note":
+        addition = _ADDITION.search(sentence)
+        body = _clean(addition.group("body") if addition else sentence)
+        return Intent(tool, {"title": title, "latest": not title, "body": body})
+    if tool in ("read_note", "delete_note"):
+        title = "" if latest else topic
+        return Intent(tool, {"title": title, "latest": latest or not title})
+    return Intent(tool, {})
 
 
 def speak_result(tool: str, result: dict[str, Any]) -> str:

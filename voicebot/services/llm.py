@@ -1,6 +1,7 @@
 """The LLM: Pipecat's OpenAILLMService, against a local llama.cpp server or a hosted API."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -162,7 +163,9 @@ class VoiceLLMService(OpenAILLMService):
             return False
         if last.get("role") != "user" or not isinstance(last.get("content"), str):
             return False
-        intent = parse_intent(last["content"])
+        # In a thread: the classifier's few milliseconds of numpy would hold up every other
+        # session's audio on this worker's event loop.
+        intent = await asyncio.to_thread(parse_intent, last["content"])
         if intent is None:
             return False
         await self.run_function_calls([FunctionCallFromLLM(

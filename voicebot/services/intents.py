@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import intent_model
+from .intent_model import CHAT, THRESHOLD, VETO, shared as classifier
 
 _FILLER = re.compile(r"^(?:(?:um+|uh+|so|okay|ok|hey|hi|please|pearl|right|well|oh|and|alright|now|yeah)[,.!]?\s+)+",
                      re.I)
@@ -102,13 +102,13 @@ def parse(text: str) -> Intent | None:
     if NOT_A_REQUEST.search(sentence):
         return None
     intent = by_pattern(sentence)
-    probabilities = intent_model.shared().probabilities(sentence)
+    probabilities = classifier().probabilities(sentence)
     if intent is not None:
         # A pattern's words can still be chat ("remind me how tides work"): the classifier,
         # which weighs the whole sentence, may overrule it when it is sure.
-        return None if probabilities[intent_model.CHAT] >= intent_model.VETO else intent
+        return None if probabilities[CHAT] >= VETO else intent
     tool = max(probabilities, key=probabilities.__getitem__)
-    if tool == intent_model.CHAT or probabilities[tool] < intent_model.THRESHOLD:
+    if tool == CHAT or probabilities[tool] < THRESHOLD:
         return None
     return _arguments(tool, sentence)
 

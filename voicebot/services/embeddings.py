@@ -61,11 +61,20 @@ class MiniLM:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(_MAX_TOKENS)
         self._lock = threading.Lock()  # the tokenizer is shared by every session of a worker
+        # One BLAS thread: these products are small, and OpenBLAS's extra threads spin for a
+        # while after each call, taking a core from llama.cpp just as it reads the prompt.
+        from threadpoolctl import ThreadpoolController
+
+        self._blas = ThreadpoolController().select(internal_api="openblas")
 
     def encode(self, text: str) -> np.ndarray:
         """One sentence's embedding, L2-normalised."""
         with self._lock:
             ids = np.array(self._tokenizer.encode(text).ids, dtype=np.int64)
+        with self._blas.limit(limits=1):
+            return self._forward(ids)
+
+    def _forward(self, ids: np.ndarray) -> np.ndarray:
         w = self._w
         x = (w["embeddings.word_embeddings.weight"][ids]
              + w["embeddings.position_embeddings.weight"][: len(ids)]

@@ -86,10 +86,25 @@ def test_tool_exchanges_become_facts_and_leave_the_chat():
                            {"ok": True, "notes": [{"id": 1, "title": "1 day"}]}, "You have 1 note: 1 day.", "c1"),
                 {"role": "user", "content": "Name a fruit."}]
     out = guards.tool_facts(messages)
-    assert [m["role"] for m in out] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in out] == ["system", "user", "assistant", "system", "user"]
     assert "You have 1 note" not in json.dumps(out)  # the wording a small model copied
-    assert "The user's notes are titled: 1 day." in out[0]["content"]
-    assert out[0]["content"].startswith("Be brief.")
+    assert "The user's notes are titled: 1 day." in out[3]["content"]
+    assert out[0] == messages[0]  # the system prompt, and so llama.cpp's cached prefix, is unchanged
+
+
+def test_a_new_tool_fact_leaves_the_earlier_prompt_as_it_was():
+    """llama.cpp reuses the cached prompt up to the first changed token: a fact must not
+    change the start of the prompt, or every answer after a tool call re-reads the history."""
+    before = [{"role": "system", "content": "Be brief."},
+              {"role": "user", "content": "Hi there."}, {"role": "assistant", "content": "Hello!"},
+              {"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "A pear."}]
+    first = guards.tool_facts([*before, {"role": "user", "content": "Another?"}])
+    later = guards.tool_facts([*before, *_exchange("List my notes.", "list_notes", {},
+                                                   {"ok": True, "notes": [{"id": 1, "title": "plumber"}]},
+                                                   "You have 1 note: plumber.", "c1"),
+                               {"role": "user", "content": "Another?"}])
+    assert later[:len(before)] == first[:len(before)] == before
+    assert "plumber" in later[-2]["content"] and later[-1]["content"] == "Another?"
 
 
 # --- the spoken answer -------------------------------------------------------------------

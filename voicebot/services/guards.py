@@ -89,7 +89,7 @@ def alternate(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- tool results as facts -----------------------------------------------------------
 
 def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
-    """One tool result as a plain statement for the system prompt."""
+    """One tool result as a plain statement for the model."""
     if not isinstance(result, dict) or not result.get("ok", True):
         error = result.get("error") if isinstance(result, dict) else None
         return f"The {name.replace('_', ' ')} tool failed ({error or 'error'})."
@@ -112,10 +112,11 @@ def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
 
 
 def tool_facts(messages: list[dict[str, Any]], *, keep: int = 6) -> list[dict[str, Any]]:
-    """The chat history without its tool exchanges, which come back as facts in the system prompt.
+    """The chat history without its tool exchanges, which come back as facts.
 
     An exchange is the user's request, the assistant's tool call, the tool's result
-    and the answer spoken from it. The latest `keep` facts are kept.
+    and the answer spoken from it. The latest `keep` facts come back as one system
+    message just before the latest user message.
     """
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     facts: list[str] = []
@@ -152,15 +153,14 @@ def tool_facts(messages: list[dict[str, Any]], *, keep: int = 6) -> list[dict[st
         out.append(message)
     if not facts:
         return out
-    note = "Facts from this conversation's tools (use them when asked):\n- " + "\n- ".join(facts[-keep:])
-    head = 0
-    while head < len(out) and out[head].get("role") == "system":
-        head += 1
-    if head:
-        first = dict(out[0])
-        first["content"] = f"{first.get('content', '')}\n\n{note}"
-        return [first, *out[1:]]
-    return [{"role": "system", "content": note}, *out]
+    note = {"role": "system",
+            "content": "Facts from this conversation's tools (use them when asked):\n- " + "\n- ".join(facts[-keep:])}
+    # Just before the latest user message, not in the system prompt: a new fact then
+    # changes only the end of the prompt, and llama.cpp's prompt cache keeps the rest.
+    # (In the system prompt, every tool call made the next answer re-read the whole
+    # history: 8-11 s on 2 cores once a long call had a few notes in it.)
+    last = len(out) - 1 if out and out[-1].get("role") == "user" else len(out)
+    return [*out[:last], note, *out[last:]]
 
 
 # --- the spoken answer -----------------------------------------------------------------

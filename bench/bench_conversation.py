@@ -127,6 +127,15 @@ def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[st
     }
 
 
+def unanswered(turn: Turn, index: int) -> dict[str, Any]:
+    """The row of a turn the bot never answered: every check on it fails."""
+    said, tool, keywords = turn
+    return {"said": said, "heard": "", "answer": "", "wer_errors": len(normalise(said).split()),
+            "wer_words": len(normalise(said).split()), "fact_ok": False if keywords else None,
+            "repeated": False, "cut": True, "expected_tool": tool, "tools": [], "tool_ok": not tool,
+            "client_ms": None, "turn": index, "unanswered": True}
+
+
 async def converse(stack: Stack, username: str, script: list[Turn], audio: Path, n: int) -> list[dict[str, Any]]:
     session = await Session(stack, username).open()
     out: list[dict[str, Any]] = []
@@ -135,7 +144,12 @@ async def converse(stack: Stack, username: str, script: list[Turn], audio: Path,
         for i, turn in enumerate(script, 1):
             wav, _ = trimmed_question(turn[0], audio / f"c{n}-t{i:02d}.wav")
             mark = len(session.client.events)
-            result = await session.ask(wav, turn[0], timeout=90)
+            try:
+                result = await session.ask(wav, turn[0], timeout=90)
+            except RuntimeError as exc:  # no answer within the timeout: a failed turn, not a lost run
+                log(f"  c{n} t{i:02d} UNANSWERED: {turn[0]!r}: {str(exc)[:120]}")
+                out.append(unanswered(turn, i))
+                continue
             tools = [e["payload"]["name"] for e in session.client.events[mark:] if e["type"] == "voice.tool.call"]
             row = judge(turn, result, earlier, tools)
             row["turn"] = i
@@ -162,6 +176,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             by_turn.setdefault(r["turn"], []).append(r["client_ms"])
     return {
         "turns": len(rows),
+        "unanswered": sum(bool(r.get("unanswered")) for r in rows),
         "wer": sum(r["wer_errors"] for r in rows) / max(1, sum(r["wer_words"] for r in rows)),
         "fact_accuracy": sum(bool(r["fact_ok"]) for r in facts) / max(1, len(facts)),
         "repeated_answers": sum(r["repeated"] for r in rows),
@@ -204,6 +219,7 @@ def main() -> int:
     print()
     print(f"{result['turns']} turns over {args.conversations} conversations, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
+    print(f"unanswered turns         {result['unanswered']}")
     print(f"transcript WER           {result['wer']:.1%}")
     print(f"fact accuracy            {result['fact_accuracy']:.0%}")
     print(f"repeated answers         {result['repeated_answers']}")

@@ -104,7 +104,7 @@ def sweep(folds: int = 5) -> None:
             pattern = None if vetoed else by_pattern(sentence)
             chat = float(row[labels.index(intent_model.CHAT)])
             if pattern is not None:
-                tool = intent_model.CHAT if chat >= intent_model.VETO else pattern.tool
+                tool = intent_model.CHAT if pattern.overrulable and chat >= intent_model.VETO else pattern.tool
                 guesses[i] = (tool, 1.0, vetoed)
             else:
                 guesses[i] = (labels[int(row.argmax())], float(row.max()), vetoed)

@@ -11,7 +11,7 @@ looking at the patterns or the classifier's training set) by `bench/bench_tools.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .intent_model import CHAT, THRESHOLD, VETO, shared as classifier
@@ -68,6 +68,11 @@ _RULES: list[tuple[str, str]] = [
                     r"make sure i (?:don't )?(?:remember|forget)|remind me)\b\s*(?:that|to|this|:|,)?\s*(?P<body>.+)"),
 ]
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [(tool, re.compile(rule, re.I)) for tool, rule in _RULES]
+# Rules whose words often mean something else ("how many notes in an octave", "remind me
+# how tides work"): only their calls may be overruled by the classifier. The others name a
+# note and what to do with it ("take a note called ..."), and always stand.
+_AMBIGUOUS = {i for i, (tool, rule) in enumerate(_RULES)
+              if (tool == "list_notes") or (tool == "create_note" and rule.startswith(r"\b(?:remember"))}
 # Said to a note-taking assistant, these are chat, not requests.
 NOT_A_REQUEST = re.compile(
     r"\b(?:remember when|do you remember|can you remember|could you remember|will you remember|"
@@ -80,6 +85,7 @@ NOT_A_REQUEST = re.compile(
 class Intent:
     tool: str
     arguments: dict[str, Any]
+    overrulable: bool = field(default=False, compare=False)  # found by an ambiguous rule
 
 
 _TRAILING = re.compile(r"(?:(?:^|\s+)(?:again|please|now|for me|then|thanks|thank you))+$", re.I)
@@ -93,8 +99,9 @@ def _clean(text: str | None) -> str:
 def parse(text: str) -> Intent | None:
     """The notes tool call this sentence asks for, or None for plain chat.
 
-    The patterns below come first: when one matches, its groups give exact arguments,
-    unless the trained classifier (`intent_model.py`) is sure the sentence is chat. A
+    The patterns below come first: when one matches, its groups give exact arguments;
+    a match by an ambiguous rule is dropped when the trained classifier
+    (`intent_model.py`) is sure the sentence is chat. A
     sentence no pattern knows is the classifier's to call, and its arguments are then
     taken from the sentence's shape (`_arguments`).
     """
@@ -106,7 +113,7 @@ def parse(text: str) -> Intent | None:
     if intent is not None:
         # A pattern's words can still be chat ("remind me how tides work"): the classifier,
         # which weighs the whole sentence, may overrule it when it is sure.
-        return None if probabilities[CHAT] >= VETO else intent
+        return None if intent.overrulable and probabilities[CHAT] >= VETO else intent
     tool = max(probabilities, key=probabilities.__getitem__)
     if tool == CHAT or probabilities[tool] < THRESHOLD:
         return None
@@ -115,29 +122,30 @@ def parse(text: str) -> Intent | None:
 
 def by_pattern(sentence: str) -> Intent | None:
     """The tool call a pattern recognises in this sentence, or None."""
-    for tool, pattern in PATTERNS:
+    for index, (tool, pattern) in enumerate(PATTERNS):
         match = pattern.search(sentence)
         if not match:
             continue
         groups = {k: _clean(v) for k, v in match.groupdict().items() if v is not None}
         latest = "latest" in groups
         title = groups.get("title", "")
+        ambiguous = index in _AMBIGUOUS
         if tool == "create_note":
             body = groups.get("body", "")
             if not body and not title:
                 continue  # "make a note" alone: let the model ask what to write
-            return Intent(tool, {"title": title or " ".join(body.split()[:5]), "body": body or title})
+            return Intent(tool, {"title": title or " ".join(body.split()[:5]), "body": body or title}, ambiguous)
         if tool == "search_notes":
             query = groups.get("query", "")
-            return Intent(tool, {"query": query}) if query else None
+            return Intent(tool, {"query": query}, ambiguous) if query else None
         if tool == "update_note":
             body = groups.get("body", "")
-            return Intent(tool, {"title": title, "latest": latest or not title, "body": body})
+            return Intent(tool, {"title": title, "latest": latest or not title, "body": body}, ambiguous)
         if tool in ("read_note", "delete_note"):
             if not title and not latest:
                 latest = True  # "delete that note", "read it back": the one just saved
-            return Intent(tool, {"title": title, "latest": latest})
-        return Intent(tool, {})
+            return Intent(tool, {"title": title, "latest": latest}, ambiguous)
+        return Intent(tool, {}, ambiguous)
     return None
 
 

@@ -82,7 +82,7 @@ def sweep(folds: int = 5) -> None:
 
     from voicebot.services import intent_model
     from voicebot.services.embeddings import shared as encoder
-    from voicebot.services.intents import NOT_A_REQUEST, _FILLER, by_pattern
+    from voicebot.services.intents import _FILLER, decide
 
     items = json.loads(intent_model.TRAINING.read_text())["items"]
     texts = [i["text"] for i in items]
@@ -92,34 +92,26 @@ def sweep(folds: int = 5) -> None:
     labels = sorted(set(tags))
     y = np.array([labels.index(t) for t in tags])
     order = np.random.default_rng(0).permutation(len(items))
-    guesses: list[tuple[str, float, bool]] = [("", 0.0, False)] * len(items)
+    held_out: list[dict[str, float]] = [{}] * len(items)
     for k in range(folds):
         test = order[k::folds]
         train = np.setdiff1d(order, test)
         w, b = intent_model.fit(x[train], y[train], len(labels), labels.index(intent_model.CHAT))
-        p = intent_model._softmax(x[test] @ w + b)
-        for row, i in zip(p, test):
-            sentence = _FILLER.sub("", items[i]["text"].strip())
-            vetoed = bool(NOT_A_REQUEST.search(sentence))
-            pattern = None if vetoed else by_pattern(sentence)
-            chat = float(row[labels.index(intent_model.CHAT)])
-            if pattern is not None:
-                tool = intent_model.CHAT if pattern.overrulable and chat >= intent_model.VETO else pattern.tool
-                guesses[i] = (tool, 1.0, vetoed)
-            else:
-                guesses[i] = (labels[int(row.argmax())], float(row.max()), vetoed)
+        for row, i in zip(intent_model._softmax(x[test] @ w + b), test):
+            held_out[i] = dict(zip(labels, row.tolist()))
+    sentences = [_FILLER.sub("", item["text"].strip()) for item in items]
     print(f"{folds}-fold cross-validation on {len(items)} training sentences (patterns vetoed at "
           f"chat >= {intent_model.VETO})")
     print(f"{'threshold':>9}{'recall':>9}{'false calls':>13}")
     for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         hit = false = positives = 0
-        for item, (tool, confidence, vetoed) in zip(items, guesses):
-            called = None if vetoed or tool == intent_model.CHAT or confidence < threshold else tool
+        for item, sentence, probabilities in zip(items, sentences, held_out):
+            intent = decide(sentence, probabilities, threshold)
             if item["tool"] is None:
-                false += called is not None
+                false += intent is not None
             else:
                 positives += 1
-                hit += called == item["tool"]
+                hit += intent is not None and intent.tool == item["tool"]
         print(f"{threshold:>9.2f}{hit / positives:>9.1%}{false:>13}")
 
 

@@ -97,25 +97,28 @@ def _clean(text: str | None) -> str:
 
 
 def parse(text: str) -> Intent | None:
-    """The notes tool call this sentence asks for, or None for plain chat.
-
-    The patterns below come first: when one matches, its groups give exact arguments;
-    a match by an ambiguous rule is dropped when the trained classifier
-    (`intent_model.py`) is sure the sentence is chat. A
-    sentence no pattern knows is the classifier's to call, and its arguments are then
-    taken from the sentence's shape (`_arguments`).
-    """
+    """The notes tool call this sentence asks for, or None for plain chat."""
     sentence = _FILLER.sub("", text.strip())
+    return decide(sentence, classifier().probabilities(sentence))
+
+
+def decide(sentence: str, probabilities: dict[str, float], threshold: float = THRESHOLD) -> Intent | None:
+    """The call for a sentence, given the trained classifier's probabilities for it.
+
+    The patterns come first: when one matches, its groups give exact arguments; a match
+    by an ambiguous rule is dropped when the classifier (`intent_model.py`) is sure the
+    sentence is chat. A sentence no pattern knows is the classifier's to call, and its
+    arguments are then taken from the sentence's shape (`_arguments`).
+    """
     if NOT_A_REQUEST.search(sentence):
         return None
     intent = by_pattern(sentence)
-    probabilities = classifier().probabilities(sentence)
     if intent is not None:
         # A pattern's words can still be chat ("remind me how tides work"): the classifier,
         # which weighs the whole sentence, may overrule it when it is sure.
         return None if intent.overrulable and probabilities[CHAT] >= VETO else intent
     tool = max(probabilities, key=probabilities.__getitem__)
-    if tool == CHAT or probabilities[tool] < THRESHOLD:
+    if tool == CHAT or probabilities[tool] < threshold:
         return None
     return _arguments(tool, sentence)
 

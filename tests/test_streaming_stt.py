@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import wave
 from pathlib import Path
 
@@ -96,3 +97,116 @@ def test_interim_transcripts_grow_while_the_user_speaks_and_the_last_one_is_the_
     assert stt.finals_from_interim == 1  # no second decode after the end of speech
     # The interims grew with the utterance: an early one is a prefix of what came later.
     assert len(interims[0]) <= len(final)
+
+
+def test_the_encoder_window_follows_the_audio_with_a_margin():
+    from voicebot.services.stt import WINDOW_MARGIN_FRAMES, encoder_frames
+
+    assert encoder_frames(0) == 200  # silence alone: the margin, in whole seconds
+    assert encoder_frames(164) == 400  # 1.6 s of speech + 2 s margin -> a 4 s window
+    assert encoder_frames(2950) == 3000  # never past Whisper's own 30 s
+    assert all(encoder_frames(n) >= n + WINDOW_MARGIN_FRAMES for n in range(0, 2800, 37))
+
+
+def test_a_short_question_encodes_a_short_window_and_is_heard_right(tmp_path):
+    import numpy as np
+
+    whisper = load_whisper(windowed=True)
+    seen: list[int] = []
+    real = type(whisper).__mro__[1].encode  # faster-whisper's own encode, under the window cut
+
+    def spy(self, features):
+        seen.append(features.shape[-1])
+        return real(self, features)
+
+    pcm = _speech(tmp_path, "What is the capital of Italy?")
+    audio = np.frombuffer(pcm + bytes(RATE), dtype=np.int16).astype(np.float32) / 32768.0
+    original = type(whisper).__mro__[1].encode
+    type(whisper).__mro__[1].encode = spy
+    try:
+        segments, _ = whisper.transcribe(audio, language="en")
+        text = " ".join(s.text for s in segments).lower()
+    finally:
+        type(whisper).__mro__[1].encode = original
+    assert "capital" in text and "italy" in text
+    assert seen and max(seen) <= 600, seen  # about 3 s of audio: a 5-6 s window, not Whisper's 30 s
+
+
+class _GatedWhisper:
+    """The shipped model, but a decode of `gated_len` samples or more waits for `gate` (a slow decode)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.gate, self.gated_len = model, threading.Event(), 10**9
+
+    def transcribe(self, audio, **kwargs):
+        if len(audio) >= self.gated_len:
+            self.gate.wait(60)
+        return self.model.transcribe(audio, **kwargs)
+
+
+def test_finals_reach_the_llm_in_the_order_they_were_spoken(whisper, tmp_path):
+    """A slow decode of the first sentence used to be overtaken by the next one's ready final."""
+    first = _speech(tmp_path, "Hello Pearl, I have a question about the garden")
+    second = _speech(tmp_path, "Is it going to rain")
+    gated = _GatedWhisper(whisper)
+    gated.gated_len = len(first) // 2  # the first sentence's own decode, in samples
+    stt = StreamingWhisperSTTService(gated, vad_stop_secs=0.2)
+
+    async def run() -> list[str]:
+        sink = Collect()
+        worker = PipelineWorker(Pipeline([stt, sink]), params=PipelineParams(audio_in_sample_rate=RATE),
+                                enable_rtvi=False, idle_timeout_secs=None)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        running = asyncio.create_task(runner.run())
+        await await_until(lambda: stt.sample_rate == RATE, 30, "pipeline started")
+
+        async def say(pcm: bytes) -> None:
+            await worker.queue_frame(VADUserStartedSpeakingFrame())
+            for i in range(0, len(pcm), FRAME):
+                await worker.queue_frame(InputAudioRawFrame(pcm[i:i + FRAME], RATE, 1))
+
+        try:
+            return await steps(worker, sink, say)
+        finally:
+            gated.gate.set()
+            await worker.queue_frame(EndFrame())
+            await asyncio.wait_for(running, 60)
+
+    async def steps(worker, sink, say) -> list[str]:
+        await say(first)
+        await await_until(lambda: len(stt._audio_buffer) >= len(first), 30, "the first sentence taken in")
+        await worker.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=0.0))  # no decode holds it all yet
+        await say(second)
+
+        quiet = 0
+
+        async def second_decoded() -> bool:
+            nonlocal quiet
+            await worker.queue_frame(InputAudioRawFrame(bytes(FRAME), RATE, 1))
+            quiet += 1
+            await asyncio.sleep(0.02)
+            return stt._decoded_len >= len(second)
+
+        await await_until(second_decoded, 60, "a decode of the whole second sentence")
+        await await_until(lambda: len(stt._audio_buffer) == len(second) + quiet * FRAME, 30, "all audio taken in")
+        # The VAD stops once it heard `stop_secs` of quiet: here, all the quiet the test sent.
+        await worker.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=quiet * FRAME / (RATE * 2)))
+        await await_until(lambda: stt.finals_from_interim == 1, 30, "the second final taken from its decode")
+        gated.gate.set()  # only now may the first sentence's decode finish
+        finals = lambda: [f.text for f in sink.frames if type(f) is TranscriptionFrame]  # noqa: E731
+        await await_until(lambda: len(finals()) == 2, 60, "both finals")
+        return finals()
+
+    texts = asyncio.run(run())
+    assert "garden" in texts[0].lower() and "rain" in texts[1].lower(), texts
+
+
+def test_a_phrase_whisper_repeats_is_heard_once():
+    from voicebot.services.stt import collapse_repeats
+
+    assert collapse_repeats("The local... The local... The local... The local") == "The local..."
+    assert collapse_repeats("Are you today? Are you today?") == "Are you today?"
+    assert collapse_repeats("What is it? What is it for?") == "What is it? What is it for?"
+    assert collapse_repeats("No. No, thanks.") == "No. No, thanks."
+    assert collapse_repeats("") == ""

@@ -295,15 +295,20 @@ VOICE_LLM = env.str("VOICE_LLM", default="local")
 VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default="https://api.openai.com/v1")
 VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
-VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped SmolLM2
+VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped Qwen2.5-Coder-1.5B
 # Every model: the prompt holds the system prompt plus the latest turns within this many
 # tokens, and a spoken answer is at most this many tokens, cut at its last full sentence.
 VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)
 VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
+# llama.cpp's threads for the local model; 0 = as many as the machine has cores, at most 2.
+VOICE_LLM_THREADS = env.int("VOICE_LLM_THREADS", default=0)
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
 # Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
 # and the final one ready when the speech ends. 0: decode once, after the end of speech.
 VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
+# Encode only the part of Whisper's 30 s window that the audio fills (about 3x faster
+# decodes on 2 cores, but single utterances are heard differently: stt.WindowedWhisperModel).
+VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=False)
 # Run each local model once when a worker starts, so the first turn is as fast as the rest.
 VOICE_WARM_MODELS = env.bool("VOICE_WARM_MODELS", default=True)
 # Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".

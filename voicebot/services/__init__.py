@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from django.conf import settings
 
@@ -110,11 +110,12 @@ def _provider(name: str) -> str:
     return value
 
 
-def load_bundle() -> ModelBundle:
+def load_bundle(prompts: Sequence[str] = ()) -> ModelBundle:
     """Load every local model named by settings (slow: done once per worker process).
 
     Hosted stages load nothing; their settings are checked first, so a bad
-    hosted configuration fails before any slow local load.
+    hosted configuration fails before any slow local load. `prompts`: the system
+    prompts to read into the local LLM's cache while warming (see `warm_up`).
     """
     stt_provider, llm_provider, tts_provider = _provider("VOICE_STT"), _provider("VOICE_LLM"), _provider("VOICE_TTS")
     bundle = ModelBundle()
@@ -140,11 +141,12 @@ def load_bundle() -> ModelBundle:
     if stt_provider == "local":
         from . import stt
 
-        bundle.stt_model = stt.load_whisper(settings.VOICE_STT_MODEL_PATH or None)
+        bundle.stt_model = stt.load_whisper(settings.VOICE_STT_MODEL_PATH or None, windowed=settings.VOICE_STT_WINDOW)
     if llm_provider == "local":
         from . import llm
 
-        bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
+        bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None,
+                                                                        threads=settings.VOICE_LLM_THREADS)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "local", True
         from . import intent_model
 
@@ -155,15 +157,16 @@ def load_bundle() -> ModelBundle:
         bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
     logger.info("[BotJoin] services: stt=%s llm=%s tts=%s", stt_provider, llm_provider, tts_provider)
     if settings.VOICE_WARM_MODELS:
-        warm_up(bundle)
+        warm_up(bundle, prompts)
     return bundle
 
 
-def warm_up(bundle: ModelBundle) -> dict[str, float]:
+def warm_up(bundle: ModelBundle, prompts: Sequence[str] = ()) -> dict[str, float]:
     """Run each local model once, so the first user's first turn is as fast as the rest.
 
     A model's first call pays for lazy allocations, ONNX session setup and, for the LLM,
-    the system prompt's evaluation (then in llama.cpp's prompt cache). Returns the
+    the system prompt's evaluation (then in llama.cpp's prompt cache): each slot reads
+    one of `prompts`, and the slots left over the default prompt. Returns the
     milliseconds each stage took. Best effort: a stage that fails to warm is logged and
     the worker starts anyway (its first turn is then only slower).
     """
@@ -180,8 +183,10 @@ def warm_up(bundle: ModelBundle) -> dict[str, float]:
         from .llm import DEFAULT_PROMPT, LOCAL_SLOTS
 
         # Every slot at once: a slot's first request pays for its buffers.
+        slots = [*dict.fromkeys(prompts)][:LOCAL_SLOTS]
+        slots += [DEFAULT_PROMPT] * (LOCAL_SLOTS - len(slots))
         with ThreadPoolExecutor(LOCAL_SLOTS) as pool:
-            list(pool.map(lambda _slot: bundle.prime_llm(DEFAULT_PROMPT), range(LOCAL_SLOTS)))
+            list(pool.map(bundle.prime_llm, slots))
 
     def tts() -> None:
         with bundle.tts_lock:

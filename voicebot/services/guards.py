@@ -111,17 +111,28 @@ def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
     return f"The {name.replace('_', ' ')} tool returned {json.dumps(fields, ensure_ascii=False)[:300]}."
 
 
-def tool_facts(messages: list[dict[str, Any]], *, keep: int = 6) -> list[dict[str, Any]]:
-    """The chat history without its tool exchanges, which come back as facts.
+def tool_facts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat history without its tool exchanges, each of which comes back as a fact.
 
     An exchange is the user's request, the assistant's tool call, the tool's result
-    and the answer spoken from it. The latest `keep` facts come back as one system
-    message just before the latest user message.
+    and the answer spoken from it. Its facts take its place, as one system message:
+    where the exchange was, so that the prompt only ever grows at its end. llama.cpp
+    reuses its cache up to the first changed token; a fact put in the system prompt
+    made every answer after a tool call re-read the whole history (8-11 s on 2 cores),
+    and one moved along to just before the latest user message made every later turn
+    re-read the turn before it as well (about 60 of each turn's 90 new tokens).
     """
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
-    facts: list[str] = []
     out: list[dict[str, Any]] = []
+    facts: list[str] = []  # of the exchange in progress
     in_exchange = False
+
+    def settle() -> None:
+        if facts:
+            out.append({"role": "system", "content": "Facts from this conversation's tools (use them when asked):\n- "
+                        + "\n- ".join(facts)})
+            facts.clear()
+
     for message in messages:
         role = message.get("role")
         if role == "assistant" and message.get("tool_calls"):
@@ -146,21 +157,14 @@ def tool_facts(messages: list[dict[str, Any]], *, keep: int = 6) -> list[dict[st
             if result != "IN_PROGRESS":
                 facts.append(_fact(name, arguments, result))
             continue
+        settle()
         if role == "assistant" and in_exchange:
             in_exchange = False
             continue  # the answer spoken from the result: its wording is what a small model copies
         in_exchange = False
         out.append(message)
-    if not facts:
-        return out
-    note = {"role": "system",
-            "content": "Facts from this conversation's tools (use them when asked):\n- " + "\n- ".join(facts[-keep:])}
-    # Just before the latest user message, not in the system prompt: a new fact then
-    # changes only the end of the prompt, and llama.cpp's prompt cache keeps the rest.
-    # (In the system prompt, every tool call made the next answer re-read the whole
-    # history: 8-11 s on 2 cores once a long call had a few notes in it.)
-    last = len(out) - 1 if out and out[-1].get("role") == "user" else len(out)
-    return [*out[:last], note, *out[last:]]
+    settle()
+    return out
 
 
 # --- the spoken answer -----------------------------------------------------------------

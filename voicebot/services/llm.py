@@ -36,7 +36,13 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
 
 
-def start_local_server(path: str | None = None, *, parallel: int = LOCAL_SLOTS) -> tuple[Any, str]:
+def compose_prompt(system_prompt: str, persona: str = "") -> str:
+    """A session's system prompt: its assistant's (or the default), named by its persona."""
+    prompt = system_prompt or DEFAULT_PROMPT
+    return f"Your name is {persona}. {prompt}" if persona else prompt
+
+
+def start_local_server(path: str | None = None, *, parallel: int = LOCAL_SLOTS, threads: int = 0) -> tuple[Any, str]:
     """Start llama.cpp's OpenAI-compatible server in this process, on loopback.
 
     xllamacpp ships llama.cpp prebuilt (no compiler step at install); its
@@ -49,7 +55,7 @@ def start_local_server(path: str | None = None, *, parallel: int = LOCAL_SLOTS) 
     params.model.path = path or str(default_llm_path())
     params.n_parallel = parallel  # one slot per concurrent session
     params.n_ctx = 2048 * parallel
-    threads = min(2, os.cpu_count() or 1)
+    threads = threads or min(2, os.cpu_count() or 1)
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.sampling.temp = 0.2
@@ -104,6 +110,13 @@ class VoiceLLMService(OpenAILLMService):
         if self.local:
             self._merge_extra_body(params, {**LOCAL_SAMPLING, **(RETRY_SAMPLING if self._retrying else {})})
         return params
+
+    async def start_llm_usage_metrics(self, tokens: Any) -> None:
+        # What each answer cost, and how much of its prompt came from llama.cpp's cache:
+        # the first thing to look at when answers get slow over a call.
+        logger.debug("[VoiceSession] llm tokens: prompt=%s cached=%s completion=%s", tokens.prompt_tokens,
+                     tokens.cache_read_input_tokens, tokens.completion_tokens)
+        await super().start_llm_usage_metrics(tokens)
 
     async def _process_context(self, context: LLMContext) -> None:
         if self.notes_router and await self._route_notes(context):

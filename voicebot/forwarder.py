@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 from channels.db import database_sync_to_async
@@ -27,6 +27,8 @@ from voicesessions import opsevents
 from voicesessions.events import record_event
 from voicesessions.models import ErrorKind, VoiceSession
 from voicesessions.models import VoiceEventType as E
+
+from .provider_errors import ProviderError, describe, redact
 
 logger = logging.getLogger("voicebot.forwarder")
 
@@ -78,6 +80,21 @@ class EventForwarder(BaseObserver):
         self.timer = TurnTimer()
         self.turns: list[dict[str, float]] = []
         self._writer: asyncio.Task | None = None
+        # Called once a stage can no longer work (its credentials refused, say): set by the session.
+        self.on_fatal: Callable[[ProviderError], Awaitable[None]] | None = None
+        self._fatal_told = False
+
+    async def _error(self, frame: ErrorFrame) -> None:
+        """A failure, told to the user in our words; the provider's own text goes to the log only."""
+        error = describe(frame)
+        logger.warning("[VoiceSession] session=%s %s failed (%s): %s", self.session_id, error.stage, error.code,
+                       redact(str(frame.error)))
+        if error.fatal and self.on_fatal is not None:
+            if not self._fatal_told:  # a stage that cannot work keeps failing until the pipeline ends
+                self._fatal_told = True
+                await self.on_fatal(error)  # the session ends, and says why
+            return
+        self.emit(E.ERROR, error.payload())
 
     # --- event production (on the pipeline's loop, never blocking) ----------
     def emit(self, event_type: str, payload: dict[str, Any]) -> None:
@@ -90,7 +107,7 @@ class EventForwarder(BaseObserver):
         # Broadcast frames travel both ways; report the downstream copy only.
         # Errors travel upstream only.
         if isinstance(frame, ErrorFrame):
-            self.emit(E.ERROR, {"code": "pipeline", "message": str(frame.error), "fatal": bool(frame.fatal)})
+            await self._error(frame)
             return
         if data.direction != FrameDirection.DOWNSTREAM:
             return
@@ -175,7 +192,7 @@ class EventForwarder(BaseObserver):
             for event_type, payload in batch:
                 record_event(session, event_type, payload)
                 if event_type == E.ERROR:
-                    opsevents.record_error(ErrorKind.PIPELINE, detail=str(payload.get("message", ""))[:200],
+                    opsevents.record_error(ErrorKind.PIPELINE, detail=str(payload.get("code") or payload.get("message", ""))[:200],
                                            user=session.user_id, session=session)
 
     async def flush(self) -> None:

@@ -14,6 +14,11 @@ from django.conf import settings
 
 class _PropagateHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
+        # Pipecat logs a provider's error text as it came (OpenAI's 429 names the
+        # organisation): masked here like our own lines (provider_errors.redact).
+        from .provider_errors import redact
+
+        record.msg, record.args = redact(record.getMessage()), None
         logging.getLogger(record.name).handle(record)
 
 

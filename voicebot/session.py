@@ -14,11 +14,13 @@ from pipecat.workers.runner import WorkerRunner
 
 from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
+from voicesessions.models import ErrorKind
 from voicesessions.queue import BotJobSpec
 
 from . import avatar
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
+from .provider_errors import ProviderError
 from .services.llm import compose_prompt
 from .tools import TOOLS
 
@@ -198,6 +200,7 @@ class BotSession:
 
     async def _run(self, transport: Any) -> None:
         self.pipeline_worker, self.forwarder = build_pipeline(self, transport)
+        self.forwarder.on_fatal = self._provider_failed
         runner = WorkerRunner(handle_sigint=False)  # one runner per session: ending it ends only this one
         await runner.add_workers(self.pipeline_worker)
         self.runner_task = asyncio.get_running_loop().create_task(runner.run(), name=f"bot-{self.session_id}")
@@ -244,6 +247,16 @@ class BotSession:
         logger.warning("[BotJoin] session=%s %s", self.session_id, code)
         await database_sync_to_async(session_service.mark_unavailable)(self.session_id, code, message)
         asyncio.get_running_loop().create_task(self.close(code))
+
+    async def _provider_failed(self, error: ProviderError) -> None:
+        """A stage can no longer work (its provider refused the credentials, say): end the
+        session cleanly and tell the user which stage failed, instead of a bot that hears
+        the user and never answers."""
+        logger.error("[VoiceSession] session=%s ending: the %s stage cannot work (%s)", self.session_id,
+                     error.stage, error.code)
+        await database_sync_to_async(session_service.mark_unavailable)(
+            self.session_id, error.code, error.message, kind=ErrorKind.PIPELINE, stage=error.stage)
+        asyncio.get_running_loop().create_task(self.close(error.code))
 
     # --- control from the server -----------------------------------------------
     async def control(self, action: str, data: dict[str, Any]) -> None:

@@ -285,15 +285,18 @@ def peer_left(session_id: Any) -> int | None:
     return None if room_id is None else user_left(room_id, session_id=session_id)
 
 
-def mark_unavailable(session_id: Any, code: str, message: str, *, kind: str = ErrorKind.BOT_JOIN) -> None:
-    """The bot cannot serve the session (its join failed, it lost the room): the user is told
-    with a `voice.error`, and a new join replaces the session."""
+def mark_unavailable(session_id: Any, code: str, message: str, *, kind: str = ErrorKind.BOT_JOIN,
+                     stage: str = "") -> None:
+    """The bot cannot serve the session (its join failed, it lost the room, a model provider
+    refused it): the user is told with a `voice.error` (naming the failed `stage` if one did),
+    and a new join replaces the session."""
     with transaction.atomic():
         session = _locked_session(session_id)
         if session is None or session.status not in LIVE_STATUSES:
             return
         change_status(session, SessionStatus.UNAVAILABLE, reason=code)
-        record_event(session, VoiceEventType.ERROR, {"code": code, "message": message, "fatal": True})
+        record_event(session, VoiceEventType.ERROR,
+                     {"code": code, "message": message, "fatal": True, **({"stage": stage} if stage else {})})
         opsevents.record_error(kind, detail=code, user=session.user_id, session=session)
 
 

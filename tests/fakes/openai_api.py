@@ -9,8 +9,10 @@ Python SDK's types, which are generated from OpenAI's OpenAPI spec:
 
 - ``Authorization: Bearer <key>``: missing -> 401 "You didn't provide an API
   key" (``code`` null); a wrong key -> 401 ``invalid_api_key`` "Incorrect API
-  key provided" (the key itself is never echoed). Errors always use OpenAI's
-  ``{"error": {"message", "type", "param", "code"}}`` object.
+  key provided: sk-test-****abcd" (masked, as OpenAI quotes it: a prefix and the
+  last four characters). Errors always use OpenAI's
+  ``{"error": {"message", "type", "param", "code"}}`` object; an injected 429
+  names the organisation ("in organization org-...") and carries ``Retry-After``.
 - ``POST /v1/chat/completions`` (JSON): only documented top-level parameters
   (others -> 400 "Unrecognized request argument supplied: X"); ``model`` and a
   non-empty ``messages`` are required; each message has a documented role
@@ -262,6 +264,10 @@ class FakeOpenAI(LocalHTTPFake):
         self.chunk_delay = chunk_delay  # seconds between streamed chunks
         self.requests: list[RecordedRequest] = []
         self._failures: list[int] = []
+        self._hangs: list[float] = []
+        self._unhang = threading.Event()  # set at stop: no request hangs past the fake's life
+        self.organization = "org-Fk3x9QpLm2Vb7Ztr"  # named in 429 messages, as OpenAI's are
+        self.retry_after = 20  # seconds, sent as Retry-After with an injected 429
         self._script: list[str] = []
         self._lock = threading.Lock()
 
@@ -271,6 +277,15 @@ class FakeOpenAI(LocalHTTPFake):
         """Answer the next `count` requests with `status` (429 or 5xx), before any checks."""
         with self._lock:
             self._failures.extend([status] * count)
+
+    def stop(self) -> None:
+        self._unhang.set()
+        super().stop()
+
+    def hang_next(self, count: int, seconds: float) -> None:
+        """The next `count` requests get no answer for `seconds` (a provider that hangs), then a normal one."""
+        with self._lock:
+            self._hangs.extend([seconds] * count)
 
     def reply_with(self, *texts: str) -> None:
         """The next chat completions answer these texts, in order, as a model would stream them."""
@@ -293,6 +308,9 @@ class FakeOpenAI(LocalHTTPFake):
         with self._lock:
             self.requests.append(record)
             failure = self._failures.pop(0) if self._failures else None
+            hang = self._hangs.pop(0) if self._hangs else 0.0
+        if hang:
+            self._unhang.wait(hang)  # in this request's own thread; the client's timeout should give up first
         try:
             if failure is not None:
                 raise self._injected(failure)
@@ -301,13 +319,18 @@ class FakeOpenAI(LocalHTTPFake):
             response = route(record)
         except ApiError as exc:
             response = _json_response(exc.status, exc.body())
+            if exc.status == 429:
+                response.headers["retry-after"] = str(self.retry_after)
         record.status = response.status
         return response
 
-    @staticmethod
-    def _injected(status: int) -> ApiError:
+    def _injected(self, status: int) -> ApiError:
         if status == 429:
-            return ApiError(429, "Rate limit reached for requests", type="requests", code="rate_limit_exceeded")
+            # As OpenAI words it: the model, the organisation's id and the limits, with Retry-After.
+            return ApiError(429, f"Rate limit reached for gpt-4.1-mini in organization {self.organization} on "
+                            "requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in "
+                            f"{self.retry_after}s. Visit https://platform.openai.com/account/rate-limits to learn "
+                            "more.", type="requests", code="rate_limit_exceeded")
         return ApiError(status, "The server had an error while processing your request. Sorry about that!",
                         type="server_error")
 
@@ -316,8 +339,11 @@ class FakeOpenAI(LocalHTTPFake):
         if scheme != "Bearer" or not key.strip():
             raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
                            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        if not hmac.compare_digest(key.strip().encode(), self.api_key.encode()):
-            raise ApiError(401, "Incorrect API key provided. You can find your API key at "
+        key = key.strip()
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            # OpenAI quotes the wrong key masked: its first characters and its last four.
+            masked = f"{key[:8]}{'*' * max(4, len(key) - 12)}{key[-4:]}"
+            raise ApiError(401, f"Incorrect API key provided: {masked}. You can find your API key at "
                            "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
 
     def _route(self, method: str, path: str) -> Any:

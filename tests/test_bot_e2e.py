@@ -256,7 +256,9 @@ def test_bogus_offers_and_bare_tokens_leave_the_live_call_alone(stack):
 
 def test_cold_spawn_mode_serves_a_join(tmp_path):
     """`runbotworker --spawn`: each job gets a fresh `python -m voicebot.bot` that reads its job's row."""
-    server = start_server(tmp_path, BOT_ENV)
+    # A cold bot loads every model before it takes the offer: on a busy 2-core machine that
+    # took longer than the default 20 s the offer waits.
+    server = start_server(tmp_path, {**BOT_ENV, "VOICE_OFFER_WAIT_SECONDS": "90"})
     parent = start_worker(server, "--spawn", "--pool-size", "1", "--worker-id", "cold")
     try:
         async def scenario() -> None:

@@ -104,7 +104,7 @@ def test_each_stage_is_chosen_on_its_own(settings, monkeypatch, fake):
     hosted_settings(settings, fake.url)
     settings.VOICE_LLM = "local"
     _no_local_models(monkeypatch)
-    monkeypatch.setattr(llm, "start_local_server", lambda path=None: ("server", "http://127.0.0.1:1/v1"))
+    monkeypatch.setattr(llm, "start_local_server", lambda path=None, **_kw: ("server", "http://127.0.0.1:1/v1"))
     bundle = load_bundle()
     assert bundle.llm_server == "server" and bundle.local_llm is True
     assert bundle.stt_model is None and bundle.tts_engine is None

@@ -173,10 +173,12 @@ class BotWorkerProcess:
     async def _start_session(self, job: ClaimedJob) -> None:
         spec = job.spec
         claimed = time.monotonic()
-        if self.bundle is None:  # spawned child: load cold, for this one session
+        if self.bundle is None:  # spawned child: load cold, for this one session (and warm for it alone)
             from .services import load_bundle
+            from .services.llm import compose_prompt
 
-            self.bundle = await asyncio.to_thread(load_bundle)
+            self.bundle = await asyncio.to_thread(load_bundle, [compose_prompt(spec.system_prompt, spec.persona)],
+                                                  slots=1)
         # Registered here before the database names this worker as the bot's
         # home: from that moment servers relay the user's offer to us.
         bot = BotSession(self, spec, self.bundle)

@@ -298,6 +298,12 @@ VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped Qwen2.5-Coder-1.5B
 # Every model: the prompt holds the system prompt plus the latest turns within this many
 # tokens, and a spoken answer is at most this many tokens, cut at its last full sentence.
+# Hosted model APIs in a live call: a request that gets no answer for VOICE_HOSTED_TIMEOUT
+# seconds fails (the user is told, and the next turn tries again), and failed requests are
+# retried this many times (0: a 429 is reported at once instead of waiting out Retry-After).
+VOICE_HOSTED_TIMEOUT = env.float("VOICE_HOSTED_TIMEOUT", default=10.0)
+VOICE_HOSTED_CONNECT_TIMEOUT = env.float("VOICE_HOSTED_CONNECT_TIMEOUT", default=3.0)
+VOICE_HOSTED_RETRIES = env.int("VOICE_HOSTED_RETRIES", default=0)
 VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)
 VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
 # llama.cpp's threads for the local model; 0 = as many as the machine has cores, at most 2.

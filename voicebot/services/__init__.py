@@ -69,10 +69,14 @@ class ModelBundle:
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import VoiceLLMService
 
+        # The local server on a busy 2-core machine may take several seconds to its first token.
+        timeout = 120.0 if self.local_llm else settings.VOICE_HOSTED_TIMEOUT
         return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model,
                                system_prompt=system_prompt, notes_router=self.local_llm,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
-                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS)
+                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS, timeout=timeout,
+                               connect_timeout=settings.VOICE_HOSTED_CONNECT_TIMEOUT,
+                               max_retries=0 if self.local_llm else settings.VOICE_HOSTED_RETRIES)
 
     def prime_llm(self, system_prompt: str) -> None:
         """Have the local llama.cpp server read `system_prompt` now (blocking; call in a thread).
@@ -110,12 +114,13 @@ def _provider(name: str) -> str:
     return value
 
 
-def load_bundle(prompts: Sequence[str] = ()) -> ModelBundle:
+def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
     """Load every local model named by settings (slow: done once per worker process).
 
     Hosted stages load nothing; their settings are checked first, so a bad
     hosted configuration fails before any slow local load. `prompts`: the system
-    prompts to read into the local LLM's cache while warming (see `warm_up`).
+    prompts to read into the local LLM's cache while warming, in `slots` of its
+    slots (0: all of them; see `warm_up`).
     """
     stt_provider, llm_provider, tts_provider = _provider("VOICE_STT"), _provider("VOICE_LLM"), _provider("VOICE_TTS")
     bundle = ModelBundle()
@@ -157,16 +162,17 @@ def load_bundle(prompts: Sequence[str] = ()) -> ModelBundle:
         bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
     logger.info("[BotJoin] services: stt=%s llm=%s tts=%s", stt_provider, llm_provider, tts_provider)
     if settings.VOICE_WARM_MODELS:
-        warm_up(bundle, prompts)
+        warm_up(bundle, prompts, slots=slots)
     return bundle
 
 
-def warm_up(bundle: ModelBundle, prompts: Sequence[str] = ()) -> dict[str, float]:
+def warm_up(bundle: ModelBundle, prompts: Sequence[str] = (), *, slots: int = 0) -> dict[str, float]:
     """Run each local model once, so the first user's first turn is as fast as the rest.
 
     A model's first call pays for lazy allocations, ONNX session setup and, for the LLM,
     the system prompt's evaluation (then in llama.cpp's prompt cache): each slot reads
-    one of `prompts`, and the slots left over the default prompt. Returns the
+    one of `prompts`, and the slots left over the default prompt (`slots`: how many to
+    warm, 0 for all; a spawned bot serves one session and warms one). Returns the
     milliseconds each stage took. Best effort: a stage that fails to warm is logged and
     the worker starts anyway (its first turn is then only slower).
     """
@@ -183,10 +189,11 @@ def warm_up(bundle: ModelBundle, prompts: Sequence[str] = ()) -> dict[str, float
         from .llm import DEFAULT_PROMPT, LOCAL_SLOTS
 
         # Every slot at once: a slot's first request pays for its buffers.
-        slots = [*dict.fromkeys(prompts)][:LOCAL_SLOTS]
-        slots += [DEFAULT_PROMPT] * (LOCAL_SLOTS - len(slots))
-        with ThreadPoolExecutor(LOCAL_SLOTS) as pool:
-            list(pool.map(bundle.prime_llm, slots))
+        count = min(slots or LOCAL_SLOTS, LOCAL_SLOTS)
+        texts = [*dict.fromkeys(prompts)][:count]
+        texts += [DEFAULT_PROMPT] * (count - len(texts))
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(bundle.prime_llm, texts))
 
     def tts() -> None:
         with bundle.tts_lock:

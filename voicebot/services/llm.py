@@ -80,7 +80,10 @@ class VoiceLLMService(OpenAILLMService):
 
     def __init__(self, *, base_url: str, api_key: str, model: str, system_prompt: str,
                  notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
-                 reply_tokens: int = MAX_REPLY_TOKENS, **kwargs: Any) -> None:
+                 reply_tokens: int = MAX_REPLY_TOKENS, timeout: float = 60.0, connect_timeout: float = 5.0,
+                 max_retries: int = 0, **kwargs: Any) -> None:
+        # Read before super().__init__, which builds the client (create_client).
+        self._timeouts = (timeout, connect_timeout, max_retries)
         super().__init__(api_key=api_key or "none", base_url=base_url,
                          settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt,
                                                             max_tokens=reply_tokens),
@@ -91,6 +94,24 @@ class VoiceLLMService(OpenAILLMService):
         self._window_start = 0  # where the history window begins (it only moves forward)
         self._gate: SentenceGate | None = None
         self._retrying = False
+
+    def create_client(self, api_key: Any = None, base_url: Any = None, organization: Any = None,
+                      project: Any = None, default_headers: Any = None, **kwargs: Any) -> Any:
+        """Pipecat's client, with timeouts and retries fit for a live call.
+
+        The SDK's defaults (a 600 s read timeout, 2 retries, waits of up to 60 s on a
+        429's Retry-After) leave a user talking to a silent bot for minutes. Here a
+        request that gets no answer for `timeout` seconds fails, and a 429 fails at
+        once: the user is told (voice.error) and the next turn tries again.
+        """
+        import httpx
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+        timeout, connect, retries = self._timeouts
+        return AsyncOpenAI(api_key=api_key, base_url=base_url, organization=organization, project=project,
+                           default_headers=default_headers, max_retries=retries,
+                           timeout=httpx.Timeout(timeout, connect=connect),
+                           http_client=DefaultAsyncHttpxClient(timeout=httpx.Timeout(timeout, connect=connect)))
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)

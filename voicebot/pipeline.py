@@ -65,9 +65,14 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     # a short spoken question judged "incomplete" should not cost seconds.
     turn_stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3(
         params=SmartTurnParams(stop_secs=settings.VOICE_TURN_INCOMPLETE_WAIT_SECS)))
+    # Pipecat ends a user turn whose transcript has not come 5 s after the speech, and runs the
+    # LLM on an "I didn't catch that" prompt; the late transcript then starts a turn of its own
+    # that interrupts that answer. Our Whisper's final can take longer on a busy 2-core machine
+    # (8 s for a first turn in the conversation bench), so the turn waits longer for it.
     user_agg, assistant_agg = LLMContextAggregatorPair(
         bot.context, user_params=LLMUserAggregatorParams(
-            vad_analyzer=vad, user_turn_strategies=UserTurnStrategies(stop=[turn_stop])))
+            vad_analyzer=vad, user_turn_strategies=UserTurnStrategies(stop=[turn_stop]),
+            user_turn_stop_timeout=settings.VOICE_USER_TURN_TIMEOUT))
     forwarder = EventForwarder(spec.session_id)
     pipeline = Pipeline([
         transport.input(),

@@ -315,6 +315,8 @@ VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
 # Encode only the part of Whisper's 30 s window that the audio fills (about 3x faster
 # decodes on 2 cores, but single utterances are heard differently: stt.WindowedWhisperModel).
 VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=False)
+# Seconds a user turn waits for its transcript before Pipecat gives up on it (Pipecat: 5).
+VOICE_USER_TURN_TIMEOUT = env.float("VOICE_USER_TURN_TIMEOUT", default=15.0)
 # Run each local model once when a worker starts, so the first turn is as fast as the rest.
 VOICE_WARM_MODELS = env.bool("VOICE_WARM_MODELS", default=True)
 # Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".

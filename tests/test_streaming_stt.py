@@ -51,8 +51,8 @@ def _speech(tmp_path: Path, text: str) -> bytes:
         return w.readframes(w.getnframes())
 
 
-async def _utterance(stt: StreamingWhisperSTTService, pcm: bytes) -> tuple[Collect, float]:
-    """Speak `pcm` into the service, then quiet until a decode holds the whole utterance, then the VAD stop."""
+async def _started(stt: StreamingWhisperSTTService) -> tuple[PipelineWorker, Collect, asyncio.Task]:
+    """The service in a running pipeline of its own, with a sink that keeps every frame."""
     sink = Collect()
     worker = PipelineWorker(Pipeline([stt, sink]), params=PipelineParams(audio_in_sample_rate=RATE),
                             enable_rtvi=False, idle_timeout_secs=None)
@@ -60,6 +60,12 @@ async def _utterance(stt: StreamingWhisperSTTService, pcm: bytes) -> tuple[Colle
     await runner.add_workers(worker)
     running = asyncio.create_task(runner.run())
     await await_until(lambda: stt.sample_rate == RATE, 30, "pipeline started")
+    return worker, sink, running
+
+
+async def _utterance(stt: StreamingWhisperSTTService, pcm: bytes) -> tuple[Collect, float]:
+    """Speak `pcm` into the service, then quiet until a decode holds the whole utterance, then the VAD stop."""
+    worker, sink, running = await _started(stt)
     await worker.queue_frame(VADUserStartedSpeakingFrame())
     for i in range(0, len(pcm), FRAME):
         await worker.queue_frame(InputAudioRawFrame(pcm[i:i + FRAME], RATE, 1))
@@ -133,13 +139,18 @@ def test_a_short_question_encodes_a_short_window_and_is_heard_right(tmp_path):
 
 
 class _GatedWhisper:
-    """The shipped model, but a decode of `gated_len` samples or more waits for `gate` (a slow decode)."""
+    """The shipped model, but a decode of audio that begins with `gated` waits for `gate` (a slow decode)."""
 
-    def __init__(self, model) -> None:
-        self.model, self.gate, self.gated_len = model, threading.Event(), 10**9
+    def __init__(self, model, gated: bytes) -> None:
+        import numpy as np
+
+        self.model, self.gate = model, threading.Event()
+        self.prefix = np.frombuffer(gated[:RATE], dtype=np.int16).astype(np.float32) / 32768.0  # its first 0.5 s
 
     def transcribe(self, audio, **kwargs):
-        if len(audio) >= self.gated_len:
+        import numpy as np
+
+        if len(audio) >= len(self.prefix) and np.array_equal(audio[:len(self.prefix)], self.prefix):
             self.gate.wait(60)
         return self.model.transcribe(audio, **kwargs)
 
@@ -148,18 +159,11 @@ def test_finals_reach_the_llm_in_the_order_they_were_spoken(whisper, tmp_path):
     """A slow decode of the first sentence used to be overtaken by the next one's ready final."""
     first = _speech(tmp_path, "Hello Pearl, I have a question about the garden")
     second = _speech(tmp_path, "Is it going to rain")
-    gated = _GatedWhisper(whisper)
-    gated.gated_len = len(first) // 2  # the first sentence's own decode, in samples
+    gated = _GatedWhisper(whisper, first)  # the first sentence's decodes are the slow ones
     stt = StreamingWhisperSTTService(gated, vad_stop_secs=0.2)
 
     async def run() -> list[str]:
-        sink = Collect()
-        worker = PipelineWorker(Pipeline([stt, sink]), params=PipelineParams(audio_in_sample_rate=RATE),
-                                enable_rtvi=False, idle_timeout_secs=None)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        running = asyncio.create_task(runner.run())
-        await await_until(lambda: stt.sample_rate == RATE, 30, "pipeline started")
+        worker, sink, running = await _started(stt)
 
         async def say(pcm: bytes) -> None:
             await worker.queue_frame(VADUserStartedSpeakingFrame())

@@ -178,9 +178,11 @@ def test_the_fake_refuses_what_openai_refuses(fake):
         chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         missing = http.post("/chat/completions", json=chat)
         assert missing.status_code == 401 and missing.json()["error"]["type"] == "invalid_request_error"
-        wrong = http.post("/chat/completions", json=chat, headers={"Authorization": "Bearer sk-wrong"})
+        wrong_key = "sk-wrong-key-0123456789abcdef"
+        wrong = http.post("/chat/completions", json=chat, headers={"Authorization": f"Bearer {wrong_key}"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
-        assert "sk-wrong" not in wrong.text
+        # As OpenAI does: the key quoted masked (its start and last four), never whole.
+        assert wrong_key not in wrong.text and "sk-wrong****" in wrong.text and "cdef." in wrong.text
         unknown = http.post("/chat/completions", json={**chat, "temprature": 0.2}, headers=auth)
         assert unknown.status_code == 400
         assert unknown.json()["error"]["message"] == "Unrecognized request argument supplied: temprature"

@@ -214,3 +214,18 @@ def test_a_phrase_whisper_repeats_is_heard_once():
     assert collapse_repeats("What is it? What is it for?") == "What is it? What is it for?"
     assert collapse_repeats("No. No, thanks.") == "No. No, thanks."
     assert collapse_repeats("") == ""
+
+
+def test_confident_words_are_speech_and_whispers_guess_at_silence_is_not():
+    """Figures Whisper tiny.en gave (2026-12-03): a browser user's 8 s question heard word for
+    word, and its "you" on digital silence and "." on a hum."""
+    from types import SimpleNamespace as Segment
+
+    from voicebot.services.stt import is_speech
+
+    limit = 0.4  # Pipecat's WhisperSTTService default, as the sessions use it
+    assert is_speech(Segment(no_speech_prob=0.45, avg_logprob=-0.4), limit)  # was dropped: the turn went empty
+    assert is_speech(Segment(no_speech_prob=0.16, avg_logprob=-1.3), limit)  # under the limit, whatever the words
+    assert not is_speech(Segment(no_speech_prob=0.98, avg_logprob=-0.93), limit)  # "you" on silence
+    assert not is_speech(Segment(no_speech_prob=0.83, avg_logprob=-0.93), limit)  # "." on a hum
+    assert not is_speech(Segment(no_speech_prob=0.5, avg_logprob=-1.2), limit)  # unsure words in the grey zone

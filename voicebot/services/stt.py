@@ -39,6 +39,26 @@ def encoder_frames(content: int, full: int = 3000) -> int:
     return max(step, min(full, -(-(content + WINDOW_MARGIN_FRAMES) // step) * step))
 
 
+# openai-whisper's defaults for skipping a segment as silence (faster-whisper's too).
+NO_SPEECH_THRESHOLD, LOGPROB_THRESHOLD = 0.6, -1.0
+
+
+def is_speech(segment: Any, no_speech_limit: float) -> bool:
+    """Whether a decoded segment is speech rather than Whisper's guess at silence.
+
+    Pipecat's WhisperSTTService drops every segment whose no-speech probability is over
+    its limit (0.4), whatever its words: a user's 8 s question, heard word for word with
+    an average log-probability of -0.4, had a no-speech probability of 0.45 and was lost
+    (the turn went to the LLM empty). Whisper's own rule (skip only when the probability
+    is over 0.6 and the words are not confident) lets through its "you" on silence
+    (0.98 and -0.93). So: under the limit it is speech; between the limit and 0.6 only
+    with confident words; over 0.6 never.
+    """
+    if segment.no_speech_prob < no_speech_limit:
+        return True
+    return segment.no_speech_prob < NO_SPEECH_THRESHOLD and segment.avg_logprob > LOGPROB_THRESHOLD
+
+
 _PIECES = re.compile(r"(?<=[.?!\u2026])\s+")
 
 
@@ -176,7 +196,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         segments, _ = self._model.transcribe(audio, language="en", max_new_tokens=int(len(audio) / 16000 * 8) + 8)
         limit = self._settings.no_speech_prob
         limit = limit if isinstance(limit, float) else 1.0
-        return collapse_repeats(" ".join(s.text.strip() for s in segments if s.no_speech_prob < limit))
+        return collapse_repeats(" ".join(s.text.strip() for s in segments if is_speech(s, limit)))
 
     async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
         quiet = frame.stop_secs or self.vad_stop_secs  # the VAD heard this long a silence before stopping

@@ -136,6 +136,14 @@ def test_an_answer_cut_by_the_budget_ends_on_its_last_full_sentence():
     assert gate.dropped == ["It is a fitting name for a puppy that loves"]
 
 
+def test_the_spoken_budget_ends_the_answer_on_a_whole_sentence():
+    gate = guards.SentenceGate([], budget_tokens=10)  # about 35 characters
+    assert _speak(gate, "It is sunny today. Take a hat with you. And some water.") == "It is sunny today."
+    assert gate.full and not gate.dropped  # complete, not cut: nothing held back
+    # A first sentence is spoken whole even when it alone is over the budget.
+    assert _speak(guards.SentenceGate([], budget_tokens=3), "It is sunny today. Go out.") == "It is sunny today."
+
+
 def test_a_lone_fragment_is_still_spoken_as_a_sentence():
     assert _speak(guards.SentenceGate([]), "Biscuit, Pepper or Maple,") == "Biscuit, Pepper or Maple."
 
@@ -209,6 +217,69 @@ def test_the_service_sends_only_the_window(fake):
     assert sent[0] == {"role": "system", "content": "Be brief."}
     assert sent[-1] == {"role": "user", "content": "And now?"}
     assert sum(guards.tokens(m) for m in sent[1:]) <= 300 and len(sent) < 20
+
+
+# --- the token budgets: a spoken answer's and a tool call's -------------------------------
+
+LONG_NOTE = {"title": "shopping", "body": "Buy two loaves of wholemeal bread, a dozen free-range eggs, "
+             "oat milk, three ripe avocados, a bag of basmati rice, washing-up liquid and some fresh basil "
+             "for the pasta on Friday, and remember to pick up the parcel from the post office."}
+
+
+def _run(llm: VoiceLLMService, messages: list[dict], tools: list | None = None) -> tuple[list, list]:
+    from voicebot.tools import TOOLS
+
+    context = LLMContext(messages=messages, tools=TOOLS if tools is None else tools)
+    return asyncio.run(run_test(llm, frames_to_send=[LLMContextFrame(context)], start_timeout=60))
+
+
+def test_a_note_longer_than_the_spoken_budget_still_reaches_the_tool(fake):
+    """A tool call's arguments get their own budget: with one cap of 30 tokens the note's JSON was
+    cut and Pipecat dropped the call with a log line (no note, no reply, no voice.error)."""
+    saved: list[dict] = []
+
+    async def create_note(params) -> None:
+        saved.append(params.arguments)
+        await params.result_callback({"ok": True, "id": 1, "title": params.arguments["title"]})
+
+    llm = _llm(fake, reply_tokens=30)
+    llm.register_function("create_note", create_note)
+    fake.call_tool_next("create_note", LONG_NOTE)
+    _run(llm, [{"role": "user", "content": "Put my shopping list in a note."}])
+    assert saved == [LONG_NOTE]
+    (request,) = fake.requests_to("/v1/chat/completions", ok=True)
+    assert request.json["max_completion_tokens"] == 400 and "max_tokens" not in request.json
+
+
+def test_a_tool_call_cut_by_the_token_limit_is_reported_not_lost(fake):
+    from pipecat.frames.frames import ErrorFrame
+
+    from voicebot.provider_errors import describe
+
+    llm = _llm(fake, reply_tokens=20, tool_tokens=20)
+    llm.register_function("create_note", lambda params: pytest.fail("a cut call must not run"))
+    fake.call_tool_next("create_note", LONG_NOTE)
+    _down, up = _run(llm, [{"role": "user", "content": "Put my shopping list in a note."}])
+    (error,) = [f for f in up if isinstance(f, ErrorFrame)]
+    told = describe(error)
+    assert (told.code, told.stage, told.fatal) == ("llm_tool_call_cut", "llm", False)
+    assert "nothing was done" in told.message
+
+
+def test_a_long_answer_ends_on_its_last_sentence_within_the_spoken_budget(fake):
+    fake.reply_with("Paris is the capital of France. It lies on the Seine. It has about two million people. "
+                    "Its best known landmark is the Eiffel Tower, built for the fair of 1889.")
+    spoken = _spoken(_llm(fake, reply_tokens=20), [{"role": "user", "content": "Tell me about Paris."}])
+    assert spoken == "Paris is the capital of France. It lies on the Seine."  # 20 tokens: about 70 characters
+
+
+def test_a_reasoning_model_is_sent_max_completion_tokens(fake):
+    """OpenAI's reasoning models refuse max_tokens (400 unsupported_parameter)."""
+    fake.reply_with("Two plus three is five.")
+    llm = VoiceLLMService(base_url=fake.url, api_key=KEY, model="o3-mini", system_prompt="Be brief.",
+                          notes_router=False)
+    assert _spoken(llm, [{"role": "user", "content": "What is two plus three?"}]) == "Two plus three is five."
+    assert not fake.requests_to("/v1/chat/completions", ok=False)
 
 
 # --- the real offline model ---------------------------------------------------------------

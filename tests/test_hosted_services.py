@@ -172,6 +172,60 @@ def test_pipecats_llm_request_carries_the_notes_tools_and_streams_a_tool_call(fa
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
+def test_each_stage_shares_one_client_per_worker_with_a_live_call_timeout(settings, fake):
+    """Sessions share their stage's HTTP client (Pipecat built three per connection, never closed),
+    with VOICE_HOSTED_TIMEOUT and no retries instead of the SDK's 600 s and 2 retries."""
+    hosted_settings(settings, fake.url)
+    settings.VOICE_HOSTED_TIMEOUT, settings.VOICE_HOSTED_CONNECT_TIMEOUT = 4.0, 1.5
+    bundle = load_bundle()
+
+    async def run() -> None:
+        for make in (bundle.make_stt, lambda: bundle.make_llm(system_prompt="Be brief."),
+                     lambda: bundle.make_tts(voice="alloy")):
+            first, second = make(), make()
+            assert first._client._client is second._client._client  # AsyncOpenAI -> its HTTP client
+            assert (first._client.timeout.read, first._client.timeout.connect) == (4.0, 1.5)
+            assert first._client.max_retries == 0
+        shared = list(bundle.http_clients.values())
+        assert len(shared) == 3
+        await bundle.aclose()  # the worker's shutdown
+        assert all(client.is_closed for client in shared)
+
+    asyncio.run(run())
+
+
+@pytest.mark.timeout(60)
+def test_a_hanging_transcription_or_speech_request_is_given_up_and_the_next_is_served(settings, fake):
+    """A stuck upload fails after VOICE_HOSTED_TIMEOUT, once, and the next turn's request is answered."""
+    import openai
+
+    hosted_settings(settings, fake.url)
+    settings.VOICE_HOSTED_TIMEOUT = 1.0
+    bundle = load_bundle()
+
+    async def speech(tts) -> bytes:
+        return b"".join([f.audio async for f in tts.run_tts("Hello there.", "turn-1") if hasattr(f, "audio")])
+
+    async def run() -> None:
+        stt, tts = bundle.make_stt(), bundle.make_tts(voice="alloy")
+        tts._sample_rate = tts._init_sample_rate  # as the pipeline's start sets it (chunk sizes follow it)
+        # 20 s is far more than 1 s and far less than the SDK's defaults (600 s, tried 3 times).
+        fake.hang_next(1, 60)
+        with pytest.raises(openai.APITimeoutError):
+            await asyncio.wait_for(stt._transcribe(_wav()), 20)
+        assert (await stt._transcribe(_wav())).text == "what notes do I have"
+        fake.hang_next(1, 60)
+        with pytest.raises(openai.APITimeoutError):
+            await asyncio.wait_for(speech(tts), 20)
+        assert len(await speech(tts)) > PCM_RATE // 10
+        await bundle.aclose()
+
+    asyncio.run(run())
+    # One request per try: no retry of the hung one.
+    assert len(fake.requests_to("/v1/audio/transcriptions")) == 2
+    assert len(fake.requests_to("/v1/audio/speech")) == 2
+
+
 def test_the_fake_refuses_what_openai_refuses(fake):
     auth = {"Authorization": f"Bearer {STT_KEY}"}
     with httpx.Client(base_url=fake.url, timeout=5) as http:

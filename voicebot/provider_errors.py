@@ -29,6 +29,12 @@ CATEGORY_CODES: dict[ErrorCategory, tuple[str, str]] = {
     ErrorCategory.INVALID_REQUEST: ("rejected", "The {name} service rejected this server's request."),
 }
 OTHER = ("failed", "Something went wrong in the {name}.")
+CUT_TOOL_CALL = ("tool_call_cut", "The {name} ran out of room before it finished using a tool, so nothing was "
+                 "done. Please ask again.")
+
+
+class ToolCallCut(Exception):
+    """The token limit cut a tool call's arguments, so the call was not run (the tool's name)."""
 
 # What Pipecat's redaction leaves of a provider's text that still names an account:
 # OpenAI's masked keys ("sk-proj-****...abcd"), organisation and project ids.
@@ -98,7 +104,7 @@ def describe(frame: ErrorFrame) -> ProviderError:
     """The user's view of one ErrorFrame."""
     stage = stage_of(frame.processor)
     category = category_of(frame)
-    code, message = CATEGORY_CODES.get(category, OTHER)
+    code, message = CUT_TOOL_CALL if isinstance(frame.exception, ToolCallCut) else CATEGORY_CODES.get(category, OTHER)
     name = STAGE_NAMES[stage]
     return ProviderError(stage=stage, code=f"{stage}_{code}", message=message.format(name=name),
                          fatal=bool(frame.fatal) or category.is_permanent, retry_after=retry_after(frame.exception))

@@ -109,6 +109,8 @@ class BotWorkerProcess:
         await database_sync_to_async(workerloss.fail_sessions_of)(self.worker_id, "worker_stopped")
         await database_sync_to_async(workers.stop)(self.worker_id)
         await runner.cleanup()
+        if self.bundle is not None:
+            await self.bundle.aclose()
         logger.info("[BotJoin] worker %s stopped", self.worker_id)
 
     # --- jobs ------------------------------------------------------------------

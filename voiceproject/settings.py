@@ -306,6 +306,9 @@ VOICE_HOSTED_CONNECT_TIMEOUT = env.float("VOICE_HOSTED_CONNECT_TIMEOUT", default
 VOICE_HOSTED_RETRIES = env.int("VOICE_HOSTED_RETRIES", default=0)
 VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)
 VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
+# A model given the tools may generate this many tokens, so a tool call's arguments fit
+# (the spoken answer still stops at VOICE_LLM_REPLY_TOKENS, on its last whole sentence).
+VOICE_LLM_TOOL_TOKENS = env.int("VOICE_LLM_TOOL_TOKENS", default=400)
 # llama.cpp's threads for the local model; 0 = as many as the machine has cores, at most 2.
 VOICE_LLM_THREADS = env.int("VOICE_LLM_THREADS", default=0)
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir

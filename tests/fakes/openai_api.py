@@ -48,7 +48,12 @@ notes do I have"); speech is a 440 Hz tone (0.5 s per started 10 characters,
 capped) so a listener can tell it from silence; a chat completion whose request
 offers tools and whose last user message mentions notes streams a ``list_notes``
 tool call (``finish_reason: "tool_calls"``); after a ``tool`` message it streams a
-short answer built from the tool's result; otherwise it echoes the user.
+short answer built from the tool's result; otherwise it echoes the user. Like
+OpenAI's models, it stops at ``max_completion_tokens`` (or ``max_tokens``), one
+token per 4 characters: a text or a tool call's JSON arguments cut mid-way, with
+``finish_reason: "length"``; and a reasoning model (``o1``, ``o3``, ``gpt-5``...)
+refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do.
+``reply_with`` and ``call_tool_next`` script the next answers.
 
 Stricter than documented or simplified (not confirmed in OpenAI's docs): a
 wrong method or unknown path is 404 "Invalid URL (METHOD /path)"; speech in
@@ -184,6 +189,32 @@ def _invalid_type(param: str, expected: str, value: Any) -> ApiError:
                     param=param, code="invalid_type")
 
 
+# OpenAI's reasoning models, which refuse max_tokens for max_completion_tokens.
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English
+
+
+def _tokens(text: str) -> int:
+    """The fake's token count of `text`."""
+    return max(1, -(-len(text) // CHARS_PER_TOKEN)) if text else 0
+
+
+def _within(reply: dict[str, Any], limit: Any) -> dict[str, Any]:
+    """`reply` as a model stops at `limit` tokens: cut there, mid-word or mid-JSON, finish_reason "length"."""
+    if not isinstance(limit, int):
+        return reply
+    room = limit * CHARS_PER_TOKEN
+    if "tool_call" in reply:
+        call = reply["tool_call"]
+        if _tokens(call["arguments"]) + 8 <= limit:  # the call's name and framing cost a few tokens too
+            return reply
+        return {"tool_call": {**call, "arguments": call["arguments"][:max(0, room - 8 * CHARS_PER_TOKEN)]},
+                "finish": "length"}
+    if _tokens(reply["text"]) <= limit:
+        return reply
+    return {"text": reply["text"][:room], "finish": "length"}
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -268,7 +299,7 @@ class FakeOpenAI(LocalHTTPFake):
         self._unhang = threading.Event()  # set at stop: no request hangs past the fake's life
         self.organization = "org-Fk3x9QpLm2Vb7Ztr"  # named in 429 messages, as OpenAI's are
         self.retry_after = 20  # seconds, sent as Retry-After with an injected 429
-        self._script: list[str] = []
+        self._script: list[str | dict[str, Any]] = []
         self._lock = threading.Lock()
 
     # -- test controls ---------------------------------------------------------
@@ -291,6 +322,12 @@ class FakeOpenAI(LocalHTTPFake):
         """The next chat completions answer these texts, in order, as a model would stream them."""
         with self._lock:
             self._script.extend(texts)
+
+    def call_tool_next(self, name: str, arguments: dict[str, Any]) -> None:
+        """The next chat completion calls tool `name` with `arguments` (if the request offers that tool)."""
+        with self._lock:
+            self._script.append({"tool_call": {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name,
+                                               "arguments": json.dumps(arguments)}})
 
     def requests_to(self, path: str, *, ok: bool | None = None) -> list[RecordedRequest]:
         """Requests to `path` ("/v1/chat/completions"...); only 2xx ones with ok=True, only errors with ok=False."""
@@ -386,8 +423,13 @@ class FakeOpenAI(LocalHTTPFake):
         self._check_messages(messages)
         tools = self._check_tools(body)
         self._check_chat_options(body, tools)
+        if "max_tokens" in body and REASONING_MODEL.match(model):
+            # As OpenAI answers its reasoning models (o1, o3, gpt-5...).
+            raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                           "'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
         stream = bool(body.get("stream"))
-        reply = self._reply(messages, tools)
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        reply = _within(self._reply(messages, tools), limit)
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Response(200, "text/event-stream; charset=utf-8", self._sse(model, reply, include_usage),
@@ -574,8 +616,10 @@ class FakeOpenAI(LocalHTTPFake):
         """What the fake model says: {"text": str} or {"tool_call": {"id", "name", "arguments"}}."""
         with self._lock:
             scripted = self._script.pop(0) if self._script else None
+        if isinstance(scripted, dict) and scripted["tool_call"]["name"] in tools:
+            return scripted
         if scripted is not None:
-            return {"text": scripted}
+            return {"text": scripted if isinstance(scripted, str) else "I can't do that here."}
         last = messages[-1]
         if last["role"] == "tool":
             return {"text": _speak_tool_result(last.get("content"))}
@@ -606,8 +650,8 @@ class FakeOpenAI(LocalHTTPFake):
                 {"index": 0, "id": call["id"], "type": "function",
                  "function": {"name": call["name"], "arguments": ""}}]})
             yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["arguments"]}}]})
-            yield chunk({}, "tool_calls")
-            completion_tokens = 8
+            yield chunk({}, reply.get("finish", "tool_calls"))
+            completion_tokens = _tokens(call["arguments"]) + 8
         else:
             yield chunk({"role": "assistant", "content": "", "refusal": None})
             words = reply["text"].split(" ")
@@ -615,8 +659,8 @@ class FakeOpenAI(LocalHTTPFake):
                 if self.chunk_delay:
                     time.sleep(self.chunk_delay)
                 yield chunk({"content": word if i == 0 else " " + word})
-            yield chunk({}, "stop")
-            completion_tokens = len(words)
+            yield chunk({}, reply.get("finish", "stop"))
+            completion_tokens = _tokens(reply["text"])
         if include_usage:
             yield chunk(None, usage={"prompt_tokens": 50, "completion_tokens": completion_tokens,
                                      "total_tokens": 50 + completion_tokens})
@@ -625,12 +669,12 @@ class FakeOpenAI(LocalHTTPFake):
     @staticmethod
     def _completion(model: str, reply: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.get("text"), "refusal": None}
-        finish = "stop"
+        finish = reply.get("finish", "stop")
         if "tool_call" in reply:
             call = reply["tool_call"]
             message["tool_calls"] = [{"id": call["id"], "type": "function",
                                       "function": {"name": call["name"], "arguments": call["arguments"]}}]
-            finish = "tool_calls"
+            finish = reply.get("finish", "tool_calls")
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "system_fingerprint": "fp_fake", "service_tier": "default",
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],

@@ -54,12 +54,33 @@ class ModelBundle:
     tts_sample_rate: int = 24000  # the pipeline's audio_out_sample_rate
     tts_lock: threading.Lock = field(default_factory=threading.Lock)
     local_llm: bool = True
+    http_clients: dict[str, Any] = field(default_factory=dict)  # stage -> its shared HTTP client
+
+    def http(self, stage: str, *, timeout: float | None = None) -> Any:
+        """The HTTP client `stage` ("stt", "llm", "tts") shares across this worker's sessions.
+
+        Built on first use, inside the worker's event loop; its read timeout is
+        VOICE_HOSTED_TIMEOUT unless `timeout` says otherwise (the local LLM's).
+        """
+        if stage not in self.http_clients:
+            from .hosted import http_client
+
+            self.http_clients[stage] = http_client(settings.VOICE_HOSTED_TIMEOUT if timeout is None else timeout,
+                                                   settings.VOICE_HOSTED_CONNECT_TIMEOUT)
+        return self.http_clients[stage]
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP clients (the worker is stopping)."""
+        clients, self.http_clients = list(self.http_clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def make_stt(self, *, language: str = "en") -> Any:
         if self.stt_api is not None:
             from .hosted import make_openai_stt
 
-            return make_openai_stt(self.stt_api, language=language)
+            return make_openai_stt(self.stt_api, language=language, http=self.http("stt"),
+                                   retries=settings.VOICE_HOSTED_RETRIES)
         from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
         if not settings.VOICE_STT_INTERIM:
@@ -74,8 +95,9 @@ class ModelBundle:
         return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model,
                                system_prompt=system_prompt, notes_router=self.local_llm,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
-                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS, timeout=timeout,
-                               connect_timeout=settings.VOICE_HOSTED_CONNECT_TIMEOUT,
+                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
+                               tool_tokens=settings.VOICE_LLM_TOOL_TOKENS,
+                               http_client=self.http("llm", timeout=timeout),
                                max_retries=0 if self.local_llm else settings.VOICE_HOSTED_RETRIES)
 
     def prime_llm(self, system_prompt: str) -> None:
@@ -98,7 +120,8 @@ class ModelBundle:
         if self.tts_api is not None:
             from .hosted import make_openai_tts, tts_voice
 
-            return make_openai_tts(self.tts_api, voice=tts_voice(voice, self.tts_voice), parameters=parameters)
+            return make_openai_tts(self.tts_api, voice=tts_voice(voice, self.tts_voice), parameters=parameters,
+                                   http=self.http("tts"), retries=settings.VOICE_HOSTED_RETRIES)
         from .tts import HibariTTSService
 
         speed = float((parameters or {}).get("speed", 1.0))

@@ -199,19 +199,24 @@ class SentenceGate:
     - A sentence repeating one of this answer ends the answer there (a loop).
     - At the end, an unfinished tail is dropped when a sentence was spoken; alone, it is
       spoken with a full stop, so the user hears something rather than silence.
+    - A sentence that would take the answer past `budget_tokens` completes it (`full`).
     """
 
-    def __init__(self, said_before: Iterable[str], *, strict: bool = True) -> None:
+    def __init__(self, said_before: Iterable[str], *, strict: bool = True, budget_tokens: int = 0) -> None:
         self.said_before = [s for text in said_before for s in sentences(text)]
         self.strict = strict
+        # The spoken answer's budget (0: none): once a sentence would take the answer past
+        # it, the answer is complete (`full`), so it ends on the last whole sentence within it.
+        self.budget_chars = int(budget_tokens * CHARS_PER_TOKEN)
         self.buffer = ""
         self.released: list[str] = []
         self.looping = False
+        self.full = False
         self.dropped: list[str] = []
 
     def feed(self, text: str) -> list[str]:
         """Sentences to speak now (each with its trailing space)."""
-        if self.looping:
+        if self.looping or self.full:
             return []
         self.buffer += text
         out: list[str] = []
@@ -227,9 +232,17 @@ class SentenceGate:
                 self.looping = True
                 self.buffer = ""
                 return out
+            if verdict == "ok" and self._over_budget(sentence.strip()):
+                self.full, self.buffer = True, ""
+                return out
             if verdict == "ok":
                 self.released.append(sentence.strip())
                 out.append(sentence)
+
+    def _over_budget(self, sentence: str) -> bool:
+        """Whether `sentence` would take the answer past its budget (a first sentence never does)."""
+        spoken = sum(len(s) + 1 for s in self.released)
+        return bool(self.budget_chars and self.released and spoken + len(sentence) > self.budget_chars)
 
     def _check(self, sentence: str) -> str:
         if any(same(sentence, s) for s in self.released):
@@ -244,7 +257,7 @@ class SentenceGate:
     def finish(self) -> str:
         """What is left to speak once the model stopped."""
         tail, self.buffer = self.buffer.strip(), ""
-        if self.looping or not tail:
+        if self.looping or self.full or not tail:
             return ""
         if tail[-1] not in ".!?\"')]":
             if self.released:

@@ -2,7 +2,8 @@
 
 Any OpenAI-compatible API works: the base URL, key and model come from settings
 (VOICE_STT_* and VOICE_TTS_*). Nothing here loads a model; each session gets
-its own light service object (and HTTP client) built from a `HostedAPI`.
+its own light service object built from a `HostedAPI`, around the one HTTP client
+its stage shares across the worker's sessions (`http_client`).
 """
 from __future__ import annotations
 
@@ -47,6 +48,29 @@ class HostedAPI:
         return cls(base_url=base_url.rstrip("/"), api_key=api_key, model=model)
 
 
+def http_client(timeout: float, connect: float) -> Any:
+    """The HTTP client one hosted stage shares across a worker's sessions.
+
+    Pipecat's services would each build their own (never closed), with the OpenAI SDK's
+    600 s read timeout: one stuck upload then held the user's next turns for minutes.
+    `openai.DefaultAsyncHttpxClient` keeps the SDK's connection limits and redirects.
+    """
+    from openai import DefaultAsyncHttpxClient, Timeout
+
+    # openai.Timeout, not httpx.Timeout: the SDK's HTTP client family (httpx2 here) is its own.
+    return DefaultAsyncHttpxClient(timeout=Timeout(timeout, connect=connect))
+
+
+def with_retries(service: Any, retries: int) -> Any:
+    """`service` with its OpenAI client retrying failed requests `retries` times (the SDK's default is 2).
+
+    Pipecat's STT and TTS services take an http_client but no max_retries, so the
+    client they built is swapped for a copy; `with_options` keeps the shared HTTP client.
+    """
+    service._client = service._client.with_options(max_retries=retries)
+    return service
+
+
 def stt_language(code: str) -> Language:
     """The Pipecat Language for a session's language code ("en", "de", "pt-BR"...), English if unknown."""
     try:
@@ -58,10 +82,12 @@ def stt_language(code: str) -> Language:
             return Language.EN
 
 
-def make_openai_stt(api: HostedAPI, *, language: str = "en") -> OpenAISTTService:
+def make_openai_stt(api: HostedAPI, *, language: str = "en", http: Any = None, retries: int = 0) -> OpenAISTTService:
     """OpenAISTTService: each VAD-delimited segment is posted as a WAV to /audio/transcriptions."""
-    return OpenAISTTService(api_key=api.api_key, base_url=api.base_url,
-                            settings=OpenAISTTService.Settings(model=api.model, language=stt_language(language)))
+    return with_retries(OpenAISTTService(api_key=api.api_key, base_url=api.base_url, http_client=http,
+                                         settings=OpenAISTTService.Settings(model=api.model,
+                                                                            language=stt_language(language))),
+                        retries)
 
 
 def check_voice(voice: str) -> str:
@@ -87,11 +113,12 @@ def tts_speed(parameters: dict[str, Any] | None) -> float | None:
     return min(MAX_SPEED, max(MIN_SPEED, speed))
 
 
-def make_openai_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None) -> OpenAITTSService:
+def make_openai_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None, http: Any = None,
+                    retries: int = 0) -> OpenAITTSService:
     """OpenAITTSService: each sentence is posted to /audio/speech and streamed back as 24 kHz PCM."""
     settings = OpenAITTSService.Settings(model=api.model, voice=voice)
     speed = tts_speed(parameters)
     if speed is not None:
         settings.speed = speed
-    return OpenAITTSService(api_key=api.api_key, base_url=api.base_url, sample_rate=OPENAI_TTS_SAMPLE_RATE,
-                            settings=settings)
+    return with_retries(OpenAITTSService(api_key=api.api_key, base_url=api.base_url, http_client=http,
+                                         sample_rate=OPENAI_TTS_SAMPLE_RATE, settings=settings), retries)

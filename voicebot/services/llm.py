@@ -12,6 +12,7 @@ from pipecat.frames.frames import FunctionCallFromLLM
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
+from ..provider_errors import ToolCallCut
 from .guards import RepeatedAnswer, SentenceGate, alternate, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
@@ -22,6 +23,10 @@ logger = logging.getLogger("voicebot.llm")
 DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
                   "short, plain sentences without lists or markdown.")
 MAX_REPLY_TOKENS = 100  # spoken replies: a sentence or two (the gate cuts at the last full sentence)
+# What a model with tools may generate in one go: a tool call's JSON arguments (a note's
+# whole body, say) must fit, or the provider cuts them and the call is lost. The spoken
+# answer still ends within MAX_REPLY_TOKENS: the gate stops the stream there.
+TOOL_TOKENS = 400
 HISTORY_TOKENS = 1200  # the system prompt plus the latest turns that fit in this many tokens
 # llama.cpp's own sampling guards against loops: a repetition penalty over the recent
 # tokens, DRY ("don't repeat yourself") against repeated sequences, and the prompt cache
@@ -34,6 +39,10 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
+
+
+class AnswerComplete(Exception):
+    """The spoken answer reached its budget: the rest of the generation is not wanted."""
 
 
 def compose_prompt(system_prompt: str, persona: str = "") -> str:
@@ -80,16 +89,26 @@ class VoiceLLMService(OpenAILLMService):
 
     def __init__(self, *, base_url: str, api_key: str, model: str, system_prompt: str,
                  notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
-                 reply_tokens: int = MAX_REPLY_TOKENS, timeout: float = 60.0, connect_timeout: float = 5.0,
-                 max_retries: int = 0, **kwargs: Any) -> None:
+                 reply_tokens: int = MAX_REPLY_TOKENS, tool_tokens: int = TOOL_TOKENS, timeout: float = 60.0,
+                 connect_timeout: float = 5.0, http_client: Any = None, max_retries: int = 0,
+                 **kwargs: Any) -> None:
         # Read before super().__init__, which builds the client (create_client).
+        self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
+        local = notes_router if local is None else local
+        if notes_router:  # no tools reach the model: the cap is the spoken answer's
+            limits: dict[str, int] = {"max_tokens": reply_tokens}
+        elif local:  # llama.cpp's server knows max_tokens
+            limits = {"max_tokens": max(tool_tokens, reply_tokens)}
+        else:  # OpenAI's reasoning models refuse max_tokens, deprecated for max_completion_tokens
+            limits = {"max_completion_tokens": max(tool_tokens, reply_tokens)}
         super().__init__(api_key=api_key or "none", base_url=base_url,
-                         settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt,
-                                                            max_tokens=reply_tokens),
+                         settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt, **limits),
                          **kwargs)
         self.notes_router = notes_router
-        self.local = notes_router if local is None else local
+        self.local = local
+        self.reply_tokens = reply_tokens
+        self._tool_stream: dict[str, Any] = {}  # what the latest stream said of tool calls (see _watch)
         self.history_tokens = history_tokens
         self._window_start = 0  # where the history window begins (it only moves forward)
         self._gate: SentenceGate | None = None
@@ -101,17 +120,18 @@ class VoiceLLMService(OpenAILLMService):
 
         The SDK's defaults (a 600 s read timeout, 2 retries, waits of up to 60 s on a
         429's Retry-After) leave a user talking to a silent bot for minutes. Here a
-        request that gets no answer for `timeout` seconds fails, and a 429 fails at
-        once: the user is told (voice.error) and the next turn tries again.
+        request that gets no answer for the timeout fails, and a 429 fails at once:
+        the user is told (voice.error) and the next turn tries again. The client's own
+        timeout is the HTTP client's (the SDK takes it from there).
         """
-        import httpx
-        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+        from openai import AsyncOpenAI
+
+        from .hosted import http_client
 
         timeout, connect, retries = self._timeouts
         return AsyncOpenAI(api_key=api_key, base_url=base_url, organization=organization, project=project,
                            default_headers=default_headers, max_retries=retries,
-                           timeout=httpx.Timeout(timeout, connect=connect),
-                           http_client=DefaultAsyncHttpxClient(timeout=httpx.Timeout(timeout, connect=connect)))
+                           http_client=self._http_client or http_client(timeout, connect))
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)
@@ -146,11 +166,14 @@ class VoiceLLMService(OpenAILLMService):
                 if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
         try:
             for attempt in range(2):
-                gate = self._gate = SentenceGate(said, strict=attempt == 0)
+                gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens)
                 self._retrying = attempt > 0
                 try:
                     await super()._process_context(context)
                     tail = gate.finish()
+                    await self._report_cut_tool_call()
+                except AnswerComplete:
+                    tail = ""  # the stream was closed on the answer's last whole sentence
                 except RepeatedAnswer as repeated:
                     # The model's words stay out of INFO+ logs (like Pipecat's prompts): DEBUG only.
                     logger.warning("[VoiceSession] the model began with an earlier answer; asking again")
@@ -181,6 +204,39 @@ class VoiceLLMService(OpenAILLMService):
             return
         for sentence in self._gate.feed(text):
             await super()._push_llm_text(sentence)
+        if self._gate.full:
+            raise AnswerComplete  # closes the stream: no paying for words that will not be spoken
+
+    async def get_chat_completions(self, context: LLMContext) -> Any:
+        return self._watch(await super().get_chat_completions(context))
+
+    async def _watch(self, stream: Any) -> Any:
+        """`stream`'s chunks, noting the tool calls begun in it and why it finished.
+
+        Pipecat drops a tool call whose JSON arguments do not parse with only a log line;
+        a provider cuts them so when the token limit is reached (finish_reason "length").
+        """
+        state = self._tool_stream = {"names": [], "finish": None}
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices or []:
+                    for call in (choice.delta.tool_calls or []) if choice.delta else []:
+                        if call.function and call.function.name:
+                            state["names"].append(call.function.name)
+                    if choice.finish_reason:
+                        state["finish"] = choice.finish_reason
+                yield chunk
+        finally:
+            if hasattr(stream, "close"):
+                await stream.close()
+
+    async def _report_cut_tool_call(self) -> None:
+        """Tell the user (voice.error) when the token limit cut a tool call: nothing was done."""
+        state, self._tool_stream = self._tool_stream, {}
+        if state.get("names") and state.get("finish") == "length":
+            logger.warning("[VoiceSession] the token limit cut a call of %s: not run", ", ".join(state["names"]))
+            await self.push_error("a tool call was cut by the token limit",
+                                  exception=ToolCallCut(state["names"][-1]))
 
     async def _route_notes(self, context: LLMContext) -> bool:
         messages = context.get_messages()

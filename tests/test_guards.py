@@ -273,6 +273,22 @@ def test_a_long_answer_ends_on_its_last_sentence_within_the_spoken_budget(fake):
     assert spoken == "Paris is the capital of France. It lies on the Seine."  # 20 tokens: about 70 characters
 
 
+def test_every_tool_call_of_a_delta_is_run(fake):
+    """Pipecat read only a delta's first tool call: "save these two notes" saved one."""
+    saved: list[str] = []
+
+    async def create_note(params) -> None:
+        saved.append(params.arguments["title"])
+        await params.result_callback({"ok": True, "title": params.arguments["title"]})
+
+    llm = _llm(fake)
+    llm.register_function("create_note", create_note)
+    fake.call_tools_in_one_delta_next(("create_note", {"title": "milk", "body": "buy milk"}),
+                                      ("create_note", {"title": "call", "body": "call mum"}))
+    _run(llm, [{"role": "user", "content": "Save two notes: buy milk, and call mum."}])
+    assert saved == ["milk", "call"]
+
+
 def test_a_reasoning_model_is_sent_max_completion_tokens(fake):
     """OpenAI's reasoning models refuse max_tokens (400 unsupported_parameter)."""
     fake.reply_with("Two plus three is five.")

@@ -199,9 +199,13 @@ def _tokens(text: str) -> int:
     return max(1, -(-len(text) // CHARS_PER_TOKEN)) if text else 0
 
 
+def _call(name: str, arguments: dict[str, Any]) -> dict[str, str]:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name, "arguments": json.dumps(arguments)}
+
+
 def _within(reply: dict[str, Any], limit: Any) -> dict[str, Any]:
     """`reply` as a model stops at `limit` tokens: cut there, mid-word or mid-JSON, finish_reason "length"."""
-    if not isinstance(limit, int):
+    if not isinstance(limit, int) or "tool_calls" in reply:
         return reply
     room = limit * CHARS_PER_TOKEN
     if "tool_call" in reply:
@@ -326,8 +330,13 @@ class FakeOpenAI(LocalHTTPFake):
     def call_tool_next(self, name: str, arguments: dict[str, Any]) -> None:
         """The next chat completion calls tool `name` with `arguments` (if the request offers that tool)."""
         with self._lock:
-            self._script.append({"tool_call": {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name,
-                                               "arguments": json.dumps(arguments)}})
+            self._script.append({"tool_call": _call(name, arguments)})
+
+    def call_tools_in_one_delta_next(self, *calls: tuple[str, dict[str, Any]]) -> None:
+        """The next chat completion streams these whole tool calls in a single delta, as some
+        OpenAI-compatible servers do (OpenAI streams each call on its own, by index)."""
+        with self._lock:
+            self._script.append({"tool_calls": [_call(name, arguments) for name, arguments in calls]})
 
     def requests_to(self, path: str, *, ok: bool | None = None) -> list[RecordedRequest]:
         """Requests to `path` ("/v1/chat/completions"...); only 2xx ones with ok=True, only errors with ok=False."""
@@ -616,7 +625,8 @@ class FakeOpenAI(LocalHTTPFake):
         """What the fake model says: {"text": str} or {"tool_call": {"id", "name", "arguments"}}."""
         with self._lock:
             scripted = self._script.pop(0) if self._script else None
-        if isinstance(scripted, dict) and scripted["tool_call"]["name"] in tools:
+        if isinstance(scripted, dict) and all(c["name"] in tools for c in scripted.get("tool_calls")
+                                              or [scripted["tool_call"]]):
             return scripted
         if scripted is not None:
             return {"text": scripted if isinstance(scripted, str) else "I can't do that here."}
@@ -644,7 +654,13 @@ class FakeOpenAI(LocalHTTPFake):
         def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None) -> bytes:
             return self._chunk(cid, model, created, delta, finish, usage=usage, with_usage=include_usage)
 
-        if "tool_call" in reply:
+        if "tool_calls" in reply:  # whole calls in one delta
+            yield chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+                {"index": i, "id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": c["arguments"]}} for i, c in enumerate(reply["tool_calls"])]})
+            yield chunk({}, "tool_calls")
+            completion_tokens = sum(_tokens(c["arguments"]) + 8 for c in reply["tool_calls"])
+        elif "tool_call" in reply:
             call = reply["tool_call"]
             yield chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [
                 {"index": 0, "id": call["id"], "type": "function",
@@ -670,10 +686,11 @@ class FakeOpenAI(LocalHTTPFake):
     def _completion(model: str, reply: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.get("text"), "refusal": None}
         finish = reply.get("finish", "stop")
-        if "tool_call" in reply:
-            call = reply["tool_call"]
+        calls = reply.get("tool_calls") or ([reply["tool_call"]] if "tool_call" in reply else [])
+        if calls:
             message["tool_calls"] = [{"id": call["id"], "type": "function",
-                                      "function": {"name": call["name"], "arguments": call["arguments"]}}]
+                                      "function": {"name": call["name"], "arguments": call["arguments"]}}
+                                     for call in calls]
             finish = reply.get("finish", "tool_calls")
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "system_fingerprint": "fp_fake", "service_tier": "default",

@@ -215,16 +215,27 @@ class VoiceLLMService(OpenAILLMService):
 
         Pipecat drops a tool call whose JSON arguments do not parse with only a log line;
         a provider cuts them so when the token limit is reached (finish_reason "length").
+        A delta with several tool calls becomes one chunk per call.
         """
         state = self._tool_stream = {"names": [], "finish": None}
         try:
             async for chunk in stream:
+                calls: list[Any] = []
                 for choice in chunk.choices or []:
-                    for call in (choice.delta.tool_calls or []) if choice.delta else []:
+                    calls = list((choice.delta.tool_calls or []) if choice.delta else [])
+                    for call in calls:
                         if call.function and call.function.name:
                             state["names"].append(call.function.name)
                     if choice.finish_reason:
                         state["finish"] = choice.finish_reason
+                if len(calls) > 1:
+                    # Pipecat reads only a delta's first tool call; some OpenAI-compatible
+                    # servers send several whole calls in one delta. One chunk per call.
+                    for call in calls:
+                        single = chunk.model_copy(deep=True)
+                        single.choices[0].delta.tool_calls = [call]
+                        yield single
+                    continue
                 yield chunk
         finally:
             if hasattr(stream, "close"):

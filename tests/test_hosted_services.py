@@ -119,9 +119,59 @@ def test_each_stage_is_chosen_on_its_own(settings, monkeypatch, fake):
 ])
 def test_unusable_hosted_settings_fail_before_anything_loads(settings, monkeypatch, fake, name, value, error):
     hosted_settings(settings, fake.url)
+    if name.endswith("_API_KEY"):  # OpenAI itself needs a key (a keyless server does not)
+        setattr(settings, name.replace("_API_KEY", "_BASE_URL"), "https://api.openai.com/v1")
     setattr(settings, name, value)
     _no_local_models(monkeypatch)
     with pytest.raises(HostedConfigError, match=error):
+        load_bundle()
+
+
+def test_a_keyless_server_gets_a_placeholder_key_and_the_configured_headers(settings, monkeypatch):
+    """Ollama, vLLM and llama.cpp's server want no key; gateways and OpenAI projects want headers."""
+    with FakeOpenAI(api_key=None) as keyless:
+        hosted_settings(settings, keyless.url, llm_key="")
+        settings.VOICE_LLM_ORGANIZATION, settings.VOICE_LLM_PROJECT = keyless.organization, "proj_voice"
+        settings.VOICE_LLM_HEADERS = {"X-Gateway-Team": "voice"}
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-must-never-be-sent")
+        bundle = load_bundle()
+        assert "X-Gateway-Team" not in repr(bundle.llm_api)  # headers may carry secrets: not in logs
+        llm = bundle.make_llm(system_prompt="Be brief.")
+        context = LLMContext(messages=[{"role": "user", "content": "Hello"}])
+
+        async def ask() -> None:
+            async for _chunk in await llm.get_chat_completions(context):
+                pass
+            await bundle.aclose()
+
+        asyncio.run(ask())
+        (request,) = keyless.requests_to("/v1/chat/completions", ok=True)
+        assert request.headers["authorization"] == "Bearer no-key"
+        assert request.headers["openai-organization"] == keyless.organization
+        assert request.headers["openai-project"] == "proj_voice"
+        assert request.headers["x-gateway-team"] == "voice"
+
+
+def test_openai_refuses_an_organization_the_key_is_not_in(settings, fake):
+    hosted_settings(settings, fake.url)
+    settings.VOICE_LLM_ORGANIZATION = "org-SomeoneElse123"
+    bundle = load_bundle()
+    llm = bundle.make_llm(system_prompt="Be brief.")
+
+    async def ask() -> None:
+        async for _chunk in await llm.get_chat_completions(LLMContext(messages=[{"role": "user", "content": "Hi"}])):
+            pass
+
+    import openai
+    with pytest.raises(openai.AuthenticationError, match="mismatched_organization|should match"):
+        asyncio.run(ask())
+
+
+@pytest.mark.parametrize("headers", ['["not", "an", "object"]', '{"X-Count": 3}'])
+def test_headers_must_be_a_json_object_of_strings(settings, fake, headers):
+    hosted_settings(settings, fake.url)
+    settings.VOICE_LLM_HEADERS = json.loads(headers)
+    with pytest.raises(HostedConfigError, match="VOICE_LLM_HEADERS"):
         load_bundle()
 
 

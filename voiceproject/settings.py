@@ -293,7 +293,12 @@ VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).
 VOICE_LLM = env.str("VOICE_LLM", default="local")
 VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default="https://api.openai.com/v1")
-VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")
+VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")  # may be empty for a keyless server (not OpenAI's)
+# OpenAI's OpenAI-Organization / OpenAI-Project headers, and any other headers a server or
+# gateway wants, as a JSON object: VOICE_LLM_HEADERS='{"X-Gateway-Team": "voice"}'.
+VOICE_LLM_ORGANIZATION = env.str("VOICE_LLM_ORGANIZATION", default="")
+VOICE_LLM_PROJECT = env.str("VOICE_LLM_PROJECT", default="")
+VOICE_LLM_HEADERS = env.json("VOICE_LLM_HEADERS", default={})
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped Qwen2.5-Coder-1.5B
 # Every model: the prompt holds the system prompt plus the latest turns within this many

@@ -13,6 +13,9 @@ Python SDK's types, which are generated from OpenAI's OpenAPI spec:
   last four characters). Errors always use OpenAI's
   ``{"error": {"message", "type", "param", "code"}}`` object; an injected 429
   names the organisation ("in organization org-...") and carries ``Retry-After``.
+  An ``OpenAI-Organization`` header other than the key's organisation -> 401
+  ``mismatched_organization``. With ``api_key=None`` it is a keyless server
+  (Ollama, vLLM, llama.cpp's): any key or none is taken.
 - ``POST /v1/chat/completions`` (JSON): only documented top-level parameters
   (others -> 400 "Unrecognized request argument supplied: X"); ``model`` and a
   non-empty ``messages`` are required; each message has a documented role
@@ -291,7 +294,7 @@ class FakeOpenAI(LocalHTTPFake):
     the client, e.g. "http://127.0.0.1:54321/v1".
     """
 
-    def __init__(self, api_key: str = "sk-fake-openai-key", *, transcript: str = "what notes do I have",
+    def __init__(self, api_key: str | None = "sk-fake-openai-key", *, transcript: str = "what notes do I have",
                  max_speech_seconds: float = 3.0, chunk_delay: float = 0.0) -> None:
         self.api_key = api_key
         self.transcript = transcript
@@ -381,6 +384,12 @@ class FakeOpenAI(LocalHTTPFake):
                         type="server_error")
 
     def _authenticate(self, headers: dict[str, str]) -> None:
+        organization = headers.get("openai-organization")
+        if organization is not None and organization != self.organization:
+            raise ApiError(401, "OpenAI-Organization header should match organization for API key.",
+                           code="mismatched_organization")
+        if self.api_key is None:  # a keyless server (Ollama, vLLM, llama.cpp's) takes any key or none
+            return
         scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or not key.strip():
             raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "

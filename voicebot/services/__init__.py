@@ -47,6 +47,7 @@ class ModelBundle:
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
+    llm_api: "HostedAPI | None" = None  # the hosted LLM's settings (organization, project, headers)
     llm_server: Any = None  # keeps the local llama.cpp server alive
     tts_engine: Any = None
     tts_api: "HostedAPI | None" = None  # hosted TTS instead of tts_engine
@@ -92,7 +93,11 @@ class ModelBundle:
 
         # The local server on a busy 2-core machine may take several seconds to its first token.
         timeout = 120.0 if self.local_llm else settings.VOICE_HOSTED_TIMEOUT
-        return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model,
+        extra: dict[str, Any] = {}
+        if self.llm_api is not None:
+            extra = {"organization": self.llm_api.organization or None, "project": self.llm_api.project or None,
+                     "default_headers": self.llm_api.headers or None}
+        return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
                                system_prompt=system_prompt, notes_router=self.local_llm,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
                                reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
@@ -156,8 +161,10 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         from .hosted import HostedAPI
 
         api = HostedAPI.from_settings("VOICE_LLM", settings.VOICE_LLM_BASE_URL, settings.VOICE_LLM_API_KEY,
-                                      settings.VOICE_LLM_MODEL)
+                                      settings.VOICE_LLM_MODEL, organization=settings.VOICE_LLM_ORGANIZATION,
+                                      project=settings.VOICE_LLM_PROJECT, headers=settings.VOICE_LLM_HEADERS)
         bundle.llm_base_url, bundle.llm_api_key, bundle.llm_model = api.base_url, api.api_key, api.model
+        bundle.llm_api = api
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider == "openai":
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice

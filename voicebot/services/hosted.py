@@ -26,26 +26,40 @@ class HostedConfigError(ImproperlyConfigured):
     """A hosted service is chosen but not usable as configured (e.g. no API key)."""
 
 
+NO_KEY = "no-key"  # sent to a keyless server: the SDK needs some key, and must not take OPENAI_API_KEY
+
+
 @dataclass(frozen=True)
 class HostedAPI:
-    """Where one hosted service lives. The key is left out of repr, so it never reaches a log."""
+    """Where one hosted service lives. The key and headers are left out of repr, so they never reach a log."""
 
     base_url: str
     api_key: str = field(repr=False)
     model: str
+    organization: str = ""
+    project: str = ""
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_settings(cls, what: str, base_url: str, api_key: str, model: str) -> "HostedAPI":
-        """Check the settings of `what` (e.g. "VOICE_STT") and wrap them; raise HostedConfigError if unusable."""
-        if not api_key:
-            # The OpenAI client would otherwise fall back to OPENAI_API_KEY and
-            # might send that key to a different provider's base URL.
-            raise HostedConfigError(f"{what}=openai needs {what}_API_KEY")
+    def from_settings(cls, what: str, base_url: str, api_key: str, model: str, *, organization: str = "",
+                      project: str = "", headers: Any = None) -> "HostedAPI":
+        """Check the settings of `what` (e.g. "VOICE_STT") and wrap them; raise HostedConfigError if unusable.
+
+        A keyless server (Ollama, vLLM, llama.cpp's) needs no key; OpenAI itself does."""
         if not base_url.startswith(("https://", "http://")):
             raise HostedConfigError(f"{what}_BASE_URL must be an http(s) URL")
+        if not api_key and "api.openai.com" in base_url:
+            raise HostedConfigError(f"{what}=openai needs {what}_API_KEY")
         if not model:
             raise HostedConfigError(f"{what}_MODEL must name a model")
-        return cls(base_url=base_url.rstrip("/"), api_key=api_key, model=model)
+        headers = headers or {}
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in headers.items()):
+            raise HostedConfigError(f"{what}_HEADERS must be a JSON object of strings")
+        # An explicit placeholder, never None: the OpenAI client would fall back to
+        # OPENAI_API_KEY and might send that key to another provider's base URL.
+        return cls(base_url=base_url.rstrip("/"), api_key=api_key or NO_KEY, model=model,
+                   organization=organization, project=project, headers=dict(headers))
 
 
 def http_client(timeout: float, connect: float) -> Any:

@@ -89,7 +89,7 @@ def test_hosted_bundle_loads_no_local_model_and_builds_pipecats_own_services(set
     assert str(llm._client.base_url).rstrip("/") == fake.url
 
     tts = bundle.make_tts(voice="default", parameters={})
-    assert type(tts) is OpenAITTSService
+    assert isinstance(tts, OpenAITTSService)  # Pipecat's, taking any voice id (AnyVoiceTTSService)
     assert tts._init_sample_rate == 24000
     assert tts._settings.voice == "alloy" and tts._settings.model == "gpt-4o-mini-tts"
     nova = bundle.make_tts(voice="nova", parameters={"speed": 9})
@@ -119,6 +119,8 @@ def test_each_stage_is_chosen_on_its_own(settings, monkeypatch, fake):
 ])
 def test_unusable_hosted_settings_fail_before_anything_loads(settings, monkeypatch, fake, name, value, error):
     hosted_settings(settings, fake.url)
+    if name.startswith("VOICE_TTS"):  # only OpenAI's own voices on OpenAI (a self-hosted server has its own)
+        settings.VOICE_TTS_BASE_URL = "https://api.openai.com/v1"
     if name.endswith("_API_KEY"):  # OpenAI itself needs a key (a keyless server does not)
         setattr(settings, name.replace("_API_KEY", "_BASE_URL"), "https://api.openai.com/v1")
     setattr(settings, name, value)
@@ -276,6 +278,47 @@ def test_a_hanging_transcription_or_speech_request_is_given_up_and_the_next_is_s
     assert len(fake.requests_to("/v1/audio/speech")) == 2
 
 
+async def _speak(tts, text: str) -> list:
+    tts._sample_rate = tts._init_sample_rate  # as the pipeline's start sets it (chunk sizes follow it)
+    return [f async for f in tts.run_tts(text, "turn-1")]
+
+
+def test_a_self_hosted_servers_voice_is_spoken_at_the_servers_own_rate(settings):
+    """Pipecat refused any voice outside OpenAI's list, and took raw "pcm" to be 24 kHz: a Piper
+    voice at 22.05 kHz would have been refused, or played 9% fast."""
+    from pipecat.frames.frames import TTSAudioRawFrame
+
+    with FakeOpenAI(api_key=TTS_KEY, voices=("en_GB-alba-medium", "en_US-amy-low"), speech_rate=22050) as piper:
+        hosted_settings(settings, piper.url, tts_key=TTS_KEY)
+        settings.VOICE_TTS_VOICE = "en_US-amy-low"
+        bundle = load_bundle()
+
+        async def run() -> list:
+            frames = await _speak(bundle.make_tts(voice="en_GB-alba-medium"), "Hello there, how are you?")
+            await bundle.aclose()
+            return frames
+
+        frames = asyncio.run(run())
+        audio = [f for f in frames if isinstance(f, TTSAudioRawFrame)]
+        assert audio and {f.sample_rate for f in audio} == {24000}  # resampled to the pipeline's rate
+        seconds = sum(len(f.audio) for f in audio) / 2 / 24000
+        expected = piper.speech_seconds("Hello there, how are you?")
+        assert abs(seconds - expected) < 0.05 * expected, (seconds, expected)  # same length: not sped up
+        (request,) = piper.requests_to("/v1/audio/speech", ok=True)
+        assert request.json["voice"] == "en_GB-alba-medium" and request.json["response_format"] == "wav"
+
+
+def test_a_voice_the_server_does_not_offer_is_replaced_and_logged(settings, fake, caplog):
+    hosted_settings(settings, fake.url)
+    settings.VOICE_TTS_VOICES = ["alloy", "nova"]
+    bundle = load_bundle()
+    with caplog.at_level("INFO", logger="voicebot.services"):
+        assert bundle.make_tts(voice="af_bella")._settings.voice == "alloy"
+    assert "[VoiceSession] voice 'af_bella' is not one the TTS server offers; speaking with 'alloy'" in caplog.text
+    assert bundle.make_tts(voice="nova")._settings.voice == "nova"
+    assert bundle.make_tts(voice="voice_1234abcd")._settings.voice == "voice_1234abcd"  # OpenAI's custom voices
+
+
 def test_the_fake_refuses_what_openai_refuses(fake):
     auth = {"Authorization": f"Bearer {STT_KEY}"}
     with httpx.Client(base_url=fake.url, timeout=5) as http:
@@ -397,7 +440,7 @@ def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
         # TTS: raw PCM requested from the speech endpoint with the TTS key.
         speech = tts_api.requests_to("/v1/audio/speech", ok=True)
         assert speech and all(r.headers["authorization"] == f"Bearer {TTS_KEY}" for r in speech)
-        assert speech[0].json["response_format"] == "pcm" and speech[0].json["voice"] == "alloy"
+        assert speech[0].json["response_format"] == "wav" and speech[0].json["voice"] == "alloy"
         assert "note" in " ".join(r.json["input"] for r in speech)
 
         # Every request the services sent passed the fake's checks, and no key reached the log.

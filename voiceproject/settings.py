@@ -338,7 +338,10 @@ VOICE_TTS = env.str("VOICE_TTS", default="local")
 VOICE_TTS_BASE_URL = env.str("VOICE_TTS_BASE_URL", default="https://api.openai.com/v1")
 VOICE_TTS_API_KEY = env.str("VOICE_TTS_API_KEY", default="")
 VOICE_TTS_MODEL = env.str("VOICE_TTS_MODEL", default="gpt-4o-mini-tts")
-VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default="alloy")  # when the assistant's voice is not an OpenAI one
+VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default="alloy")  # when the assistant has no voice the server takes
+# The voice ids the hosted TTS server takes (an assistant's other voice is replaced by
+# VOICE_TTS_VOICE, and logged); empty: OpenAI's list for api.openai.com, else any id.
+VOICE_TTS_VOICES = env.list("VOICE_TTS_VOICES", default=[])
 VOICE_BOT_QUEUE = env.str("VOICE_BOT_QUEUE", default="voicesessions.redis_queue.RedisStreamBotJobQueue"
                           if REDIS_URL else "voicesessions.queue.DatabaseBotJobQueue")
 

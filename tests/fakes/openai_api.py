@@ -44,7 +44,9 @@ Python SDK's types, which are generated from OpenAI's OpenAPI spec:
   characters) and ``voice`` (a built-in voice name or ``{"id": ...}``) required;
   only documented fields; ``response_format`` one of mp3/opus/aac/flac/wav/pcm;
   ``speed`` a number in 0.25..4.0; ``stream_format`` audio or sse. ``pcm`` is raw
-  24 kHz 16-bit signed little-endian mono, no header.
+  24 kHz 16-bit signed little-endian mono, no header. With ``voices`` and
+  ``speech_rate`` it is a self-hosted speech server instead: its own voice ids, its
+  own rate (in the WAV header; ``pcm`` then is raw samples at that rate).
 
 Behaviour, for tests: a transcription returns ``transcript`` (default "what
 notes do I have"); speech is a 440 Hz tone (0.5 s per started 10 characters,
@@ -295,8 +297,11 @@ class FakeOpenAI(LocalHTTPFake):
     """
 
     def __init__(self, api_key: str | None = "sk-fake-openai-key", *, transcript: str = "what notes do I have",
-                 max_speech_seconds: float = 3.0, chunk_delay: float = 0.0) -> None:
+                 max_speech_seconds: float = 3.0, chunk_delay: float = 0.0,
+                 voices: tuple[str, ...] = VOICES, speech_rate: int = PCM_RATE) -> None:
         self.api_key = api_key
+        # OpenAI's voices at 24 kHz, or a self-hosted speech server's own (e.g. Piper voices at 22.05 kHz).
+        self.voices, self.speech_rate = voices, speech_rate
         self.transcript = transcript
         self.max_speech_seconds = max_speech_seconds
         self.chunk_delay = chunk_delay  # seconds between streamed chunks
@@ -823,9 +828,9 @@ class FakeOpenAI(LocalHTTPFake):
             _unknown(voice, {"id"}, "voice")
             if not isinstance(voice.get("id"), str):
                 raise _invalid_type("voice.id", "a string", voice.get("id"))
-        elif voice not in VOICES:
+        elif voice not in self.voices:
             raise ApiError(400, f"Invalid value: '{voice}'. Supported values are: "
-                           f"{', '.join(repr(v) for v in VOICES)}.", param="voice", code="invalid_value")
+                           f"{', '.join(repr(v) for v in self.voices)}.", param="voice", code="invalid_value")
         _check_type(body, "instructions", str, "a string")
         response_format = body.get("response_format", "mp3")
         if response_format not in SPEECH_FORMATS:
@@ -849,20 +854,26 @@ class FakeOpenAI(LocalHTTPFake):
             with wave.open(out, "wb") as wav:
                 wav.setnchannels(1)
                 wav.setsampwidth(2)
-                wav.setframerate(PCM_RATE)
+                wav.setframerate(self.speech_rate)
                 wav.writeframes(pcm)
-            return Response(200, "audio/wav", out.getvalue())
-        return Response(200, "audio/pcm", _chunks(pcm, 4800))
+            return Response(200, "audio/wav", _chunks(out.getvalue(), 4800))
+        return Response(200, "audio/pcm", _chunks(pcm, 4800))  # raw: the client must know the rate
+
+    def speech_seconds(self, text: str, *, speed: float = 1.0) -> float:
+        """How long the fake's speech for `text` lasts."""
+        return min(self.max_speech_seconds, SECONDS_PER_10_CHARS * max(1, math.ceil(len(text) / 10))) / speed
 
     def tone(self, text: str, *, speed: float = 1.0) -> bytes:
-        """The fake's speech for `text`: a 440 Hz tone, 0.5 s per started 10 characters (capped), 24 kHz s16le."""
-        seconds = min(self.max_speech_seconds, SECONDS_PER_10_CHARS * max(1, math.ceil(len(text) / 10))) / speed
-        count = int(PCM_RATE * seconds)
-        fade = min(count // 2, PCM_RATE // 100)  # 10 ms ramps: no clicks
+        """The fake's speech for `text`: a 440 Hz tone, 0.5 s per started 10 characters (capped), s16le mono
+        at `speech_rate`."""
+        rate = self.speech_rate
+        seconds = self.speech_seconds(text, speed=speed)
+        count = int(rate * seconds)
+        fade = min(count // 2, rate // 100)  # 10 ms ramps: no clicks
         out = bytearray()
         for n in range(count):
             gain = min(1.0, n / fade, (count - 1 - n) / fade) if fade else 1.0
-            sample = int(0.3 * 32767 * gain * math.sin(2 * math.pi * TONE_HZ * n / PCM_RATE))
+            sample = int(0.3 * 32767 * gain * math.sin(2 * math.pi * TONE_HZ * n / rate))
             out += sample.to_bytes(2, "little", signed=True)
         return bytes(out)
 

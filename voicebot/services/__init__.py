@@ -18,8 +18,8 @@ chosen on its own; a hosted choice loads no local model for that stage:
 - VOICE_STT=openai: OpenAISTTService (VOICE_STT_BASE_URL / _API_KEY / _MODEL)
 - VOICE_LLM=openai: OpenAILLMService with native tool calling
   (VOICE_LLM_BASE_URL / _API_KEY / _MODEL)
-- VOICE_TTS=openai: OpenAITTSService, 24 kHz PCM (VOICE_TTS_BASE_URL /
-  _API_KEY / _MODEL / _VOICE)
+- VOICE_TTS=openai: OpenAITTSService taking any voice id, as WAV at the
+  server's rate (VOICE_TTS_BASE_URL / _API_KEY / _MODEL / _VOICE / _VOICES)
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class ModelBundle:
     tts_engine: Any = None
     tts_api: "HostedAPI | None" = None  # hosted TTS instead of tts_engine
     tts_voice: str = ""  # the hosted TTS voice when the assistant's is not one of the provider's
+    tts_voices: frozenset[str] | None = None  # the voice ids the hosted TTS server takes (None: any)
     tts_sample_rate: int = 24000  # the pipeline's audio_out_sample_rate
     tts_lock: threading.Lock = field(default_factory=threading.Lock)
     local_llm: bool = True
@@ -125,7 +126,8 @@ class ModelBundle:
         if self.tts_api is not None:
             from .hosted import make_openai_tts, tts_voice
 
-            return make_openai_tts(self.tts_api, voice=tts_voice(voice, self.tts_voice), parameters=parameters,
+            return make_openai_tts(self.tts_api, voice=tts_voice(voice, self.tts_voice, self.tts_voices),
+                                   parameters=parameters,
                                    http=self.http("tts"), retries=settings.VOICE_HOSTED_RETRIES)
         from .tts import HibariTTSService
 
@@ -167,11 +169,12 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.llm_api = api
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider == "openai":
-        from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice
+        from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice, offered_voices
 
         bundle.tts_api = HostedAPI.from_settings("VOICE_TTS", settings.VOICE_TTS_BASE_URL,
                                                  settings.VOICE_TTS_API_KEY, settings.VOICE_TTS_MODEL)
-        bundle.tts_voice = check_voice(settings.VOICE_TTS_VOICE)
+        bundle.tts_voices = offered_voices(bundle.tts_api.base_url, settings.VOICE_TTS_VOICES)
+        bundle.tts_voice = check_voice(settings.VOICE_TTS_VOICE, bundle.tts_voices)
         bundle.tts_sample_rate = OPENAI_TTS_SAMPLE_RATE  # OpenAITTSService's raw PCM rate
     if stt_provider == "local":
         from . import stt

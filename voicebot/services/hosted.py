@@ -7,17 +7,21 @@ its stage shares across the worker's sessions (`http_client`).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncGenerator, Sequence
 
 from django.core.exceptions import ImproperlyConfigured
+from pipecat.frames.frames import Frame
 from pipecat.services.openai.stt import OpenAISTTService
 from pipecat.services.openai.tts import VALID_VOICES, OpenAITTSService
 from pipecat.transcriptions.language import Language
+from pipecat.utils.tracing.service_decorators import traced_tts
 
-# OpenAI's speech endpoint answers response_format "pcm" as raw 24 kHz 16-bit
-# mono samples; OpenAITTSService always asks for "pcm" and tags its frames with
-# its own sample rate, so the service and the pipeline's output must both be 24 kHz.
+logger = logging.getLogger("voicebot.services")
+
+# The pipeline's output rate with a hosted TTS: OpenAI's own (its "pcm" is 24 kHz); a
+# server speaking at another rate is resampled to it (AnyVoiceTTSService).
 OPENAI_TTS_SAMPLE_RATE = 24000
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # the speech endpoint's documented range
 
@@ -104,16 +108,37 @@ def make_openai_stt(api: HostedAPI, *, language: str = "en", http: Any = None, r
                         retries)
 
 
-def check_voice(voice: str) -> str:
-    """`voice` if OpenAITTSService accepts it; raise HostedConfigError otherwise."""
-    if voice not in VALID_VOICES:
-        raise HostedConfigError(f"VOICE_TTS_VOICE must be one of {', '.join(sorted(VALID_VOICES))}, not {voice!r}")
+def offered_voices(base_url: str, configured: Sequence[str] = ()) -> frozenset[str] | None:
+    """The voice ids the TTS server takes: VOICE_TTS_VOICES, else OpenAI's list for OpenAI itself,
+    else None (any id: a self-hosted server's voices are its own)."""
+    if configured:
+        return frozenset(configured)
+    if "api.openai.com" in base_url:
+        return frozenset(VALID_VOICES)
+    return None
+
+
+def is_offered(voice: str, offered: frozenset[str] | None) -> bool:
+    """Whether `voice` may be sent; OpenAI's custom voices ("voice_...") always may."""
+    return offered is None or voice in offered or voice.startswith("voice_")
+
+
+def check_voice(voice: str, offered: frozenset[str] | None = None) -> str:
+    """`voice` if the server takes it; raise HostedConfigError otherwise."""
+    if not voice or not is_offered(voice, offered):
+        choices = ", ".join(sorted(offered or ())) or "any voice id"
+        raise HostedConfigError(f"VOICE_TTS_VOICE must be one of {choices}, not {voice!r}")
     return voice
 
 
-def tts_voice(requested: str, default: str) -> str:
-    """The assistant's voice if it is one of OpenAI's, else the configured default."""
-    return requested if requested in VALID_VOICES else default
+def tts_voice(requested: str, default: str, offered: frozenset[str] | None = None) -> str:
+    """The assistant's voice if the server takes it, else the configured default (a substitution is logged)."""
+    if not requested or requested == "default":
+        return default
+    if is_offered(requested, offered):
+        return requested
+    logger.info("[VoiceSession] voice %r is not one the TTS server offers; speaking with %r", requested, default)
+    return default
 
 
 def tts_speed(parameters: dict[str, Any] | None) -> float | None:
@@ -127,12 +152,40 @@ def tts_speed(parameters: dict[str, Any] | None) -> float | None:
     return min(MAX_SPEED, max(MIN_SPEED, speed))
 
 
+class AnyVoiceTTSService(OpenAITTSService):
+    """Pipecat's OpenAITTSService for any OpenAI-compatible speech server: any voice id, the server's own rate.
+
+    Pipecat's `run_tts` refuses a voice outside OpenAI's list (so Kokoro's "af_bella" or a
+    Piper voice could not be used) and asks for "pcm", raw samples it takes to be 24 kHz
+    (OpenAI's rate, not a Piper server's 22.05 kHz). This one sends the voice as given
+    (OpenAI's custom voices as {"id": ...}) and asks for WAV, whose header tells the
+    rate; Pipecat's own `_stream_audio_frames_from_iterator` strips the header and
+    resamples to the pipeline's rate.
+    """
+
+    @traced_tts
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        voice = self._settings.voice
+        params: dict[str, Any] = {"input": text, "model": self._settings.model, "response_format": "wav",
+                                  "voice": {"id": voice} if str(voice).startswith("voice_") else voice}
+        if self._settings.instructions:
+            params["instructions"] = self._settings.instructions
+        if self._settings.speed:
+            params["speed"] = self._settings.speed
+        async with self._client.audio.speech.with_streaming_response.create(**params) as response:
+            await self.start_tts_usage_metrics(text)
+            async for frame in self._stream_audio_frames_from_iterator(
+                    response.iter_bytes(max(self.chunk_size, 44)), strip_wav_header=True, context_id=context_id):
+                await self.stop_ttfb_metrics()
+                yield frame
+
+
 def make_openai_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None, http: Any = None,
                     retries: int = 0) -> OpenAITTSService:
-    """OpenAITTSService: each sentence is posted to /audio/speech and streamed back as 24 kHz PCM."""
+    """AnyVoiceTTSService: each sentence is posted to /audio/speech and streamed back as WAV."""
     settings = OpenAITTSService.Settings(model=api.model, voice=voice)
     speed = tts_speed(parameters)
     if speed is not None:
         settings.speed = speed
-    return with_retries(OpenAITTSService(api_key=api.api_key, base_url=api.base_url, http_client=http,
-                                         sample_rate=OPENAI_TTS_SAMPLE_RATE, settings=settings), retries)
+    return with_retries(AnyVoiceTTSService(api_key=api.api_key, base_url=api.base_url, http_client=http,
+                                           sample_rate=OPENAI_TTS_SAMPLE_RATE, settings=settings), retries)

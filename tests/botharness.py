@@ -45,6 +45,13 @@ def start_worker(server: LiveServer, *args: str) -> subprocess.Popen:
     raise RuntimeError("worker did not start:\n" + log.read()[-4000:])
 
 
+def stop_worker(worker: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a worker from `start_worker` and wait for it to exit: its log is complete afterwards."""
+    if worker.poll() is None:
+        worker.terminate()
+    worker.wait(timeout=timeout)
+
+
 class Client:
     """A signed-in user of the API and the websocket (token auth)."""
 

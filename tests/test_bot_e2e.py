@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.botharness import (BOT_ENV, active_session, is_final_transcript, is_status, speak_to_wav,
-                              start_worker)
+                              start_worker, stop_worker)
 from tests.livesrv import start_server
 from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
@@ -21,8 +21,7 @@ def stack(tmp_path_factory):
     server = start_server(var, BOT_ENV)
     worker = start_worker(server, "--pool-size", "2")
     yield server, worker, var
-    worker.terminate()
-    worker.wait(timeout=20)
+    stop_worker(worker)
     server.stop()
 
 

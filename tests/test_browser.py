@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.botharness import BOT_ENV, start_worker
+from tests.botharness import BOT_ENV, start_worker, stop_worker
 from tests.livesrv import ROOT, free_port, metric, scrape, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(420),
@@ -67,9 +67,7 @@ def stack(tmp_path_factory):
     worker = start_worker(server, "--pool-size", "2")
     STATE.update(worker=worker, before=scrape(server))
     yield server, var
-    if worker.poll() is None:
-        worker.terminate()
-    worker.wait(timeout=20)
+    stop_worker(worker)
     server.stop()
 
 
@@ -233,9 +231,7 @@ def test_every_metric_moved_and_the_dashboard_charts_it(stack, tmp_path):
             assert refused.status == 401 and "expired" in refused.json()["detail"]
 
             # No bot worker left: the page gives up on the bot join and says so.
-            worker = STATE["worker"]
-            worker.terminate()
-            worker.wait(timeout=20)
+            stop_worker(STATE["worker"])
             page.goto("/assistants/pearl/")
             page.get_by_role("button", name="Start voice").click()
             expect(page.get_by_role("alert")).to_contain_text("not available", timeout=30_000)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, start_worker
+from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, start_worker, stop_worker
 from tests.fakes.daily_api import FakeDailyAPI, sign_jwt
 from tests.fakes.daily_call import SimUser
 from tests.livesrv import ROOT, start_server
@@ -39,8 +39,7 @@ def daily(tmp_path_factory):
         server = start_server(var, env)
         worker = start_worker(server, "--pool-size", "2")
         yield server, fake, var
-        worker.terminate()
-        worker.wait(timeout=20)
+        stop_worker(worker)
         server.stop()
 
 

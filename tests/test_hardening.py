@@ -31,7 +31,7 @@ from django.test import override_settings
 from django.utils.crypto import salted_hmac
 from rest_framework.test import APIClient
 
-from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker
+from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker, stop_worker
 from tests.livesrv import LiveServer, start_server
 from tests.waiting import await_until, wait_until
 from tests.test_live_server import _browser_login
@@ -103,8 +103,7 @@ def test_tokens_are_never_logged(tmp_path: Path) -> None:
                    15, "the flow's access lines")
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=20)
+            stop_worker(worker)
         server.stop()  # both stopped: every line they wrote is in the files now
 
     logs = {path.name: path.read_text(errors="replace") for path in sorted(tmp_path.glob("*.log"))}

@@ -373,7 +373,7 @@ def test_the_fake_refuses_what_openai_refuses(fake):
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
-    from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker
+    from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker, stop_worker
     from tests.livesrv import start_server
 
     with FakeOpenAI(api_key=STT_KEY) as stt_api, FakeOpenAI(api_key=LLM_KEY) as llm_api, \
@@ -412,8 +412,7 @@ def test_spoken_question_through_hosted_services_end_to_end(tmp_path):
 
             asyncio.run(scenario())
         finally:
-            worker.terminate()
-            worker.wait(timeout=20)
+            stop_worker(worker)
             server.stop()
 
         # STT: Pipecat's segment as a WAV at the pipeline's input rate, with the STT key.

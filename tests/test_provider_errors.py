@@ -53,7 +53,8 @@ def _events_text(client) -> str:
 
 @pytest.mark.timeout(300)
 def test_a_throttled_a_hanging_and_a_refusing_llm_as_the_user_meets_them(tmp_path):
-    from tests.botharness import BOT_ENV, active_session, is_final_transcript, is_status, start_worker
+    from tests.botharness import (BOT_ENV, active_session, is_final_transcript, is_status, start_worker,
+                                  stop_worker)
     from tests.livesrv import start_server
 
     with FakeOpenAI(api_key=LLM_KEY) as llm_api:
@@ -108,8 +109,7 @@ def test_a_throttled_a_hanging_and_a_refusing_llm_as_the_user_meets_them(tmp_pat
 
             asyncio.run(scenario())
         finally:
-            worker.terminate()
-            worker.wait(timeout=20)
+            stop_worker(worker)
             server.stop()
         log = open(worker.log.name).read()
         assert LLM_KEY not in log and "Fk3x9QpLm2Vb7Ztr" not in log

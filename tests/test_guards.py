@@ -289,6 +289,36 @@ def test_every_tool_call_of_a_delta_is_run(fake):
     assert saved == ["milk", "call"]
 
 
+def test_a_server_that_refuses_tools_falls_back_to_the_notes_router():
+    """Ollama answers 400 "<model> does not support tools" for a model without tool support: every
+    turn failed. The session now goes on without tools, notes requests through the router."""
+    from pipecat.frames.frames import ErrorFrame
+
+    with FakeOpenAI(api_key=KEY, refuse_tools=True) as ollama:
+        def llm() -> VoiceLLMService:
+            return VoiceLLMService(base_url=ollama.url, api_key=KEY, model="gemma2:2b", system_prompt="Be brief.",
+                                   notes_router=False)
+
+        asked: list[str] = []
+
+        async def list_notes(params) -> None:
+            asked.append(params.function_name)
+            await params.result_callback({"ok": True, "notes": []})
+
+        notes = llm()
+        notes.register_function("list_notes", list_notes)
+        _down, up = _run(notes, [{"role": "user", "content": "What notes do I have?"}])
+        assert asked == ["list_notes"] and notes.notes_router is True
+        assert not [f for f in up if isinstance(f, ErrorFrame)]  # the refusal cost the user nothing
+
+        down, up = _run(llm(), [{"role": "user", "content": "Tell me a joke."}])
+        assert "".join(f.text for f in down if isinstance(f, LLMTextFrame)).startswith("You said: Tell me a joke.")
+        assert not [f for f in up if isinstance(f, ErrorFrame)]
+        refused, answered = ollama.requests_to("/v1/chat/completions")[-2:]
+        assert "tools" in refused.json and refused.status == 400
+        assert "tools" not in answered.json and answered.status == 200
+
+
 def test_a_reasoning_model_is_sent_max_completion_tokens(fake):
     """OpenAI's reasoning models refuse max_tokens (400 unsupported_parameter)."""
     fake.reply_with("Two plus three is five.")

@@ -169,6 +169,16 @@ def test_openai_refuses_an_organization_the_key_is_not_in(settings, fake):
         asyncio.run(ask())
 
 
+def test_tools_can_be_kept_from_a_server_and_the_router_used(settings, fake):
+    hosted_settings(settings, fake.url)
+    settings.VOICE_LLM_TOOLS = "router"
+    llm = load_bundle().make_llm(system_prompt="Be brief.")
+    assert llm.notes_router is True and llm.local is False  # no llama.cpp-only fields to a hosted server
+    settings.VOICE_LLM_TOOLS = "sometimes"
+    with pytest.raises(HostedConfigError, match="VOICE_LLM_TOOLS must be native or router"):
+        load_bundle()
+
+
 @pytest.mark.parametrize("headers", ['["not", "an", "object"]', '{"X-Count": 3}'])
 def test_headers_must_be_a_json_object_of_strings(settings, fake, headers):
     hosted_settings(settings, fake.url)

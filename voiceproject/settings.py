@@ -299,6 +299,10 @@ VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")  # may be empty for
 VOICE_LLM_ORGANIZATION = env.str("VOICE_LLM_ORGANIZATION", default="")
 VOICE_LLM_PROJECT = env.str("VOICE_LLM_PROJECT", default="")
 VOICE_LLM_HEADERS = env.json("VOICE_LLM_HEADERS", default={})
+# How a hosted model reaches the tools: "native" (the tool definitions are sent; a server
+# that refuses them, as Ollama does for a model without tool support, falls back to the
+# router by itself) or "router" (none sent: the notes router turns notes requests into calls).
+VOICE_LLM_TOOLS = env.str("VOICE_LLM_TOOLS", default="native")
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped Qwen2.5-Coder-1.5B
 # Every model: the prompt holds the system prompt plus the latest turns within this many

@@ -58,7 +58,9 @@ OpenAI's models, it stops at ``max_completion_tokens`` (or ``max_tokens``), one
 token per 4 characters: a text or a tool call's JSON arguments cut mid-way, with
 ``finish_reason: "length"``; and a reasoning model (``o1``, ``o3``, ``gpt-5``...)
 refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do.
-``reply_with`` and ``call_tool_next`` script the next answers.
+``reply_with`` and ``call_tool_next`` script the next answers. With
+``refuse_tools`` it is an Ollama model without tool support: a request with
+``tools`` gets 400 "<model> does not support tools".
 
 Stricter than documented or simplified (not confirmed in OpenAI's docs): a
 wrong method or unknown path is 404 "Invalid URL (METHOD /path)"; speech in
@@ -298,8 +300,9 @@ class FakeOpenAI(LocalHTTPFake):
 
     def __init__(self, api_key: str | None = "sk-fake-openai-key", *, transcript: str = "what notes do I have",
                  max_speech_seconds: float = 3.0, chunk_delay: float = 0.0,
-                 voices: tuple[str, ...] = VOICES, speech_rate: int = PCM_RATE) -> None:
+                 voices: tuple[str, ...] = VOICES, speech_rate: int = PCM_RATE, refuse_tools: bool = False) -> None:
         self.api_key = api_key
+        self.refuse_tools = refuse_tools  # as Ollama answers for a model without tool support
         # OpenAI's voices at 24 kHz, or a self-hosted speech server's own (e.g. Piper voices at 22.05 kHz).
         self.voices, self.speech_rate = voices, speech_rate
         self.transcript = transcript
@@ -450,6 +453,9 @@ class FakeOpenAI(LocalHTTPFake):
             # As OpenAI answers its reasoning models (o1, o3, gpt-5...).
             raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
                            "'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
+        if tools and self.refuse_tools:
+            # Ollama's answer (HTTP 400) when the model has no tool support in its template.
+            raise ApiError(400, f"registry.ollama.ai/library/{model} does not support tools", type="api_error")
         stream = bool(body.get("stream"))
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         reply = _within(self._reply(messages, tools), limit)

@@ -99,7 +99,8 @@ class ModelBundle:
             extra = {"organization": self.llm_api.organization or None, "project": self.llm_api.project or None,
                      "default_headers": self.llm_api.headers or None}
         return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
-                               system_prompt=system_prompt, notes_router=self.local_llm,
+                               system_prompt=system_prompt, local=self.local_llm,
+                               notes_router=self.local_llm or settings.VOICE_LLM_TOOLS == "router",
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
                                reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
                                tool_tokens=settings.VOICE_LLM_TOOL_TOKENS,
@@ -160,13 +161,19 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.stt_api = HostedAPI.from_settings("VOICE_STT", settings.VOICE_STT_BASE_URL,
                                                  settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL)
     if llm_provider == "openai":
-        from .hosted import HostedAPI
+        from .hosted import HostedAPI, HostedConfigError
 
         api = HostedAPI.from_settings("VOICE_LLM", settings.VOICE_LLM_BASE_URL, settings.VOICE_LLM_API_KEY,
                                       settings.VOICE_LLM_MODEL, organization=settings.VOICE_LLM_ORGANIZATION,
                                       project=settings.VOICE_LLM_PROJECT, headers=settings.VOICE_LLM_HEADERS)
         bundle.llm_base_url, bundle.llm_api_key, bundle.llm_model = api.base_url, api.api_key, api.model
         bundle.llm_api = api
+        if settings.VOICE_LLM_TOOLS not in ("native", "router"):
+            raise HostedConfigError(f"VOICE_LLM_TOOLS must be native or router, not {settings.VOICE_LLM_TOOLS!r}")
+        if settings.VOICE_LLM_TOOLS == "router":
+            from . import intent_model
+
+            intent_model.shared()  # the notes router's classifier: trained now, not on the first turn
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider == "openai":
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice, offered_voices

@@ -8,6 +8,7 @@ import os
 import uuid
 from typing import Any
 
+from openai import BadRequestError
 from pipecat.frames.frames import FunctionCallFromLLM
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
@@ -39,6 +40,11 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
+
+
+def refuses_tools(error: BadRequestError) -> bool:
+    """Whether a 400 says the model takes no tools (Ollama: "<model> does not support tools")."""
+    return "does not support tools" in str(error.message).lower()
 
 
 class AnswerComplete(Exception):
@@ -96,12 +102,10 @@ class VoiceLLMService(OpenAILLMService):
         self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
         local = notes_router if local is None else local
-        if notes_router:  # no tools reach the model: the cap is the spoken answer's
-            limits: dict[str, int] = {"max_tokens": reply_tokens}
-        elif local:  # llama.cpp's server knows max_tokens
-            limits = {"max_tokens": max(tool_tokens, reply_tokens)}
-        else:  # OpenAI's reasoning models refuse max_tokens, deprecated for max_completion_tokens
-            limits = {"max_completion_tokens": max(tool_tokens, reply_tokens)}
+        # No tools reaching the model (the router): the cap is the spoken answer's. llama.cpp's
+        # server knows max_tokens; OpenAI's reasoning models refuse it for max_completion_tokens.
+        cap = reply_tokens if notes_router else max(tool_tokens, reply_tokens)
+        limits = {"max_tokens": cap} if local else {"max_completion_tokens": cap}
         super().__init__(api_key=api_key or "none", base_url=base_url,
                          settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt, **limits),
                          **kwargs)
@@ -169,7 +173,13 @@ class VoiceLLMService(OpenAILLMService):
                 gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens)
                 self._retrying = attempt > 0
                 try:
-                    await super()._process_context(context)
+                    try:
+                        await super()._process_context(context)
+                    except BadRequestError as refused:
+                        if self.notes_router or not refuses_tools(refused):
+                            raise
+                        await self._without_tools(context)
+                        return
                     tail = gate.finish()
                     await self._report_cut_tool_call()
                 except AnswerComplete:
@@ -183,6 +193,15 @@ class VoiceLLMService(OpenAILLMService):
                 return
         finally:
             self._gate, self._retrying = None, False
+
+    async def _without_tools(self, context: LLMContext) -> None:
+        """The server refused the tools (Ollama does, for a model without tool support): from now on
+        this session's notes requests go through the router, and this turn is answered again."""
+        logger.warning("[VoiceSession] the LLM server does not take tools for this model: notes requests "
+                       "go through the notes router from now on (set VOICE_LLM_TOOLS=router to skip this)")
+        self.notes_router = True
+        self._gate = None
+        await self._process_context(context)
 
     async def _spoken(self, gate: SentenceGate, tail: str) -> None:
         """Speak what the gate kept of the model's answer, and log what it held back."""

@@ -169,6 +169,29 @@ def test_openai_refuses_an_organization_the_key_is_not_in(settings, fake):
         asyncio.run(ask())
 
 
+def test_stream_options_can_be_left_out_for_a_server_that_refuses_them(settings):
+    with FakeOpenAI(api_key=LLM_KEY, refuse_stream_options=True) as old_server:
+        hosted_settings(settings, old_server.url, llm_key=LLM_KEY)
+        context = LLMContext(messages=[{"role": "user", "content": "Hello"}])
+
+        async def ask() -> str:
+            bundle = load_bundle()
+            try:
+                chunks = [c async for c in await bundle.make_llm(system_prompt="Be brief.").get_chat_completions(
+                    context)]
+                return "".join(ch.delta.content or "" for c in chunks for ch in c.choices)
+            finally:
+                await bundle.aclose()
+
+        import openai
+        with pytest.raises(openai.BadRequestError, match="stream_options"):
+            asyncio.run(ask())
+        settings.VOICE_LLM_STREAM_USAGE = False
+        assert asyncio.run(ask()).startswith("You said: Hello")
+        refused, answered = old_server.requests_to("/v1/chat/completions")
+        assert "stream_options" in refused.json and "stream_options" not in answered.json
+
+
 def test_tools_can_be_kept_from_a_server_and_the_router_used(settings, fake):
     hosted_settings(settings, fake.url)
     settings.VOICE_LLM_TOOLS = "router"

@@ -303,6 +303,9 @@ VOICE_LLM_HEADERS = env.json("VOICE_LLM_HEADERS", default={})
 # that refuses them, as Ollama does for a model without tool support, falls back to the
 # router by itself) or "router" (none sent: the notes router turns notes requests into calls).
 VOICE_LLM_TOOLS = env.str("VOICE_LLM_TOOLS", default="native")
+# Ask a hosted server for token usage in the stream (stream_options); off for a server that
+# refuses the parameter (usage is then not reported).
+VOICE_LLM_STREAM_USAGE = env.bool("VOICE_LLM_STREAM_USAGE", default=True)
 VOICE_LLM_MODEL = env.str("VOICE_LLM_MODEL", default="gpt-4.1-mini")
 VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF instead of the shipped Qwen2.5-Coder-1.5B
 # Every model: the prompt holds the system prompt plus the latest turns within this many

@@ -60,7 +60,9 @@ token per 4 characters: a text or a tool call's JSON arguments cut mid-way, with
 refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do.
 ``reply_with`` and ``call_tool_next`` script the next answers. With
 ``refuse_tools`` it is an Ollama model without tool support: a request with
-``tools`` gets 400 "<model> does not support tools".
+``tools`` gets 400 "<model> does not support tools". With
+``refuse_stream_options`` it is a server that predates ``stream_options``: 400
+"Unrecognized request argument supplied: stream_options".
 
 Stricter than documented or simplified (not confirmed in OpenAI's docs): a
 wrong method or unknown path is 404 "Invalid URL (METHOD /path)"; speech in
@@ -300,8 +302,10 @@ class FakeOpenAI(LocalHTTPFake):
 
     def __init__(self, api_key: str | None = "sk-fake-openai-key", *, transcript: str = "what notes do I have",
                  max_speech_seconds: float = 3.0, chunk_delay: float = 0.0,
-                 voices: tuple[str, ...] = VOICES, speech_rate: int = PCM_RATE, refuse_tools: bool = False) -> None:
+                 voices: tuple[str, ...] = VOICES, speech_rate: int = PCM_RATE, refuse_tools: bool = False,
+                 refuse_stream_options: bool = False) -> None:
         self.api_key = api_key
+        self.refuse_stream_options = refuse_stream_options  # a server that predates the parameter
         self.refuse_tools = refuse_tools  # as Ollama answers for a model without tool support
         # OpenAI's voices at 24 kHz, or a self-hosted speech server's own (e.g. Piper voices at 22.05 kHz).
         self.voices, self.speech_rate = voices, speech_rate
@@ -436,7 +440,7 @@ class FakeOpenAI(LocalHTTPFake):
 
     def _chat(self, record: RecordedRequest) -> Response:
         body = self._parse_json(record)
-        _unknown(body, CHAT_PARAMS)
+        _unknown(body, CHAT_PARAMS - {"stream_options"} if self.refuse_stream_options else CHAT_PARAMS)
         model = _require(body, "model")
         if not isinstance(model, str) or not model:
             raise _invalid_type("model", "a string", model)

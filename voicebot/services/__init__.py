@@ -104,6 +104,7 @@ class ModelBundle:
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
                                reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
                                tool_tokens=settings.VOICE_LLM_TOOL_TOKENS,
+                               stream_usage=self.local_llm or settings.VOICE_LLM_STREAM_USAGE,
                                http_client=self.http("llm", timeout=timeout),
                                max_retries=0 if self.local_llm else settings.VOICE_HOSTED_RETRIES)
 

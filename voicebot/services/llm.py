@@ -97,7 +97,7 @@ class VoiceLLMService(OpenAILLMService):
                  notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
                  reply_tokens: int = MAX_REPLY_TOKENS, tool_tokens: int = TOOL_TOKENS, timeout: float = 60.0,
                  connect_timeout: float = 5.0, http_client: Any = None, max_retries: int = 0,
-                 **kwargs: Any) -> None:
+                 stream_usage: bool = True, **kwargs: Any) -> None:
         # Read before super().__init__, which builds the client (create_client).
         self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
@@ -112,6 +112,7 @@ class VoiceLLMService(OpenAILLMService):
         self.notes_router = notes_router
         self.local = local
         self.reply_tokens = reply_tokens
+        self.stream_usage = stream_usage  # send stream_options (token usage); some servers refuse it
         self._tool_stream: dict[str, Any] = {}  # what the latest stream said of tool calls (see _watch)
         self.history_tokens = history_tokens
         self._window_start = 0  # where the history window begins (it only moves forward)
@@ -139,6 +140,8 @@ class VoiceLLMService(OpenAILLMService):
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)
+        if not self.stream_usage:
+            params.pop("stream_options", None)
         if self.notes_router:  # the local model's tool calls are unreliable (docs/llm-models.md): the router decides
             params.pop("tools", None)
             params.pop("tool_choice", None)

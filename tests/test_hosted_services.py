@@ -235,6 +235,26 @@ def test_pipecats_stt_request_passes_the_documented_checks(fake):
     assert request.files["file"].wav_format()["rate"] == 16000
 
 
+@pytest.mark.parametrize("language, sent", [("auto", None), ("", None), ("tlh", None), ("de", "de"),
+                                             ("pt-BR", "pt")])
+def test_the_transcription_language_is_the_sessions_or_left_to_the_provider(fake, language, sent):
+    """"auto" used to become English; OpenAI detects the language when the field is left out."""
+    from voicebot.services.hosted import HostedAPI
+
+    bundle = ModelBundle()
+    bundle.stt_api = HostedAPI(base_url=fake.url, api_key=STT_KEY, model="gpt-4o-transcribe")
+
+    async def run() -> str:
+        try:
+            return (await bundle.make_stt(language=language)._transcribe(_wav())).text
+        finally:
+            await bundle.aclose()
+
+    assert asyncio.run(run()) == "what notes do I have"
+    (request,) = fake.requests_to("/v1/audio/transcriptions", ok=True)
+    assert request.form.get("language") == ([sent] if sent else None)
+
+
 def test_pipecats_llm_request_carries_the_notes_tools_and_streams_a_tool_call(fake):
     llm = VoiceLLMService(base_url=fake.url, api_key=STT_KEY, model="gpt-4.1-mini", system_prompt="Be brief.",
                           notes_router=False)

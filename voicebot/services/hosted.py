@@ -89,22 +89,46 @@ def with_retries(service: Any, retries: int) -> Any:
     return service
 
 
-def stt_language(code: str) -> Language:
-    """The Pipecat Language for a session's language code ("en", "de", "pt-BR"...), English if unknown."""
+def stt_language(code: str) -> Language | None:
+    """The Pipecat Language for a session's language code ("en", "de", "pt-BR"...), or None to let
+    the provider detect it ("auto", empty, or a code Pipecat does not know: guessing English
+    would transcribe a German speaker as English words)."""
+    if not code or code.lower() == "auto":
+        return None
     try:
         return Language(code)
     except ValueError:
         try:
             return Language(code.split("-")[0].lower())
         except ValueError:
-            return Language.EN
+            logger.info("[VoiceSession] language %r is not one Pipecat knows: the STT provider detects it", code)
+            return None
+
+
+class DetectingSTTService(OpenAISTTService):
+    """Pipecat's OpenAISTTService, which can also leave the language to the provider.
+
+    Pipecat's `_transcribe` insists on a language (it asserts one), and so fell back to
+    English for "auto"; OpenAI's endpoint detects the language when the field is left
+    out. With a language set, Pipecat's own request is sent unchanged.
+    """
+
+    async def _transcribe(self, audio: bytes) -> Any:
+        if self._settings.language is not None:
+            return await super()._transcribe(audio)
+        request: dict[str, Any] = {"file": ("audio.wav", audio, "audio/wav"), "model": self._settings.model}
+        if self._settings.prompt is not None:
+            request["prompt"] = self._settings.prompt
+        if self._settings.temperature is not None:
+            request["temperature"] = self._settings.temperature
+        return await self._client.audio.transcriptions.create(**request)
 
 
 def make_openai_stt(api: HostedAPI, *, language: str = "en", http: Any = None, retries: int = 0) -> OpenAISTTService:
     """OpenAISTTService: each VAD-delimited segment is posted as a WAV to /audio/transcriptions."""
-    return with_retries(OpenAISTTService(api_key=api.api_key, base_url=api.base_url, http_client=http,
-                                         settings=OpenAISTTService.Settings(model=api.model,
-                                                                            language=stt_language(language))),
+    return with_retries(DetectingSTTService(api_key=api.api_key, base_url=api.base_url, http_client=http,
+                                            settings=OpenAISTTService.Settings(model=api.model,
+                                                                               language=stt_language(language))),
                         retries)
 
 

@@ -938,7 +938,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(response.body, bytes):
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            self.wfile.write(response.body)
+            try:
+                self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout, after a hang)
+                self.close_connection = True
             return
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()

@@ -6,6 +6,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (its timeout after a hang, a worker stopping) is no error of the fake's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class LocalHTTPFake:
     """Serve `handler_class` (which finds this object as its `fake`) on a free loopback port.
 
@@ -15,12 +25,12 @@ class LocalHTTPFake:
 
     handler_class: ClassVar[type[BaseHTTPRequestHandler]]
     url_prefix: ClassVar[str] = "/v1"
-    _server: ThreadingHTTPServer | None = None
+    _server: ThreadingHTTPServer | None = None  # a _QuietServer once started
     _thread: threading.Thread | None = None
 
     def start(self) -> Any:
         handler = type("Handler", (self.handler_class,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)

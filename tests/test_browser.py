@@ -130,6 +130,7 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     page.get_by_role("button", name="Join video call").click()
     expect(status).to_have_text("paused", timeout=10_000)
     heard = page.locator("#messages li[data-role=user]").count()
+    answered = page.locator("#messages li[data-role=assistant]").count()
     # A whole loop of the fake microphone: the question is asked again meanwhile and must go unheard.
     loop = loop_seconds(var / "mic.wav")
     page.wait_for_timeout(loop * 1000)
@@ -146,6 +147,11 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     # so the fake microphone is at the start of its silence: muting it now (the session's own
     # mute, as a pause uses) keeps its next repeat from barging in on the typed request's answer.
     page.evaluate("() => window.voiceSession.setMicrophone(false)")
+    # ...and the user lets the assistant answer it before typing (a typed request waits behind that
+    # answer, which took ~30 s on the busy 2-core machine).
+    answers = page.locator("#messages li[data-role=assistant]")
+    expect(answers).to_have_count(answered + 1, timeout=90_000)
+    expect(page.locator("#speaking")).not_to_have_text("Pearl is speaking", timeout=60_000)
     page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#tools li").first).to_contain_text("create_note", timeout=40_000)

@@ -197,6 +197,20 @@ def test_the_service_asks_again_when_the_model_repeats_an_earlier_answer(fake):
     assert RETRY_HINT in second["messages"][0]["content"] and second["temperature"] == 0.7
 
 
+def test_the_same_question_asked_again_may_get_the_same_answer(fake):
+    """The guard took a repeated right answer to a repeated question for a loop, and the answer it
+    forced out at temperature 0.7 put Paris "in southern France near the Atlantic"."""
+    fake.reply_with("The capital city of France is Paris.")
+    history = [{"role": "user", "content": "What is the capital city of the country of France?"},
+               {"role": "assistant", "content": "The capital city of France is Paris."},
+               {"role": "user", "content": "what is the capital city of the country of France"}]
+    assert _spoken(_llm(fake), history) == "The capital city of France is Paris."
+    assert len(fake.requests_to("/v1/chat/completions", ok=True)) == 1  # not asked again
+    assert guards.earlier_answers(history) == []
+    other = [*history[:2], {"role": "user", "content": "Which river runs through the capital of France?"}]
+    assert guards.earlier_answers(other) == ["The capital city of France is Paris."]
+
+
 def test_the_service_drops_a_second_repeat_and_says_so(fake):
     fake.reply_with("You have 1: 1 day.", "You have 1: 1 day.")
     history = [{"role": "user", "content": "Notes?"}, {"role": "assistant", "content": "You have 1: 1 day."},

@@ -187,6 +187,32 @@ def same(a: str, b: str) -> bool:
     return na == nb or difflib.SequenceMatcher(None, na, nb).ratio() >= SIMILAR
 
 
+def earlier_answers(messages: list[dict[str, Any]]) -> list[str]:
+    """What the assistant said before that its next answer must not repeat.
+
+    An answer to the same question as the latest one is left out: a user who asks
+    again ("what is the capital of France?", twice) should hear the same right answer,
+    not a new one forced out at a higher temperature (it was wrong).
+    """
+    question = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    said: list[str] = []
+    asked = ""
+    for message in messages:
+        if message.get("role") == "user":
+            asked = _text(message)
+        elif message.get("role") == "assistant" and isinstance(message.get("content"), str):
+            if not (question and asked and same(asked, question)):
+                said.append(message["content"])
+    return said
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 class RepeatedAnswer(Exception):
     """The answer began with a sentence the assistant already said: ask the model again."""
 

@@ -14,7 +14,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from ..provider_errors import ToolCallCut
-from .guards import RepeatedAnswer, SentenceGate, alternate, tool_facts, window
+from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
 
@@ -169,8 +169,7 @@ class VoiceLLMService(OpenAILLMService):
     async def _process_context(self, context: LLMContext) -> None:
         if self.notes_router and await self._route_notes(context):
             return
-        said = [m["content"] for m in context.get_messages()
-                if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
+        said = earlier_answers(context.get_messages())
         try:
             for attempt in range(2):
                 gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens)

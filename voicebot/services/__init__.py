@@ -58,6 +58,11 @@ class ModelBundle:
     local_llm: bool = True
     http_clients: dict[str, Any] = field(default_factory=dict)  # stage -> its shared HTTP client
 
+    @property
+    def notes_router(self) -> bool:
+        """Whether notes requests go through the notes router rather than the model's own tool calls."""
+        return self.local_llm or settings.VOICE_LLM_TOOLS == "router"
+
     def http(self, stage: str, *, timeout: float | None = None) -> Any:
         """The HTTP client `stage` ("stt", "llm", "tts") shares across this worker's sessions.
 
@@ -100,7 +105,7 @@ class ModelBundle:
                      "default_headers": self.llm_api.headers or None}
         return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
                                system_prompt=system_prompt, local=self.local_llm,
-                               notes_router=self.local_llm or settings.VOICE_LLM_TOOLS == "router",
+                               notes_router=self.notes_router,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
                                reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
                                tool_tokens=settings.VOICE_LLM_TOOL_TOKENS,
@@ -171,10 +176,6 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.llm_api = api
         if settings.VOICE_LLM_TOOLS not in ("native", "router"):
             raise HostedConfigError(f"VOICE_LLM_TOOLS must be native or router, not {settings.VOICE_LLM_TOOLS!r}")
-        if settings.VOICE_LLM_TOOLS == "router":
-            from . import intent_model
-
-            intent_model.shared()  # the notes router's classifier: trained now, not on the first turn
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider == "openai":
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice, offered_voices
@@ -194,6 +195,7 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None,
                                                                         threads=settings.VOICE_LLM_THREADS)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "local", True
+    if bundle.notes_router:
         from . import intent_model
 
         intent_model.shared()  # the notes router's classifier: trained now, not on the first turn

@@ -31,12 +31,17 @@ _WORD = re.compile(r"[a-z0-9']+")
 
 # --- the history budget ---------------------------------------------------------------
 
+def _text(message: dict[str, Any]) -> str:
+    """A chat message's text: its content, or the text of its content parts."""
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 def tokens(message: dict[str, Any]) -> int:
     """Estimated tokens of one chat message (its text, tool calls included)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    size = len(str(content or "")) + len(json.dumps(message.get("tool_calls") or ""))
+    size = len(_text(message)) + len(json.dumps(message.get("tool_calls") or ""))
     return int(size / CHARS_PER_TOKEN) + 4  # + the chat template's per-message markers
 
 
@@ -204,13 +209,6 @@ def earlier_answers(messages: list[dict[str, Any]]) -> list[str]:
             if not (question and asked and same(asked, question)):
                 said.append(message["content"])
     return said
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):  # content parts
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
 
 
 class RepeatedAnswer(Exception):

@@ -336,16 +336,26 @@ VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=False)
 VOICE_USER_TURN_TIMEOUT = env.float("VOICE_USER_TURN_TIMEOUT", default=5.0)
 # Run each local model once when a worker starts, so the first turn is as fast as the rest.
 VOICE_WARM_MODELS = env.bool("VOICE_WARM_MODELS", default=True)
-# Hosted speech through Pipecat's OpenAI services: VOICE_STT / VOICE_TTS = "local" | "openai".
+# Hosted speech: VOICE_STT = "local" | "openai" | "deepgram" (streaming, interim transcripts);
+# VOICE_TTS = "local" | "openai" | "cartesia" | "elevenlabs" (both streaming over websockets).
+# The URL, model and voice defaults follow the provider chosen.
 VOICE_STT = env.str("VOICE_STT", default="local")
-VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default="https://api.openai.com/v1")
+_STT_DEFAULTS = {"deepgram": ("https://api.deepgram.com", "nova-3-general")}
+_stt_url, _stt_model = _STT_DEFAULTS.get(VOICE_STT, ("https://api.openai.com/v1", "gpt-4o-transcribe"))
+VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default=_stt_url)
 VOICE_STT_API_KEY = env.str("VOICE_STT_API_KEY", default="")
-VOICE_STT_MODEL = env.str("VOICE_STT_MODEL", default="gpt-4o-transcribe")
+VOICE_STT_MODEL = env.str("VOICE_STT_MODEL", default=_stt_model)
 VOICE_TTS = env.str("VOICE_TTS", default="local")
-VOICE_TTS_BASE_URL = env.str("VOICE_TTS_BASE_URL", default="https://api.openai.com/v1")
+# Cartesia's and ElevenLabs' default voices are ones their own docs and Pipecat's examples use.
+_TTS_DEFAULTS = {"cartesia": ("wss://api.cartesia.ai/tts/websocket", "sonic-3.6",
+                              "71a7ad14-091c-4e8e-a314-022ece01c121"),
+                 "elevenlabs": ("wss://api.elevenlabs.io", "eleven_flash_v2_5", "21m00Tcm4TlvDq8ikWAM")}
+_tts_url, _tts_model, _tts_voice = _TTS_DEFAULTS.get(VOICE_TTS, ("https://api.openai.com/v1", "gpt-4o-mini-tts",
+                                                                 "alloy"))
+VOICE_TTS_BASE_URL = env.str("VOICE_TTS_BASE_URL", default=_tts_url)
 VOICE_TTS_API_KEY = env.str("VOICE_TTS_API_KEY", default="")
-VOICE_TTS_MODEL = env.str("VOICE_TTS_MODEL", default="gpt-4o-mini-tts")
-VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default="alloy")  # when the assistant has no voice the server takes
+VOICE_TTS_MODEL = env.str("VOICE_TTS_MODEL", default=_tts_model)
+VOICE_TTS_VOICE = env.str("VOICE_TTS_VOICE", default=_tts_voice)  # when the assistant has no voice the server takes
 # The voice ids the hosted TTS server takes (an assistant's other voice is replaced by
 # VOICE_TTS_VOICE, and logged); empty: OpenAI's list for api.openai.com, else any id.
 VOICE_TTS_VOICES = env.list("VOICE_TTS_VOICES", default=[])

@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voicebot.services")
 
-PROVIDERS = ("local", "openai")
+# Each stage's providers: "openai" is any OpenAI-compatible API; the rest are streaming
+# providers over websockets (streaming.py).
+PROVIDERS = {"VOICE_STT": ("local", "openai", "deepgram"), "VOICE_LLM": ("local", "openai"),
+             "VOICE_TTS": ("local", "openai", "cartesia", "elevenlabs")}
+STREAMING = ("deepgram", "cartesia", "elevenlabs")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class ModelBundle:
 
     stt_model: Any = None
     stt_api: "HostedAPI | None" = None  # hosted STT instead of stt_model
+    stt_provider: str = "local"
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
@@ -51,6 +56,7 @@ class ModelBundle:
     llm_server: Any = None  # keeps the local llama.cpp server alive
     tts_engine: Any = None
     tts_api: "HostedAPI | None" = None  # hosted TTS instead of tts_engine
+    tts_provider: str = "local"
     tts_voice: str = ""  # the hosted TTS voice when the assistant's is not one of the provider's
     tts_voices: frozenset[str] | None = None  # the voice ids the hosted TTS server takes (None: any)
     tts_sample_rate: int = 24000  # the pipeline's audio_out_sample_rate
@@ -83,6 +89,10 @@ class ModelBundle:
             await client.aclose()
 
     def make_stt(self, *, language: str = "en") -> Any:
+        if self.stt_provider == "deepgram":
+            from .streaming import make_deepgram_stt
+
+            return make_deepgram_stt(self.stt_api, language=language)
         if self.stt_api is not None:
             from .hosted import make_openai_stt
 
@@ -130,6 +140,13 @@ class ModelBundle:
                          {"role": "user", "content": "Hello."}]}).raise_for_status()
 
     def make_tts(self, *, voice: str = "", parameters: dict[str, Any] | None = None) -> Any:
+        if self.tts_provider in ("cartesia", "elevenlabs"):
+            from . import streaming
+
+            make = streaming.make_cartesia_tts if self.tts_provider == "cartesia" else streaming.make_elevenlabs_tts
+            return make(self.tts_api, voice=streaming.stream_voice(self.tts_provider, voice, self.tts_voice,
+                                                                   self.tts_voices),
+                        parameters=parameters, sample_rate=self.tts_sample_rate)
         if self.tts_api is not None:
             from .hosted import make_openai_tts, tts_voice
 
@@ -144,10 +161,10 @@ class ModelBundle:
 
 def _provider(name: str) -> str:
     value = getattr(settings, name)
-    if value not in PROVIDERS:
+    if value not in PROVIDERS[name]:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(PROVIDERS)}, not {value!r}")
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(PROVIDERS[name])}, not {value!r}")
     return value
 
 
@@ -160,12 +177,13 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
     slots (0: all of them; see `warm_up`).
     """
     stt_provider, llm_provider, tts_provider = _provider("VOICE_STT"), _provider("VOICE_LLM"), _provider("VOICE_TTS")
-    bundle = ModelBundle()
-    if stt_provider == "openai":
+    bundle = ModelBundle(stt_provider=stt_provider, tts_provider=tts_provider)
+    if stt_provider != "local":
         from .hosted import HostedAPI
 
         bundle.stt_api = HostedAPI.from_settings("VOICE_STT", settings.VOICE_STT_BASE_URL,
-                                                 settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL)
+                                                 settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL,
+                                                 key_required=stt_provider in STREAMING)
     if llm_provider == "openai":
         from .hosted import HostedAPI, HostedConfigError
 
@@ -177,6 +195,17 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         if settings.VOICE_LLM_TOOLS not in ("native", "router"):
             raise HostedConfigError(f"VOICE_LLM_TOOLS must be native or router, not {settings.VOICE_LLM_TOOLS!r}")
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
+    if tts_provider in STREAMING:
+        from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, HostedConfigError
+        from .streaming import VOICE_SHAPES
+
+        bundle.tts_api = HostedAPI.from_settings("VOICE_TTS", settings.VOICE_TTS_BASE_URL, settings.VOICE_TTS_API_KEY,
+                                                 settings.VOICE_TTS_MODEL, key_required=True)
+        bundle.tts_voices = frozenset(settings.VOICE_TTS_VOICES) or None
+        bundle.tts_voice = settings.VOICE_TTS_VOICE
+        if not VOICE_SHAPES[tts_provider].match(bundle.tts_voice):
+            raise HostedConfigError(f"VOICE_TTS_VOICE must be a {tts_provider} voice id, not {bundle.tts_voice!r}")
+        bundle.tts_sample_rate = OPENAI_TTS_SAMPLE_RATE  # asked of the provider: no resampling
     if tts_provider == "openai":
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, check_voice, offered_voices
 

@@ -46,14 +46,17 @@ class HostedAPI:
 
     @classmethod
     def from_settings(cls, what: str, base_url: str, api_key: str, model: str, *, organization: str = "",
-                      project: str = "", headers: Any = None) -> "HostedAPI":
+                      project: str = "", headers: Any = None, key_required: bool = False) -> "HostedAPI":
         """Check the settings of `what` (e.g. "VOICE_STT") and wrap them; raise HostedConfigError if unusable.
 
-        A keyless server (Ollama, vLLM, llama.cpp's) needs no key; OpenAI itself does."""
-        if not base_url.startswith(("https://", "http://")):
-            raise HostedConfigError(f"{what}_BASE_URL must be an http(s) URL")
-        if not api_key and "api.openai.com" in base_url:
-            raise HostedConfigError(f"{what}=openai needs {what}_API_KEY")
+        A keyless server (Ollama, vLLM, llama.cpp's) needs no key; OpenAI itself does, and so
+        does every streaming provider (`key_required`)."""
+        if not base_url.startswith(("https://", "http://", "wss://", "ws://")):
+            raise HostedConfigError(f"{what}_BASE_URL must be an http(s) or ws(s) URL")
+        if not api_key and (key_required or "api.openai.com" in base_url):
+            from django.conf import settings
+
+            raise HostedConfigError(f"{what}={getattr(settings, what, 'openai')} needs {what}_API_KEY")
         if not model:
             raise HostedConfigError(f"{what}_MODEL must name a model")
         headers = headers or {}

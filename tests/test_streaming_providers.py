@@ -1,0 +1,317 @@
+"""Streaming providers over websockets: Deepgram (STT), Cartesia and ElevenLabs (TTS).
+
+Each is Pipecat's own service, run in a real Pipecat pipeline against a local
+fake that checks the handshake and every message as the provider documents
+them (tests/fakes/deepgram_api.py, cartesia_api.py, elevenlabs_api.py), and
+answers as the provider does: interim and final results, audio chunks with word
+timings, refusals at the handshake, error messages, requests never answered.
+"""
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pytest
+from pipecat.frames.frames import (EndFrame, ErrorFrame, Frame, InputAudioRawFrame, InterimTranscriptionFrame,
+                                   LLMFullResponseEndFrame, LLMFullResponseStartFrame, LLMTextFrame,
+                                   TranscriptionFrame, TTSAudioRawFrame, TTSStoppedFrame, TTSTextFrame,
+                                   VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from tests.fakes.cartesia_api import VOICE as CARTESIA_VOICE
+from tests.fakes.cartesia_api import FakeCartesia
+from tests.fakes.deepgram_api import FakeDeepgram
+from voicebot.provider_errors import describe
+from voicebot.services import load_bundle
+from voicebot.services.hosted import HostedConfigError
+
+DG_KEY, CARTESIA_KEY = "dg-test-key-31b9", "sk_car_test_77e0"
+
+
+@pytest.fixture
+def deepgram():
+    with FakeDeepgram(api_key=DG_KEY, transcripts=("What notes do I have?", "Thank you.")) as api:
+        yield api
+
+
+@pytest.fixture
+def cartesia():
+    with FakeCartesia(api_key=CARTESIA_KEY) as api:
+        yield api
+
+
+def streaming_settings(settings, *, stt_url: str = "", tts_url: str = "", tts: str = "cartesia") -> None:
+    """Deepgram and/or a streaming TTS on their fakes; the other stages hosted (OpenAI's, never called here),
+    so no local model loads."""
+    settings.VOICE_STT = settings.VOICE_LLM = settings.VOICE_TTS = "openai"
+    settings.VOICE_STT_API_KEY = settings.VOICE_LLM_API_KEY = settings.VOICE_TTS_API_KEY = "sk-unused"
+    settings.VOICE_STT_BASE_URL = settings.VOICE_LLM_BASE_URL = settings.VOICE_TTS_BASE_URL = "https://api.openai.com/v1"
+    settings.VOICE_STT_MODEL, settings.VOICE_TTS_MODEL, settings.VOICE_TTS_VOICE = "whisper-1", "tts-1", "alloy"
+    if stt_url:
+        settings.VOICE_STT, settings.VOICE_STT_BASE_URL = "deepgram", stt_url
+        settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL = DG_KEY, "nova-3-general"
+    if tts_url:
+        settings.VOICE_TTS, settings.VOICE_TTS_BASE_URL = tts, tts_url
+        settings.VOICE_TTS_API_KEY = CARTESIA_KEY
+        settings.VOICE_TTS_MODEL, settings.VOICE_TTS_VOICE = "sonic-3.6", CARTESIA_VOICE
+    settings.VOICE_WARM_MODELS = False
+
+
+class Collector(FrameProcessor):
+    """The pipeline's end: keeps every frame that reaches it (both ways), and wakes a waiter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[Frame] = []
+        self.changed = asyncio.Event()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        self.frames.append(frame)
+        self.changed.set()
+        await self.push_frame(frame, direction)
+
+
+class Upstream(FrameProcessor):
+    """The pipeline's start: keeps what the service pushes upstream (its errors)."""
+
+    def __init__(self, into: Collector) -> None:
+        super().__init__()
+        self.into = into
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction is FrameDirection.UPSTREAM:
+            self.into.frames.append(frame)
+            self.into.changed.set()
+        await self.push_frame(frame, direction)
+
+
+async def run_service(service: Any, feed: Callable[[PipelineWorker], Any], until: Callable[[list[Frame]], bool],
+                      *, timeout: float = 20, out_rate: int = 24000) -> list[Frame]:
+    """Run `service` in a pipeline, `feed` it, and end the pipeline once `until` holds of the frames seen."""
+    sink = Collector()
+    task = PipelineWorker(Pipeline([Upstream(sink), service, sink]),
+                          params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=out_rate),
+                          cancel_on_idle_timeout=False)
+    started = asyncio.Event()
+
+    @task.event_handler("on_pipeline_started")
+    async def _started(_task: Any, _frame: Any) -> None:
+        started.set()
+
+    async def drive() -> None:
+        await asyncio.wait_for(started.wait(), timeout)  # frames queued before the start would be dropped
+        await feed(task)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not until(sink.frames):
+            sink.changed.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                await task.cancel()
+                raise AssertionError(f"timed out; saw {[type(f).__name__ for f in sink.frames]}")
+            try:
+                await asyncio.wait_for(sink.changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        await task.queue_frame(EndFrame())
+
+    runner = WorkerRunner()
+    await runner.add_workers(task)
+    await asyncio.gather(runner.run(), drive())
+    return sink.frames
+
+
+def answer_frames(*sentences: str) -> list[Frame]:
+    """What the LLM pushes for one spoken answer."""
+    return [LLMFullResponseStartFrame(), *(LLMTextFrame(s) for s in sentences), LLMFullResponseEndFrame()]
+
+
+def speech_frames(path: Path, *, tail_seconds: float = 0.8) -> list[Frame]:
+    """A WAV as the transport's 20 ms input frames at 16 kHz, the VAD's start and stop around it, then silence."""
+    import subprocess
+
+    resampled = path.with_suffix(".16k.wav")
+    subprocess.run(["sox", str(path), "-r", "16000", "-c", "1", "-b", "16", str(resampled)], check=True)
+    with wave.open(str(resampled)) as wav:
+        assert wav.getframerate() == 16000 and wav.getnchannels() == 1
+        pcm = wav.readframes(wav.getnframes())
+    step = 320 * 2
+    frames: list[Frame] = [VADUserStartedSpeakingFrame()]
+    frames += [InputAudioRawFrame(pcm[i:i + step], 16000, 1) for i in range(0, len(pcm), step)]
+    frames += [InputAudioRawFrame(b"\x00" * step, 16000, 1) for _ in range(int(tail_seconds / 0.02))]
+    return [*frames[:-1], VADUserStoppedSpeakingFrame(), frames[-1]]
+
+
+# --- settings and the bundle -------------------------------------------------------------
+
+def test_streaming_providers_load_no_local_model_and_build_pipecats_own_services(settings, monkeypatch, deepgram,
+                                                                                  cartesia):
+    from pipecat.services.cartesia.tts import CartesiaTTSService
+    from pipecat.services.deepgram.stt import DeepgramSTTService
+
+    from tests.test_hosted_services import _no_local_models
+
+    _no_local_models(monkeypatch)
+    streaming_settings(settings, stt_url=deepgram.url, tts_url=cartesia.url)
+    bundle = load_bundle()
+    stt, tts = bundle.make_stt(language="en"), bundle.make_tts(voice="alloy")
+    assert isinstance(stt, DeepgramSTTService) and isinstance(tts, CartesiaTTSService)
+    assert tts._settings.voice == CARTESIA_VOICE  # "alloy" is no Cartesia voice: replaced
+    assert bundle.tts_sample_rate == 24000
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("VOICE_STT_API_KEY", "", "VOICE_STT=deepgram needs VOICE_STT_API_KEY"),
+    ("VOICE_TTS_API_KEY", "", "VOICE_TTS=cartesia needs VOICE_TTS_API_KEY"),
+    ("VOICE_TTS_VOICE", "alloy", "VOICE_TTS_VOICE must be a cartesia voice id, not 'alloy'"),
+    ("VOICE_STT_BASE_URL", "api.deepgram.com", "VOICE_STT_BASE_URL must be an http(s) or ws(s) URL"),
+])
+def test_unusable_streaming_settings_fail_before_anything_loads(settings, monkeypatch, name, value, error):
+    from tests.test_hosted_services import _no_local_models
+
+    _no_local_models(monkeypatch)
+    streaming_settings(settings, stt_url="https://api.deepgram.com", tts_url="wss://api.cartesia.ai/tts/websocket")
+    setattr(settings, name, value)
+    with pytest.raises(HostedConfigError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        load_bundle()
+
+
+def test_a_voice_of_another_providers_shape_is_replaced_and_logged(settings, cartesia, caplog):
+    streaming_settings(settings, tts_url=cartesia.url)
+    bundle = load_bundle()
+    with caplog.at_level("INFO", logger="voicebot.services"):
+        assert bundle.make_tts(voice="pearl")._settings.voice == CARTESIA_VOICE
+    assert "[VoiceSession] voice 'pearl' is not a cartesia voice id; speaking with" in caplog.text
+    own = "6f84f4b8-58a2-430c-8c79-688dad597532"
+    assert bundle.make_tts(voice=own)._settings.voice == own
+
+
+# --- Deepgram ---------------------------------------------------------------------------------
+
+def test_deepgram_streams_the_audio_and_gives_interim_then_final_transcripts(settings, deepgram, tmp_path):
+    from tests.botharness import speak_to_wav
+
+    streaming_settings(settings, stt_url=deepgram.url)
+    bundle = load_bundle()
+    wav = speak_to_wav("Could you tell me which notes I have saved so far today please?", tmp_path / "q.wav")
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(speech_frames(wav))
+
+    frames = asyncio.run(run_service(bundle.make_stt(language="en"), feed,
+                                     lambda seen: any(isinstance(f, TranscriptionFrame) for f in seen)))
+    interims = [f.text for f in frames if isinstance(f, InterimTranscriptionFrame)]
+    (final,) = [f.text for f in frames if isinstance(f, TranscriptionFrame)]
+    assert final == "What notes do I have?"
+    assert interims and all(final.startswith(text) for text in interims)  # growing prefixes, while speaking
+
+    (handshake,) = deepgram.accepted()
+    assert handshake.headers["authorization"] == f"Token {DG_KEY}"
+    assert (handshake.param("model"), handshake.param("language")) == ("nova-3-general", "en")
+    assert (handshake.param("encoding"), handshake.param("sample_rate"), handshake.param("channels")) == (
+        "linear16", "16000", "1")
+    assert handshake.param("interim_results") == "true"
+    assert len(handshake.audio) >= 16000 * 2  # the speech itself went over the socket
+    assert {"type": "Finalize"} in handshake.texts  # sent at the VAD's end of speech
+    assert any(r["from_finalize"] for r in deepgram.results if r["is_final"])
+
+
+def test_deepgram_is_asked_to_detect_the_language_when_the_session_leaves_it(settings, deepgram):
+    streaming_settings(settings, stt_url=deepgram.url)
+    bundle = load_bundle()
+    assert bundle.make_stt(language="auto")._settings.language == "multi"
+    assert str(bundle.make_stt(language="de")._settings.language) == "de"
+
+
+def test_a_refused_deepgram_key_is_one_fatal_auth_error(settings, deepgram):
+    streaming_settings(settings, stt_url=deepgram.url)
+    settings.VOICE_STT_API_KEY = "dg-wrong-key"
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        pass
+
+    frames = asyncio.run(run_service(bundle.make_stt(), feed,
+                                     lambda seen: any(isinstance(f, ErrorFrame) for f in seen)))
+    errors = [f for f in frames if isinstance(f, ErrorFrame)]
+    seen = describe(errors[0])
+    assert (seen.stage, seen.code, seen.fatal) == ("stt", "stt_auth_failed", True), errors[0].error
+    assert "dg-wrong-key" not in seen.message
+    assert [h.status for h in deepgram.handshakes] == [401]  # refused once, not retried in a loop
+
+
+# --- Cartesia ---------------------------------------------------------------------------------
+
+def _spoken(frames: Sequence[Frame]) -> tuple[float, str]:
+    audio = [f for f in frames if isinstance(f, TTSAudioRawFrame)]
+    seconds = sum(len(f.audio) for f in audio) / 2 / 24000
+    words = " ".join(f.text for f in frames if isinstance(f, TTSTextFrame))
+    return seconds, words
+
+
+def test_cartesia_speaks_each_sentence_with_word_timings(settings, cartesia):
+    from tests.fakes.ws import speech
+
+    streaming_settings(settings, tts_url=cartesia.url)
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("Hello there. ", "You have two notes saved."))
+
+    frames = asyncio.run(run_service(bundle.make_tts(voice=CARTESIA_VOICE, parameters={"speed": 1.2}), feed,
+                                     lambda seen: any(isinstance(f, TTSStoppedFrame) for f in seen)))
+    seconds, words = _spoken(frames)
+    expected = sum(len(speech(t, 24000, speed=1.2)[0]) for t in ("Hello there.", "You have two notes saved.")) / 2
+    assert abs(seconds - expected / 24000) < 0.05, (seconds, expected / 24000)  # every chunk, at 24 kHz
+    assert words.split() == "Hello there. You have two notes saved.".split()  # the transcript from the timings
+
+    (handshake,) = cartesia.accepted()
+    assert handshake.headers["x-api-key"] == CARTESIA_KEY and handshake.headers["cartesia-version"]
+    spoken = [r for r in cartesia.requests if r.get("transcript")]
+    assert [r["transcript"].strip() for r in spoken] == ["Hello there.", "You have two notes saved."]
+    first = spoken[0]
+    assert first["voice"] == {"mode": "id", "id": CARTESIA_VOICE} and first["model_id"] == "sonic-3.6"
+    assert first["output_format"] == {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000}
+    assert first["generation_config"] == {"speed": 1.2} and first["add_timestamps"] is True
+    assert len({r["context_id"] for r in cartesia.requests}) == 1  # one context for the whole answer
+    assert cartesia.requests[-1]["continue"] is False  # closed, so Cartesia says done
+    assert not cartesia.errors
+
+
+def test_a_refused_cartesia_key_is_one_fatal_auth_error(settings, cartesia):
+    streaming_settings(settings, tts_url=cartesia.url)
+    settings.VOICE_TTS_API_KEY = "sk_car_wrong"
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        pass
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed,
+                                     lambda seen: any(isinstance(f, ErrorFrame) for f in seen)))
+    seen = describe(next(f for f in frames if isinstance(f, ErrorFrame)))
+    assert (seen.stage, seen.code, seen.fatal) == ("tts", "tts_auth_failed", True)
+    assert cartesia.handshakes[0].status == 401
+
+
+def test_a_cartesia_error_message_is_reported_and_the_next_answer_spoken(settings, cartesia):
+    streaming_settings(settings, tts_url=cartesia.url)
+    bundle = load_bundle()
+    cartesia.fail_next(1)
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("This one fails."))
+        await task.queue_frames(answer_frames("This one is spoken."))
+
+    def spoken_twice(seen: list[Frame]) -> bool:
+        return any(isinstance(f, ErrorFrame) for f in seen) and "spoken." in _spoken(seen)[1]
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed, spoken_twice))
+    error = next(f for f in frames if isinstance(f, ErrorFrame))
+    assert describe(error).stage == "tts" and not describe(error).fatal
+    assert cartesia.errors[0]["status_code"] == 500

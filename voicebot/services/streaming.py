@@ -1,0 +1,92 @@
+"""Streaming speech providers over websockets, through Pipecat's own services.
+
+- STT ``deepgram``: DeepgramSTTService, live transcription with interim results
+  (``VOICE_STT_BASE_URL`` is Deepgram's API host; the socket is its ``/v1/listen``).
+- TTS ``cartesia``: CartesiaTTSService (``VOICE_TTS_BASE_URL`` is the websocket URL).
+- TTS ``elevenlabs``: ElevenLabsTTSService (``VOICE_TTS_BASE_URL`` is the websocket host).
+
+Each session gets its own socket; nothing here loads a model. A voice id that does not
+have the provider's shape (an OpenAI or local voice name carried by an assistant) is
+replaced by the configured one, and the substitution logged.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from .hosted import HostedAPI, is_offered, stt_language, tts_speed
+
+logger = logging.getLogger("voicebot.services")
+
+# What a provider's voice ids look like: Cartesia's are UUIDs, ElevenLabs' 20 letters and digits.
+VOICE_SHAPES = {"cartesia": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+                "elevenlabs": re.compile(r"^[A-Za-z0-9]{20}$")}
+# The providers' documented speed ranges (Cartesia's generation_config, ElevenLabs' voice_settings).
+SPEED_RANGES = {"cartesia": (0.6, 1.5), "elevenlabs": (0.7, 1.2)}
+
+
+def stream_voice(provider: str, requested: str, default: str, offered: frozenset[str] | None = None) -> str:
+    """The assistant's voice if `provider` could take it, else the configured default (the substitution is logged)."""
+    if not requested or requested == "default":
+        return default
+    if VOICE_SHAPES[provider].match(requested) and is_offered(requested, offered):
+        return requested
+    logger.info("[VoiceSession] voice %r is not a %s voice id; speaking with %r", requested, provider, default)
+    return default
+
+
+def stream_speed(provider: str, parameters: dict[str, Any] | None) -> float | None:
+    """The session's speaking speed within what `provider` takes, or None for its default."""
+    speed = tts_speed(parameters)
+    if speed is None:
+        return None
+    low, high = SPEED_RANGES[provider]
+    return min(high, max(low, speed))
+
+
+def deepgram_language(language: str, model: str) -> Any:
+    """The language to ask Deepgram for: the session's, or "multi" (nova-3's code-switching
+    recognition) when it is left to the provider; older models know no detection in live
+    streaming, so they are asked for English and that is logged."""
+    chosen = stt_language(language)
+    if chosen is not None:
+        return chosen
+    if model.startswith("nova-3"):
+        return "multi"
+    logger.info("[VoiceSession] Deepgram's %s cannot detect the language while streaming; transcribing English", model)
+    return "en"
+
+
+def make_deepgram_stt(api: HostedAPI, *, language: str = "en") -> Any:
+    """DeepgramSTTService: audio streamed over one websocket per session, interim and final transcripts back."""
+    from pipecat.services.deepgram.stt import DeepgramSTTService
+
+    settings = DeepgramSTTService.Settings(model=api.model, language=deepgram_language(language, api.model),
+                                           interim_results=True, punctuate=True, smart_format=True)
+    return DeepgramSTTService(api_key=api.api_key, base_url=api.base_url, settings=settings)
+
+
+def make_cartesia_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None,
+                      sample_rate: int = 24000) -> Any:
+    """CartesiaTTSService: each sentence sent on the session's socket, audio and word timings streamed back."""
+    from pipecat.services.cartesia.tts import CartesiaTTSService, GenerationConfig
+
+    settings = CartesiaTTSService.Settings(model=api.model, voice=voice)
+    speed = stream_speed("cartesia", parameters)
+    if speed is not None:
+        settings.generation_config = GenerationConfig(speed=speed)
+    return CartesiaTTSService(api_key=api.api_key, url=api.base_url, sample_rate=sample_rate, settings=settings,
+                              extra_headers=api.headers or None)
+
+
+def make_elevenlabs_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None,
+                        sample_rate: int = 24000) -> Any:
+    """ElevenLabsTTSService: one multi-stream-input socket per session, a context per answer."""
+    from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
+
+    settings = ElevenLabsTTSService.Settings(model=api.model, voice=voice)
+    speed = stream_speed("elevenlabs", parameters)
+    if speed is not None:
+        settings.speed = speed
+    return ElevenLabsTTSService(api_key=api.api_key, url=api.base_url, sample_rate=sample_rate, settings=settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from pipecat.frames.frames import ErrorFrame
@@ -114,3 +115,36 @@ def test_a_throttled_a_hanging_and_a_refusing_llm_as_the_user_meets_them(tmp_pat
         log = open(worker.log.name).read()
         assert LLM_KEY not in log and "Fk3x9QpLm2Vb7Ztr" not in log
         assert "[VoiceSession]" in log and "llm_auth_failed" in log
+
+
+def test_one_failure_raising_several_error_frames_is_told_once_a_turn():
+    """A failed Cartesia answer raised three frames (one error per sentence sent, then Pipecat's
+    "context completed with no audio"): the user was told three times."""
+    from pipecat.frames.frames import UserStartedSpeakingFrame
+    from pipecat.observers.base_observer import FramePushed
+    from pipecat.processors.frame_processor import FrameDirection
+
+    from voicebot.forwarder import EventForwarder
+    from voicebot.services.tts import HibariTTSService
+
+    tts = HibariTTSService(object(), lock=threading.Lock(), sample_rate=24000)
+
+    def pushed(frame) -> FramePushed:
+        return FramePushed(source=tts, destination=tts, frame=frame, direction=FrameDirection.UPSTREAM,
+                           timestamp=0)
+
+    async def run() -> list:
+        forwarder = EventForwarder("session-1")
+        forwarder._drain = lambda: asyncio.sleep(0)  # keep the events on the queue
+        for _ in range(3):
+            await forwarder.on_push_frame(pushed(ErrorFrame(error="Voice not found", processor=tts)))
+        await forwarder.on_push_frame(FramePushed(source=tts, destination=tts, frame=UserStartedSpeakingFrame(),
+                                                  direction=FrameDirection.DOWNSTREAM, timestamp=0))
+        await forwarder.on_push_frame(pushed(ErrorFrame(error="Voice not found", processor=tts)))
+        events = []
+        while not forwarder.queue.empty():
+            events.append(forwarder.queue.get_nowait())
+        return events
+
+    errors = [payload for kind, payload in asyncio.run(run()) if kind == "voice.error"]
+    assert [e["code"] for e in errors] == ["tts_failed", "tts_failed"]  # once before the user spoke again, once after

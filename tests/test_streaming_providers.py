@@ -315,3 +315,61 @@ def test_a_cartesia_error_message_is_reported_and_the_next_answer_spoken(setting
     error = next(f for f in frames if isinstance(f, ErrorFrame))
     assert describe(error).stage == "tts" and not describe(error).fatal
     assert cartesia.errors[0]["status_code"] == 500
+
+
+# --- end to end: real worker, WebRTC peer, Deepgram and Cartesia on their fakes -------------------
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_spoken_question_through_deepgram_and_cartesia_end_to_end(tmp_path):
+    from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker, stop_worker
+    from tests.fakes.openai_api import FakeOpenAI
+    from tests.livesrv import start_server
+    from tests.waiting import heard_answer
+
+    llm_key = "sk-test-llm-4d2a"
+    with FakeDeepgram(api_key=DG_KEY) as stt_api, FakeOpenAI(api_key=llm_key) as llm_api, \
+            FakeCartesia(api_key=CARTESIA_KEY) as tts_api:
+        env = {**BOT_ENV, "VOICE_STT": "deepgram", "VOICE_LLM": "openai", "VOICE_TTS": "cartesia",
+               "VOICE_STT_BASE_URL": stt_api.url, "VOICE_STT_API_KEY": DG_KEY,
+               "VOICE_LLM_BASE_URL": llm_api.url, "VOICE_LLM_API_KEY": llm_key, "VOICE_LLM_MODEL": "gpt-4.1-mini",
+               "VOICE_TTS_BASE_URL": tts_api.url, "VOICE_TTS_API_KEY": CARTESIA_KEY, "VOICE_TTS_VOICE": CARTESIA_VOICE}
+        server = start_server(tmp_path, env)
+        worker = start_worker(server, "--pool-size", "1")
+        try:
+            question = speak_to_wav("Could you tell me which notes I have saved so far today please?",
+                                    tmp_path / "question.wav")
+
+            async def scenario() -> None:
+                client, peer, _session_id = await active_session(server, persistence=2, expect_new=True)
+                peer.say_wav(str(question))
+                interim = await client.wait_for(lambda e: e["type"] == "voice.transcript"
+                                                and e["payload"]["role"] == "user"
+                                                and not e["payload"]["final"], 30, "interim user transcript")
+                user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")
+                assert user["payload"]["text"] == "What notes do I have?"
+                assert user["payload"]["text"].startswith(interim["payload"]["text"])
+                call = await client.wait_for(lambda e: e["type"] == "voice.tool.call", 20, "tool call")
+                assert call["payload"]["name"] == "list_notes"
+                said = await client.wait_for(lambda e: is_final_transcript("assistant")(e) and "note" in
+                                             e["payload"]["text"], 30, "spoken answer from the tool result")
+                assert said["payload"]["text"].startswith("You have")
+                await heard_answer(peer)  # Cartesia's audio reaches the peer
+                await peer.close()
+                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+                await client.close()
+
+            asyncio.run(scenario())
+        finally:
+            stop_worker(worker)
+            server.stop()
+
+        (handshake, *_rest) = stt_api.accepted()
+        assert handshake.headers["authorization"] == f"Token {DG_KEY}" and handshake.param("sample_rate") == "16000"
+        assert len(handshake.audio) > 16000 * 2  # the user's speech went over the socket
+        spoken = " ".join(r["transcript"] for r in tts_api.requests if r.get("transcript"))
+        assert "note" in spoken and not tts_api.errors
+        assert all(h.status == 101 for h in stt_api.handshakes + tts_api.handshakes)
+        log = open(worker.log.name).read()
+        for key in (DG_KEY, llm_key, CARTESIA_KEY):
+            assert key not in log

@@ -83,6 +83,7 @@ class EventForwarder(BaseObserver):
         # Called once a stage can no longer work (its credentials refused, say): set by the session.
         self.on_fatal: Callable[[ProviderError], Awaitable[None]] | None = None
         self._fatal_told = False
+        self._told: set[str] = set()  # error codes told the user since their latest turn began
 
     async def _error(self, frame: ErrorFrame) -> None:
         """A failure, told to the user in our words; the provider's own text goes to the log only."""
@@ -94,6 +95,12 @@ class EventForwarder(BaseObserver):
                 self._fatal_told = True
                 await self.on_fatal(error)  # the session ends, and says why
             return
+        # One failure can raise several frames (Cartesia answers each sentence of a failed
+        # answer with an error, and Pipecat then reports the context that got no audio):
+        # the user hears of it once a turn.
+        if error.code in self._told:
+            return
+        self._told.add(error.code)
         self.emit(E.ERROR, error.payload())
 
     # --- event production (on the pipeline's loop, never blocking) ----------
@@ -122,6 +129,7 @@ class EventForwarder(BaseObserver):
             self.timer.reset()
             self.timer.vad_stop = now
         elif isinstance(frame, UserStartedSpeakingFrame):
+            self._told.clear()
             self.emit(E.SPEECH_START, {"role": "user"})
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self.timer.user_stop = now
@@ -129,6 +137,7 @@ class EventForwarder(BaseObserver):
         elif isinstance(frame, InterimTranscriptionFrame):
             self.emit(E.TRANSCRIPT, {"role": "user", "text": frame.text, "final": False})
         elif isinstance(frame, TranscriptionFrame):
+            self._told.clear()
             self.timer.transcript = self.timer.transcript or now
             self.emit(E.TRANSCRIPT, {"role": "user", "text": frame.text, "final": True})
         elif isinstance(frame, LLMFullResponseStartFrame):

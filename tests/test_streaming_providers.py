@@ -30,7 +30,7 @@ from voicebot.provider_errors import describe
 from voicebot.services import load_bundle
 from voicebot.services.hosted import HostedConfigError
 
-DG_KEY, CARTESIA_KEY = "dg-test-key-31b9", "sk_car_test_77e0"
+DG_KEY, CARTESIA_KEY, EL_KEY = "dg-test-key-31b9", "sk_car_test_77e0", "sk_el_test_5a1f"
 
 
 @pytest.fixture
@@ -321,19 +321,23 @@ def test_a_cartesia_error_message_is_reported_and_the_next_answer_spoken(setting
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
-def test_spoken_question_through_deepgram_and_cartesia_end_to_end(tmp_path):
+@pytest.mark.parametrize("tts", ["cartesia", "elevenlabs"])
+def test_spoken_question_through_deepgram_and_a_streaming_tts_end_to_end(tmp_path, tts):
     from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker, stop_worker
+    from tests.fakes.elevenlabs_api import VOICE as EL_VOICE
+    from tests.fakes.elevenlabs_api import FakeElevenLabs
     from tests.fakes.openai_api import FakeOpenAI
     from tests.livesrv import start_server
     from tests.waiting import heard_answer
 
     llm_key = "sk-test-llm-4d2a"
-    with FakeDeepgram(api_key=DG_KEY) as stt_api, FakeOpenAI(api_key=llm_key) as llm_api, \
-            FakeCartesia(api_key=CARTESIA_KEY) as tts_api:
-        env = {**BOT_ENV, "VOICE_STT": "deepgram", "VOICE_LLM": "openai", "VOICE_TTS": "cartesia",
+    tts_key, fake_tts, voice = ((CARTESIA_KEY, FakeCartesia(api_key=CARTESIA_KEY), CARTESIA_VOICE) if tts == "cartesia"
+                                else (EL_KEY, FakeElevenLabs(api_key=EL_KEY), EL_VOICE))
+    with FakeDeepgram(api_key=DG_KEY) as stt_api, FakeOpenAI(api_key=llm_key) as llm_api, fake_tts as tts_api:
+        env = {**BOT_ENV, "VOICE_STT": "deepgram", "VOICE_LLM": "openai", "VOICE_TTS": tts,
                "VOICE_STT_BASE_URL": stt_api.url, "VOICE_STT_API_KEY": DG_KEY,
                "VOICE_LLM_BASE_URL": llm_api.url, "VOICE_LLM_API_KEY": llm_key, "VOICE_LLM_MODEL": "gpt-4.1-mini",
-               "VOICE_TTS_BASE_URL": tts_api.url, "VOICE_TTS_API_KEY": CARTESIA_KEY, "VOICE_TTS_VOICE": CARTESIA_VOICE}
+               "VOICE_TTS_BASE_URL": tts_api.url, "VOICE_TTS_API_KEY": tts_key, "VOICE_TTS_VOICE": voice}
         server = start_server(tmp_path, env)
         worker = start_worker(server, "--pool-size", "1")
         try:
@@ -367,9 +371,123 @@ def test_spoken_question_through_deepgram_and_cartesia_end_to_end(tmp_path):
         (handshake, *_rest) = stt_api.accepted()
         assert handshake.headers["authorization"] == f"Token {DG_KEY}" and handshake.param("sample_rate") == "16000"
         assert len(handshake.audio) > 16000 * 2  # the user's speech went over the socket
-        spoken = " ".join(r["transcript"] for r in tts_api.requests if r.get("transcript"))
-        assert "note" in spoken and not tts_api.errors
+        assert "note" in tts_api.spoken_text()
+        assert not getattr(tts_api, "errors", None) and not getattr(tts_api, "closed_with", None)
         assert all(h.status == 101 for h in stt_api.handshakes + tts_api.handshakes)
         log = open(worker.log.name).read()
-        for key in (DG_KEY, llm_key, CARTESIA_KEY):
+        for key in (DG_KEY, llm_key, tts_key):
             assert key not in log
+
+
+def test_a_cartesia_request_never_answered_is_reported_and_the_next_answer_spoken(settings, cartesia):
+    streaming_settings(settings, tts_url=cartesia.url)
+    bundle = load_bundle()
+    cartesia.hang_next(2)  # the sentence and the close of its context: nothing comes back
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("Nobody answers this."))
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed,
+                                     lambda seen: any(isinstance(f, ErrorFrame) for f in seen), timeout=30))
+    error = next(f for f in frames if isinstance(f, ErrorFrame))
+    assert describe(error).stage == "tts" and not describe(error).fatal
+
+    async def feed_two(task: PipelineWorker) -> None:
+        cartesia.hang_next(2)
+        await task.queue_frames(answer_frames("Nobody answers this."))
+        await task.queue_frames(answer_frames("This one is spoken."))
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed_two, lambda seen: "spoken." in _spoken(seen)[1],
+                                     timeout=30))
+    assert _spoken(frames)[0] > 0.5
+
+
+# --- ElevenLabs -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def elevenlabs():
+    from tests.fakes.elevenlabs_api import FakeElevenLabs
+
+    with FakeElevenLabs(api_key=EL_KEY) as api:
+        yield api
+
+
+def elevenlabs_settings(settings, url: str) -> None:
+    from tests.fakes.elevenlabs_api import VOICE
+
+    streaming_settings(settings, tts_url=url, tts="elevenlabs")
+    settings.VOICE_TTS_API_KEY, settings.VOICE_TTS_MODEL, settings.VOICE_TTS_VOICE = EL_KEY, "eleven_flash_v2_5", VOICE
+
+
+def test_elevenlabs_speaks_each_answer_in_its_own_context_with_word_timings(settings, elevenlabs):
+    from tests.fakes.elevenlabs_api import VOICE
+
+    elevenlabs_settings(settings, elevenlabs.url)
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("Hello there. ", "You have two notes saved."))
+
+    frames = asyncio.run(run_service(bundle.make_tts(voice="alloy", parameters={"speed": 1.1}), feed,
+                                     lambda seen: "saved." in _spoken(seen)[1]))
+    seconds, words = _spoken(frames)
+    assert words.split() == "Hello there. You have two notes saved.".split()
+    assert seconds > 1.5  # both sentences' audio, at 24 kHz
+
+    (handshake,) = elevenlabs.accepted()
+    assert handshake.path == f"/v1/text-to-speech/{VOICE}/multi-stream-input"  # "alloy" replaced
+    assert handshake.headers["xi-api-key"] == EL_KEY
+    assert (handshake.param("model_id"), handshake.param("output_format")) == ("eleven_flash_v2_5", "pcm_24000")
+    first = handshake.texts[0]
+    assert first["text"] == " " and first["voice_settings"] == {"speed": 1.1}  # the context opened with its settings
+    assert elevenlabs.spoken_text() == "Hello there. You have two notes saved."
+    assert not elevenlabs.closed_with
+
+
+def test_a_refused_elevenlabs_key_is_reported_and_not_retried_forever(settings, elevenlabs):
+    elevenlabs_settings(settings, elevenlabs.url)
+    settings.VOICE_TTS_API_KEY = "sk_el_wrong"
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("Hello there."))
+
+    def refused(seen: list[Frame]) -> bool:
+        return any(isinstance(f, ErrorFrame) and describe(f).fatal for f in seen)
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed, refused, timeout=30))
+    seen = describe(next(f for f in frames if isinstance(f, ErrorFrame) and describe(f).fatal))
+    assert (seen.stage, seen.code) == ("tts", "tts_auth_failed")  # Pipecat took it for a dropped socket
+    assert elevenlabs.closed_with == [(1008, "Invalid API key")]  # and reconnected, refused each time
+    assert "sk_el_wrong" not in seen.message
+
+
+def test_a_voice_elevenlabs_does_not_have_is_a_rejected_request(settings, elevenlabs):
+    elevenlabs_settings(settings, elevenlabs.url)
+    settings.VOICE_TTS_VOICE = "AZnzlk1XvdvUeBnXmlld"  # well-formed, but not this account's
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(answer_frames("Hello there."))
+
+    frames = asyncio.run(run_service(bundle.make_tts(), feed,
+                                     lambda seen: any(isinstance(f, ErrorFrame) and describe(f).fatal for f in seen),
+                                     timeout=30))
+    seen = describe(next(f for f in frames if isinstance(f, ErrorFrame) and describe(f).fatal))
+    assert seen.code == "tts_rejected"
+
+
+@pytest.mark.parametrize("code, reason, category", [
+    (1008, "Invalid API key", "AUTHENTICATION"),
+    (1008, "A voice with voice_id x does not exist", "INVALID_REQUEST"),
+    (1008, "Have not received a new text input within the timeout of 20 seconds.", None),
+    (1008, "voice_settings field must be provided in the first message and then either be not provided "
+           "or not change.", None),
+    (1011, "Invalid API key", None),
+])
+def test_only_a_refusal_elevenlabs_closes_with_is_final(code, reason, category):
+    from voicebot.services.streaming import elevenlabs_refusal
+
+    found = elevenlabs_refusal(code, reason)
+    assert (found.name if found else None) == category

@@ -80,13 +80,62 @@ def make_cartesia_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] 
                               extra_headers=api.headers or None)
 
 
+def elevenlabs_refusal(code: int | None, reason: str) -> Any:
+    """Pipecat's ErrorCategory for ElevenLabs closing a socket it will not serve, else None.
+
+    ElevenLabs opens the socket for a wrong key or an unknown voice and closes it at once
+    with 1008 (policy violation) and a reason; the same code also ends an idle socket or
+    a context whose voice settings changed, which a new connection does put right.
+    """
+    from pipecat.utils.errors import ErrorCategory
+
+    text = reason.lower()
+    if code != 1008:
+        return None
+    if "api key" in text or "unauthorized" in text or "authenticat" in text:
+        return ErrorCategory.AUTHENTICATION
+    if "quota" in text or "credits" in text:
+        return ErrorCategory.QUOTA
+    if "voice_id" in text and "does not exist" in text:
+        return ErrorCategory.INVALID_REQUEST
+    return None
+
+
+def elevenlabs_class() -> type:
+    """ElevenLabsTTSService that takes a refused key or voice as final (built lazily: Pipecat's module is heavy)."""
+    from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
+    from websockets.exceptions import ConnectionClosedError
+
+    class RefusalAwareElevenLabsTTSService(ElevenLabsTTSService):
+        """Pipecat's ElevenLabs service, told apart a socket closed for a refused key from a dropped one.
+
+        Pipecat sees only a closed socket and reconnects; each answer then failed as "no
+        audio" (not fatal), so a session with a wrong key went on unheard for good. Here
+        the close's reason is read, the error reported as final, and no reconnect tried.
+        """
+
+        async def _receive_messages(self) -> None:
+            try:
+                await super()._receive_messages()
+            except ConnectionClosedError as exc:
+                closed = exc.rcvd
+                category = elevenlabs_refusal(closed.code if closed else None, closed.reason if closed else "")
+                if category is None:
+                    raise
+                self._disconnecting = True  # Pipecat's receive loop then ends instead of reconnecting
+                await self.push_error(error_msg=f"ElevenLabs closed the connection: {closed.reason}",
+                                      exception=exc, category=category, force_treat_as_permanent=True)
+
+    return RefusalAwareElevenLabsTTSService
+
+
 def make_elevenlabs_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None,
                         sample_rate: int = 24000) -> Any:
-    """ElevenLabsTTSService: one multi-stream-input socket per session, a context per answer."""
+    """ElevenLabs' TTS: one multi-stream-input socket per session, a context per answer."""
     from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
 
     settings = ElevenLabsTTSService.Settings(model=api.model, voice=voice)
     speed = stream_speed("elevenlabs", parameters)
     if speed is not None:
         settings.speed = speed
-    return ElevenLabsTTSService(api_key=api.api_key, url=api.base_url, sample_rate=sample_rate, settings=settings)
+    return elevenlabs_class()(api_key=api.api_key, url=api.base_url, sample_rate=sample_rate, settings=settings)

@@ -246,6 +246,89 @@ def test_a_refused_deepgram_key_is_one_fatal_auth_error(settings, deepgram):
     assert [h.status for h in deepgram.handshakes] == [401]  # refused once, not retried in a loop
 
 
+# --- OpenAI's realtime transcription ---------------------------------------------------------
+
+RT_KEY = "sk-test-realtime-0c6e1f2a9b"
+
+
+@pytest.fixture
+def realtime():
+    from tests.fakes.openai_realtime import FakeOpenAIRealtime
+
+    with FakeOpenAIRealtime(api_key=RT_KEY) as api:
+        yield api
+
+
+def realtime_settings(settings, url: str) -> None:
+    streaming_settings(settings)
+    settings.VOICE_STT, settings.VOICE_STT_BASE_URL = "openai-realtime", url
+    settings.VOICE_STT_API_KEY, settings.VOICE_STT_MODEL = RT_KEY, "gpt-realtime-whisper"
+
+
+def test_openai_realtime_transcribes_each_spoken_segment_with_whole_interim_transcripts(settings, realtime,
+                                                                                        tmp_path):
+    from tests.botharness import speak_to_wav
+
+    realtime_settings(settings, realtime.url)
+    bundle = load_bundle()
+    wav = speak_to_wav("Could you tell me which notes I have saved so far today please?", tmp_path / "q.wav")
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(speech_frames(wav))
+
+    def finished(seen: list[Frame]) -> bool:
+        return any(isinstance(f, TranscriptionFrame) for f in seen)
+
+    frames = asyncio.run(run_service(bundle.make_stt(language="auto"), feed, finished))
+    (final,) = [f.text for f in frames if isinstance(f, TranscriptionFrame)]
+    interims = [f.text for f in frames if isinstance(f, InterimTranscriptionFrame)]
+    assert final == "What notes do I have?"
+    # The text so far each time, not one word at a time as OpenAI's deltas come.
+    assert interims == ["What", "What notes", "What notes do", "What notes do I", "What notes do I have?"]
+
+    (handshake,) = realtime.accepted()
+    assert handshake.headers["authorization"] == f"Bearer {RT_KEY}" and handshake.param("intent") == "transcription"
+    (session,) = realtime.sessions
+    transcription = session["audio"]["input"]["transcription"]
+    assert transcription == {"model": "gpt-realtime-whisper"}  # "auto": no language, OpenAI detects it
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}  # upsampled from 16 kHz
+    assert session["audio"]["input"]["turn_detection"] is None  # our VAD ends the turns
+    assert {"type": "input_audio_buffer.commit"} in handshake.texts and not realtime.errors
+
+
+def test_an_empty_realtime_commit_is_not_a_failure(settings, realtime):
+    realtime_settings(settings, realtime.url)
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames([VADUserStartedSpeakingFrame(), VADUserStoppedSpeakingFrame()])
+        await task.queue_frames([InputAudioRawFrame(b"\x00" * 640, 16000, 1) for _ in range(5)])
+
+    def answered(seen: list[Frame]) -> bool:
+        return bool(realtime.errors) and len(seen) > 5
+
+    frames = asyncio.run(run_service(bundle.make_stt(), feed, answered))
+    assert realtime.errors[0]["code"] == "input_audio_buffer_commit_empty"
+    assert not [f for f in frames if isinstance(f, ErrorFrame)]
+    assert len(realtime.handshakes) == 1  # and no reconnect
+
+
+def test_a_refused_realtime_key_is_one_fatal_auth_error(settings, realtime):
+    realtime_settings(settings, realtime.url)
+    settings.VOICE_STT_API_KEY = "sk-wrong-key-0123456789abcdef"
+    bundle = load_bundle()
+
+    async def feed(task: PipelineWorker) -> None:
+        pass
+
+    frames = asyncio.run(run_service(bundle.make_stt(), feed,
+                                     lambda seen: any(isinstance(f, ErrorFrame) and describe(f).fatal for f in seen),
+                                     timeout=30))
+    seen = describe(next(f for f in frames if isinstance(f, ErrorFrame) and describe(f).fatal))
+    assert (seen.stage, seen.code) == ("stt", "stt_auth_failed")
+    assert "0123456789abcdef" not in seen.message and "cdef" not in seen.message
+
+
 # --- Cartesia ---------------------------------------------------------------------------------
 
 def _spoken(frames: Sequence[Frame]) -> tuple[float, str]:
@@ -321,21 +404,24 @@ def test_a_cartesia_error_message_is_reported_and_the_next_answer_spoken(setting
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("tts", ["cartesia", "elevenlabs"])
-def test_spoken_question_through_deepgram_and_a_streaming_tts_end_to_end(tmp_path, tts):
+@pytest.mark.parametrize("stt, tts", [("deepgram", "cartesia"), ("openai-realtime", "elevenlabs")])
+def test_spoken_question_through_streaming_providers_end_to_end(tmp_path, stt, tts):
     from tests.botharness import BOT_ENV, active_session, is_final_transcript, speak_to_wav, start_worker, stop_worker
     from tests.fakes.elevenlabs_api import VOICE as EL_VOICE
     from tests.fakes.elevenlabs_api import FakeElevenLabs
     from tests.fakes.openai_api import FakeOpenAI
+    from tests.fakes.openai_realtime import FakeOpenAIRealtime
     from tests.livesrv import start_server
     from tests.waiting import heard_answer
 
     llm_key = "sk-test-llm-4d2a"
+    stt_key, fake_stt = ((DG_KEY, FakeDeepgram(api_key=DG_KEY)) if stt == "deepgram"
+                         else (RT_KEY, FakeOpenAIRealtime(api_key=RT_KEY)))
     tts_key, fake_tts, voice = ((CARTESIA_KEY, FakeCartesia(api_key=CARTESIA_KEY), CARTESIA_VOICE) if tts == "cartesia"
                                 else (EL_KEY, FakeElevenLabs(api_key=EL_KEY), EL_VOICE))
-    with FakeDeepgram(api_key=DG_KEY) as stt_api, FakeOpenAI(api_key=llm_key) as llm_api, fake_tts as tts_api:
-        env = {**BOT_ENV, "VOICE_STT": "deepgram", "VOICE_LLM": "openai", "VOICE_TTS": tts,
-               "VOICE_STT_BASE_URL": stt_api.url, "VOICE_STT_API_KEY": DG_KEY,
+    with fake_stt as stt_api, FakeOpenAI(api_key=llm_key) as llm_api, fake_tts as tts_api:
+        env = {**BOT_ENV, "VOICE_STT": stt, "VOICE_LLM": "openai", "VOICE_TTS": tts,
+               "VOICE_STT_BASE_URL": stt_api.url, "VOICE_STT_API_KEY": stt_key,
                "VOICE_LLM_BASE_URL": llm_api.url, "VOICE_LLM_API_KEY": llm_key, "VOICE_LLM_MODEL": "gpt-4.1-mini",
                "VOICE_TTS_BASE_URL": tts_api.url, "VOICE_TTS_API_KEY": tts_key, "VOICE_TTS_VOICE": voice}
         server = start_server(tmp_path, env)
@@ -369,13 +455,19 @@ def test_spoken_question_through_deepgram_and_a_streaming_tts_end_to_end(tmp_pat
             server.stop()
 
         (handshake, *_rest) = stt_api.accepted()
-        assert handshake.headers["authorization"] == f"Token {DG_KEY}" and handshake.param("sample_rate") == "16000"
-        assert len(handshake.audio) > 16000 * 2  # the user's speech went over the socket
+        if stt == "deepgram":
+            assert handshake.headers["authorization"] == f"Token {DG_KEY}" and handshake.param("sample_rate") == "16000"
+            assert len(handshake.audio) > 16000 * 2  # the user's speech went over the socket
+        else:
+            assert handshake.headers["authorization"] == f"Bearer {RT_KEY}"
+            appended = [m for m in handshake.texts if m.get("type") == "input_audio_buffer.append"]
+            assert sum(len(m["audio"]) for m in appended) * 3 // 4 > 24000 * 2  # the speech, at 24 kHz
+            assert stt_api.completed[0] == "What notes do I have?"
         assert "note" in tts_api.spoken_text()
         assert not getattr(tts_api, "errors", None) and not getattr(tts_api, "closed_with", None)
         assert all(h.status == 101 for h in stt_api.handshakes + tts_api.handshakes)
         log = open(worker.log.name).read()
-        for key in (DG_KEY, llm_key, tts_key):
+        for key in (stt_key, llm_key, tts_key):
             assert key not in log
 
 

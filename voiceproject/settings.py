@@ -336,11 +336,13 @@ VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=False)
 VOICE_USER_TURN_TIMEOUT = env.float("VOICE_USER_TURN_TIMEOUT", default=5.0)
 # Run each local model once when a worker starts, so the first turn is as fast as the rest.
 VOICE_WARM_MODELS = env.bool("VOICE_WARM_MODELS", default=True)
-# Hosted speech: VOICE_STT = "local" | "openai" | "deepgram" (streaming, interim transcripts);
+# Hosted speech: VOICE_STT = "local" | "openai" | "openai-realtime" | "deepgram" (the last two
+# streaming, with interim transcripts);
 # VOICE_TTS = "local" | "openai" | "cartesia" | "elevenlabs" (both streaming over websockets).
 # The URL, model and voice defaults follow the provider chosen.
 VOICE_STT = env.str("VOICE_STT", default="local")
-_STT_DEFAULTS = {"deepgram": ("https://api.deepgram.com", "nova-3-general")}
+_STT_DEFAULTS = {"deepgram": ("https://api.deepgram.com", "nova-3-general"),
+                 "openai-realtime": ("wss://api.openai.com/v1/realtime", "gpt-realtime-whisper")}
 _stt_url, _stt_model = _STT_DEFAULTS.get(VOICE_STT, ("https://api.openai.com/v1", "gpt-4o-transcribe"))
 VOICE_STT_BASE_URL = env.str("VOICE_STT_BASE_URL", default=_stt_url)
 VOICE_STT_API_KEY = env.str("VOICE_STT_API_KEY", default="")

@@ -37,9 +37,9 @@ logger = logging.getLogger("voicebot.services")
 
 # Each stage's providers: "openai" is any OpenAI-compatible API; the rest are streaming
 # providers over websockets (streaming.py).
-PROVIDERS = {"VOICE_STT": ("local", "openai", "deepgram"), "VOICE_LLM": ("local", "openai"),
+PROVIDERS = {"VOICE_STT": ("local", "openai", "openai-realtime", "deepgram"), "VOICE_LLM": ("local", "openai"),
              "VOICE_TTS": ("local", "openai", "cartesia", "elevenlabs")}
-STREAMING = ("deepgram", "cartesia", "elevenlabs")
+STREAMING = ("openai-realtime", "deepgram", "cartesia", "elevenlabs")
 
 
 @dataclass
@@ -93,6 +93,10 @@ class ModelBundle:
             from .streaming import make_deepgram_stt
 
             return make_deepgram_stt(self.stt_api, language=language)
+        if self.stt_provider == "openai-realtime":
+            from .streaming import make_openai_realtime_stt
+
+            return make_openai_realtime_stt(self.stt_api, language=language)
         if self.stt_api is not None:
             from .hosted import make_openai_stt
 

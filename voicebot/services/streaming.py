@@ -2,6 +2,8 @@
 
 - STT ``deepgram``: DeepgramSTTService, live transcription with interim results
   (``VOICE_STT_BASE_URL`` is Deepgram's API host; the socket is its ``/v1/listen``).
+- STT ``openai-realtime``: OpenAIRealtimeSTTService, OpenAI's Realtime API in
+  transcription mode (``VOICE_STT_BASE_URL`` is its ``/v1/realtime`` websocket URL).
 - TTS ``cartesia``: CartesiaTTSService (``VOICE_TTS_BASE_URL`` is the websocket URL).
 - TTS ``elevenlabs``: ElevenLabsTTSService (``VOICE_TTS_BASE_URL`` is the websocket host).
 
@@ -65,6 +67,55 @@ def make_deepgram_stt(api: HostedAPI, *, language: str = "en") -> Any:
     settings = DeepgramSTTService.Settings(model=api.model, language=deepgram_language(language, api.model),
                                            interim_results=True, punctuate=True, smart_format=True)
     return DeepgramSTTService(api_key=api.api_key, base_url=api.base_url, settings=settings)
+
+
+def realtime_stt_class() -> type:
+    """OpenAIRealtimeSTTService with whole interim transcripts (built lazily: Pipecat's module is heavy)."""
+    from pipecat.frames.frames import InterimTranscriptionFrame
+    from pipecat.services.openai.stt import OpenAIRealtimeSTTService
+    from pipecat.utils.time import time_now_iso8601
+
+    class WholeInterimRealtimeSTTService(OpenAIRealtimeSTTService):
+        """Pipecat's realtime transcription, with each interim transcript the text so far.
+
+        OpenAI streams a segment's transcript as deltas ("What", " notes", " do"...), and
+        Pipecat pushes each delta as an interim transcript: the page showed one word at a
+        time, where Deepgram's and the local Whisper's interim transcripts are the whole
+        text heard so far. An empty commit (the VAD's stop after under 100 ms of audio)
+        is no failure: nothing was said, so it is logged, not reported.
+        """
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._so_far: dict[str, str] = {}
+
+        async def _handle_transcription_delta(self, evt: dict) -> None:
+            item, delta = evt.get("item_id", ""), evt.get("delta", "")
+            if not delta:
+                return
+            self._so_far[item] = self._so_far.get(item, "") + delta
+            await self.push_frame(InterimTranscriptionFrame(self._so_far[item].strip(), self._user_id,
+                                                            time_now_iso8601(), result=evt))
+
+        async def _handle_transcription_completed(self, evt: dict) -> None:
+            self._so_far.pop(evt.get("item_id", ""), None)
+            await super()._handle_transcription_completed(evt)
+
+        async def _handle_error(self, evt: dict) -> None:
+            if (evt.get("error") or {}).get("code") == "input_audio_buffer_commit_empty":
+                logger.debug("[VoiceSession] realtime STT: end of speech with no audio to transcribe")
+                return
+            await super()._handle_error(evt)
+
+    return WholeInterimRealtimeSTTService
+
+
+def make_openai_realtime_stt(api: HostedAPI, *, language: str = "en") -> Any:
+    """OpenAI's realtime transcription: audio streamed on one socket per session, committed at the VAD's stop."""
+    from pipecat.services.openai.stt import OpenAIRealtimeSTTService
+
+    settings = OpenAIRealtimeSTTService.Settings(model=api.model, language=stt_language(language))
+    return realtime_stt_class()(api_key=api.api_key, base_url=api.base_url, settings=settings)
 
 
 def make_cartesia_tts(api: HostedAPI, *, voice: str, parameters: dict[str, Any] | None = None,

@@ -33,6 +33,34 @@ CUT_TOOL_CALL = ("tool_call_cut", "The {name} ran out of room before it finished
                  "done. Please ask again.")
 
 
+# 400s that refuse one turn's content, not the request's shape: the next turn may be served.
+TURN_REFUSALS: dict[str, tuple[str, str]] = {
+    # Azure OpenAI's content filter (code "content_filter", or its innererror's).
+    "content_filter": ("refused", "The {name} would not answer that. Please ask another way."),
+    # Groq: the model's tool call did not parse ("Failed to call a function").
+    "tool_use_failed": ("tool_call_failed", "The {name} could not use a tool for that. Please ask again."),
+}
+
+
+def turn_refusal(exception: BaseException | None) -> str | None:
+    """The TURN_REFUSALS code of a provider's 400 that refused only this turn, else None."""
+    if getattr(exception, "status_code", None) != 400:
+        return None
+    body = getattr(exception, "body", None)
+    codes = [getattr(exception, "code", None)]
+    if isinstance(body, dict):
+        codes += [body.get("code"), (body.get("innererror") or {}).get("code")]
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            codes += [inner.get("code"), (inner.get("innererror") or {}).get("code")]
+    for code in codes:
+        if code in TURN_REFUSALS:
+            return code
+        if code == "ResponsibleAIPolicyViolation":
+            return "content_filter"
+    return None
+
+
 class ToolCallCut(Exception):
     """The token limit cut a tool call's arguments, so the call was not run (the tool's name)."""
 
@@ -104,7 +132,14 @@ def describe(frame: ErrorFrame) -> ProviderError:
     """The user's view of one ErrorFrame."""
     stage = stage_of(frame.processor)
     category = category_of(frame)
-    code, message = CUT_TOOL_CALL if isinstance(frame.exception, ToolCallCut) else CATEGORY_CODES.get(category, OTHER)
+    refusal = turn_refusal(frame.exception)
+    if isinstance(frame.exception, ToolCallCut):
+        code, message = CUT_TOOL_CALL
+    elif refusal is not None:
+        code, message = TURN_REFUSALS[refusal]
+    else:
+        code, message = CATEGORY_CODES.get(category, OTHER)
     name = STAGE_NAMES[stage]
+    fatal = bool(frame.fatal) or (category.is_permanent and refusal is None)
     return ProviderError(stage=stage, code=f"{stage}_{code}", message=message.format(name=name),
-                         fatal=bool(frame.fatal) or category.is_permanent, retry_after=retry_after(frame.exception))
+                         fatal=fatal, retry_after=retry_after(frame.exception))

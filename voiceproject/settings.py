@@ -292,7 +292,14 @@ VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # Bot models. "local": offline, from pip-shipped model files; "openai": any
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).
 VOICE_LLM = env.str("VOICE_LLM", default="local")
-VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default="https://api.openai.com/v1")
+# Which OpenAI-compatible server a hosted LLM is, so Pipecat's own class for it is used:
+# "openai" (OpenAI, vLLM, llama.cpp's server, gateways), "ollama", "groq" or "azure"
+# (Azure OpenAI: VOICE_LLM_BASE_URL is the resource's endpoint; one ending in /openai/v1 is
+# Azure's v1 API, any other the dated one at VOICE_LLM_API_VERSION).
+VOICE_LLM_FLAVOR = env.str("VOICE_LLM_FLAVOR", default="openai")
+VOICE_LLM_API_VERSION = env.str("VOICE_LLM_API_VERSION", default="2025-04-01-preview")  # Pipecat's dated default
+_LLM_URLS = {"ollama": "http://localhost:11434/v1", "groq": "https://api.groq.com/openai/v1", "azure": ""}
+VOICE_LLM_BASE_URL = env.str("VOICE_LLM_BASE_URL", default=_LLM_URLS.get(VOICE_LLM_FLAVOR, "https://api.openai.com/v1"))
 VOICE_LLM_API_KEY = env.str("VOICE_LLM_API_KEY", default="")  # may be empty for a keyless server (not OpenAI's)
 # OpenAI's OpenAI-Organization / OpenAI-Project headers, and any other headers a server or
 # gateway wants, as a JSON object: VOICE_LLM_HEADERS='{"X-Gateway-Team": "voice"}'.

@@ -137,9 +137,11 @@ class ApiError(Exception):
                  param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.extra: dict[str, Any] = {}  # a provider's own fields beside these (Groq's failed_generation...)
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code,
+                          **self.extra}}
 
 
 @dataclass
@@ -439,7 +441,10 @@ class FakeOpenAI(LocalHTTPFake):
     # -- chat completions -----------------------------------------------------------
 
     def _chat(self, record: RecordedRequest) -> Response:
-        body = self._parse_json(record)
+        return self._chat_checked(record, self._parse_json(record))
+
+    def _chat_checked(self, record: RecordedRequest, body: dict[str, Any]) -> Response:
+        """A chat completion for a parsed request body, checked against OpenAI's contract."""
         _unknown(body, CHAT_PARAMS - {"stream_options"} if self.refuse_stream_options else CHAT_PARAMS)
         model = _require(body, "model")
         if not isinstance(model, str) or not model:

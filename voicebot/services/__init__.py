@@ -109,15 +109,18 @@ class ModelBundle:
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS)
 
     def make_llm(self, *, system_prompt: str) -> Any:
-        from .llm import VoiceLLMService
+        from .llm import llm_class
 
         # The local server on a busy 2-core machine may take several seconds to its first token.
         timeout = 120.0 if self.local_llm else settings.VOICE_HOSTED_TIMEOUT
         extra: dict[str, Any] = {}
+        flavor = "openai" if self.local_llm else settings.VOICE_LLM_FLAVOR
         if self.llm_api is not None:
             extra = {"organization": self.llm_api.organization or None, "project": self.llm_api.project or None,
                      "default_headers": self.llm_api.headers or None}
-        return VoiceLLMService(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
+        if flavor == "azure":
+            extra.update(endpoint=self.llm_base_url, api_version=settings.VOICE_LLM_API_VERSION)
+        return llm_class(flavor)(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
                                system_prompt=system_prompt, local=self.local_llm,
                                notes_router=self.notes_router,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
@@ -191,9 +194,15 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
     if llm_provider == "openai":
         from .hosted import HostedAPI, HostedConfigError
 
+        from .llm import FLAVORS
+
+        if settings.VOICE_LLM_FLAVOR not in FLAVORS:
+            raise HostedConfigError(f"VOICE_LLM_FLAVOR must be one of {', '.join(FLAVORS)}, "
+                                    f"not {settings.VOICE_LLM_FLAVOR!r}")
         api = HostedAPI.from_settings("VOICE_LLM", settings.VOICE_LLM_BASE_URL, settings.VOICE_LLM_API_KEY,
                                       settings.VOICE_LLM_MODEL, organization=settings.VOICE_LLM_ORGANIZATION,
-                                      project=settings.VOICE_LLM_PROJECT, headers=settings.VOICE_LLM_HEADERS)
+                                      project=settings.VOICE_LLM_PROJECT, headers=settings.VOICE_LLM_HEADERS,
+                                      key_required=settings.VOICE_LLM_FLAVOR in ("groq", "azure"))
         bundle.llm_base_url, bundle.llm_api_key, bundle.llm_model = api.base_url, api.api_key, api.model
         bundle.llm_api = api
         if settings.VOICE_LLM_TOOLS not in ("native", "router"):

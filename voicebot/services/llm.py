@@ -42,6 +42,27 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
 
 
+# Pipecat's own class for each OpenAI-compatible server (VOICE_LLM_FLAVOR), and whether
+# the server takes tool definitions: Ollama's depends on the model, so a refusal makes
+# the session fall back to the notes router (refuses_tools) rather than being assumed.
+FLAVORS = {"openai": ("pipecat.services.openai.llm", "OpenAILLMService"),
+           "ollama": ("pipecat.services.ollama.llm", "OLLamaLLMService"),
+           "groq": ("pipecat.services.groq.llm", "GroqLLMService"),
+           "azure": ("pipecat.services.azure.llm", "AzureLLMService")}
+
+
+def llm_class(flavor: str = "openai") -> type:
+    """VoiceLLMService on top of Pipecat's class for `flavor`: our guards, the server's own quirks
+    (Ollama's missing developer role, Groq's parameters, Azure's endpoints and api-version)."""
+    import importlib
+
+    if flavor == "openai":
+        return VoiceLLMService
+    module, name = FLAVORS[flavor]
+    base = getattr(importlib.import_module(module), name)
+    return type(f"Voice{name}", (VoiceLLMService, base), {"__doc__": f"VoiceLLMService over Pipecat's {name}."})
+
+
 def refuses_tools(error: BadRequestError) -> bool:
     """Whether a 400 says the model takes no tools (Ollama: "<model> does not support tools")."""
     return "does not support tools" in str(error.message).lower()
@@ -129,14 +150,35 @@ class VoiceLLMService(OpenAILLMService):
         the user is told (voice.error) and the next turn tries again. The client's own
         timeout is the HTTP client's (the SDK takes it from there).
         """
-        from openai import AsyncOpenAI
+        from openai import AsyncAzureOpenAI, AsyncOpenAI
 
         from .hosted import http_client
 
         timeout, connect, retries = self._timeouts
+        client = self._http_client or http_client(timeout, connect)
+        endpoint = getattr(self, "_endpoint", None)  # set by AzureLLMService (the azure flavour)
+        if endpoint is not None and not getattr(self, "_use_v1_api", True):
+            # Azure's dated surface: /openai/deployments/<model>/...?api-version=..., key in `api-key`.
+            return AsyncAzureOpenAI(api_key=api_key, azure_endpoint=endpoint, api_version=self._api_version,
+                                    default_headers=default_headers, max_retries=retries, http_client=client)
+        if endpoint is not None:
+            base_url = endpoint.rstrip("/") + "/"  # Azure's v1 surface takes the plain client, as Pipecat's does
         return AsyncOpenAI(api_key=api_key, base_url=base_url, organization=organization, project=project,
-                           default_headers=default_headers, max_retries=retries,
-                           http_client=self._http_client or http_client(timeout, connect))
+                           default_headers=default_headers, max_retries=retries, http_client=client)
+
+    def _classify_error(self, exception: Exception) -> Any:
+        """A refusal of this one turn's content is no reason to stop using the model.
+
+        Pipecat takes every 400 for a malformed request, which is permanent, so the
+        session ended. But Azure's content filter refuses one message (code
+        `content_filter`) and Groq answers a tool call its model botched with
+        `tool_use_failed`: the next turn may well be served.
+        """
+        from pipecat.utils.errors import ErrorCategory
+
+        from ..provider_errors import turn_refusal
+
+        return ErrorCategory.APPLICATION if turn_refusal(exception) else None
 
     def build_chat_completion_params(self, params_from_context: Any) -> dict:
         params = super().build_chat_completion_params(params_from_context)

@@ -19,7 +19,13 @@ one refused key (401) must end the session as `unavailable` with a fatal error.
 The worker's RSS is read before and after. Figures go to stdout (and as JSON with
 --json).
 
-    .venv/bin/python bench/bench_provider_failures.py [--rounds 10] [--json out.json]
+With --tts cartesia the speech comes from a streaming provider (the fake Cartesia
+websocket, tests/fakes/cartesia_api.py), and two more cases fail it:
+
+  tts-error  Cartesia answers the sentence with an error message
+  tts-hang   Cartesia never answers the sentence (no audio, no done)
+
+    .venv/bin/python bench/bench_provider_failures.py [--rounds 10] [--tts openai|cartesia] [--json out.json]
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from tests.livesrv import start_server  # noqa: E402
 KEY = "sk-bench-failures-0000"
 EXPECTED = {"429": "llm_rate_limited", "500": "llm_provider_error", "hang": "llm_unreachable",
             "cut-call": "llm_tool_call_cut"}
+TTS_EXPECTED = {"tts-error": "tts_failed", "tts-hang": "tts_failed"}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -66,9 +73,11 @@ def is_speaking_done(event: dict[str, Any]) -> bool:
     return event["type"] == "voice.bot.speaking" and not event["payload"].get("speaking")
 
 
-async def turn(client: Any, text: str, timeout: float = 30) -> tuple[str, float, dict[str, Any]]:
+async def turn(client: Any, text: str, timeout: float = 30, *, silent: bool = False
+               ) -> tuple[str, float, dict[str, Any]]:
     """Send one typed turn as a user would (again when told the bot is still answering), and wait
-    until the bot is quiet; ("answer" | "error" | "nothing", seconds to what the user saw, its event)."""
+    until the bot is quiet; ("answer" | "error" | "nothing", seconds to what the user saw, its event).
+    `silent`: the answer's speech is expected to fail, so its transcript is not the outcome, the error is."""
     start = time.monotonic()
     deadline = start + timeout
     while time.monotonic() < deadline:
@@ -80,7 +89,7 @@ async def turn(client: Any, text: str, timeout: float = 30) -> tuple[str, float,
                 if event["type"] == "voice.error":
                     outcome = ("error", time.monotonic() - start, event)
                     break
-                if is_final_transcript("assistant")(event):
+                if is_final_transcript("assistant")(event) and not silent:
                     outcome = ("answer", time.monotonic() - start, event)
                     break
             await asyncio.sleep(0.02)
@@ -96,10 +105,11 @@ async def turn(client: Any, text: str, timeout: float = 30) -> tuple[str, float,
     return "nothing", time.monotonic() - start, {}
 
 
-async def scenario(server: Any, fake: FakeOpenAI, rounds: int) -> dict[str, Any]:
+async def scenario(server: Any, fake: FakeOpenAI, rounds: int, speech: Any = None) -> dict[str, Any]:
     client, peer, _session = await active_session(server, persistence=5, expect_new=True)
+    cases = ("ok", *EXPECTED, *(TTS_EXPECTED if speech is not None else ()))
     results: dict[str, dict[str, list]] = {name: {"seconds": [], "codes": [], "next": [], "next_seconds": []}
-                                           for name in ("ok", *EXPECTED)}
+                                           for name in cases}
     long_note = {"title": "plan", "body": "A note far longer than twenty tokens, so that the fake model's "
                  "tool call is cut by the limit before its JSON arguments are complete."}
     for n in range(rounds):
@@ -112,7 +122,12 @@ async def scenario(server: Any, fake: FakeOpenAI, rounds: int) -> dict[str, Any]
                 fake.hang_next(1, 60)
             elif name == "cut-call":
                 fake.call_tool_next("create_note", long_note)
-            kind, seconds, event = await turn(client, f"Question {n} for the {name} case.")
+            elif name == "tts-error":
+                speech.fail_next(1)
+            elif name == "tts-hang":
+                speech.hang_next(2)  # the sentence and the context's close
+            kind, seconds, event = await turn(client, f"Question {n} for the {name} case.",
+                                              silent=name in TTS_EXPECTED)
             bucket = results[name]
             bucket["seconds"].append(seconds)
             bucket["codes"].append(event.get("payload", {}).get("code") if kind == "error" else kind)
@@ -138,7 +153,7 @@ async def scenario(server: Any, fake: FakeOpenAI, rounds: int) -> dict[str, Any]
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, bucket in results["turns"].items():
-        expected = EXPECTED.get(name, "answer")
+        expected = {**EXPECTED, **TTS_EXPECTED}.get(name, "answer")
         out[name] = {
             "n": len(bucket["seconds"]),
             "as_expected": sum(code == expected for code in bucket["codes"]),
@@ -155,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tts", choices=("openai", "cartesia"), default="openai")
     args = parser.parse_args(argv)
+    from contextlib import nullcontext
+
+    from tests.fakes.cartesia_api import VOICE, FakeCartesia
 
     # The LLM on a fake of its own: failures injected there reach only the LLM. Short fake speech.
     with FakeOpenAI(api_key=KEY) as fake, FakeOpenAI(api_key=KEY, max_speech_seconds=0.5) as media, \
+            (FakeCartesia(api_key=KEY) if args.tts == "cartesia" else nullcontext()) as speech, \
             tempfile.TemporaryDirectory(prefix="bench-failures-") as var:
         env = {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
                "VOICE_STT_BASE_URL": media.url, "VOICE_LLM_BASE_URL": fake.url, "VOICE_TTS_BASE_URL": media.url,
@@ -166,13 +186,16 @@ def main(argv: list[str] | None = None) -> int:
                "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
                "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy",
                "VOICE_HOSTED_TIMEOUT": "2", "VOICE_LLM_TOOL_TOKENS": "20", "VOICE_LLM_REPLY_TOKENS": "20"}
+        if speech is not None:
+            env.update({"VOICE_TTS": "cartesia", "VOICE_TTS_BASE_URL": speech.url, "VOICE_TTS_MODEL": "sonic-3.6",
+                        "VOICE_TTS_VOICE": VOICE})
         print("[bench] starting the server and a hosted-only worker", flush=True)
         server = start_server(Path(var), env)
         worker = start_worker(server, "--pool-size", "1")
         try:
             before = rss_mb(worker.pid)
             started = time.monotonic()
-            results = asyncio.run(scenario(server, fake, args.rounds))
+            results = asyncio.run(scenario(server, fake, args.rounds, speech))
             took = time.monotonic() - started
             after = rss_mb(worker.pid)
         finally:

@@ -120,7 +120,7 @@ def test_a_throttled_a_hanging_and_a_refusing_llm_as_the_user_meets_them(tmp_pat
 def test_one_failure_raising_several_error_frames_is_told_once_a_turn():
     """A failed Cartesia answer raised three frames (one error per sentence sent, then Pipecat's
     "context completed with no audio"): the user was told three times."""
-    from pipecat.frames.frames import UserStartedSpeakingFrame
+    from pipecat.frames.frames import LLMMessagesAppendFrame, UserStartedSpeakingFrame
     from pipecat.observers.base_observer import FramePushed
     from pipecat.processors.frame_processor import FrameDirection
 
@@ -141,10 +141,15 @@ def test_one_failure_raising_several_error_frames_is_told_once_a_turn():
         await forwarder.on_push_frame(FramePushed(source=tts, destination=tts, frame=UserStartedSpeakingFrame(),
                                                   direction=FrameDirection.DOWNSTREAM, timestamp=0))
         await forwarder.on_push_frame(pushed(ErrorFrame(error="Voice not found", processor=tts)))
+        typed = LLMMessagesAppendFrame(messages=[{"role": "user", "content": "hi"}], run_llm=True)
+        await forwarder.on_push_frame(FramePushed(source=tts, destination=tts, frame=typed,
+                                                  direction=FrameDirection.DOWNSTREAM, timestamp=0))
+        await forwarder.on_push_frame(pushed(ErrorFrame(error="Voice not found", processor=tts)))
         events = []
         while not forwarder.queue.empty():
             events.append(forwarder.queue.get_nowait())
         return events
 
     errors = [payload for kind, payload in asyncio.run(run()) if kind == "voice.error"]
-    assert [e["code"] for e in errors] == ["tts_failed", "tts_failed"]  # once before the user spoke again, once after
+    # Once before the user spoke again, once after, once after a typed turn.
+    assert [e["code"] for e in errors] == ["tts_failed", "tts_failed", "tts_failed"]

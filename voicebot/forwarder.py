@@ -18,7 +18,8 @@ from django.db import transaction
 from pipecat.frames.frames import (BotStartedSpeakingFrame, BotStoppedSpeakingFrame, ErrorFrame,
                                    FunctionCallInProgressFrame, FunctionCallResultFrame, InputAudioRawFrame,
                                    InterimTranscriptionFrame, InterruptionFrame, LLMFullResponseEndFrame,
-                                   LLMFullResponseStartFrame, LLMTextFrame, TranscriptionFrame, TTSAudioRawFrame,
+                                   LLMFullResponseStartFrame, LLMMessagesAppendFrame, LLMTextFrame, TranscriptionFrame,
+                                   TTSAudioRawFrame,
                                    UserStartedSpeakingFrame, UserStoppedSpeakingFrame, VADUserStoppedSpeakingFrame)
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
@@ -128,6 +129,8 @@ class EventForwarder(BaseObserver):
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self.timer.reset()
             self.timer.vad_stop = now
+        elif isinstance(frame, LLMMessagesAppendFrame):  # a typed turn
+            self._told.clear()
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._told.clear()
             self.emit(E.SPEECH_START, {"role": "user"})

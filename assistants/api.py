@@ -27,6 +27,20 @@ class VoiceSessionConfigSerializer(serializers.Serializer):
     autoStart = serializers.BooleanField()
 
 
+class ConversationSerializer(serializers.Serializer):
+    """What the assistant does on its own, so the page can say what it hears."""
+
+    firstMessage = serializers.CharField(allow_blank=True)
+    firstMessageMode = serializers.ChoiceField(choices=["assistant-speaks-first", "assistant-waits-for-user"])
+    silenceTimeout = serializers.IntegerField(help_text="Seconds of silence before the prompt; 0: never.")
+    silencePrompt = serializers.CharField()
+    endCallPhrases = serializers.ListField(child=serializers.CharField())
+    endCallMessage = serializers.CharField(allow_blank=True)
+    endCallTool = serializers.BooleanField()
+    durationWarningSeconds = serializers.IntegerField()
+    durationWarning = serializers.CharField()
+
+
 class VoiceConfigResponseSerializer(serializers.Serializer):
     assistant = serializers.CharField()
     name = serializers.CharField()
@@ -38,6 +52,7 @@ class VoiceConfigResponseSerializer(serializers.Serializer):
     persona = serializers.CharField()
     voice = serializers.CharField()
     language = serializers.CharField()
+    conversation = ConversationSerializer()
     rollout = serializers.DictField()
 
 
@@ -68,6 +83,7 @@ class VoiceConfigView(APIView):
             "persona": assistant.persona,
             "voice": assistant.voice,
             "language": assistant.language,
+            "conversation": assistant.behaviour,
             "rollout": {"percentage": decision.percentage, "bucket": decision.bucket,
                         "override": assistant.rollout_override},
         })

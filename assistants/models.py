@@ -17,11 +17,20 @@ DEFAULT_VOICE_SESSION_CONFIG: dict[str, Any] = {
 }
 MAX_PERSISTENCE = 86400
 MAX_DURATION = 86400
+MAX_SILENCE_TIMEOUT = 3600
+MAX_END_CALL_PHRASES = 20
 
 
 class RoomPrivacy(models.TextChoices):
     PRIVATE = "private", "Private (token required)"
     PUBLIC = "public", "Public"
+
+
+class FirstMessageMode(models.TextChoices):
+    """Who speaks first (the names hosted platforms such as VAPI use, so assistants carry over)."""
+
+    SPEAKS_FIRST = "assistant-speaks-first", "The assistant speaks its first message when the user connects"
+    WAITS = "assistant-waits-for-user", "The assistant waits for the user to speak first"
 
 
 class RolloutOverride(models.TextChoices):
@@ -61,6 +70,30 @@ class AssistantRecord(models.Model):
     voice_auto_start = models.BooleanField(
         "auto start", default=DEFAULT_VOICE_SESSION_CONFIG["autoStart"], help_text="Start voice when the assistant page loads.")
 
+    # Conversation behaviour (issue 13): what the bot does on its own, not in answer to the user.
+    first_message = models.TextField(
+        blank=True, help_text="Spoken as soon as the user is connected (see first message mode). Empty: none.")
+    first_message_mode = models.CharField(
+        max_length=32, choices=FirstMessageMode.choices, default=FirstMessageMode.SPEAKS_FIRST)
+    silence_timeout = models.PositiveIntegerField(
+        "silence timeout (s)", default=0, validators=[MaxValueValidator(MAX_SILENCE_TIMEOUT)],
+        help_text="After this many seconds of silence the assistant asks whether the user is still there, "
+                  "and ends the session if the silence lasts as long again. 0: never.")
+    silence_prompt = models.CharField(max_length=200, default="Are you still there?")
+    end_call_phrases = models.JSONField(
+        default=list, blank=True,
+        help_text='Phrases that end the session once the assistant has said one, e.g. ["goodbye", "talk soon"].')
+    end_call_message = models.CharField(
+        max_length=300, blank=True, help_text="Spoken before the assistant ends the session. Empty: none.")
+    end_call_tool = models.BooleanField(
+        "end-call tool", default=False,
+        help_text="Give the model an end_call tool, so it can end the session when the conversation is over.")
+    duration_warning_seconds = models.PositiveIntegerField(
+        "max-duration warning (s)", default=0, validators=[MaxValueValidator(MAX_DURATION)],
+        help_text="Seconds before the max duration at which the warning is spoken. 0: no warning.")
+    duration_warning = models.CharField(
+        "max-duration warning", max_length=300, default="We are nearly out of time for this call.")
+
     rollout_override = models.CharField(
         max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,
         help_text="Take part in the percentage rollout, or force voice on or off.")
@@ -83,6 +116,12 @@ class AssistantRecord(models.Model):
             models.CheckConstraint(
                 condition=models.Q(rollout_override__in=RolloutOverride.values),
                 name="assistant_rollout_override_valid"),
+            models.CheckConstraint(
+                condition=models.Q(first_message_mode__in=FirstMessageMode.values),
+                name="assistant_first_message_mode_valid"),
+            models.CheckConstraint(
+                condition=models.Q(silence_timeout__lte=MAX_SILENCE_TIMEOUT),
+                name="assistant_silence_timeout_range"),
         ]
 
     def __str__(self) -> str:
@@ -92,6 +131,35 @@ class AssistantRecord(models.Model):
         # Guard the invariants on every save path, not only in forms.
         self.full_clean(validate_unique=False, validate_constraints=False)
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        phrases = self.end_call_phrases
+        if not isinstance(phrases, list) or not all(isinstance(p, str) and p.strip() for p in phrases):
+            raise ValidationError({"end_call_phrases": "A list of phrases (non-empty strings)."})
+        if len(phrases) > MAX_END_CALL_PHRASES:
+            raise ValidationError({"end_call_phrases": f"At most {MAX_END_CALL_PHRASES} phrases."})
+        self.end_call_phrases = [p.strip() for p in phrases]
+        if self.duration_warning_seconds and self.duration_warning_seconds >= self.voice_max_duration:
+            raise ValidationError({"duration_warning_seconds": "Must be shorter than the max duration."})
+        if self.silence_timeout and self.silence_timeout < 2:
+            raise ValidationError({"silence_timeout": "At least 2 seconds (or 0 for never)."})
+
+    @property
+    def behaviour(self) -> dict[str, Any]:
+        """What the bot does on its own in this assistant's sessions (the job's `behaviour`)."""
+        return {
+            "firstMessage": self.first_message.strip(),
+            "firstMessageMode": self.first_message_mode,
+            "silenceTimeout": self.silence_timeout,
+            "silencePrompt": self.silence_prompt,
+            "endCallPhrases": list(self.end_call_phrases),
+            "endCallMessage": self.end_call_message,
+            "endCallTool": self.end_call_tool,
+            "durationWarningSeconds": self.duration_warning_seconds,
+            "durationWarning": self.duration_warning,
+        }
 
     @property
     def voice_session_config(self) -> dict[str, Any]:

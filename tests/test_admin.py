@@ -34,6 +34,10 @@ def add_form_data(**overrides) -> dict:
         "language": "en", "tenant_id": "acme", "system_prompt": "Be kind.",
         "voice_enabled": "on", "voice_persistence": "120", "voice_room_privacy": "public",
         "voice_max_duration": "1800", "voice_auto_start": "on",
+        # The conversation fields as the add form renders them (their defaults).
+        "first_message": "", "first_message_mode": "assistant-speaks-first", "silence_timeout": "0",
+        "silence_prompt": "Are you still there?", "end_call_phrases": "[]", "end_call_message": "",
+        "duration_warning_seconds": "0", "duration_warning": "We are nearly out of time for this call.",
         "rollout_override": "inherit",
         "_save": "Save",
     }
@@ -84,6 +88,20 @@ def test_add_form_creates_an_assistant(admin_client):
     assert nova.voice_session_config == {"enabled": True, "persistence": 120, "roomPrivacy": "public",
                                          "maxDuration": 1800, "autoStart": True}
     assert nova.rollout_override == "inherit"
+
+
+def test_the_conversation_settings_are_edited_and_validated_in_the_admin(admin_client):
+    res = admin_client.post(ADD_ASSISTANT, add_form_data(
+        first_message="Hello, front desk here.", silence_timeout="20", end_call_phrases='["goodbye", "talk soon"]',
+        end_call_message="Thanks for calling.", end_call_tool="on", duration_warning_seconds="60"))
+    assert res.status_code == 302, res.context["adminform"].form.errors if res.context else res
+    nova = AssistantRecord.objects.get(slug="nova")
+    assert nova.behaviour["firstMessage"] == "Hello, front desk here." and nova.behaviour["endCallTool"] is True
+    assert nova.end_call_phrases == ["goodbye", "talk soon"]
+    for field, value in [("end_call_phrases", '"goodbye"'), ("silence_timeout", "1"),
+                         ("duration_warning_seconds", "1800")]:
+        res = admin_client.post(ADD_ASSISTANT, add_form_data(slug=f"bad-{field}".replace("_", "-"), **{field: value}))
+        assert res.status_code == 200 and field in res.context["adminform"].form.errors, (field, value)
 
 
 def test_add_form_shows_every_voice_field(admin_client):

@@ -5,7 +5,6 @@ staff dashboard then draws its charts from what these tests did."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import wave
@@ -89,6 +88,13 @@ def page(stack):
         browser.close()
 
 
+def at_least(page, selector: str, count: int, *, timeout: float) -> None:
+    """Wait until the page has at least `count` elements matching `selector` (a question heard as two
+    turns adds two lines, not one)."""
+    page.wait_for_function("([s, n]) => document.querySelectorAll(s).length >= n", arg=[selector, count],
+                           timeout=timeout)
+
+
 def test_talk_to_the_assistant_in_the_browser(page, stack):
     from playwright.sync_api import expect
 
@@ -113,8 +119,11 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     page.evaluate("""() => { window.interims = [];
       new MutationObserver(() => window.interims.push(document.getElementById('interim').textContent))
         .observe(document.getElementById('interim'), {childList: true, characterData: true, subtree: true}); }""")
-    user_line = page.locator("#messages li[data-role=user]").first
-    expect(user_line).to_contain_text(re.compile("capital .*France", re.I), timeout=40_000)
+    # What the user said, across their lines: on a busy machine the browser's audio can stall
+    # mid-sentence for longer than the end-of-turn wait, and the question then arrives as two turns.
+    page.wait_for_function("""() => /capital .*France/i.test(Array.from(
+        document.querySelectorAll('#messages li[data-role=user]'), li => li.textContent).join(' '))""",
+                           timeout=40_000)
     expect(page.locator("#messages li[data-role=assistant]").first).not_to_be_empty(timeout=ANSWER_SECONDS * 1000)
     expect(page.locator("#speaking")).to_have_text("Pearl is speaking", timeout=30_000)
     expect(page.locator("#error")).to_be_hidden()
@@ -137,7 +146,7 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     assert page.locator("#messages li[data-role=user]").count() == heard
     page.get_by_role("button", name="Leave video call").click()
     expect(status).to_have_text("active", timeout=10_000)
-    expect(page.locator("#messages li[data-role=user]")).to_have_count(heard + 1, timeout=(loop + 20) * 1000)
+    at_least(page, "#messages li[data-role=user]", heard + 1, timeout=(loop + 20) * 1000)
     # While the user spoke (the question asked again after the call), the page showed what was
     # heard so far, before the final line.
     shown = page.evaluate("() => window.interims")
@@ -149,8 +158,7 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     page.evaluate("() => window.voiceSession.setMicrophone(false)")
     # ...and the user lets the assistant answer it before typing (a typed request waits behind that
     # answer, which took ~30 s on the busy 2-core machine).
-    answers = page.locator("#messages li[data-role=assistant]")
-    expect(answers).to_have_count(answered + 1, timeout=90_000)
+    at_least(page, "#messages li[data-role=assistant]", answered + 1, timeout=90_000)
     expect(page.locator("#speaking")).not_to_have_text("Pearl is speaking", timeout=60_000)
     page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")
     page.get_by_role("button", name="Send").click()

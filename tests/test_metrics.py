@@ -167,3 +167,18 @@ def test_a_worker_lost_mid_session_counts_as_bot_lost(api, user):
     assert value(after, "voice_errors_total", kind="bot_lost") == 1
     assert value(after, "voice_sessions_active", status="unavailable") == 1
     assert value(after, "voice_session_duration_seconds_count") == 1  # the conversation ended there
+
+
+def test_a_worker_that_stops_while_its_user_is_away_leaves_the_session_unavailable(api, user):
+    """A user left (inactive, inside the persistence window) just as the worker stopped: the
+    worker's shutdown raised IllegalTransition (inactive -> unavailable) and crashed."""
+    from voicesessions import workerloss
+
+    api.post("/api/voice/room", {}, format="json")
+    session = VoiceSession.objects.get(pk=api.post("/api/bot/join", {}, format="json").json()["sessionId"])
+    sessions.change_status(session, SessionStatus.ACTIVE, reason="bot_ready", bot_worker_id="w-gone")
+    sessions.change_status(session, SessionStatus.INACTIVE, reason="user_left")
+    assert workerloss.fail_sessions_of("w-gone", "worker_stopped") == 1
+    session.refresh_from_db()
+    assert session.status == SessionStatus.UNAVAILABLE  # a return brings a new bot
+    sessions.change_status(session, SessionStatus.CONNECTING, reason="rejoin")

@@ -17,6 +17,7 @@ from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAn
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
+from .behaviour import Behaviour, CallMonitor, register_end_call_tool
 from .tools import register_notes_tools
 
 
@@ -29,6 +30,10 @@ class PipelineOwner(Protocol):
     paused: bool
 
     def system_prompt(self) -> str: ...
+
+    async def say(self, text: str, kind: str) -> None: ...
+
+    async def end(self, reason: str) -> None: ...
 
 
 class PauseGate(FrameProcessor):
@@ -45,7 +50,7 @@ class PauseGate(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, EventForwarder]:
+def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, EventForwarder, CallMonitor]:
     """Assemble the pipeline for one connection of a bot session.
 
     The LLM context lives on the BotSession, so a user who reconnects inside
@@ -57,6 +62,10 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     llm = bundle.make_llm(system_prompt=bot.system_prompt())
     tts = bundle.make_tts(voice=spec.voice, parameters=spec.voice_parameters)
     register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
+    behaviour = Behaviour.from_job(spec.behaviour)
+    monitor = CallMonitor(behaviour, bot, ends_at=_when(spec.ends_at))
+    if behaviour.end_call_tool:
+        register_end_call_tool(llm, lambda: monitor)
 
     vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
                                              min_volume=settings.VOICE_VAD_MIN_VOLUME))
@@ -88,8 +97,18 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         pipeline,
         params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=bundle.tts_sample_rate,
                               enable_metrics=True),
-        observers=[forwarder],
+        observers=[forwarder, monitor],
         enable_rtvi=False,  # the browser gets our voice.* events over the websocket instead
         idle_timeout_secs=None,  # teardown follows the session's stored deadlines
     )
-    return worker, forwarder
+    return worker, forwarder, monitor
+
+
+def _when(iso: str) -> Any:
+    """A job's ISO 8601 time as an aware datetime, or None."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return None

@@ -7,17 +7,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from pipecat.frames.frames import LLMMessagesAppendFrame
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import LLMMessagesAppendFrame, TTSSpeakFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
 from voicesessions import sessions as session_service
 from voicesessions.logctx import log_fields
-from voicesessions.models import ErrorKind
+from voicesessions.models import ErrorKind, VoiceEventType
 from voicesessions.queue import BotJobSpec
 
 from . import avatar
+from .behaviour import END_CALL, Behaviour
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
 from .provider_errors import ProviderError
@@ -72,11 +74,15 @@ class BotSession:
         self.spec = spec
         self.bundle = bundle
         self.session_id = spec.session_id
-        self.context = LLMContext(messages=[], tools=TOOLS)
+        behaviour = Behaviour.from_job(spec.behaviour)
+        tools = [*TOOLS.standard_tools, END_CALL] if behaviour.end_call_tool else TOOLS.standard_tools
+        self.context = LLMContext(messages=[], tools=ToolsSchema(standard_tools=tools))
+        self.greeted = False  # the first message is said once a session, not again on a reconnect
         self.paused = False
         self.connection: Any = None
         self.pipeline_worker: Any = None
         self.forwarder: Any = None
+        self.monitor: Any = None  # behaviour.CallMonitor of the live pipeline
         self.runner_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
 
@@ -199,7 +205,7 @@ class BotSession:
             await self.connection.add_ice_candidate(candidate)
 
     async def _run(self, transport: Any) -> None:
-        self.pipeline_worker, self.forwarder = build_pipeline(self, transport)
+        self.pipeline_worker, self.forwarder, self.monitor = build_pipeline(self, transport)
         self.forwarder.on_fatal = self._provider_failed
         runner = WorkerRunner(handle_sigint=False)  # one runner per session: ending it ends only this one
         await runner.add_workers(self.pipeline_worker)
@@ -208,6 +214,9 @@ class BotSession:
     async def _stop_pipeline(self, reason: str) -> None:
         task, worker, forwarder = self.runner_task, self.pipeline_worker, self.forwarder
         self.runner_task = self.pipeline_worker = None
+        if self.monitor is not None:
+            self.monitor.stop()  # its clocks belong to this connection
+            self.monitor = None
         if worker is not None:
             await worker.cancel(reason=reason)
         if task is not None:
@@ -230,6 +239,24 @@ class BotSession:
                     extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id,
                                      room_url=self.spec.room_url))
         await database_sync_to_async(session_service.mark_bot_connected)(self.session_id, self.worker.worker_id)
+        if self.monitor is not None:
+            greet, self.greeted = not self.greeted, True
+            await self.monitor.start(greet=greet)
+
+    # --- what the assistant does on its own (behaviour.CallMonitor) ------------
+    async def say(self, text: str, kind: str) -> None:
+        """Speak `text` (a first message, a silence prompt...): into the conversation, on the page as the
+        assistant's words (`kind` says which line it is)."""
+        if self.pipeline_worker is None or self.forwarder is None:
+            return
+        self.forwarder.emit(VoiceEventType.TRANSCRIPT, {"role": "assistant", "text": text, "final": True,
+                                                        "kind": kind})
+        await self.pipeline_worker.queue_frames([TTSSpeakFrame(text)])
+
+    async def end(self, reason: str) -> None:
+        """The assistant ends the conversation: the session ends with `reason`, and the bot leaves."""
+        await database_sync_to_async(session_service.end_by_bot)(self.session_id, reason)
+        asyncio.get_running_loop().create_task(self.close(reason))
 
     async def _user_left(self, *, stop_pipeline: bool) -> None:
         """The user went away: the session waits out the persistence window for a return.

@@ -107,8 +107,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
                                      SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
     SessionStatus.PAUSED: frozenset({SessionStatus.ACTIVE, SessionStatus.INACTIVE,
                                      SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
-    # inactive: the user left and the room waits out its persistence window.
-    SessionStatus.INACTIVE: frozenset({SessionStatus.CONNECTING, SessionStatus.ENDED}),
+    # inactive: the user left and the room waits out its persistence window. Its worker may
+    # then stop: the bot is gone, so the session is unavailable and a return brings a new one.
+    SessionStatus.INACTIVE: frozenset({SessionStatus.CONNECTING, SessionStatus.UNAVAILABLE, SessionStatus.ENDED}),
     SessionStatus.UNAVAILABLE: frozenset({SessionStatus.CONNECTING, SessionStatus.ENDED}),
     SessionStatus.ENDED: frozenset(),
 }

@@ -50,6 +50,8 @@ class BotJobSpec:
     language: str = "en"
     assistant: str = ""
     system_prompt: str = ""
+    behaviour: dict[str, Any] = field(default_factory=dict)  # AssistantRecord.behaviour
+    ends_at: str = ""  # ISO 8601: when max_duration ends the session (the bot warns before it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

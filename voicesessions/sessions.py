@@ -138,7 +138,9 @@ def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord
         voice=session.voice, voice_parameters=session.voice_parameters,
         language=assistant.language if assistant else "en",
         assistant=assistant.slug if assistant else "",
-        system_prompt=assistant.system_prompt if assistant else "")
+        system_prompt=assistant.system_prompt if assistant else "",
+        behaviour=assistant.behaviour if assistant else {},
+        ends_at=session.ends_at.isoformat() if session.ends_at else "")
 
 
 def pause(session: VoiceSession, *, by: str = "user") -> VoiceSession:
@@ -298,6 +300,17 @@ def mark_unavailable(session_id: Any, code: str, message: str, *, kind: str = Er
         record_event(session, VoiceEventType.ERROR,
                      {"code": code, "message": message, "fatal": True, **({"stage": stage} if stage else {})})
         opsevents.record_error(kind, detail=code, user=session.user_id, session=session)
+
+
+def end_by_bot(session_id: Any, reason: str) -> bool:
+    """The bot ended the conversation (its end-call tool or phrase, the user's silence): the
+    session ends with `reason`, which the browser sees. False if it was no longer live."""
+    with transaction.atomic():
+        session = _locked_session(session_id)
+        if session is None or session.status not in LIVE_STATUSES:
+            return False
+        change_status(session, SessionStatus.ENDED, reason=reason)
+    return True
 
 
 def claim_for_worker(session_id: Any, worker_id: str) -> VoiceSession | None:

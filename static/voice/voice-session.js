@@ -243,6 +243,7 @@
           break;
         case "voice.session.end":
           if (this.status !== SESSION_STATUS.INACTIVE) { this.teardownMedia(); this.setStatus(SESSION_STATUS.INACTIVE); }
+          this.emit("ended", {reason: p.reason || p.endReason || ""});
           break;
         case "voice.error":
           this.emit("error", {kind: p.code, message: p.message || p.detail || "Something went wrong."});

@@ -31,10 +31,23 @@
   }
   function hideError() { $("error").hidden = true; }
 
-  function addMessage(role, textContent) {
+  // Why a call ended, for the reasons the assistant (or the clock) ended it; the user's own stop says nothing.
+  const ENDED = {
+    end_call_tool: " ended the call.", end_call_phrase: " ended the call.",
+    silence_timeout: " ended the call after a long silence.", max_duration: " ended the call: its time was up.",
+  };
+  session.addEventListener("ended", (e) => {
+    const text = ENDED[e.detail.reason];
+    $("ended").hidden = !text;
+    $("ended").textContent = text ? name + text : "";
+    $("ended").dataset.reason = e.detail.reason;
+  });
+
+  function addMessage(role, textContent, kind) {
     const item = document.createElement("li");
     item.className = "message " + role;
     item.dataset.role = role;
+    if (kind) item.dataset.kind = kind; // firstMessage, silencePrompt, endCallMessage, durationWarning
     const who = document.createElement("strong");
     who.textContent = role === "user" ? "You: " : name + ": ";
     item.append(who, document.createTextNode(textContent));
@@ -42,7 +55,10 @@
     item.scrollIntoView({block: "nearest"});
   }
 
-  session.addEventListener("status", (e) => render(e.detail.status));
+  session.addEventListener("status", (e) => {
+    render(e.detail.status);
+    if (e.detail.status === "connecting") $("ended").hidden = true; // a new call
+  });
   session.addEventListener("error", (e) => showError(e.detail.message));
   session.addEventListener("speaking", (e) => {
     const role = e.detail.role;
@@ -55,7 +71,7 @@
     const p = e.detail;
     if (p.final) {
       $("interim").textContent = "";
-      addMessage(p.role === "user" ? "user" : "assistant", p.text.trim());
+      addMessage(p.role === "user" ? "user" : "assistant", p.text.trim(), p.kind);
     } else {
       $("interim").textContent = (p.role === "user" ? "You: " : name + ": ") + p.text;
     }

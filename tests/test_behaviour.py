@@ -241,21 +241,27 @@ def _configure(server, **fields) -> None:
                   f"[setattr(a, k, v) for k, v in json.loads({json.dumps(json.dumps(fields))}).items()]; a.save()")
 
 
+def _hosted_env(url: str, key: str) -> dict[str, str]:
+    """A worker with all three stages on one fake OpenAI API: no local model, quick to start."""
+    from tests.botharness import BOT_ENV
+
+    return {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
+            "VOICE_STT_BASE_URL": url, "VOICE_LLM_BASE_URL": url, "VOICE_TTS_BASE_URL": url,
+            "VOICE_STT_API_KEY": key, "VOICE_LLM_API_KEY": key, "VOICE_TTS_API_KEY": key,
+            "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
+            "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy"}
+
+
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_first_message_silence_prompt_and_silence_ending_as_the_user_meets_them(tmp_path):
-    from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
     from tests.fakes.openai_api import FakeOpenAI
     from tests.livesrv import start_server
 
     key = "sk-test-behaviour-1f2e"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
-        env = {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
-               "VOICE_STT_BASE_URL": api.url, "VOICE_LLM_BASE_URL": api.url, "VOICE_TTS_BASE_URL": api.url,
-               "VOICE_STT_API_KEY": key, "VOICE_LLM_API_KEY": key, "VOICE_TTS_API_KEY": key,
-               "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
-               "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy"}
-        server = start_server(tmp_path, env)
+        server = start_server(tmp_path, _hosted_env(api.url, key))
         _configure(server, first_message="Hello, this is Pearl at the front desk.", silence_timeout=3,
                    silence_prompt="Are you still there?", end_call_message="I'll hang up now. Goodbye.")
         worker = start_worker(server, "--pool-size", "1")
@@ -294,18 +300,13 @@ def test_first_message_silence_prompt_and_silence_ending_as_the_user_meets_them(
 def test_the_model_ends_the_call_with_its_tool_or_a_phrase(tmp_path):
     import json
 
-    from tests.botharness import BOT_ENV, active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
     from tests.fakes.openai_api import FakeOpenAI
     from tests.livesrv import start_server
 
     key = "sk-test-behaviour-9c8b"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
-        env = {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
-               "VOICE_STT_BASE_URL": api.url, "VOICE_LLM_BASE_URL": api.url, "VOICE_TTS_BASE_URL": api.url,
-               "VOICE_STT_API_KEY": key, "VOICE_LLM_API_KEY": key, "VOICE_TTS_API_KEY": key,
-               "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
-               "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy"}
-        server = start_server(tmp_path, env)
+        server = start_server(tmp_path, _hosted_env(api.url, key))
         _configure(server, end_call_tool=True, end_call_phrases=["talk soon"])
         worker = start_worker(server, "--pool-size", "1")
         try:

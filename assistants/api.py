@@ -39,6 +39,8 @@ class ConversationSerializer(serializers.Serializer):
     endCallTool = serializers.BooleanField()
     durationWarningSeconds = serializers.IntegerField()
     durationWarning = serializers.CharField()
+    interruptionMinWords = serializers.IntegerField(help_text="Words the user says before the assistant stops "
+                                                              "for them; 0: at once.")
 
 
 class VoiceConfigResponseSerializer(serializers.Serializer):

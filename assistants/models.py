@@ -19,6 +19,7 @@ MAX_PERSISTENCE = 86400
 MAX_DURATION = 86400
 MAX_SILENCE_TIMEOUT = 3600
 MAX_END_CALL_PHRASES = 20
+MAX_INTERRUPTION_WORDS = 10
 
 
 class RoomPrivacy(models.TextChoices):
@@ -93,6 +94,10 @@ class AssistantRecord(models.Model):
         help_text="Seconds before the max duration at which the warning is spoken. 0: no warning.")
     duration_warning = models.CharField(
         "max-duration warning", max_length=300, default="We are nearly out of time for this call.")
+    interruption_min_words = models.PositiveSmallIntegerField(
+        "words to interrupt", default=0, validators=[MaxValueValidator(MAX_INTERRUPTION_WORDS)],
+        help_text="How many words the user must say before the assistant stops talking for them. "
+                  "0: as soon as the user is heard.")
 
     rollout_override = models.CharField(
         max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,
@@ -159,6 +164,7 @@ class AssistantRecord(models.Model):
             "endCallTool": self.end_call_tool,
             "durationWarningSeconds": self.duration_warning_seconds,
             "durationWarning": self.duration_warning,
+            "interruptionMinWords": self.interruption_min_words,
         }
 
     @property

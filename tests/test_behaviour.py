@@ -207,14 +207,29 @@ def test_the_assistants_settings_are_validated_and_reach_the_job():
         "firstMessage": "Hello!", "firstMessageMode": "assistant-speaks-first", "silenceTimeout": 20,
         "silencePrompt": "Are you still there?", "endCallPhrases": ["goodbye", "talk soon"], "endCallMessage": "",
         "endCallTool": True, "durationWarningSeconds": 60,
-        "durationWarning": "We are nearly out of time for this call."}
+        "durationWarning": "We are nearly out of time for this call.", "interruptionMinWords": 0}
     for field, value in [("end_call_phrases", "goodbye"), ("end_call_phrases", ["ok", ""]),
                          ("end_call_phrases", ["x"] * 21), ("silence_timeout", 1), ("silence_timeout", 4000),
-                         ("duration_warning_seconds", 3600), ("first_message_mode", "whenever")]:
+                         ("duration_warning_seconds", 3600), ("first_message_mode", "whenever"),
+                         ("interruption_min_words", 11)]:
         bad = AssistantRecord(name="Bad", slug=f"bad-{field}", **{field: value})
         with pytest.raises(ValidationError) as caught:
             bad.save()
         assert field in caught.value.message_dict, (field, value)
+
+
+def test_interruption_words_set_how_much_the_user_says_before_the_bot_stops():
+    from pipecat.turns.user_start.min_words_user_turn_start_strategy import MinWordsUserTurnStartStrategy
+    from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+    from voicebot.pipeline import turn_strategies
+
+    stop = object()
+    (start,) = turn_strategies(Behaviour.from_job({"interruptionMinWords": 3}), stop).start
+    assert isinstance(start, MinWordsUserTurnStartStrategy) and start._min_words == 3
+    default = turn_strategies(Behaviour.from_job({}), stop)
+    assert [type(s) for s in default.start] == [type(s) for s in UserTurnStrategies().start]  # Pipecat's own
+    assert default.stop == [stop]
 
 
 @pytest.mark.django_db

@@ -153,9 +153,11 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     assert any(s.startswith("You: ") and len(s) > len("You: ") for s in shown), shown
 
     # Typed text goes to the assistant too (and the notes tool answers). The question was just heard,
-    # so the fake microphone is at the start of its silence: muting it now (the session's own
-    # mute, as a pause uses) keeps its next repeat from barging in on the typed request's answer.
-    page.evaluate("() => window.voiceSession.setMicrophone(false)")
+    # so the fake microphone is at the start of its silence: muting it now (the page's Mute
+    # button) keeps its next repeat from barging in on the typed request's answer.
+    page.get_by_role("button", name="Mute").click()
+    expect(page.get_by_role("button", name="Unmute")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("() => window.voiceSession.mic.getAudioTracks().every(t => !t.enabled)")
     # ...and the user lets the assistant answer it before typing (a typed request waits behind that
     # answer, which took ~30 s on the busy 2-core machine).
     at_least(page, "#messages li[data-role=assistant]", answered + 1, timeout=90_000)

@@ -4,6 +4,11 @@ quiet, ending the call (end-call phrases, the end_call tool, silence), a max-dur
 `CallMonitor` is a Pipecat observer on the session's pipeline: it sees who is speaking
 and what the assistant said, and acts through its `BotHooks` (speak a line, end the
 session). The settings come from the assistant (AssistantRecord.behaviour) in the job.
+
+Pipecat's own UserIdleController (the user aggregator's `user_idle_timeout`) is not used
+for the silence: its clock starts only when the bot stops speaking, so a caller who
+never speaks to an assistant that waits for them would never be prompted, and it knows
+nothing of a paused session; the prompt-then-end sequence would be ours anyway.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ class Behaviour:
     end_call_tool: bool = False
     duration_warning_seconds: float = 0
     duration_warning: str = ""
+    interruption_min_words: int = 0  # 0: the user interrupts as soon as the VAD hears them
 
     @classmethod
     def from_job(cls, data: dict[str, Any]) -> "Behaviour":
@@ -57,7 +63,8 @@ class Behaviour:
                    end_call_message=str(data.get("endCallMessage") or ""),
                    end_call_tool=bool(data.get("endCallTool")),
                    duration_warning_seconds=float(data.get("durationWarningSeconds") or 0),
-                   duration_warning=str(data.get("durationWarning") or ""))
+                   duration_warning=str(data.get("durationWarning") or ""),
+                   interruption_min_words=int(data.get("interruptionMinWords") or 0))
 
     @property
     def greets(self) -> bool:

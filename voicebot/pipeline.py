@@ -80,7 +80,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     # (8 s for a first turn in the conversation bench), so the turn waits longer for it.
     user_agg, assistant_agg = LLMContextAggregatorPair(
         bot.context, user_params=LLMUserAggregatorParams(
-            vad_analyzer=vad, user_turn_strategies=UserTurnStrategies(stop=[turn_stop]),
+            vad_analyzer=vad, user_turn_strategies=turn_strategies(behaviour, turn_stop),
             user_turn_stop_timeout=settings.VOICE_USER_TURN_TIMEOUT))
     forwarder = EventForwarder(spec.session_id)
     pipeline = Pipeline([
@@ -102,6 +102,18 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         idle_timeout_secs=None,  # teardown follows the session's stored deadlines
     )
     return worker, forwarder, monitor
+
+
+def turn_strategies(behaviour: Behaviour, turn_stop: Any) -> UserTurnStrategies:
+    """When a user turn starts and stops. With the assistant's interruption words set, the user
+    takes the turn from a speaking bot only once they have said that many words (Pipecat's
+    MinWordsUserTurnStartStrategy; one word when the bot is quiet)."""
+    if behaviour.interruption_min_words > 0:
+        from pipecat.turns.user_start.min_words_user_turn_start_strategy import MinWordsUserTurnStartStrategy
+
+        return UserTurnStrategies(start=[MinWordsUserTurnStartStrategy(min_words=behaviour.interruption_min_words)],
+                                  stop=[turn_stop])
+    return UserTurnStrategies(stop=[turn_stop])
 
 
 def _when(iso: str) -> Any:

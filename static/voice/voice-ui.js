@@ -13,7 +13,21 @@
   const LABELS = {inactive: "Start voice", connecting: "Connecting…", active: "Stop voice",
                   paused: "Stop voice", unavailable: "Start voice"};
 
+  // The user's own mute: the microphone track is switched off (the connection stays).
+  const mute = $("mute");
+  let muted = false;
+  function setMuted(on) {
+    muted = on;
+    session.setMicrophone(!on);
+    mute.textContent = on ? "Unmute" : "Mute";
+    mute.setAttribute("aria-pressed", String(on));
+  }
+  mute.addEventListener("click", () => setMuted(!muted));
+
   function render(status) {
+    mute.disabled = status !== "active";
+    if (status === "inactive" && muted) setMuted(false); // a new call starts unmuted
+    if (status === "active" && muted) session.setMicrophone(false); // still muted after a video call's resume
     statusEl.textContent = status;
     statusEl.dataset.status = status;
     toggle.textContent = LABELS[status];

@@ -344,3 +344,36 @@ def test_the_model_ends_the_call_with_its_tool_or_a_phrase(tmp_path):
             server.stop()
         chats = api.requests_to("/v1/chat/completions", ok=True)
         assert "end_call" in {t["function"]["name"] for t in chats[0].json["tools"]}
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_the_max_duration_warning_is_spoken_before_the_cut_off(tmp_path):
+    from tests.botharness import active_session, start_worker, stop_worker
+    from tests.fakes.openai_api import FakeOpenAI
+    from tests.livesrv import start_server
+
+    key = "sk-test-behaviour-5d4c"
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
+        server = start_server(tmp_path, _hosted_env(api.url, key))
+        _configure(server, voice_max_duration=40, duration_warning_seconds=32,
+                   duration_warning="We have half a minute left.")
+        worker = start_worker(server, "--pool-size", "1")
+        try:
+            async def scenario() -> None:
+                client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
+                warning = await client.wait_for(lambda e: e["payload"].get("kind") == "durationWarning", 30,
+                                                "the max-duration warning")
+                assert warning["payload"]["text"] == "We have half a minute left."
+                assert not any(e["type"] == "voice.session.end" for e in client.events)  # before the cut-off
+                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
+                                      20, "the warning spoken")
+                await peer.close()
+                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+                await client.close()
+
+            asyncio.run(scenario())
+        finally:
+            stop_worker(worker)
+            server.stop()
+        assert "We have half a minute left." in [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]

@@ -1,9 +1,10 @@
 """Admin for assistants (with their voiceSessionConfig) and the rollout switch."""
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
-from .models import AssistantRecord, VoiceRollout
+from .models import AssistantRecord, ModelEndpoint, VoiceRollout
 from .rollout import decide
 
 
@@ -26,12 +27,62 @@ class AssistantRecordAdmin(admin.ModelAdmin):
                           "description": "What the assistant does on its own: its first words, a prompt when "
                                          "the user goes quiet, how the call ends, a warning before the max "
                                          "duration."}),
+        ("Models and voice", {"fields": ["stt_endpoint", "stt_model", "llm_endpoint", "llm_model",
+                                         "llm_temperature", "llm_max_tokens", "tts_endpoint", "tts_model",
+                                         "voice_speed"],
+                              "description": "Which transcriber, LLM and voice this assistant's sessions use "
+                                             "(endpoints are set up under Model endpoints). Empty: the "
+                                             "workers' defaults. The voice id is above."}),
         ("Rollout", {"fields": ["rollout_override"]}),
     ]
+    autocomplete_fields = ["stt_endpoint", "llm_endpoint", "tts_endpoint"]
 
     @admin.display(boolean=True, description="uses Pipecat voice")
     def uses_pipecat_voice(self, obj: AssistantRecord) -> bool:
         return decide(obj).enabled  # one small query per row; list pages hold at most 100
+
+
+class ModelEndpointForm(forms.ModelForm):
+    """The API key is write-only: the form never shows it, and leaving it blank keeps the stored one."""
+
+    api_key = forms.CharField(
+        label="API key", required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+        help_text="Stored for the workers and never shown again. Blank: keep the stored key.")
+    clear_api_key = forms.BooleanField(label="Remove the stored key", required=False)
+
+    class Meta:
+        model = ModelEndpoint
+        fields = "__all__"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("clear_api_key"):
+            data["api_key"] = ""
+        elif not data.get("api_key") and self.instance.pk:
+            data["api_key"] = ModelEndpoint.objects.filter(pk=self.instance.pk).values_list(
+                "api_key", flat=True).first() or ""
+        self.instance.api_key = data["api_key"]  # the model's own checks (key or variable) see the kept key
+        return data
+
+
+@admin.register(ModelEndpoint)
+class ModelEndpointAdmin(admin.ModelAdmin):
+    form = ModelEndpointForm
+    list_display = ["name", "stage", "provider", "flavor", "model", "voice", "credential", "enabled"]
+    list_filter = ["stage", "provider", "enabled"]
+    search_fields = ["name", "model", "base_url"]
+    fieldsets = [
+        (None, {"fields": ["name", "stage", "provider", "flavor", "base_url", "model", "voice", "enabled"]}),
+        ("Credential", {"fields": ["api_key", "clear_api_key", "api_key_env"],
+                        "description": "A key stored here, or the name of an environment variable the "
+                                       "workers have. Keyless servers (Ollama, vLLM) need neither."}),
+    ]
+
+    @admin.display(description="credential")
+    def credential(self, obj: ModelEndpoint) -> str:
+        if obj.api_key:
+            return "stored key"
+        return f"${obj.api_key_env}" if obj.api_key_env else "none"
 
 
 @admin.register(VoiceRollout)

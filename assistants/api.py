@@ -43,6 +43,29 @@ class ConversationSerializer(serializers.Serializer):
                                                               "for them; 0: at once.")
 
 
+class StageModelSerializer(serializers.Serializer):
+    provider = serializers.CharField(help_text='local, openai, deepgram, ...; "default": the workers\' own choice.')
+    model = serializers.CharField(allow_blank=True)
+
+
+class LLMModelSerializer(StageModelSerializer):
+    temperature = serializers.FloatField(allow_null=True)
+    maxTokens = serializers.IntegerField(allow_null=True)
+
+
+class VoiceModelSerializer(StageModelSerializer):
+    voice = serializers.CharField(allow_blank=True)
+    speed = serializers.FloatField(allow_null=True)
+
+
+class ModelsSerializer(serializers.Serializer):
+    """The assistant's transcriber, LLM and voice: which, never where or with which key."""
+
+    stt = StageModelSerializer()
+    llm = LLMModelSerializer()
+    tts = VoiceModelSerializer()
+
+
 class VoiceConfigResponseSerializer(serializers.Serializer):
     assistant = serializers.CharField()
     name = serializers.CharField()
@@ -55,6 +78,7 @@ class VoiceConfigResponseSerializer(serializers.Serializer):
     voice = serializers.CharField()
     language = serializers.CharField()
     conversation = ConversationSerializer()
+    models = ModelsSerializer()
     rollout = serializers.DictField()
 
 
@@ -86,6 +110,7 @@ class VoiceConfigView(APIView):
             "voice": assistant.voice,
             "language": assistant.language,
             "conversation": assistant.behaviour,
+            "models": assistant.public_models,
             "rollout": {"percentage": decision.percentage, "bucket": decision.bucket,
                         "override": assistant.rollout_override},
         })

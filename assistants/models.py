@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+
+from .providers import LLM_FLAVORS, PROVIDERS, STAGES, STREAMING, VOICE_SHAPES, voice_fits
 
 # voiceSessionConfig for an assistant that never set one (also what migration 0003 back-filled).
 DEFAULT_VOICE_SESSION_CONFIG: dict[str, Any] = {
@@ -20,6 +23,8 @@ MAX_DURATION = 86400
 MAX_SILENCE_TIMEOUT = 3600
 MAX_END_CALL_PHRASES = 20
 MAX_INTERRUPTION_WORDS = 10
+MIN_MAX_TOKENS, MAX_MAX_TOKENS = 16, 4096
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's speech endpoint's range; each provider clamps to its own
 
 
 class RoomPrivacy(models.TextChoices):
@@ -38,6 +43,96 @@ class RolloutOverride(models.TextChoices):
     INHERIT = "inherit", "Inherit the global rollout"
     FORCE_ON = "on", "Force on"
     FORCE_OFF = "off", "Force off"
+
+
+class ModelEndpoint(models.Model):
+    """Where one stage of an assistant's pipeline runs: a worker's local model, or a hosted API.
+
+    Assistants name an endpoint per stage (transcriber, LLM, voice). The credential is
+    either stored here (`api_key`, admin-only: never in an API response, a job or a log
+    line) or named as an environment variable the workers have (`api_key_env`).
+    """
+
+    class Stage(models.TextChoices):
+        STT = "stt", "Transcriber (speech-to-text)"
+        LLM = "llm", "LLM"
+        TTS = "tts", "Voice (text-to-speech)"
+
+    name = models.SlugField(max_length=80, unique=True, help_text="How assistants and logs name this endpoint.")
+    stage = models.CharField(max_length=3, choices=Stage.choices)
+    provider = models.CharField(
+        max_length=20, choices=[(p, p) for p in dict.fromkeys(p for ps in PROVIDERS.values() for p in ps)],
+        help_text="local: the worker's own model for the stage; openai: any OpenAI-compatible API; "
+                  "openai-realtime, deepgram, cartesia, elevenlabs: their streaming APIs.")
+    flavor = models.CharField(
+        "LLM server kind", max_length=10, choices=[(f, f) for f in LLM_FLAVORS], default="openai",
+        help_text="LLM endpoints only: the kind of OpenAI-compatible server (Pipecat's class for it).")
+    base_url = models.CharField(max_length=300, blank=True, help_text="e.g. https://api.openai.com/v1")
+    model = models.CharField(max_length=120, blank=True, help_text="The model used when an assistant names none.")
+    voice = models.CharField("default voice", max_length=120, blank=True,
+                             help_text="Voice endpoints only: the voice used when an assistant names none.")
+    api_key = models.CharField(max_length=500, blank=True, help_text="Stored for the workers; never shown again.")
+    api_key_env = models.CharField(
+        "API key variable", max_length=80, blank=True,
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "An environment variable name, e.g. GROQ_API_KEY.")],
+        help_text="Or: the environment variable that holds the key on the workers.")
+    enabled = models.BooleanField(default=True, help_text="Off: assistants that name it cannot start sessions.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["stage", "name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(stage__in=STAGES), name="endpoint_stage_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider} {self.get_stage_display().split(' (')[0].lower()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.provider not in PROVIDERS.get(self.stage, ()):
+            errors["provider"] = f"A {self.stage} endpoint is one of {', '.join(PROVIDERS.get(self.stage, ()))}."
+        if self.flavor != "openai" and self.stage != "llm":
+            errors["flavor"] = "Only LLM endpoints have a server kind."
+        if self.voice and self.stage != "tts":
+            errors["voice"] = "Only voice endpoints have a default voice."
+        elif not voice_fits(self.provider, self.voice):
+            errors["voice"] = f"Not a {self.provider} voice id."
+        elif self.stage == "tts" and self.provider != "local" and not self.voice:
+            errors["voice"] = "Name the voice used when an assistant names none."
+        if self.provider == "local":
+            for name in ("base_url", "model", "api_key", "api_key_env"):
+                if getattr(self, name):
+                    errors[name] = "A local endpoint is the worker's own model: leave this empty."
+        else:
+            if not self.base_url.startswith(("https://", "http://", "wss://", "ws://")):
+                errors["base_url"] = "An http(s) or ws(s) URL."
+            if not self.model:
+                errors["model"] = "Name the model (assistants may name another)."
+            if self.api_key and self.api_key_env:
+                errors["api_key_env"] = "Either a stored key or a variable, not both."
+            elif not (self.api_key or self.api_key_env) and (self.provider in STREAMING
+                                                             or self.flavor in ("groq", "azure")):
+                errors["api_key"] = f"{self.provider} needs an API key (stored here or in a variable)."
+        if errors:
+            raise ValidationError(errors)
+
+    def job_spec(self, model: str = "") -> dict[str, Any]:
+        """What a worker needs to reach this endpoint, without the secret: the worker reads a
+        stored key from this row itself (`hasKey`), or from its environment (`keyEnv`)."""
+        spec: dict[str, Any] = {"endpoint": self.name, "provider": self.provider}
+        if self.provider != "local":
+            spec.update(baseUrl=self.base_url.rstrip("/"), model=model or self.model, keyEnv=self.api_key_env,
+                        hasKey=bool(self.api_key))
+        if self.stage == "llm":
+            spec["flavor"] = self.flavor
+        if self.stage == "tts" and self.voice:
+            spec["voice"] = self.voice
+        return spec
 
 
 class AssistantRecord(models.Model):
@@ -99,6 +194,32 @@ class AssistantRecord(models.Model):
         help_text="How many words the user must say before the assistant stops talking for them. "
                   "0: as soon as the user is heard.")
 
+    # Models and voice (issue 13): each stage names an endpoint; none is the worker's default.
+    stt_endpoint = models.ForeignKey(
+        ModelEndpoint, verbose_name="transcriber", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+", limit_choices_to={"stage": "stt"}, help_text="Empty: the workers' default transcriber.")
+    stt_model = models.CharField("transcriber model", max_length=120, blank=True,
+                                 help_text="Empty: the endpoint's model.")
+    llm_endpoint = models.ForeignKey(
+        ModelEndpoint, verbose_name="LLM", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+", limit_choices_to={"stage": "llm"}, help_text="Empty: the workers' default LLM.")
+    llm_model = models.CharField("LLM model", max_length=120, blank=True, help_text="Empty: the endpoint's model.")
+    llm_temperature = models.FloatField(
+        "temperature", null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="Empty: the model's default.")
+    llm_max_tokens = models.PositiveIntegerField(
+        "max tokens", null=True, blank=True,
+        validators=[MinValueValidator(MIN_MAX_TOKENS), MaxValueValidator(MAX_MAX_TOKENS)],
+        help_text="The longest spoken answer, in tokens (it still ends on a full sentence). "
+                  "Empty: VOICE_LLM_REPLY_TOKENS.")
+    tts_endpoint = models.ForeignKey(
+        ModelEndpoint, verbose_name="voice provider", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+", limit_choices_to={"stage": "tts"}, help_text="Empty: the workers' default voice.")
+    tts_model = models.CharField("voice model", max_length=120, blank=True, help_text="Empty: the endpoint's model.")
+    voice_speed = models.FloatField(
+        "speaking speed", null=True, blank=True, validators=[MinValueValidator(MIN_SPEED), MaxValueValidator(MAX_SPEED)],
+        help_text="1.0 is normal; a join's voiceParameters.speed overrides it. Empty: 1.0.")
+
     rollout_override = models.CharField(
         max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,
         help_text="Take part in the percentage rollout, or force voice on or off.")
@@ -138,8 +259,7 @@ class AssistantRecord(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
+        self._clean_models()
         phrases = self.end_call_phrases
         if not isinstance(phrases, list) or not all(isinstance(p, str) and p.strip() for p in phrases):
             raise ValidationError({"end_call_phrases": "A list of phrases (non-empty strings)."})
@@ -150,6 +270,58 @@ class AssistantRecord(models.Model):
             raise ValidationError({"duration_warning_seconds": "Must be shorter than the max duration."})
         if self.silence_timeout and self.silence_timeout < 2:
             raise ValidationError({"silence_timeout": "At least 2 seconds (or 0 for never)."})
+
+    def _clean_models(self) -> None:
+        errors: dict[str, str] = {}
+        for stage in STAGES:
+            endpoint: ModelEndpoint | None = getattr(self, f"{stage}_endpoint")
+            if endpoint is None:
+                continue
+            if endpoint.stage != stage:
+                errors[f"{stage}_endpoint"] = f"{endpoint.name} is a {endpoint.get_stage_display()} endpoint."
+            elif not endpoint.enabled:
+                errors[f"{stage}_endpoint"] = f"{endpoint.name} is turned off."
+            elif endpoint.provider == "local" and getattr(self, f"{stage}_model"):
+                errors[f"{stage}_model"] = "The local endpoint has one model: leave this empty."
+        tts = self.tts_endpoint
+        if tts is not None and not voice_fits(tts.provider, self.voice):
+            errors["voice"] = f"Not a {tts.provider} voice id ({VOICE_SHAPES[tts.provider].pattern})."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def models_spec(self) -> dict[str, Any]:
+        """This assistant's model choices as a job carries them (no secrets): per stage, the
+        endpoint to use (absent: the worker's default) and the stage's parameters."""
+        spec: dict[str, Any] = {}
+        for stage in STAGES:
+            endpoint = getattr(self, f"{stage}_endpoint")
+            spec[stage] = endpoint.job_spec(getattr(self, f"{stage}_model")) if endpoint is not None else {}
+        if self.llm_temperature is not None:
+            spec["llm"]["temperature"] = self.llm_temperature
+        if self.llm_max_tokens is not None:
+            spec["llm"]["maxTokens"] = self.llm_max_tokens
+        return spec
+
+    @property
+    def public_models(self) -> dict[str, Any]:
+        """What the page may know of the assistant's models: per stage its provider and model, never
+        where they live or how they are reached ("default": the workers' own choice)."""
+        out: dict[str, Any] = {}
+        for stage in STAGES:
+            endpoint = getattr(self, f"{stage}_endpoint")
+            model = getattr(self, f"{stage}_model") or (endpoint.model if endpoint else "")
+            out[stage] = {"provider": endpoint.provider if endpoint else "default", "model": model}
+        out["tts"]["voice"] = self.voice or (self.tts_endpoint.voice if self.tts_endpoint else "")
+        out["tts"]["speed"] = self.voice_speed
+        out["llm"]["temperature"] = self.llm_temperature
+        out["llm"]["maxTokens"] = self.llm_max_tokens
+        return out
+
+    @property
+    def voice_parameters(self) -> dict[str, Any]:
+        """The voiceParameters a join gets unless it sends its own."""
+        return {"speed": self.voice_speed} if self.voice_speed is not None else {}
 
     @property
     def behaviour(self) -> dict[str, Any]:

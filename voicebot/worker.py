@@ -31,6 +31,7 @@ from voicesessions.queue import ClaimedJob, get_queue
 
 from .control import make_app
 from .ice import restrict_host_candidates
+from .services.assistant_models import UnsupportedModels, for_models, offers
 from .session import BotSession, DailyJoinError
 
 logger = logging.getLogger("voicebot.worker")
@@ -78,7 +79,8 @@ class BotWorkerProcess:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
-        await database_sync_to_async(workers.register)(self.worker_id, control_url, self.capacity)
+        await database_sync_to_async(workers.register)(self.worker_id, control_url, self.capacity,
+                                                       offers(self.bundle))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -181,9 +183,14 @@ class BotWorkerProcess:
 
             self.bundle = await asyncio.to_thread(load_bundle, [compose_prompt(spec.system_prompt, spec.persona)],
                                                   slots=1)
+        try:  # the assistant's own transcriber, LLM and voice, where it names them
+            bundle = await database_sync_to_async(for_models)(self.bundle, spec.models)
+        except UnsupportedModels as exc:
+            await self._cannot_serve(job, exc)
+            return
         # Registered here before the database names this worker as the bot's
         # home: from that moment servers relay the user's offer to us.
-        bot = BotSession(self, spec, self.bundle)
+        bot = BotSession(self, spec, bundle)
         self.sessions[spec.session_id] = bot
         session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
         if session is None or session.status not in LIVE_STATUSES:
@@ -205,6 +212,14 @@ class BotWorkerProcess:
                     self.worker_id, job.attempts, latency_ms,
                     extra=log_fields(session_id=spec.session_id, user_id=spec.user_id, room_url=spec.room_url,
                                      latency_ms=latency_ms, worker=self.worker_id))
+
+    async def _cannot_serve(self, job: ClaimedJob, exc: UnsupportedModels) -> None:
+        """The assistant names a model this worker does not run: fail the job and tell the user
+        which one (the join's early check refuses it when no live worker runs it at all)."""
+        logger.warning("[BotJoin] session=%s: %s", job.spec.session_id, exc)
+        await database_sync_to_async(self.queue.fail)(job.job_id, self.claimed_by, str(exc))
+        await database_sync_to_async(session_service.mark_unavailable)(
+            job.spec.session_id, exc.code, str(exc), stage=exc.stage)
 
     async def _join_failed(self, job: ClaimedJob, bot: BotSession, reason: str) -> None:
         """Daily refused the bot: fail the job and tell the user why, instead of leaving the

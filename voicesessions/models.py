@@ -415,6 +415,8 @@ class BotWorker(models.Model):
     control_url = models.CharField(max_length=300, help_text="Where servers reach this worker (signalling, control).")
     capacity = models.PositiveSmallIntegerField(default=2)
     active_sessions = models.PositiveSmallIntegerField(default=0)
+    offers = models.JSONField(default=dict, blank=True,
+                              help_text='The providers it runs, per stage: {"stt": ["local", "openai", ...], ...}.')
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)

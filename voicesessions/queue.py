@@ -51,6 +51,7 @@ class BotJobSpec:
     assistant: str = ""
     system_prompt: str = ""
     behaviour: dict[str, Any] = field(default_factory=dict)  # AssistantRecord.behaviour
+    models: dict[str, Any] = field(default_factory=dict)  # AssistantRecord.models_spec (no secrets)
     ends_at: str = ""  # ISO 8601: when max_duration ends the session (the bot warns before it)
 
     def to_dict(self) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def _session_fields(assistant: AssistantRecord | None, params: dict[str, Any]) -
         "persona": params.get("persona") or (assistant.persona if assistant else ""),
         "tenant_id": params.get("tenantId") or (assistant.tenant_id if assistant else ""),
         "voice": params.get("voice") or (assistant.voice if assistant else ""),
-        "voice_parameters": params.get("voiceParameters") or {},
+        "voice_parameters": params.get("voiceParameters") or (assistant.voice_parameters if assistant else {}),
         "max_duration": assistant.voice_max_duration if assistant else settings.VOICE_DEFAULT_MAX_DURATION,
     }
 
@@ -140,6 +140,7 @@ def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord
         assistant=assistant.slug if assistant else "",
         system_prompt=assistant.system_prompt if assistant else "",
         behaviour=assistant.behaviour if assistant else {},
+        models=assistant.models_spec if assistant else {},
         ends_at=session.ends_at.isoformat() if session.ends_at else "")
 
 

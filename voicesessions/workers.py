@@ -30,10 +30,11 @@ def check_control_secret(worker_id: str, presented: str) -> bool:
     return constant_time_compare(control_secret(worker_id), presented or "")
 
 
-def register(worker_id: str, control_url: str, capacity: int) -> BotWorker:
+def register(worker_id: str, control_url: str, capacity: int, offers: dict[str, list[str]] | None = None) -> BotWorker:
+    """Advertise a worker: where servers reach it, how many sessions it takes, the providers it runs."""
     worker, _ = BotWorker.objects.update_or_create(worker_id=worker_id, defaults={
         "hostname": socket.gethostname(), "pid": os.getpid(), "control_url": control_url, "capacity": capacity,
-        "active_sessions": 0, "started_at": timezone.now(), "heartbeat_at": timezone.now(), "stopped_at": None})
+        "active_sessions": 0, "offers": offers or {}, "started_at": timezone.now(), "heartbeat_at": timezone.now(), "stopped_at": None})
     logger.info("[BotJoin] worker %s registered at %s capacity=%s", worker_id, control_url, capacity)
     return worker
 

@@ -30,16 +30,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from django.conf import settings
 
+from assistants.providers import PROVIDERS as STAGE_PROVIDERS
+from assistants.providers import STREAMING, VOICE_SHAPES
+
 if TYPE_CHECKING:
     from .hosted import HostedAPI
 
 logger = logging.getLogger("voicebot.services")
 
-# Each stage's providers: "openai" is any OpenAI-compatible API; the rest are streaming
-# providers over websockets (streaming.py).
-PROVIDERS = {"VOICE_STT": ("local", "openai", "openai-realtime", "deepgram"), "VOICE_LLM": ("local", "openai"),
-             "VOICE_TTS": ("local", "openai", "cartesia", "elevenlabs")}
-STREAMING = ("openai-realtime", "deepgram", "cartesia", "elevenlabs")
+# Each stage's providers, by setting name (the catalogue assistants choose from): "openai"
+# is any OpenAI-compatible API; the rest are streaming providers over websockets (streaming.py).
+PROVIDERS = {f"VOICE_{stage.upper()}": providers for stage, providers in STAGE_PROVIDERS.items()}
 
 
 @dataclass
@@ -62,6 +63,9 @@ class ModelBundle:
     tts_sample_rate: int = 24000  # the pipeline's audio_out_sample_rate
     tts_lock: threading.Lock = field(default_factory=threading.Lock)
     local_llm: bool = True
+    llm_flavor: str = ""  # Pipecat's class for the LLM server (VOICE_LLM_FLAVOR when empty)
+    llm_temperature: float | None = None  # the assistant's; None: the model's default
+    llm_reply_tokens: int = 0  # the assistant's longest answer; 0: VOICE_LLM_REPLY_TOKENS
     http_clients: dict[str, Any] = field(default_factory=dict)  # stage -> its shared HTTP client
 
     @property
@@ -114,7 +118,7 @@ class ModelBundle:
         # The local server on a busy 2-core machine may take several seconds to its first token.
         timeout = 120.0 if self.local_llm else settings.VOICE_HOSTED_TIMEOUT
         extra: dict[str, Any] = {}
-        flavor = "openai" if self.local_llm else settings.VOICE_LLM_FLAVOR
+        flavor = "openai" if self.local_llm else (self.llm_flavor or settings.VOICE_LLM_FLAVOR)
         if self.llm_api is not None:
             extra = {"organization": self.llm_api.organization or None, "project": self.llm_api.project or None,
                      "default_headers": self.llm_api.headers or None}
@@ -124,7 +128,8 @@ class ModelBundle:
                                system_prompt=system_prompt, local=self.local_llm,
                                notes_router=self.notes_router,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
-                               reply_tokens=settings.VOICE_LLM_REPLY_TOKENS,
+                               reply_tokens=self.llm_reply_tokens or settings.VOICE_LLM_REPLY_TOKENS,
+                               temperature=self.llm_temperature,
                                tool_tokens=settings.VOICE_LLM_TOOL_TOKENS,
                                stream_usage=self.local_llm or settings.VOICE_LLM_STREAM_USAGE,
                                http_client=self.http("llm", timeout=timeout),
@@ -210,8 +215,6 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.local_llm = False  # a hosted model gets the tool definitions (native tool calling)
     if tts_provider in STREAMING:
         from .hosted import OPENAI_TTS_SAMPLE_RATE, HostedAPI, HostedConfigError
-        from .streaming import VOICE_SHAPES
-
         bundle.tts_api = HostedAPI.from_settings("VOICE_TTS", settings.VOICE_TTS_BASE_URL, settings.VOICE_TTS_API_KEY,
                                                  settings.VOICE_TTS_MODEL, key_required=True)
         bundle.tts_voices = frozenset(settings.VOICE_TTS_VOICES) or None

@@ -118,7 +118,7 @@ class VoiceLLMService(OpenAILLMService):
                  notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
                  reply_tokens: int = MAX_REPLY_TOKENS, tool_tokens: int = TOOL_TOKENS, timeout: float = 60.0,
                  connect_timeout: float = 5.0, http_client: Any = None, max_retries: int = 0,
-                 stream_usage: bool = True, **kwargs: Any) -> None:
+                 stream_usage: bool = True, temperature: float | None = None, **kwargs: Any) -> None:
         # Read before super().__init__, which builds the client (create_client).
         self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
@@ -126,7 +126,9 @@ class VoiceLLMService(OpenAILLMService):
         # No tools reaching the model (the router): the cap is the spoken answer's. llama.cpp's
         # server knows max_tokens; OpenAI's reasoning models refuse it for max_completion_tokens.
         cap = reply_tokens if notes_router else max(tool_tokens, reply_tokens)
-        limits = {"max_tokens": cap} if local else {"max_completion_tokens": cap}
+        limits: dict[str, Any] = {"max_tokens": cap} if local else {"max_completion_tokens": cap}
+        if temperature is not None:
+            limits["temperature"] = temperature
         super().__init__(api_key=api_key or "none", base_url=base_url,
                          settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt, **limits),
                          **kwargs)

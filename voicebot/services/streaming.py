@@ -17,13 +17,12 @@ import logging
 import re
 from typing import Any
 
+from assistants.providers import VOICE_SHAPES  # what each provider's voice ids look like (admin checks them too)
+
 from .hosted import HostedAPI, is_offered, stt_language, tts_speed
 
 logger = logging.getLogger("voicebot.services")
 
-# What a provider's voice ids look like: Cartesia's are UUIDs, ElevenLabs' 20 letters and digits.
-VOICE_SHAPES = {"cartesia": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-                "elevenlabs": re.compile(r"^[A-Za-z0-9]{20}$")}
 # The providers' documented speed ranges (Cartesia's generation_config, ElevenLabs' voice_settings).
 SPEED_RANGES = {"cartesia": (0.6, 1.5), "elevenlabs": (0.7, 1.2)}
 

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from assistants.models import AssistantRecord
 from assistants.rollout import decide
 
-from .. import rooms, sessions
+from .. import capabilities, rooms, sessions
 from ..models import VoiceSession
 from .errors import ApiError, field_error
 from .serializers import (ErrorSerializer, EventListQuerySerializer, JoinRequestSerializer, JoinResponseSerializer,
@@ -103,6 +103,8 @@ class BotJoinView(APIView):
                    responses={202: JoinResponseSerializer, 200: JoinResponseSerializer, **ERRORS,
                               403: _error("sessionUserId is not you, or voice is not enabled for the assistant."),
                               **NOT_FOUND, 409: _error("Your room is torn down or expired: POST /api/voice/room."),
+                              422: _error("No voice worker can run the assistant's models, or `voice` is not "
+                                          "a voice id of its voice provider (`provider_unavailable`)."),
                               **UNSUPPORTED_MEDIA, **THROTTLED},
                    summary="Ask a bot to join your room")
     def post(self, request: Request) -> Response:
@@ -112,6 +114,10 @@ class BotJoinView(APIView):
                               code="forbidden", status_code=403)
         room = rooms.user_room(request.user, data.get("room_url"))
         assistant = _assistant_for_voice(data.get("assistant"))
+        problem = capabilities.unservable(assistant, voice=data.get("voice", ""))
+        if problem is not None:
+            raise ApiError("provider_unavailable", problem.message, status_code=422,
+                           fields={problem.field: [problem.message]})
         result = sessions.join_bot(request.user, room, assistant=assistant, params=data)
         body = JoinResponseSerializer({
             "sessionId": result.session.pk, "status": result.session.status, "roomUrl": room.url,

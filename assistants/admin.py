@@ -4,12 +4,21 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
-from .models import AssistantRecord, ModelEndpoint, VoiceRollout
+from .models import AssistantRecord, AssistantTool, ModelEndpoint, VoiceRollout
 from .rollout import decide
+
+
+class AssistantToolInline(admin.StackedInline):
+    """The assistant's custom HTTP tools (the model calls them; each call is a signed POST)."""
+
+    model = AssistantTool
+    extra = 0
+    fields = ["name", "description", "parameters", "url", "secret", "timeout_seconds", "max_retries", "enabled"]
 
 
 @admin.register(AssistantRecord)
 class AssistantRecordAdmin(admin.ModelAdmin):
+    inlines = [AssistantToolInline]
     list_display = ["name", "slug", "persona", "voice", "voice_enabled", "voice_persistence",
                     "voice_max_duration", "voice_room_privacy", "rollout_override", "uses_pipecat_voice"]
     list_filter = ["voice_enabled", "voice_room_privacy", "voice_auto_start", "rollout_override", "language",
@@ -33,6 +42,10 @@ class AssistantRecordAdmin(admin.ModelAdmin):
                               "description": "Which transcriber, LLM and voice this assistant's sessions use "
                                              "(endpoints are set up under Model endpoints). Empty: the "
                                              "workers' defaults. The voice id is above."}),
+        ("Tools", {"fields": ["notes_tools"],
+                   "description": "Built-in tools; the end-call tool is under Conversation, custom HTTP tools "
+                                  "below. Custom tools need a model with tool calls (a hosted or OpenAI-compatible "
+                                  "LLM endpoint): the offline model decides only notes requests."}),
         ("Rollout", {"fields": ["rollout_override"]}),
     ]
     autocomplete_fields = ["stt_endpoint", "llm_endpoint", "tts_endpoint"]

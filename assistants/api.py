@@ -41,6 +41,7 @@ class ConversationSerializer(serializers.Serializer):
     durationWarning = serializers.CharField()
     interruptionMinWords = serializers.IntegerField(help_text="Words the user says before the assistant stops "
                                                               "for them; 0: at once.")
+    notesTools = serializers.BooleanField(help_text="Whether the assistant has the built-in notes tools.")
 
 
 class StageModelSerializer(serializers.Serializer):

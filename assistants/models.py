@@ -216,6 +216,9 @@ class AssistantRecord(models.Model):
         ModelEndpoint, verbose_name="voice provider", null=True, blank=True, on_delete=models.PROTECT,
         related_name="+", limit_choices_to={"stage": "tts"}, help_text="Empty: the workers' default voice.")
     tts_model = models.CharField("voice model", max_length=120, blank=True, help_text="Empty: the endpoint's model.")
+    notes_tools = models.BooleanField(
+        "notes tools", default=True,
+        help_text="Give the assistant the built-in notes tools (create, list, read, update, delete, search).")
     voice_speed = models.FloatField(
         "speaking speed", null=True, blank=True, validators=[MinValueValidator(MIN_SPEED), MaxValueValidator(MAX_SPEED)],
         help_text="1.0 is normal; a join's voiceParameters.speed overrides it. Empty: 1.0.")
@@ -337,6 +340,7 @@ class AssistantRecord(models.Model):
             "durationWarningSeconds": self.duration_warning_seconds,
             "durationWarning": self.duration_warning,
             "interruptionMinWords": self.interruption_min_words,
+            "notesTools": self.notes_tools,
         }
 
     @property
@@ -349,6 +353,84 @@ class AssistantRecord(models.Model):
             "maxDuration": self.voice_max_duration,
             "autoStart": self.voice_auto_start,
         }
+
+
+BUILTIN_TOOLS = frozenset({"create_note", "list_notes", "read_note", "update_note", "delete_note", "search_notes",
+                           "end_call"})
+MAX_TOOL_TIMEOUT, MAX_TOOL_RETRIES = 30, 5
+
+
+def _no_builtin_name(name: str) -> None:
+    if name in BUILTIN_TOOLS:
+        raise ValidationError(f"{name} is a built-in tool's name.")
+
+
+def _new_secret() -> str:
+    from .signing import new_secret
+
+    return new_secret()
+
+
+class AssistantTool(models.Model):
+    """A tool an admin gives one assistant: the model calls it, and the call is an HTTP(S)
+    POST to the tool's endpoint, signed with the tool's own secret (assistants/signing.py)."""
+
+    assistant = models.ForeignKey(AssistantRecord, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(
+        max_length=64,
+        validators=[RegexValidator(r"^[a-zA-Z_][a-zA-Z0-9_-]*$", "Letters, digits, _ and -; not starting with a digit."),
+                    _no_builtin_name],
+        help_text="What the model calls it, e.g. book_appointment.")
+    description = models.TextField(help_text="What the tool does and when to use it: the model reads this.")
+    parameters = models.JSONField(
+        default=dict, blank=True,
+        help_text='A JSON Schema object, e.g. {"type": "object", "properties": {"day": {"type": "string"}}, '
+                  '"required": ["day"]}. Empty: no arguments.')
+    url = models.URLField("endpoint", max_length=500, help_text="Receives each call as a signed JSON POST.")
+    secret = models.CharField(
+        "signing secret", max_length=100, default=_new_secret,
+        help_text="Signs each request (X-Voice-Signature). Give it to the endpoint's owner.")
+    timeout_seconds = models.FloatField(
+        "timeout (s)", default=10.0, validators=[MinValueValidator(0.5), MaxValueValidator(MAX_TOOL_TIMEOUT)],
+        help_text="Per attempt. The user waits this long at most for each try.")
+    max_retries = models.PositiveSmallIntegerField(
+        "retries", default=1, validators=[MaxValueValidator(MAX_TOOL_RETRIES)],
+        help_text="Tries after a failed one (no answer, 5xx or 429); a 4xx is not retried.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["assistant", "name"]
+        constraints = [models.UniqueConstraint(fields=["assistant", "name"], name="assistant_tool_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.full_clean(validate_constraints=False)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.parameters in (None, ""):
+            self.parameters = {}
+        if self.parameters == {}:
+            return
+        import jsonschema
+
+        params = self.parameters
+        if not isinstance(params, dict) or params.get("type") != "object":
+            raise ValidationError({"parameters": 'A JSON Schema with "type": "object".'})
+        try:
+            jsonschema.Draft202012Validator.check_schema(params)
+        except jsonschema.SchemaError as exc:
+            raise ValidationError({"parameters": f"Not a valid JSON Schema: {exc.message}"}) from None
+        if not isinstance(params.get("properties", {}), dict):
+            raise ValidationError({"parameters": '"properties" must be an object.'})
+
+    def job_spec(self) -> dict[str, Any]:
+        """The tool as a job carries it: its definition, not its secret (the worker reads that by `id`)."""
+        return {"id": self.pk, "name": self.name, "description": self.description,
+                "parameters": self.parameters or {"type": "object", "properties": {}},
+                "url": self.url, "timeoutSeconds": self.timeout_seconds, "retries": self.max_retries}
 
 
 class VoiceRollout(models.Model):

@@ -207,7 +207,8 @@ def test_the_assistants_settings_are_validated_and_reach_the_job():
         "firstMessage": "Hello!", "firstMessageMode": "assistant-speaks-first", "silenceTimeout": 20,
         "silencePrompt": "Are you still there?", "endCallPhrases": ["goodbye", "talk soon"], "endCallMessage": "",
         "endCallTool": True, "durationWarningSeconds": 60,
-        "durationWarning": "We are nearly out of time for this call.", "interruptionMinWords": 0}
+        "durationWarning": "We are nearly out of time for this call.", "interruptionMinWords": 0,
+        "notesTools": True}
     for field, value in [("end_call_phrases", "goodbye"), ("end_call_phrases", ["ok", ""]),
                          ("end_call_phrases", ["x"] * 21), ("silence_timeout", 1), ("silence_timeout", 4000),
                          ("duration_warning_seconds", 3600), ("first_message_mode", "whenever"),

@@ -303,6 +303,26 @@ def test_every_tool_call_of_a_delta_is_run(fake):
     assert saved == ["milk", "call"]
 
 
+def test_the_notes_router_leaves_notes_requests_alone_when_the_assistant_has_no_notes_tools(fake):
+    """An assistant with its notes tools turned off: on the offline model a notes request is chat."""
+    asked: list[str] = []
+
+    async def list_notes(params) -> None:
+        asked.append("list_notes")
+        await params.result_callback({"ok": True, "notes": []})
+
+    with_notes = _llm(fake, local=False)
+    with_notes.notes_router = True
+    with_notes.register_function("list_notes", list_notes)
+    _run(with_notes, [{"role": "user", "content": "What notes do I have?"}], tools=[])
+    assert asked == ["list_notes"]
+    without = _llm(fake, local=False)
+    without.notes_router = True
+    down, _up = _run(without, [{"role": "user", "content": "What notes do I have?"}], tools=[])
+    assert asked == ["list_notes"]  # not called again: the model answered instead
+    assert "".join(f.text for f in down if isinstance(f, LLMTextFrame)).startswith("You said: What notes")
+
+
 def test_a_server_that_refuses_tools_falls_back_to_the_notes_router():
     """Ollama answers 400 "<model> does not support tools" for a model without tool support: every
     turn failed. The session now goes on without tools, notes requests through the router."""

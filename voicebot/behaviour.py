@@ -52,6 +52,7 @@ class Behaviour:
     duration_warning_seconds: float = 0
     duration_warning: str = ""
     interruption_min_words: int = 0  # 0: the user interrupts as soon as the VAD hears them
+    notes_tools: bool = True  # the built-in notes tools
 
     @classmethod
     def from_job(cls, data: dict[str, Any]) -> "Behaviour":
@@ -64,7 +65,8 @@ class Behaviour:
                    end_call_tool=bool(data.get("endCallTool")),
                    duration_warning_seconds=float(data.get("durationWarningSeconds") or 0),
                    duration_warning=str(data.get("durationWarning") or ""),
-                   interruption_min_words=int(data.get("interruptionMinWords") or 0))
+                   interruption_min_words=int(data.get("interruptionMinWords") or 0),
+                   notes_tools=bool(data.get("notesTools", True)))
 
     @property
     def greets(self) -> bool:

@@ -18,6 +18,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
 from .behaviour import Behaviour, CallMonitor, register_end_call_tool
+from . import custom_tools
 from .tools import register_notes_tools
 
 
@@ -27,6 +28,7 @@ class PipelineOwner(Protocol):
     bundle: Any
     spec: Any
     context: Any
+    custom_tools: list[Any]
     paused: bool
 
     def system_prompt(self) -> str: ...
@@ -61,8 +63,12 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     stt = bundle.make_stt(language=spec.language)
     llm = bundle.make_llm(system_prompt=bot.system_prompt())
     tts = bundle.make_tts(voice=spec.voice, parameters=spec.voice_parameters)
-    register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
     behaviour = Behaviour.from_job(spec.behaviour)
+    if behaviour.notes_tools:
+        register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
+    if bot.custom_tools:
+        custom_tools.register(llm, bot.custom_tools, http=bundle.http("tools"), context={
+            "sessionId": spec.session_id, "userId": spec.user_id, "assistant": spec.assistant})
     monitor = CallMonitor(behaviour, bot, ends_at=_when(spec.ends_at))
     if behaviour.end_call_tool:
         register_end_call_tool(llm, lambda: monitor)

@@ -27,6 +27,7 @@ from .services.llm import compose_prompt
 from .tools import TOOLS
 
 if TYPE_CHECKING:
+    from .custom_tools import HttpTool
     from .services import ModelBundle
 
 
@@ -69,14 +70,19 @@ class BotSession:
     """The bot of one VoiceSession. It outlives a single peer connection: the user may
     leave and come back inside the persistence window and keep the conversation."""
 
-    def __init__(self, worker: HostWorker, spec: BotJobSpec, bundle: "ModelBundle") -> None:
+    def __init__(self, worker: HostWorker, spec: BotJobSpec, bundle: "ModelBundle",
+                 custom_tools: "list[HttpTool] | None" = None) -> None:
         self.worker = worker
         self.spec = spec
         self.bundle = bundle
         self.session_id = spec.session_id
+        self.custom_tools = custom_tools or []
         behaviour = Behaviour.from_job(spec.behaviour)
-        tools = [*TOOLS.standard_tools, END_CALL] if behaviour.end_call_tool else TOOLS.standard_tools
-        self.context = LLMContext(messages=[], tools=ToolsSchema(standard_tools=tools))
+        tools = [*(TOOLS.standard_tools if behaviour.notes_tools else []), *([END_CALL] if behaviour.end_call_tool
+                                                                             else []),
+                 *(tool.schema for tool in self.custom_tools)]
+        # No tools at all: none in the request (OpenAI refuses an empty list).
+        self.context = LLMContext(messages=[], tools=ToolsSchema(standard_tools=tools)) if tools else LLMContext()
         self.greeted = False  # the first message is said once a session, not again on a reconnect
         self.paused = False
         self.connection: Any = None

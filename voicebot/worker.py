@@ -29,6 +29,7 @@ from voicesessions.models import LIVE_STATUSES, OpsEventKind, VoiceSession
 from voicesessions import workerloss, workers
 from voicesessions.queue import ClaimedJob, get_queue
 
+from . import custom_tools
 from .control import make_app
 from .ice import restrict_host_candidates
 from .services.assistant_models import UnsupportedModels, for_models, offers
@@ -188,9 +189,10 @@ class BotWorkerProcess:
         except UnsupportedModels as exc:
             await self._cannot_serve(job, exc)
             return
+        tools = await database_sync_to_async(custom_tools.load)(spec.tools)
         # Registered here before the database names this worker as the bot's
         # home: from that moment servers relay the user's offer to us.
-        bot = BotSession(self, spec, bundle)
+        bot = BotSession(self, spec, bundle, tools)
         self.sessions[spec.session_id] = bot
         session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
         if session is None or session.status not in LIVE_STATUSES:

@@ -52,6 +52,7 @@ class BotJobSpec:
     system_prompt: str = ""
     behaviour: dict[str, Any] = field(default_factory=dict)  # AssistantRecord.behaviour
     models: dict[str, Any] = field(default_factory=dict)  # AssistantRecord.models_spec (no secrets)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the assistant's custom tools (no secrets)
     ends_at: str = ""  # ISO 8601: when max_duration ends the session (the bot warns before it)
 
     def to_dict(self) -> dict[str, Any]:

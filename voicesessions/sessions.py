@@ -141,6 +141,7 @@ def _job_spec(session: VoiceSession, room: VoiceRoom, assistant: AssistantRecord
         system_prompt=assistant.system_prompt if assistant else "",
         behaviour=assistant.behaviour if assistant else {},
         models=assistant.models_spec if assistant else {},
+        tools=[tool.job_spec() for tool in assistant.tools.filter(enabled=True)] if assistant else [],
         ends_at=session.ends_at.isoformat() if session.ends_at else "")
 
 

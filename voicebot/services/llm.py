@@ -332,7 +332,7 @@ class VoiceLLMService(OpenAILLMService):
         # In a thread: the classifier's few milliseconds of numpy would hold up every other
         # session's audio on this worker's event loop.
         intent = await asyncio.to_thread(parse_intent, last["content"])
-        if intent is None:
+        if intent is None or not self.has_function(intent.tool):  # the assistant's notes tools may be off
             return False
         await self.run_function_calls([FunctionCallFromLLM(
             function_name=intent.tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}",

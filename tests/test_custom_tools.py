@@ -1,0 +1,179 @@
+"""Custom tools per assistant (issue 13, section 3): defined in admin, called as signed POSTs with a
+timeout and bounded retries, their answers given to the model and spoken, failures spoken politely."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from django.core.exceptions import ValidationError
+
+from assistants.models import AssistantTool
+from assistants.signing import sign, verify
+from tests.fakes.receiver import SignedReceiver
+from tests.waiting import wait_until
+from voicebot.custom_tools import HttpTool, call
+
+SECRET = "whsec_test_tool_secret_0c1d"
+ORDER_SCHEMA = {"type": "object", "properties": {"order": {"type": "string", "description": "The order number"}},
+                "required": ["order"]}
+CONTEXT = {"sessionId": "5f0c", "userId": "7", "assistant": "pearl"}
+
+
+def test_a_signature_is_valid_only_for_its_secret_body_and_time():
+    body = b'{"a":1}'
+    header = sign(SECRET, body, timestamp=1_700_000_000)
+    assert verify(SECRET, body, header, now=1_700_000_100)
+    assert not verify("whsec_other", body, header, now=1_700_000_100)
+    assert not verify(SECRET, b'{"a":2}', header, now=1_700_000_100)
+    assert not verify(SECRET, body, header, now=1_700_000_000 + 301)  # too old: a replay
+    assert not verify(SECRET, body, "v1=abc", now=1_700_000_000) and not verify(SECRET, body, "")
+
+
+@pytest.mark.django_db
+def test_a_tool_is_checked_in_the_admin_sense(assistant):
+    def make(**fields) -> AssistantTool:
+        return AssistantTool.objects.create(**{"assistant": assistant, "name": "check_order",
+                                               "description": "Look up an order.", "parameters": ORDER_SCHEMA,
+                                               "url": "https://tools.example.com/order", **fields})
+
+    for fields, field in [({"name": "2fast"}, "name"), ({"name": "list_notes"}, "name"),
+                          ({"parameters": {"type": "array"}}, "parameters"),
+                          ({"parameters": {"type": "object", "properties": {"a": {"type": 7}}}}, "parameters"),
+                          ({"url": "ftp://x"}, "url"), ({"timeout_seconds": 120}, "timeout_seconds"),
+                          ({"max_retries": 9}, "max_retries")]:
+        with pytest.raises(ValidationError) as caught:
+            make(**fields)
+        assert field in caught.value.message_dict, fields
+    tool = make()
+    assert tool.secret.startswith("whsec_") and len(tool.secret) > 40
+    assert SECRET not in json.dumps(tool.job_spec()) and tool.secret not in json.dumps(tool.job_spec())
+    assert tool.job_spec()["parameters"] == ORDER_SCHEMA
+
+
+def _tool(url: str, **fields) -> HttpTool:
+    return HttpTool(**{"name": "check_order", "description": "Look up an order.", "parameters": ORDER_SCHEMA,
+                       "url": url, "timeout": 2.0, "retries": 1, "secret": SECRET, **fields})
+
+
+def _call(tool: HttpTool, arguments: dict) -> dict:
+    async def run() -> dict:
+        async with httpx.AsyncClient() as http:
+            return await call(tool, arguments, context=CONTEXT, http=http, tool_call_id="call_abc")
+    return asyncio.run(run())
+
+
+def test_a_call_is_a_signed_post_with_the_arguments_and_the_session_and_its_answer_is_the_result():
+    with SignedReceiver(SECRET, reply={"result": {"status": "shipped", "eta": "Friday"}}) as endpoint:
+        result = _call(_tool(endpoint.url + "/order"), {"order": "42"})
+        assert result == {"ok": True, "result": {"status": "shipped", "eta": "Friday"}}
+        [request] = endpoint.signed()
+        assert request.path == "/order" and request.headers["idempotency-key"] == "call_abc"
+        assert request.json["tool"] == "check_order" and request.json["arguments"] == {"order": "42"}
+        assert {k: request.json[k] for k in CONTEXT} == CONTEXT and request.json["toolCallId"] == "call_abc"
+
+
+def test_a_failed_attempt_is_retried_a_4xx_is_not_and_a_failure_is_an_error_to_apologise_for():
+    with SignedReceiver(SECRET) as endpoint:
+        endpoint.answer_next(503, {"error": "busy"})
+        assert _call(_tool(endpoint.url), {"order": "1"})["ok"] is True  # the retry got through
+        assert [r.status for r in endpoint.received] == [503, 200]
+
+        endpoint.answer_next(404, {"error": "no such order"})
+        failed = _call(_tool(endpoint.url), {"order": "2"})
+        assert failed["ok"] is False and "HTTP 404" in failed["error"] and "Apologise" in failed["say"]
+        assert [r.status for r in endpoint.received] == [503, 200, 404]  # not tried again
+
+        endpoint.answer_next(200, {"late": True}, delay=1.5)  # answers after the 0.5 s timeout
+        endpoint.answer_next(200, {"late": True}, delay=1.5)
+        hung = _call(_tool(endpoint.url, timeout=0.5, retries=1), {"order": "3"})
+        assert hung["ok"] is False and "no answer in time" in hung["error"]
+        wait_until(lambda: len(endpoint.received) == 5, 10, "both timed-out attempts to reach the endpoint")
+
+
+def test_an_unsigned_request_is_refused_by_the_receiver():
+    with SignedReceiver(SECRET) as endpoint:
+        refused = _call(_tool(endpoint.url, secret="whsec_wrong", retries=0), {"order": "4"})
+        assert refused["ok"] is False and "HTTP 401" in refused["error"] and not endpoint.signed()
+
+
+# --- end to end: the model calls the tool, the endpoint answers, the user hears it ------------------
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
+    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.fakes.openai_api import FakeOpenAI
+    from tests.livesrv import start_server
+    from tests.test_assistant_models import _in_server
+    from tests.test_behaviour import _hosted_env
+
+    key = "sk-test-tools-4e1a"
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
+        server = start_server(tmp_path, _hosted_env(api.url, key))
+        _in_server(server, f"a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
+                           f"a.tools.create(name='check_order', description='Look up an order by number.', "
+                           f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
+                           f"timeout_seconds=5, max_retries=1)")
+        worker = start_worker(server, "--pool-size", "1")
+        try:
+            async def scenario() -> list[dict]:
+                client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
+                api.call_tool_next("check_order", {"order": "42"})
+                await client.ws.send(json.dumps({"type": "user-message", "content": "Where is order 42?"}))
+                result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 30, "the tool's result")
+                said = await client.wait_for(is_final_transcript("assistant"), 30, "the spoken answer")
+                # The endpoint fails next: the user hears an apology, not silence or an invention.
+                endpoint.answer_next(500, {"error": "down"})
+                endpoint.answer_next(500, {"error": "down"})
+                api.call_tool_next("check_order", {"order": "43"})
+                await client.ws.send(json.dumps({"type": "user-message", "content": "And order 43?"}))
+                await client.wait_for(lambda e: e["type"] == "voice.tool.result" and e is not result, 30,
+                                      "the failed call's result")
+                await client.wait_for(lambda e: is_final_transcript("assistant")(e) and e is not said, 30,
+                                      "the answer after the failure")
+                await peer.close()
+                await client.close()
+                return [result, said, session_id]
+
+            result, said, session_id = asyncio.run(scenario())
+        finally:
+            stop_worker(worker)
+            server.stop()
+    first, *retried = endpoint.signed()
+    assert first.json["arguments"] == {"order": "42"} and first.json["sessionId"] == session_id
+    assert first.json["assistant"] == "pearl" and first.json["userId"]
+    assert [r.status for r in retried] == [500, 500] and retried[0].json["arguments"] == {"order": "43"}
+    assert result["payload"]["name"] == "check_order"
+    assert "shipped on Tuesday" in said["payload"]["text"]  # the fake model speaks the tool's result
+    chats = api.requests_to("/v1/chat/completions", ok=True)
+    tools = {t["function"]["name"] for t in chats[0].json["tools"]}
+    assert "check_order" in tools and "list_notes" not in tools  # notes tools off for this assistant
+    tool_messages = [m for m in chats[-1].json["messages"] if m["role"] == "tool"]
+    assert "could not be reached" in tool_messages[-1]["content"] and "Apologise" in tool_messages[-1]["content"]
+    worker.log.seek(0)
+    assert SECRET not in worker.log.read()
+
+
+@pytest.mark.django_db
+def test_an_admin_gives_an_assistant_a_tool_and_turns_its_notes_tools_off(admin_client):
+    from tests.test_admin import ADD_ASSISTANT, add_form_data
+
+    res = admin_client.post(ADD_ASSISTANT, add_form_data(**{
+        "notes_tools": None, "tools-TOTAL_FORMS": "1",
+        "tools-0-name": "check_order", "tools-0-description": "Look up an order.",
+        "tools-0-parameters": json.dumps(ORDER_SCHEMA), "tools-0-url": "https://tools.example.com/order",
+        "tools-0-secret": SECRET, "tools-0-timeout_seconds": "5", "tools-0-max_retries": "2",
+        "tools-0-enabled": "on"}))
+    assert res.status_code == 302, res.context["adminform"].form.errors if res.context else res
+    tool = AssistantTool.objects.get(assistant__slug="nova")
+    assert (tool.name, tool.url, tool.secret, tool.max_retries) == (
+        "check_order", "https://tools.example.com/order", SECRET, 2)
+    assert tool.assistant.behaviour["notesTools"] is False
+    bad = admin_client.post(ADD_ASSISTANT, add_form_data(**{
+        "slug": "bad-tool", "tools-TOTAL_FORMS": "1", "tools-0-name": "end_call", "tools-0-description": "x",
+        "tools-0-parameters": "{}", "tools-0-url": "https://x.example.com", "tools-0-secret": SECRET,
+        "tools-0-timeout_seconds": "5", "tools-0-max_retries": "1"}))
+    assert bad.status_code == 200 and "built-in" in bad.content.decode()

@@ -45,6 +45,13 @@ class RolloutOverride(models.TextChoices):
     FORCE_OFF = "off", "Force off"
 
 
+def _new_secret() -> str:
+    """A signing secret for a tool or a webhook URL (a function: migrations reference it)."""
+    from .signing import new_secret
+
+    return new_secret()
+
+
 class ModelEndpoint(models.Model):
     """Where one stage of an assistant's pipeline runs: a worker's local model, or a hosted API.
 
@@ -223,6 +230,14 @@ class AssistantRecord(models.Model):
         "speaking speed", null=True, blank=True, validators=[MinValueValidator(MIN_SPEED), MaxValueValidator(MAX_SPEED)],
         help_text="1.0 is normal; a join's voiceParameters.speed overrides it. Empty: 1.0.")
 
+    server_url = models.URLField(
+        "webhook URL", max_length=500, blank=True,
+        help_text="Receives this assistant's sessions' events and end-of-call reports as signed JSON. "
+                  "Empty: VOICE_WEBHOOK_URL (if set).")
+    server_secret = models.CharField(
+        "webhook signing secret", max_length=100, default=_new_secret, blank=True,
+        help_text="Signs each webhook (X-Voice-Signature). Give it to the server's owner. Blank: a new one is made.")
+
     rollout_override = models.CharField(
         max_length=8, choices=RolloutOverride.choices, default=RolloutOverride.INHERIT,
         help_text="Take part in the percentage rollout, or force voice on or off.")
@@ -257,6 +272,7 @@ class AssistantRecord(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        self.server_secret = self.server_secret or _new_secret()  # cleared in admin: rotated
         # Guard the invariants on every save path, not only in forms.
         self.full_clean(validate_unique=False, validate_constraints=False)
         super().save(*args, **kwargs)
@@ -365,12 +381,6 @@ def _no_builtin_name(name: str) -> None:
         raise ValidationError(f"{name} is a built-in tool's name.")
 
 
-def _new_secret() -> str:
-    from .signing import new_secret
-
-    return new_secret()
-
-
 class AssistantTool(models.Model):
     """A tool an admin gives one assistant: the model calls it, and the call is an HTTP(S)
     POST to the tool's endpoint, signed with the tool's own secret (assistants/signing.py)."""
@@ -388,8 +398,8 @@ class AssistantTool(models.Model):
                   '"required": ["day"]}. Empty: no arguments.')
     url = models.URLField("endpoint", max_length=500, help_text="Receives each call as a signed JSON POST.")
     secret = models.CharField(
-        "signing secret", max_length=100, default=_new_secret,
-        help_text="Signs each request (X-Voice-Signature). Give it to the endpoint's owner.")
+        "signing secret", max_length=100, default=_new_secret, blank=True,
+        help_text="Signs each request (X-Voice-Signature). Give it to the endpoint's owner. Blank: a new one is made.")
     timeout_seconds = models.FloatField(
         "timeout (s)", default=10.0, validators=[MinValueValidator(0.5), MaxValueValidator(MAX_TOOL_TIMEOUT)],
         help_text="Per attempt. The user waits this long at most for each try.")
@@ -399,6 +409,7 @@ class AssistantTool(models.Model):
     enabled = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = "custom tool"
         ordering = ["assistant", "name"]
         constraints = [models.UniqueConstraint(fields=["assistant", "name"], name="assistant_tool_name_unique")]
 
@@ -406,6 +417,7 @@ class AssistantTool(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        self.secret = self.secret or _new_secret()  # cleared in admin: rotated
         self.full_clean(validate_constraints=False)
         super().save(*args, **kwargs)
 

@@ -29,11 +29,14 @@ from voicesessions.models import LIVE_STATUSES, OpsEventKind, VoiceSession
 from voicesessions import workerloss, workers
 from voicesessions.queue import ClaimedJob, get_queue
 
+from webhooks.delivery import deliver_forever
+
 from . import custom_tools
 from .control import make_app
 from .ice import restrict_host_candidates
 from .services.assistant_models import UnsupportedModels, for_models, offers
 from .session import BotSession, DailyJoinError
+from .summary import summariser
 
 logger = logging.getLogger("voicebot.worker")
 
@@ -93,6 +96,9 @@ class BotWorkerProcess:
             await self._start_session(self.only_job)
         else:
             tasks.append(loop.create_task(self._claim_loop(), name="claim"))
+            # Every worker also delivers webhooks, like the sweeper: they go out while any worker lives.
+            summarise = summariser(self.bundle) if self.bundle is not None else None
+            tasks.append(loop.create_task(deliver_forever(self.stopping, summarise=summarise), name="webhooks"))
         print(f"[BotJoin] worker {self.worker_id} listening on {control_url} "
               f"pool={self.capacity} mode={'spawn' if self.spawn else 'warm'}", flush=True)
         try:

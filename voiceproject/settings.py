@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "assistants",
     "voicesessions",
     "voicebot",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -321,6 +322,18 @@ VOICE_LLM_MODEL_PATH = env.str("VOICE_LLM_MODEL_PATH", default="")  # a GGUF ins
 # seconds fails (the user is told, and the next turn tries again), and failed requests are
 # retried this many times (0: a 429 is reported at once instead of waiting out Retry-After).
 VOICE_HOSTED_TIMEOUT = env.float("VOICE_HOSTED_TIMEOUT", default=10.0)
+
+# Webhooks (issue 13): signed JSON events to an assistant's server URL, or to this global one,
+# delivered at least once from the outbox by the bot workers, with backoff between attempts.
+VOICE_WEBHOOK_URL = env.str("VOICE_WEBHOOK_URL", default="")
+VOICE_WEBHOOK_SECRET = env.str("VOICE_WEBHOOK_SECRET", default="")  # signs the global URL's events
+VOICE_WEBHOOK_TIMEOUT = env.float("VOICE_WEBHOOK_TIMEOUT", default=10.0)  # seconds per attempt
+VOICE_WEBHOOK_MAX_ATTEMPTS = env.int("VOICE_WEBHOOK_MAX_ATTEMPTS", default=12)  # then failed (resend in admin)
+VOICE_WEBHOOK_RETRY_BASE = env.float("VOICE_WEBHOOK_RETRY_BASE", default=2.0)  # seconds; doubled each attempt
+VOICE_WEBHOOK_RETRY_MAX = env.float("VOICE_WEBHOOK_RETRY_MAX", default=3600.0)  # the longest wait between attempts
+VOICE_WEBHOOK_LEASE_SECONDS = env.float("VOICE_WEBHOOK_LEASE_SECONDS", default=120.0)  # a crashed deliverer's hold
+VOICE_WEBHOOK_POLL_SECONDS = env.float("VOICE_WEBHOOK_POLL_SECONDS", default=1.0)
+VOICE_WEBHOOK_SUMMARY_TIMEOUT = env.float("VOICE_WEBHOOK_SUMMARY_TIMEOUT", default=60.0)  # the report's summary
 VOICE_HOSTED_CONNECT_TIMEOUT = env.float("VOICE_HOSTED_CONNECT_TIMEOUT", default=3.0)
 VOICE_HOSTED_RETRIES = env.int("VOICE_HOSTED_RETRIES", default=0)
 VOICE_LLM_HISTORY_TOKENS = env.int("VOICE_LLM_HISTORY_TOKENS", default=1200)

@@ -60,6 +60,8 @@
       this.pingTimer = null;
       this.lastEventId = 0;
       this.pausedForDailyCall = false;
+      try { this.microphoneId = localStorage.getItem("voice.microphone") || ""; } catch (e) { this.microphoneId = ""; }
+      if (navigator.mediaDevices) navigator.mediaDevices.addEventListener("devicechange", () => this.emit("devices", {}));
       this._onCallStart = () => this.pauseForDailyCall();
       this._onCallEnd = () => this.resumeAfterDailyCall();
       global.addEventListener("dailyCall.session.start", this._onCallStart);
@@ -141,12 +143,56 @@
     // --- microphone and audio transports -------------------------------------
     async openMicrophone() {
       try {
-        this.mic = await navigator.mediaDevices.getUserMedia({
-          audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true}, video: false});
+        this.mic = await this.getMicrophone(this.microphoneId);
       } catch (e) {
         throw new VoiceError("microphone", "Microphone access was denied or no microphone was found.");
       }
       this.emit("media", {stream: this.mic, remote: null});
+    }
+
+    // The chosen microphone (the picker's, remembered), or the default when it is gone (unplugged).
+    async getMicrophone(deviceId) {
+      const audio = {echoCancellation: true, noiseSuppression: true, autoGainControl: true};
+      if (deviceId) {
+        try {
+          return await navigator.mediaDevices.getUserMedia({audio: {...audio, deviceId: {exact: deviceId}}, video: false});
+        } catch (e) {
+          if (e.name !== "OverconstrainedError" && e.name !== "NotFoundError") throw e;
+          console.warn("[VoiceSession] the chosen microphone is gone; using the default");
+        }
+      }
+      return navigator.mediaDevices.getUserMedia({audio, video: false});
+    }
+
+    // The microphones the browser offers (their names once the page may use the microphone).
+    async listMicrophones() {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return [];
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      return devices.filter((d) => d.kind === "audioinput" && d.deviceId)
+        .map((d, i) => ({deviceId: d.deviceId, label: d.label || "Microphone " + (i + 1)}));
+    }
+
+    // Switch microphones; during a call the new one's track replaces the old in the connection
+    // (WebRTC's replaceTrack, or daily-js's input devices), so the call goes on without a rejoin.
+    async useMicrophone(deviceId) {
+      this.microphoneId = deviceId || "";
+      try { localStorage.setItem("voice.microphone", this.microphoneId); } catch (e) { /* private mode */ }
+      if (!this.mic) return;
+      const old = this.mic;
+      const enabled = old.getAudioTracks().every((t) => t.enabled);
+      const stream = await this.getMicrophone(this.microphoneId);
+      const track = stream.getAudioTracks()[0];
+      track.enabled = enabled;  // a muted user stays muted
+      if (this.pc) {
+        const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+        if (sender) await sender.replaceTrack(track);
+      }
+      if (this.daily) await this.daily.setInputDevicesAsync({audioSource: track});
+      this.mic = stream;
+      old.getTracks().forEach((t) => t.stop());
+      this.emit("media", {stream: null, remote: null});  // the level meter follows the new microphone
+      this.emit("media", {stream, remote: null});
+      console.log("[VoiceSession] microphone", track.label);
     }
 
     async connectWebRTC() {

@@ -124,6 +124,24 @@
     if (!stream) { analyser = null; $("level").value = 0; }
   });
 
+  // The microphone picker: the browser's microphones, named once the page may use one.
+  const picker = $("microphone");
+  async function refreshMicrophones() {
+    const mics = await session.listMicrophones().catch(() => []);
+    picker.replaceChildren(...[{deviceId: "", label: "Default microphone"}, ...mics].map((m) => {
+      const option = new Option(m.label, m.deviceId);
+      option.selected = m.deviceId === session.microphoneId;
+      return option;
+    }));
+    picker.disabled = mics.length === 0;
+  }
+  picker.addEventListener("change", () => session.useMicrophone(picker.value).catch((e) => {
+    showError("Could not use that microphone: " + e.message);
+  }));
+  session.addEventListener("devices", refreshMicrophones);
+  session.addEventListener("status", (e) => { if (e.detail.status === "active") refreshMicrophones(); });
+  refreshMicrophones();
+
   toggle.addEventListener("click", () => session.toggle());
   $("retry").addEventListener("click", async () => { hideError(); await session.stop(); await session.start(); });
   // Stands in for the host app's DailyCall feature. In a Daily room it makes a second daily-js

@@ -67,6 +67,7 @@ class SignedReceiver(LocalHTTPFake):
         self.secret = secret
         self.reply = {"result": "ok"} if reply is None else reply
         self.script: list[tuple[int, Any, float]] = []
+        self.down_with: int | None = None  # answer every request with this status (a server that is down)
         self.received: list[Received] = []
         self.lock = threading.Lock()
 
@@ -79,6 +80,8 @@ class SignedReceiver(LocalHTTPFake):
         if not record.signed:
             return 401, {"error": "bad signature"}, 0.0
         with self.lock:
+            if self.down_with is not None:
+                return self.down_with, {"error": "unavailable"}, 0.0
             return self.script.pop(0) if self.script else (200, self.reply, 0.0)
 
     def signed(self) -> list[Received]:

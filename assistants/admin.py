@@ -46,6 +46,7 @@ class AssistantRecordAdmin(admin.ModelAdmin):
                    "description": "Built-in tools; the end-call tool is under Conversation, custom HTTP tools "
                                   "below. Custom tools need a model with tool calls (a hosted or OpenAI-compatible "
                                   "LLM endpoint): the offline model decides only notes requests."}),
+        ("Recording", {"fields": ["record_calls"]}),
         ("Webhooks", {"fields": ["server_url", "server_secret"],
                       "description": "Session status changes, final transcripts, tool calls and an end-of-call "
                                      "report, as signed JSON, at least once. The delivery log is under Webhooks."}),

@@ -42,6 +42,7 @@ class ConversationSerializer(serializers.Serializer):
     interruptionMinWords = serializers.IntegerField(help_text="Words the user says before the assistant stops "
                                                               "for them; 0: at once.")
     notesTools = serializers.BooleanField(help_text="Whether the assistant has the built-in notes tools.")
+    recordCalls = serializers.BooleanField(help_text="Whether the assistant's calls are recorded (the page says so).")
 
 
 class StageModelSerializer(serializers.Serializer):

@@ -223,6 +223,10 @@ class AssistantRecord(models.Model):
         ModelEndpoint, verbose_name="voice provider", null=True, blank=True, on_delete=models.PROTECT,
         related_name="+", limit_choices_to={"stage": "tts"}, help_text="Empty: the workers' default voice.")
     tts_model = models.CharField("voice model", max_length=120, blank=True, help_text="Empty: the endpoint's model.")
+    record_calls = models.BooleanField(
+        "record calls", default=False,
+        help_text="Keep each session's audio, both sides, as a file (played from the session's admin page; "
+                  "deleted with the session by the retention command). The page tells users.")
     notes_tools = models.BooleanField(
         "notes tools", default=True,
         help_text="Give the assistant the built-in notes tools (create, list, read, update, delete, search).")
@@ -357,6 +361,7 @@ class AssistantRecord(models.Model):
             "durationWarning": self.duration_warning,
             "interruptionMinWords": self.interruption_min_words,
             "notesTools": self.notes_tools,
+            "recordCalls": self.record_calls,
         }
 
     @property

@@ -53,6 +53,7 @@ class Behaviour:
     duration_warning: str = ""
     interruption_min_words: int = 0  # 0: the user interrupts as soon as the VAD hears them
     notes_tools: bool = True  # the built-in notes tools
+    record_calls: bool = False  # keep the call's audio (recording.py)
 
     @classmethod
     def from_job(cls, data: dict[str, Any]) -> "Behaviour":
@@ -66,7 +67,8 @@ class Behaviour:
                    duration_warning_seconds=float(data.get("durationWarningSeconds") or 0),
                    duration_warning=str(data.get("durationWarning") or ""),
                    interruption_min_words=int(data.get("interruptionMinWords") or 0),
-                   notes_tools=bool(data.get("notesTools", True)))
+                   notes_tools=bool(data.get("notesTools", True)),
+                   record_calls=bool(data.get("recordCalls")))
 
     @property
     def greets(self) -> bool:

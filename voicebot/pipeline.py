@@ -29,6 +29,7 @@ class PipelineOwner(Protocol):
     spec: Any
     context: Any
     custom_tools: list[Any]
+    recording: Any  # recording.CallRecording, or None
     paused: bool
 
     def system_prompt(self) -> str: ...
@@ -97,6 +98,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         llm,
         tts,
         transport.output(),
+        *([bot.recording.processor()] if bot.recording is not None else []),  # both sides, as played
         assistant_agg,
     ])
     worker = PipelineWorker(

@@ -23,6 +23,7 @@ from .behaviour import END_CALL, Behaviour
 from .control import ConnectionInUse
 from .pipeline import build_pipeline
 from .provider_errors import ProviderError
+from .recording import CallRecording
 from .services.llm import compose_prompt
 from .tools import TOOLS
 
@@ -78,6 +79,7 @@ class BotSession:
         self.session_id = spec.session_id
         self.custom_tools = custom_tools or []
         behaviour = Behaviour.from_job(spec.behaviour)
+        self.recording = CallRecording(spec.session_id) if behaviour.record_calls else None
         tools = [*(TOOLS.standard_tools if behaviour.notes_tools else []), *([END_CALL] if behaviour.end_call_tool
                                                                              else []),
                  *(tool.schema for tool in self.custom_tools)]
@@ -313,6 +315,11 @@ class BotSession:
             return
         self.closed.set()
         await self._stop_pipeline(reason)
+        if self.recording is not None:
+            try:
+                await database_sync_to_async(self.recording.save)()
+            except Exception:  # noqa: BLE001 - the bot still leaves; the partial file stays on disk
+                logger.exception("[VoiceSession] session=%s could not save its recording", self.session_id)
         logger.info("[BotJoin] session=%s bot left (%s)", self.session_id, reason,
                     extra=log_fields(session_id=self.session_id, user_id=self.spec.user_id,
                                      room_url=self.spec.room_url))

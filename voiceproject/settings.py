@@ -169,8 +169,15 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start otherwise
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files this service keeps (call recordings): local media files by default, any Django storage
+# backend in production (e.g. VOICE_STORAGE_BACKEND=storages.backends.s3.S3Storage with its
+# options as JSON in VOICE_STORAGE_OPTIONS). Never served publicly: staff play recordings
+# through the admin, which checks who asks.
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+MEDIA_URL = "media/"
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": env.str("VOICE_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+                "OPTIONS": env.json("VOICE_STORAGE_OPTIONS", default={})},
     # Not the Manifest variant: that one fails every page until collectstatic
     # has run, and the embedded default serves straight from the app folders.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

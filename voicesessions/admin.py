@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
@@ -54,7 +54,9 @@ class VoiceSessionAdmin(admin.ModelAdmin):
     search_fields = ["id", "user__username", "user__email", "assistant__slug", "assistant__name"]
     list_select_related = ["user", "assistant"]
     readonly_fields = ["id", "status", "created_at", "started_at", "connected_at", "ended_at", "ends_at",
-                       "end_reason", "bot_worker_id", "pause_reason", "transcript", "errors", "export_link"]
+                       "end_reason", "bot_worker_id", "pause_reason", "recording_player", "transcript", "errors",
+                       "export_link"]
+    exclude = ["recording"]  # shown as a player (recording_player), served only through the admin
     inlines = [SessionEventInline]
     date_hierarchy = "created_at"
     actions = ["export_json"]
@@ -64,7 +66,27 @@ class VoiceSessionAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [path("<uuid:session_id>/export/", self.admin_site.admin_view(self.export_one),
-                     name="voicesessions_voicesession_export"), *super().get_urls()]
+                     name="voicesessions_voicesession_export"),
+                path("<uuid:session_id>/recording/", self.admin_site.admin_view(self.recording_file),
+                     name="voicesessions_voicesession_recording"), *super().get_urls()]
+
+    @admin.display(description="recording")
+    def recording_player(self, obj: VoiceSession) -> str:
+        if not obj.recording:
+            return "—"
+        url = reverse("admin:voicesessions_voicesession_recording", args=[obj.pk])
+        return format_html('<audio controls preload="none" src="{}"></audio> <a href="{}">Download</a> '
+                           "(the user on the left channel, the assistant on the right)", url, url)
+
+    def recording_file(self, request: HttpRequest, session_id) -> FileResponse:
+        """The recording, to staff who may view the session (never a public media URL)."""
+        session = get_object_or_404(VoiceSession, pk=session_id)
+        if not self.has_view_permission(request, session):
+            raise PermissionDenied
+        if not session.recording:
+            raise Http404("This session has no recording.")
+        return FileResponse(session.recording.open("rb"), content_type="audio/wav",
+                            filename=f"voice-session-{session.pk}.wav")
 
     @admin.display(description="transcript")
     def transcript(self, obj: VoiceSession) -> str:

@@ -168,6 +168,8 @@ class VoiceSession(models.Model):
     connected_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=64, blank=True)
+    recording = models.FileField(upload_to="recordings/", blank=True,
+                                 help_text="The call's audio, both sides (user left, assistant right), when recorded.")
     bot_worker_id = models.CharField(max_length=120, blank=True)
     # Set while a bot waits for the user's audio; the sweeper ends the session
     # when it passes, so a join that never connects does not hold a worker slot.

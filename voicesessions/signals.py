@@ -1,4 +1,4 @@
-"""Reactions to changes made outside this app: a deactivated user loses voice at once."""
+"""Reactions to changes: a deactivated user loses voice at once; a deleted session, its recording."""
 from __future__ import annotations
 
 import logging
@@ -6,10 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .models import RoomState, VoiceRoom
+from .models import RoomState, VoiceRoom, VoiceSession
 from .teardown import teardown_room
 
 logger = logging.getLogger("voicesessions.signals")
@@ -35,3 +35,11 @@ def end_voice_of_inactive_user(sender: Any, instance: Any, **kwargs: Any) -> Non
         logger.warning("[VoiceSession] user=%s deactivated: voice room torn down", instance.pk)
 
     transaction.on_commit(tear_down)
+
+
+@receiver(post_delete, sender=VoiceSession, dispatch_uid="voicesessions.delete_recording_with_session")
+def delete_recording_with_session(sender: Any, instance: VoiceSession, **kwargs: Any) -> None:
+    """A deleted session takes its recording with it (after commit: a rolled-back delete keeps it)."""
+    if instance.recording:
+        name, storage = instance.recording.name, instance.recording.storage
+        transaction.on_commit(lambda: storage.delete(name))

@@ -175,6 +175,7 @@
       return;
     }
     toggle.disabled = false;
+    $("recorded").hidden = !(config.conversation && config.conversation.recordCalls);
     if (config.voiceSessionConfig.autoStart) session.start();
   }).catch((error) => showError("Could not load the voice settings: " + error.message));
 })();

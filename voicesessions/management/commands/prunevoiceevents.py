@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from voicesessions.retention import old_rows, prune
+from voicesessions.retention import old_recordings, old_rows, prune
 
 
 class Command(BaseCommand):
-    help = ("Delete voice.* events and counted ops events older than --days (events of live sessions are kept). "
+    help = ("Delete voice.* events and counted ops events older than --days (events of live sessions are kept), "
+            "and the recordings of sessions that ended before then. "
             "Counters in /metrics drop by what is deleted, which Prometheus reads as a counter reset.")
 
     def add_arguments(self, parser) -> None:
@@ -20,7 +21,8 @@ class Command(BaseCommand):
         if dry_run:
             events, ops = old_rows(days)
             self.stdout.write(f"[VoiceSession] would delete {events.count()} session event(s) and "
-                              f"{ops.count()} ops event(s) older than {days} day(s)")
+                              f"{ops.count()} ops event(s) older than {days} day(s), and "
+                              f"{old_recordings(days).count()} recording(s)")
             return
 
         def progress(name: str, deleted: int, total: int) -> None:
@@ -28,4 +30,5 @@ class Command(BaseCommand):
 
         pruned = prune(days, progress=progress)
         self.stdout.write(f"[VoiceSession] pruned {pruned.session_events} session event(s) and "
-                          f"{pruned.ops_events} ops event(s) older than {days} day(s)")
+                          f"{pruned.ops_events} ops event(s) older than {days} day(s), and "
+                          f"{pruned.recordings} recording(s)")

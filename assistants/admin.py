@@ -32,7 +32,8 @@ class AssistantRecordAdmin(admin.ModelAdmin):
                                              "voice_max_duration", "voice_auto_start"]}),
         ("Conversation", {"fields": ["first_message", "first_message_mode", "silence_timeout", "silence_prompt",
                                      "end_call_phrases", "end_call_message", "end_call_tool",
-                                     "duration_warning_seconds", "duration_warning", "interruption_min_words"],
+                                     "duration_warning_seconds", "duration_warning", "interruption_min_words",
+                                     "interruption_min_seconds"],
                           "description": "What the assistant does on its own: its first words, a prompt when "
                                          "the user goes quiet, how the call ends, a warning before the max "
                                          "duration."}),

@@ -41,6 +41,8 @@ class ConversationSerializer(serializers.Serializer):
     durationWarning = serializers.CharField()
     interruptionMinWords = serializers.IntegerField(help_text="Words the user says before the assistant stops "
                                                               "for them; 0: at once.")
+    interruptionMinSeconds = serializers.FloatField(help_text="Seconds the user speaks before the assistant stops "
+                                                               "for them; 0: at once.")
     notesTools = serializers.BooleanField(help_text="Whether the assistant has the built-in notes tools.")
     recordCalls = serializers.BooleanField(help_text="Whether the assistant's calls are recorded (the page says so).")
 

@@ -23,6 +23,7 @@ MAX_DURATION = 86400
 MAX_SILENCE_TIMEOUT = 3600
 MAX_END_CALL_PHRASES = 20
 MAX_INTERRUPTION_WORDS = 10
+MAX_INTERRUPTION_SECONDS = 10.0
 MIN_MAX_TOKENS, MAX_MAX_TOKENS = 16, 4096
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's speech endpoint's range; each provider clamps to its own
 
@@ -200,6 +201,10 @@ class AssistantRecord(models.Model):
         "words to interrupt", default=0, validators=[MaxValueValidator(MAX_INTERRUPTION_WORDS)],
         help_text="How many words the user must say before the assistant stops talking for them. "
                   "0: as soon as the user is heard.")
+    interruption_min_seconds = models.FloatField(
+        "seconds to interrupt", default=0, validators=[MinValueValidator(0), MaxValueValidator(MAX_INTERRUPTION_SECONDS)],
+        help_text="Or: how long the user must speak before the assistant stops for them (with both set, whichever "
+                  "comes first). 0: as soon as the user is heard.")
 
     # Models and voice (issue 13): each stage names an endpoint; none is the worker's default.
     stt_endpoint = models.ForeignKey(
@@ -360,6 +365,7 @@ class AssistantRecord(models.Model):
             "durationWarningSeconds": self.duration_warning_seconds,
             "durationWarning": self.duration_warning,
             "interruptionMinWords": self.interruption_min_words,
+            "interruptionMinSeconds": self.interruption_min_seconds,
             "notesTools": self.notes_tools,
             "recordCalls": self.record_calls,
         }

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import websockets
@@ -142,3 +143,50 @@ async def active_session(server: LiveServer, *, persistence: int = 30, username:
     assert peer.answer["sessionId"] == join.json()["sessionId"]
     await client.wait_for(is_status("active"), 20, "session active")
     return client, peer, join.json()["sessionId"]
+
+
+# --- a server and worker on hosted fakes (no local model: quick to start) ---------------------------
+
+def hosted_env(url: str, key: str) -> dict[str, str]:
+    """A worker with all three stages on one fake OpenAI API at `url`, with `key`."""
+    return {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
+            "VOICE_STT_BASE_URL": url, "VOICE_LLM_BASE_URL": url, "VOICE_TTS_BASE_URL": url,
+            "VOICE_STT_API_KEY": key, "VOICE_LLM_API_KEY": key, "VOICE_TTS_API_KEY": key,
+            "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
+            "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy"}
+
+
+def in_server(server: LiveServer, code: str) -> str:
+    """Run Django code in the live server's database, as an admin's edits would land there
+    (`A` is AssistantRecord, `E` ModelEndpoint)."""
+    return server.manage("shell", "-c", "from assistants.models import AssistantRecord as A, ModelEndpoint as E; "
+                         + code)
+
+
+@contextmanager
+def hosted_stack(var_dir: Path, url: str, key: str, *, setup: str = "",
+                 env: dict[str, str] | None = None) -> Iterator[tuple[LiveServer, subprocess.Popen]]:
+    """A live server and a one-slot worker on the fake API at `url`; `setup` runs in the
+    server's database first (in_server). Both are stopped on the way out, the worker's log
+    then complete."""
+    from tests.livesrv import start_server
+
+    server = start_server(var_dir, {**hosted_env(url, key), **(env or {})})
+    worker = None
+    try:
+        if setup:
+            in_server(server, setup)
+        worker = start_worker(server, "--pool-size", "1")
+        yield server, worker
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+        server.stop()
+
+
+async def hang_up(client: Client, peer: Any) -> None:
+    """The user leaves at once (teardownDelay 0): wait for the session's end, then close both sides."""
+    client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+    await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end")
+    await peer.close()
+    await client.close()

@@ -239,32 +239,23 @@ def test_the_session_llm_gets_the_assistants_temperature_and_answer_budget():
 
 # --- end to end: a worker whose defaults are one API, an assistant on another ---------------------
 
-def _in_server(server, code: str) -> str:
-    """Run Django code in the live server's database, as an admin's edits would land there."""
-    return server.manage("shell", "-c", "from assistants.models import AssistantRecord as A, ModelEndpoint as E; "
-                         + code)
-
-
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_a_session_talks_through_its_assistants_own_llm_and_voice(tmp_path):
-    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, hosted_stack, is_final_transcript
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
-    from tests.test_behaviour import _hosted_env
 
     default_key, own_key = "sk-worker-default-5a1b", "sk-assistant-own-93e2"
     with FakeOpenAI(api_key=default_key) as default, FakeOpenAI(api_key=own_key, max_speech_seconds=1.0) as own:
-        server = start_server(tmp_path, _hosted_env(default.url, default_key))
-        _in_server(server, f"llm = E.objects.create(name='own-llm', stage='llm', provider='openai', "
-                           f"base_url='{own.url}', model='gpt-4.1-nano', api_key='{own_key}'); "
-                           f"tts = E.objects.create(name='own-voice', stage='tts', provider='openai', "
-                           f"base_url='{own.url}', model='tts-1', voice='nova', api_key_env='OWN_TTS_KEY'); "
-                           "a = A.objects.get(slug='pearl'); a.llm_endpoint = llm; a.llm_temperature = 0.3; "
-                           "a.tts_endpoint = tts; a.voice = 'coral'; a.voice_speed = 1.25; a.save()")
-        server.env["OWN_TTS_KEY"] = own_key  # the voice's key lives in the workers' environment
-        worker = start_worker(server, "--pool-size", "1")
-        try:
+        setup = (f"llm = E.objects.create(name='own-llm', stage='llm', provider='openai', base_url='{own.url}', "
+                 f"model='gpt-4.1-nano', api_key='{own_key}'); "
+                 f"tts = E.objects.create(name='own-voice', stage='tts', provider='openai', base_url='{own.url}', "
+                 "model='tts-1', voice='nova', api_key_env='OWN_TTS_KEY'); "
+                 "a = A.objects.get(slug='pearl'); a.llm_endpoint = llm; a.llm_temperature = 0.3; "
+                 "a.tts_endpoint = tts; a.voice = 'coral'; a.voice_speed = 1.25; a.save()")
+        # The voice's key lives in the workers' environment.
+        with hosted_stack(tmp_path, default.url, default_key, setup=setup, env={"OWN_TTS_KEY": own_key}
+                          ) as (server, worker):
             async def scenario() -> dict:
                 client, peer, _session_id = await active_session(server, persistence=2, expect_new=True)
                 await client.ws.send(json.dumps({"type": "user-message", "content": "Say hello to me."}))
@@ -276,9 +267,6 @@ def test_a_session_talks_through_its_assistants_own_llm_and_voice(tmp_path):
                 return answer
 
             answer = asyncio.run(scenario())
-        finally:
-            stop_worker(worker)
-            server.stop()
         assert "hello to me" in answer["payload"]["text"].lower()  # the fake echoes what it was asked
         chat = own.requests_to("/v1/chat/completions", ok=True)
         assert chat and chat[0].json["model"] == "gpt-4.1-nano" and chat[0].json["temperature"] == 0.3
@@ -294,35 +282,27 @@ def test_a_session_talks_through_its_assistants_own_llm_and_voice(tmp_path):
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_a_worker_that_cannot_run_the_assistants_voice_tells_the_user_which(tmp_path):
-    from tests.botharness import Client, start_worker, stop_worker
+    from tests.botharness import Client, hosted_stack
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
-    from tests.test_behaviour import _hosted_env
 
     key = "sk-worker-default-77c0"
-    with FakeOpenAI(api_key=key) as default:
-        server = start_server(tmp_path, _hosted_env(default.url, key))
-        _in_server(server, "tts = E.objects.create(name='studio-voice', stage='tts', provider='openai', "
-                           "base_url='https://speech.example.com/v1', model='tts-1', voice='nova', "
-                           "api_key_env='STUDIO_TTS_KEY'); a = A.objects.get(slug='pearl'); a.tts_endpoint = tts; "
-                           "a.voice = ''; a.save()")
-        worker = start_worker(server, "--pool-size", "1")  # STUDIO_TTS_KEY is not in its environment
-        try:
-            async def scenario() -> dict:
-                client = Client(server)
-                await client.open_ws()
-                client.http.post("/api/voice/room", json={"assistant": "pearl"})
-                join = client.http.post("/api/bot/join", json={"assistant": "pearl"})
-                assert join.status_code == 202, join.text  # every worker runs hosted voices: nothing to refuse yet
-                error = await client.wait_for(lambda e: e["type"] == "voice.error", 30, "the voice.error")
-                await client.wait_for(lambda e: e["type"] == "voice.session.status"
-                                      and e["payload"]["status"] == "unavailable", 10, "the session unavailable")
-                await client.close()
-                return error["payload"]
+    setup = ("tts = E.objects.create(name='studio-voice', stage='tts', provider='openai', "
+             "base_url='https://speech.example.com/v1', model='tts-1', voice='nova', api_key_env='STUDIO_TTS_KEY'); "
+             "a = A.objects.get(slug='pearl'); a.tts_endpoint = tts; a.voice = ''; a.save()")
+    # STUDIO_TTS_KEY is not in the worker's environment.
+    with FakeOpenAI(api_key=key) as default, hosted_stack(tmp_path, default.url, key, setup=setup) as (server, _w):
+        async def scenario() -> dict:
+            client = Client(server)
+            await client.open_ws()
+            client.http.post("/api/voice/room", json={"assistant": "pearl"})
+            join = client.http.post("/api/bot/join", json={"assistant": "pearl"})
+            assert join.status_code == 202, join.text  # every worker runs hosted voices: nothing to refuse yet
+            error = await client.wait_for(lambda e: e["type"] == "voice.error", 30, "the voice.error")
+            await client.wait_for(lambda e: e["type"] == "voice.session.status"
+                                  and e["payload"]["status"] == "unavailable", 10, "the session unavailable")
+            await client.close()
+            return error["payload"]
 
-            error = asyncio.run(scenario())
-        finally:
-            stop_worker(worker)
-            server.stop()
-        assert error["code"] == "provider_unavailable" and error["stage"] == "tts" and error["fatal"] is True
-        assert "studio-voice" in error["message"] and "$STUDIO_TTS_KEY is not set" in error["message"]
+        error = asyncio.run(scenario())
+    assert error["code"] == "provider_unavailable" and error["stage"] == "tts" and error["fatal"] is True
+    assert "studio-voice" in error["message"] and "$STUDIO_TTS_KEY is not set" in error["message"]

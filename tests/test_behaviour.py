@@ -208,11 +208,11 @@ def test_the_assistants_settings_are_validated_and_reach_the_job():
         "silencePrompt": "Are you still there?", "endCallPhrases": ["goodbye", "talk soon"], "endCallMessage": "",
         "endCallTool": True, "durationWarningSeconds": 60,
         "durationWarning": "We are nearly out of time for this call.", "interruptionMinWords": 0,
-        "notesTools": True}
+        "interruptionMinSeconds": 0, "notesTools": True, "recordCalls": False}
     for field, value in [("end_call_phrases", "goodbye"), ("end_call_phrases", ["ok", ""]),
                          ("end_call_phrases", ["x"] * 21), ("silence_timeout", 1), ("silence_timeout", 4000),
                          ("duration_warning_seconds", 3600), ("first_message_mode", "whenever"),
-                         ("interruption_min_words", 11)]:
+                         ("interruption_min_words", 11), ("interruption_min_seconds", 11)]:
         bad = AssistantRecord(name="Bad", slug=f"bad-{field}", **{field: value})
         with pytest.raises(ValidationError) as caught:
             bad.save()
@@ -233,6 +233,54 @@ def test_interruption_words_set_how_much_the_user_says_before_the_bot_stops():
     assert default.stop == [stop]
 
 
+def test_interruption_seconds_let_short_backchannels_pass_while_the_bot_speaks():
+    """An assistant set to 1.5 s: "mm-hm" (0.4 s) while it talks does not stop it; a real
+    interruption (2 s) does; with the bot quiet, speech starts the user's turn at once."""
+    from pipecat.frames.frames import InputAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+
+    from voicebot.interruptions import MinSecondsUserTurnStartStrategy
+    from voicebot.pipeline import turn_strategies
+
+    (strategy,) = turn_strategies(Behaviour.from_job({"interruptionMinSeconds": 1.5}), object()).start
+    assert isinstance(strategy, MinSecondsUserTurnStartStrategy)
+    started: list[float] = []
+
+    async def on_started(_strategy, _params) -> None:
+        started.append(heard)
+
+    strategy.add_event_handler("on_user_turn_started", on_started)
+    chunk = InputAudioRawFrame(audio=b"\0\0" * 1600, sample_rate=16000, num_channels=1)  # 0.1 s
+
+    async def speak(seconds: float) -> None:
+        nonlocal heard
+        await strategy.process_frame(VADUserStartedSpeakingFrame())
+        for _ in range(round(seconds * 10)):
+            heard = round(heard + 0.1, 1)
+            await strategy.process_frame(chunk)
+        await strategy.process_frame(VADUserStoppedSpeakingFrame())
+
+    async def scenario() -> None:
+        nonlocal heard
+        await strategy.process_frame(BotStartedSpeakingFrame())
+        heard = 0.0
+        await speak(0.4)  # a backchannel
+        assert started == []
+        heard = 0.0
+        await speak(2.0)  # an interruption: the turn starts 1.5 s into it
+        assert started == [1.5]
+        await strategy.handle_user_turn_started()
+        await strategy.process_frame(BotStoppedSpeakingFrame())
+        heard = 0.0
+        await speak(0.3)  # the bot is quiet: at once
+        assert started == [1.5, 0.0]
+
+    heard = 0.0
+    run(scenario())
+    both = turn_strategies(Behaviour.from_job({"interruptionMinWords": 3, "interruptionMinSeconds": 2}), object())
+    assert [type(s).__name__ for s in both.start] == ["MinWordsUserTurnStartStrategy",
+                                                       "MinSecondsUserTurnStartStrategy"]
+
+
 @pytest.mark.django_db
 def test_the_config_api_tells_the_page_what_the_assistant_does_on_its_own(api, assistant):
     assistant.first_message = "Hello, I'm Pearl."
@@ -248,67 +296,53 @@ def test_the_config_api_tells_the_page_what_the_assistant_does_on_its_own(api, a
 
 # --- end to end: a worker on hosted fakes, a WebRTC peer, the user's websocket ---------------------
 
-def _configure(server, **fields) -> None:
-    """Set the demo assistant's conversation settings in the live server's database, as an admin would."""
+def pearl(**fields) -> str:
+    """Code that sets the demo assistant's settings in a live server's database, as an admin would
+    (botharness.hosted_stack's `setup`)."""
     import json
 
-    server.manage("shell", "-c", "import json; from assistants.models import AssistantRecord as A; "
-                  "a = A.objects.get(slug='pearl'); "
-                  f"[setattr(a, k, v) for k, v in json.loads({json.dumps(json.dumps(fields))}).items()]; a.save()")
+    return ("import json; a = A.objects.get(slug='pearl'); "
+            f"[setattr(a, k, v) for k, v in json.loads({json.dumps(json.dumps(fields))}).items()]; a.save()")
 
 
-def _hosted_env(url: str, key: str) -> dict[str, str]:
-    """A worker with all three stages on one fake OpenAI API: no local model, quick to start."""
-    from tests.botharness import BOT_ENV
-
-    return {**BOT_ENV, "VOICE_STT": "openai", "VOICE_LLM": "openai", "VOICE_TTS": "openai",
-            "VOICE_STT_BASE_URL": url, "VOICE_LLM_BASE_URL": url, "VOICE_TTS_BASE_URL": url,
-            "VOICE_STT_API_KEY": key, "VOICE_LLM_API_KEY": key, "VOICE_TTS_API_KEY": key,
-            "VOICE_STT_MODEL": "gpt-4o-transcribe", "VOICE_LLM_MODEL": "gpt-4.1-mini",
-            "VOICE_TTS_MODEL": "gpt-4o-mini-tts", "VOICE_TTS_VOICE": "alloy"}
+def _bot_speaking(e: dict) -> bool:
+    return e["type"] == "voice.bot.speaking" and e["payload"]["speaking"]
 
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_first_message_silence_prompt_and_silence_ending_as_the_user_meets_them(tmp_path):
-    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, hosted_stack, is_final_transcript
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
 
     key = "sk-test-behaviour-1f2e"
-    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
-        server = start_server(tmp_path, _hosted_env(api.url, key))
-        _configure(server, first_message="Hello, this is Pearl at the front desk.", silence_timeout=3,
-                   silence_prompt="Are you still there?", end_call_message="I'll hang up now. Goodbye.")
-        worker = start_worker(server, "--pool-size", "1")
-        try:
-            async def scenario() -> None:
-                client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
-                first = await client.wait_for(is_final_transcript("assistant"), 20, "the first message")
-                assert first["payload"] == {"role": "assistant", "text": "Hello, this is Pearl at the front desk.",
-                                            "final": True, "kind": "firstMessage"}
-                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
-                                      20, "the first message spoken")
-                prompt = await client.wait_for(lambda e: e["payload"].get("kind") == "silencePrompt", 30,
-                                               "the silence prompt")
-                assert prompt["payload"]["text"] == "Are you still there?"
-                goodbye = await client.wait_for(lambda e: e["payload"].get("kind") == "endCallMessage", 30,
-                                                "the end message")
-                assert goodbye["payload"]["text"] == "I'll hang up now. Goodbye."
-                ended = await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end")
-                assert ended["payload"]["reason"] == "silence_timeout" and ended["sessionId"] == session_id
-                assert client.events.index(first) < client.events.index(prompt) < client.events.index(ended)
-                await peer.close()
-                await client.close()
+    setup = pearl(first_message="Hello, this is Pearl at the front desk.", silence_timeout=3,
+                  silence_prompt="Are you still there?", end_call_message="I'll hang up now. Goodbye.")
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            hosted_stack(tmp_path, api.url, key, setup=setup) as (server, _worker):
+        async def scenario() -> None:
+            client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
+            first = await client.wait_for(is_final_transcript("assistant"), 20, "the first message")
+            assert first["payload"] == {"role": "assistant", "text": "Hello, this is Pearl at the front desk.",
+                                        "final": True, "kind": "firstMessage"}
+            await client.wait_for(_bot_speaking, 20, "the first message spoken")
+            prompt = await client.wait_for(lambda e: e["payload"].get("kind") == "silencePrompt", 30,
+                                           "the silence prompt")
+            assert prompt["payload"]["text"] == "Are you still there?"
+            goodbye = await client.wait_for(lambda e: e["payload"].get("kind") == "endCallMessage", 30,
+                                            "the end message")
+            assert goodbye["payload"]["text"] == "I'll hang up now. Goodbye."
+            ended = await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end")
+            assert ended["payload"]["reason"] == "silence_timeout" and ended["sessionId"] == session_id
+            assert client.events.index(first) < client.events.index(prompt) < client.events.index(ended)
+            await peer.close()
+            await client.close()
 
-            asyncio.run(scenario())
-        finally:
-            stop_worker(worker)
-            server.stop()
-        spoken = [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]
-        assert spoken[:3] == ["Hello, this is Pearl at the front desk.", "Are you still there?",
-                              "I'll hang up now. Goodbye."]  # each line was spoken, in order
-        assert not api.requests_to("/v1/chat/completions")  # the user never spoke: the model was never asked
+        asyncio.run(scenario())
+    spoken = [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]
+    assert spoken[:3] == ["Hello, this is Pearl at the front desk.", "Are you still there?",
+                          "I'll hang up now. Goodbye."]  # each line was spoken, in order
+    assert not api.requests_to("/v1/chat/completions")  # the user never spoke: the model was never asked
 
 
 @pytest.mark.server
@@ -316,65 +350,51 @@ def test_first_message_silence_prompt_and_silence_ending_as_the_user_meets_them(
 def test_the_model_ends_the_call_with_its_tool_or_a_phrase(tmp_path):
     import json
 
-    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, hosted_stack, is_final_transcript
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
 
     key = "sk-test-behaviour-9c8b"
-    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
-        server = start_server(tmp_path, _hosted_env(api.url, key))
-        _configure(server, end_call_tool=True, end_call_phrases=["talk soon"])
-        worker = start_worker(server, "--pool-size", "1")
-        try:
-            async def call(typed: str) -> dict:
-                client, peer, _session_id = await active_session(server, persistence=2)
-                await client.ws.send(json.dumps({"type": "user-message", "content": typed}))
-                ended = await client.wait_for(lambda e: e["type"] == "voice.session.end", 40, "the session's end")
-                await client.wait_for(is_final_transcript("assistant"), 5, "the bot's last words")
-                await peer.close()
-                await client.close()
-                return ended
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            hosted_stack(tmp_path, api.url, key, setup=pearl(end_call_tool=True, end_call_phrases=["talk soon"])
+                         ) as (server, _worker):
+        async def call(typed: str) -> dict:
+            client, peer, _session_id = await active_session(server, persistence=2)
+            await client.ws.send(json.dumps({"type": "user-message", "content": typed}))
+            ended = await client.wait_for(lambda e: e["type"] == "voice.session.end", 40, "the session's end")
+            await client.wait_for(is_final_transcript("assistant"), 5, "the bot's last words")
+            await peer.close()
+            await client.close()
+            return ended
 
-            api.call_tool_next("end_call", {"reason": "the user is done"})
-            ended = asyncio.run(call("That's all, thanks."))
-            assert ended["payload"]["reason"] == "end_call_tool"
-            ended = asyncio.run(call("Say talk soon to me."))  # the fake echoes it: the assistant says the phrase
-            assert ended["payload"]["reason"] == "end_call_phrase"
-        finally:
-            stop_worker(worker)
-            server.stop()
-        chats = api.requests_to("/v1/chat/completions", ok=True)
-        assert "end_call" in {t["function"]["name"] for t in chats[0].json["tools"]}
+        api.call_tool_next("end_call", {"reason": "the user is done"})
+        ended = asyncio.run(call("That's all, thanks."))
+        assert ended["payload"]["reason"] == "end_call_tool"
+        ended = asyncio.run(call("Say talk soon to me."))  # the fake echoes it: the assistant says the phrase
+        assert ended["payload"]["reason"] == "end_call_phrase"
+    chats = api.requests_to("/v1/chat/completions", ok=True)
+    assert "end_call" in {t["function"]["name"] for t in chats[0].json["tools"]}
 
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_the_max_duration_warning_is_spoken_before_the_cut_off(tmp_path):
-    from tests.botharness import active_session, start_worker, stop_worker
+    from tests.botharness import active_session, hosted_stack
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
 
     key = "sk-test-behaviour-5d4c"
-    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api:
-        server = start_server(tmp_path, _hosted_env(api.url, key))
-        _configure(server, voice_max_duration=40, duration_warning_seconds=32,
-                   duration_warning="We have half a minute left.")
-        worker = start_worker(server, "--pool-size", "1")
-        try:
-            async def scenario() -> None:
-                client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
-                warning = await client.wait_for(lambda e: e["payload"].get("kind") == "durationWarning", 30,
-                                                "the max-duration warning")
-                assert warning["payload"]["text"] == "We have half a minute left."
-                assert not any(e["type"] == "voice.session.end" for e in client.events)  # before the cut-off
-                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
-                                      20, "the warning spoken")
-                await peer.close()
-                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-                await client.close()
+    setup = pearl(voice_max_duration=40, duration_warning_seconds=32, duration_warning="We have half a minute left.")
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            hosted_stack(tmp_path, api.url, key, setup=setup) as (server, _worker):
+        async def scenario() -> None:
+            client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
+            warning = await client.wait_for(lambda e: e["payload"].get("kind") == "durationWarning", 30,
+                                            "the max-duration warning")
+            assert warning["payload"]["text"] == "We have half a minute left."
+            assert not any(e["type"] == "voice.session.end" for e in client.events)  # before the cut-off
+            await client.wait_for(_bot_speaking, 20, "the warning spoken")
+            await peer.close()
+            client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+            await client.close()
 
-            asyncio.run(scenario())
-        finally:
-            stop_worker(worker)
-            server.stop()
-        assert "We have half a minute left." in [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]
+        asyncio.run(scenario())
+    assert "We have half a minute left." in [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.botharness import start_worker, stop_worker
+from tests.botharness import hosted_stack
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.receiver import SignedReceiver
-from tests.livesrv import start_server
-from tests.test_behaviour import _hosted_env
 from tests.test_browser import CHROMIUM, sign_in
 from tests.waiting import wait_until
 
@@ -89,48 +87,43 @@ def test_an_admin_made_assistant_with_its_own_voice_first_message_tool_and_webho
             FakeOpenAI(api_key=VOICE_KEY, max_speech_seconds=1.5) as studio, \
             SignedReceiver(TOOL_SECRET, reply={"result": {"order": "42", "status": "shipped on Tuesday"}}) as tool, \
             SignedReceiver(HOOK_SECRET) as hooks:
-        server = start_server(tmp_path, {**_hosted_env(api.url, KEY), "VOICE_WEBHOOK_POLL_SECONDS": "0.2"})
-        worker = start_worker(server, "--pool-size", "1")
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                    "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
-                    "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"])
-                admin_creates_the_assistant(browser, server.url, studio, tool, hooks)
+        with hosted_stack(tmp_path, api.url, KEY, env={"VOICE_WEBHOOK_POLL_SECONDS": "0.2"}) as (server, _worker), \
+                sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
+                "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"])
+            admin_creates_the_assistant(browser, server.url, studio, tool, hooks)
 
-                api.call_tool_next("check_order", {"order": "42"})  # the model's answer to the first question
-                page = sign_in(browser, server.url)
-                page.get_by_role("link", name="Orbit").click()
-                page.get_by_role("button", name="Start voice").click()
-                expect(page.locator("#status")).to_have_text("active", timeout=30_000)
-                expect(page.locator("#messages li[data-kind=firstMessage]")).to_contain_text(FIRST, timeout=30_000)
-                expect(page.locator("#tools li").first).to_contain_text("check_order", timeout=60_000)
-                expect(page.locator("#messages li[data-role=assistant]").filter(has_text="shipped on Tuesday")
-                       ).to_have_count(1, timeout=60_000)
+            api.call_tool_next("check_order", {"order": "42"})  # the model's answer to the first question
+            page = sign_in(browser, server.url)
+            page.get_by_role("link", name="Orbit").click()
+            page.get_by_role("button", name="Start voice").click()
+            expect(page.locator("#status")).to_have_text("active", timeout=30_000)
+            expect(page.locator("#messages li[data-kind=firstMessage]")).to_contain_text(FIRST, timeout=30_000)
+            expect(page.locator("#tools li").first).to_contain_text("check_order", timeout=60_000)
+            expect(page.locator("#messages li[data-role=assistant]").filter(has_text="shipped on Tuesday")
+                   ).to_have_count(1, timeout=60_000)
 
-                # The microphone picker: another microphone mid-call, and the assistant still hears.
-                picker = page.get_by_label("Microphone")
-                expect(picker).to_be_enabled()
-                labels = picker.locator("option").all_text_contents()
-                assert "Fake Audio Input 1" in labels, labels
-                picker.select_option(label="Fake Audio Input 1")
-                page.wait_for_function("() => window.voiceSession.mic.getAudioTracks()[0].label === "
-                                       "'Fake Audio Input 1' && window.voiceSession.pc.getSenders().some("
-                                       "s => s.track && s.track.label === 'Fake Audio Input 1')", timeout=10_000)
-                heard = page.locator("#messages li[data-role=user]").count()
-                page.wait_for_function("n => document.querySelectorAll('#messages li[data-role=user]').length > n",
-                                       arg=heard, timeout=60_000)  # the question again, through the new one
-                expect(page.locator("#status")).to_have_text("active")
+            # The microphone picker: another microphone mid-call, and the assistant still hears.
+            picker = page.get_by_label("Microphone")
+            expect(picker).to_be_enabled()
+            labels = picker.locator("option").all_text_contents()
+            assert "Fake Audio Input 1" in labels, labels
+            picker.select_option(label="Fake Audio Input 1")
+            page.wait_for_function("() => window.voiceSession.mic.getAudioTracks()[0].label === "
+                                   "'Fake Audio Input 1' && window.voiceSession.pc.getSenders().some("
+                                   "s => s.track && s.track.label === 'Fake Audio Input 1')", timeout=10_000)
+            heard = page.locator("#messages li[data-role=user]").count()
+            page.wait_for_function("n => document.querySelectorAll('#messages li[data-role=user]').length > n",
+                                   arg=heard, timeout=60_000)  # the question again, through the new one
+            expect(page.locator("#status")).to_have_text("active")
 
-                page.get_by_role("button", name="Stop voice").click()
-                expect(page.locator("#status")).to_have_text("inactive", timeout=10_000)
-                browser.close()
+            page.get_by_role("button", name="Stop voice").click()
+            expect(page.locator("#status")).to_have_text("inactive", timeout=10_000)
+            browser.close()
             wait_until(lambda: any(r.json["type"] == "end-of-call-report" for r in hooks.signed()), 60,
-                       "the end-of-call report at the webhook")
-        finally:
-            stop_worker(worker)
-            server.stop()
+                       "the end-of-call report at the webhook")  # delivered by the worker: before it stops
 
     # The tool's endpoint saw the model's call, signed, with the session's context.
     [first, *_] = tool.signed()

@@ -103,22 +103,17 @@ def test_an_unsigned_request_is_refused_by_the_receiver():
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
-    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, hosted_stack, is_final_transcript
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
-    from tests.test_assistant_models import _in_server
-    from tests.test_behaviour import _hosted_env
 
     key = "sk-test-tools-4e1a"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
             SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
-        server = start_server(tmp_path, _hosted_env(api.url, key))
-        _in_server(server, f"a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
-                           f"a.tools.create(name='check_order', description='Look up an order by number.', "
-                           f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
-                           f"timeout_seconds=5, max_retries=1)")
-        worker = start_worker(server, "--pool-size", "1")
-        try:
+        setup = ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
+                 "a.tools.create(name='check_order', description='Look up an order by number.', "
+                 f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
+                 "timeout_seconds=5, max_retries=1)")
+        with hosted_stack(tmp_path, api.url, key, setup=setup) as (server, worker):
             async def scenario() -> list[dict]:
                 client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
                 api.call_tool_next("check_order", {"order": "42"})
@@ -139,9 +134,6 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
                 return [result, said, session_id]
 
             result, said, session_id = asyncio.run(scenario())
-        finally:
-            stop_worker(worker)
-            server.stop()
     first, *retried = endpoint.signed()
     assert first.json["arguments"] == {"order": "42"} and first.json["sessionId"] == session_id
     assert first.json["assistant"] == "pearl" and first.json["userId"]

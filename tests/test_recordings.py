@@ -122,51 +122,42 @@ def test_the_retention_command_and_deleting_the_session_remove_the_file(session,
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_a_recorded_call_keeps_what_the_user_said_and_what_the_assistant_said(tmp_path):
-    from tests.botharness import active_session, is_final_transcript, speak_to_wav, start_worker, stop_worker
+    from tests.botharness import active_session, hang_up, hosted_stack, is_final_transcript, speak_to_wav
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
-    from tests.test_assistant_models import _in_server
-    from tests.test_behaviour import _hosted_env
     from tests.waiting import wait_until
 
     key = "sk-test-recordings-6f2a"
-    with FakeOpenAI(api_key=key, max_speech_seconds=2.0) as api:
-        server = start_server(tmp_path, _hosted_env(api.url, key))
-        _in_server(server, "a = A.objects.get(slug='pearl'); a.record_calls = True; "
-                           "a.first_message = 'Hello, this call is recorded.'; a.save()")
-        worker = start_worker(server, "--pool-size", "1")
-        question = speak_to_wav("What notes do I have?", tmp_path / "question.wav")
-        try:
-            async def call() -> str:
-                client, peer, session_id = await active_session(server, persistence=0, expect_new=True)
-                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and not e["payload"]["speaking"],
-                                      30, "the first message played")
-                peer.say_wav(str(question))
-                heard = await client.wait_for(is_final_transcript("user"), 30, "the question heard")
-                await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and not e["payload"]["speaking"]
-                                      and client.events.index(e) > client.events.index(heard), 40, "the answer played")
-                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-                await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end")
-                await peer.close()
-                await client.close()
-                return session_id
+    question = speak_to_wav("What notes do I have?", tmp_path / "question.wav")
+    setup = ("a = A.objects.get(slug='pearl'); a.record_calls = True; "
+             "a.first_message = 'Hello, this call is recorded.'; a.save()")
+    with FakeOpenAI(api_key=key, max_speech_seconds=2.0) as api, \
+            hosted_stack(tmp_path, api.url, key, setup=setup) as (server, _worker):
+        async def call() -> str:
+            client, peer, session_id = await active_session(server, persistence=0, expect_new=True)
 
-            session_id = asyncio.run(call())
-            def kept() -> str | None:
-                out = server.manage("shell", "-c", "from voicesessions.models import VoiceSession as S; "
-                                                   f"print('name=' + S.objects.get(pk='{session_id}').recording.name)")
-                name = out.rsplit("name=", 1)[-1].strip()
-                return name or None
+            def played(after: dict | None = None):
+                return lambda e: (e["type"] == "voice.bot.speaking" and not e["payload"]["speaking"]
+                                  and (after is None or client.events.index(e) > client.events.index(after)))
 
-            out = wait_until(kept, 30, "the recording kept")
-        finally:
-            stop_worker(worker)
-            server.stop()
-        path = tmp_path / "media" / out
-        with wave.open(str(path)) as w:
-            assert (w.getnchannels(), w.getframerate()) == (2, SAMPLE_RATE)
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
-        user, bot = data[:, 0].astype(float), data[:, 1].astype(float)
-        assert len(user) / SAMPLE_RATE > 2  # the first message, the question and the answer at least
-        assert np.sqrt(np.mean(bot ** 2)) > 100  # the assistant's side: its speech
-        assert np.sqrt(np.mean(user ** 2)) > 100  # the user's side: the question
+            await client.wait_for(played(), 30, "the first message played")
+            peer.say_wav(str(question))
+            heard = await client.wait_for(is_final_transcript("user"), 30, "the question heard")
+            await client.wait_for(played(heard), 40, "the answer played")
+            await hang_up(client, peer)
+            return session_id
+
+        session_id = asyncio.run(call())
+
+        def kept() -> str | None:
+            out = server.manage("shell", "-c", "from voicesessions.models import VoiceSession as S; "
+                                               f"print('name=' + S.objects.get(pk='{session_id}').recording.name)")
+            return out.rsplit("name=", 1)[-1].strip() or None
+
+        name = wait_until(kept, 30, "the recording kept")
+    with wave.open(str(tmp_path / "media" / name)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, SAMPLE_RATE)
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    user, bot = data[:, 0].astype(float), data[:, 1].astype(float)
+    assert len(user) / SAMPLE_RATE > 2  # the first message, the question and the answer at least
+    assert np.sqrt(np.mean(bot ** 2)) > 100  # the assistant's side: its speech
+    assert np.sqrt(np.mean(user ** 2)) > 100  # the user's side: the question

@@ -195,51 +195,32 @@ def test_the_admin_delivery_log_shows_the_answers_and_resends(admin_client, sess
 @pytest.mark.server
 @pytest.mark.timeout(300)
 def test_the_end_of_call_report_arrives_after_a_restart_between_the_end_and_its_delivery(tmp_path):
-    from tests.botharness import active_session, is_final_transcript, start_worker, stop_worker
+    from tests.botharness import active_session, hang_up, hosted_stack, is_final_transcript
     from tests.fakes.openai_api import FakeOpenAI
-    from tests.livesrv import start_server
-    from tests.test_assistant_models import _in_server
-    from tests.test_behaviour import _hosted_env
 
     key = "sk-test-webhooks-31d5"
-    env = {**_hosted_env("", key), "VOICE_WEBHOOK_RETRY_BASE": "0.2", "VOICE_WEBHOOK_RETRY_MAX": "0.5",
-           "VOICE_WEBHOOK_POLL_SECONDS": "0.2"}
+    fast = {"VOICE_WEBHOOK_RETRY_BASE": "0.2", "VOICE_WEBHOOK_RETRY_MAX": "0.5", "VOICE_WEBHOOK_POLL_SECONDS": "0.2"}
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, SignedReceiver(SECRET) as receiver:
-        env.update({name: api.url for name in ("VOICE_STT_BASE_URL", "VOICE_LLM_BASE_URL", "VOICE_TTS_BASE_URL")})
         receiver.down_with = 503  # the customer's server is down when the call ends
-        server = start_server(tmp_path, env)
-        _in_server(server, f"a = A.objects.get(slug='pearl'); a.server_url = '{receiver.url}/hooks'; "
-                           f"a.server_secret = '{SECRET}'; a.save()")
-        worker = start_worker(server, "--pool-size", "1")
-        try:
+        setup = (f"a = A.objects.get(slug='pearl'); a.server_url = '{receiver.url}/hooks'; "
+                 f"a.server_secret = '{SECRET}'; a.save()")
+        with hosted_stack(tmp_path, api.url, key, setup=setup, env=fast) as (server, _worker):
             async def call() -> str:
                 client, peer, session_id = await active_session(server, persistence=0, expect_new=True)
                 await client.ws.send(json.dumps({"type": "user-message", "content": "Book a table for two."}))
                 await client.wait_for(is_final_transcript("assistant"), 30, "the answer")
-                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-                await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end")
-                await peer.close()
-                await client.close()
+                await hang_up(client, peer)
                 return session_id
 
             session_id = asyncio.run(call())
             wait_until(lambda: any(r.json["type"] == "end-of-call-report" for r in receiver.received), 60,
                        "an attempt at the report (refused)")
-        finally:
-            stop_worker(worker)
-            server.stop()
-        refused = len(receiver.received)
-        assert refused and all(r.status == 503 for r in receiver.received)
+        assert receiver.received and all(r.status == 503 for r in receiver.received)
 
-        receiver.down_with = None  # the customer's server is back; ours restarts
-        server = start_server(tmp_path, env)
-        worker = start_worker(server, "--pool-size", "1")
-        try:
+        receiver.down_with = None  # the customer's server is back; ours restarts on the same database
+        with hosted_stack(tmp_path, api.url, key, env=fast):
             wait_until(lambda: any(r.json["type"] == "end-of-call-report" and r.status == 200
                                    for r in receiver.received), 60, "the report delivered after the restart")
-        finally:
-            stop_worker(worker)
-            server.stop()
     delivered = [r for r in receiver.received if r.status == 200]
     assert all(r.signed for r in receiver.received)
     [report] = [r.json for r in delivered if r.json["type"] == "end-of-call-report"]

@@ -52,6 +52,7 @@ class Behaviour:
     duration_warning_seconds: float = 0
     duration_warning: str = ""
     interruption_min_words: int = 0  # 0: the user interrupts as soon as the VAD hears them
+    interruption_min_seconds: float = 0  # the same in seconds of speech
     notes_tools: bool = True  # the built-in notes tools
     record_calls: bool = False  # keep the call's audio (recording.py)
 
@@ -67,6 +68,7 @@ class Behaviour:
                    duration_warning_seconds=float(data.get("durationWarningSeconds") or 0),
                    duration_warning=str(data.get("durationWarning") or ""),
                    interruption_min_words=int(data.get("interruptionMinWords") or 0),
+                   interruption_min_seconds=float(data.get("interruptionMinSeconds") or 0),
                    notes_tools=bool(data.get("notesTools", True)),
                    record_calls=bool(data.get("recordCalls")))
 

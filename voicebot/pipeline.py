@@ -113,15 +113,20 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
 
 
 def turn_strategies(behaviour: Behaviour, turn_stop: Any) -> UserTurnStrategies:
-    """When a user turn starts and stops. With the assistant's interruption words set, the user
-    takes the turn from a speaking bot only once they have said that many words (Pipecat's
-    MinWordsUserTurnStartStrategy; one word when the bot is quiet)."""
+    """When a user turn starts and stops. With the assistant's interruption words (or seconds) set,
+    the user takes the turn from a speaking bot only once they have said that many words (Pipecat's
+    MinWordsUserTurnStartStrategy) or spoken that long (interruptions.py), whichever comes first;
+    at once when the bot is quiet."""
+    start: list[Any] = []
     if behaviour.interruption_min_words > 0:
         from pipecat.turns.user_start.min_words_user_turn_start_strategy import MinWordsUserTurnStartStrategy
 
-        return UserTurnStrategies(start=[MinWordsUserTurnStartStrategy(min_words=behaviour.interruption_min_words)],
-                                  stop=[turn_stop])
-    return UserTurnStrategies(stop=[turn_stop])
+        start.append(MinWordsUserTurnStartStrategy(min_words=behaviour.interruption_min_words))
+    if behaviour.interruption_min_seconds > 0:
+        from .interruptions import MinSecondsUserTurnStartStrategy
+
+        start.append(MinSecondsUserTurnStartStrategy(min_seconds=behaviour.interruption_min_seconds))
+    return UserTurnStrategies(start=start, stop=[turn_stop]) if start else UserTurnStrategies(stop=[turn_stop])
 
 
 def _when(iso: str) -> Any:

@@ -125,7 +125,9 @@ def test_a_short_question_encodes_a_short_window_and_is_heard_right(tmp_path):
         seen.append(features.shape[-1])
         return real(self, features)
 
-    pcm = _speech(tmp_path, "What is the capital of Italy?")
+    # Not "the capital of Italy": tiny.en hears espeak-ng's "of Italy" as "immediately" on some runs (a
+    # borderline decode that Whisper's temperature fallback then samples), windowed or not.
+    pcm = _speech(tmp_path, "How many legs does a spider have?")
     audio = np.frombuffer(pcm + bytes(RATE), dtype=np.int16).astype(np.float32) / 32768.0
     original = type(whisper).__mro__[1].encode
     type(whisper).__mro__[1].encode = spy
@@ -134,7 +136,7 @@ def test_a_short_question_encodes_a_short_window_and_is_heard_right(tmp_path):
         text = " ".join(s.text for s in segments).lower()
     finally:
         type(whisper).__mro__[1].encode = original
-    assert "capital" in text and "italy" in text
+    assert "legs" in text and "spider" in text, text
     assert seen and max(seen) <= 600, seen  # about 3 s of audio: a 5-6 s window, not Whisper's 30 s
 
 

@@ -5,7 +5,7 @@ bench/tool_requests.json, a set written without looking at the router: 161
 requests phrased many ways and 84 sentences that must not call a tool, some of
 them with note-like words in other senses.
 
-    .venv/bin/python bench/bench_tools.py [--misses] [--sweep]
+    .venv/bin/python bench/bench_tools.py [--misses] [--sweep] [--set bench/tool_requests_2.json]
 
 `--sweep` chooses the classifier's threshold without touching that set: five-fold
 cross-validation on the classifier's own training sentences
@@ -119,11 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true", help="list every miss and false call")
     parser.add_argument("--sweep", action="store_true", help="choose the threshold on the training set")
+    parser.add_argument("--set", type=Path, default=SET,
+                        help="the set to score (bench/tool_requests_2.json: the second blind set)")
     options = parser.parse_args()
     if options.sweep:
         sweep()
         return
-    result = score(json.loads(SET.read_text())["items"])
+    result = score(json.loads(options.set.read_text())["items"])
     print(f"requests {result['positives']}, non-requests {result['negatives']}")
     print(f"tool recall {result['recall']:.1%}  arguments right {result['args_right']:.1%}  "
           f"false calls {result['false_calls']} ({result['false_call_rate']:.1%})")

@@ -3,7 +3,8 @@
 These are floors at the measured figures (bench/bench_tools.py; docs/llm-models.md), so a
 change to the patterns, the classifier or its training set cannot lose recall or add false
 calls unnoticed. Recall meets the goal (90%); false calls (4 of 84) do not yet (goal: none).
-A second set, written blind on 2026-12-04 (bench/tool_requests_2.json), gives 92.9% and 5 of 70.
+Two more sets were written blind on 2026-12-04 (bench/tool_requests_2.json, _3.json); the
+third, written after the hard negatives of that day were added to training, is the fair one.
 """
 from __future__ import annotations
 
@@ -30,12 +31,16 @@ def test_the_router_keeps_its_measured_recall_and_false_calls():
     assert result["false_calls"] <= 4, result["false"]
 
 
-def test_the_router_keeps_its_figures_on_the_second_blind_set():
-    result = score(json.loads((ROOT / "bench" / "tool_requests_2.json").read_text())["items"])
-    assert result["positives"] == 70 and result["negatives"] == 70
-    assert result["recall"] >= 0.92, result["misses"]
-    assert result["args_right"] >= 0.89, result["misses"]
-    assert result["false_calls"] <= 5, result["false"]
+@pytest.mark.parametrize("name, recall, args_right, false_calls", [
+    ("tool_requests_2.json", 0.92, 0.89, 3),  # its false calls were read before the hard negatives
+    ("tool_requests_3.json", 0.90, 0.76, 3),  # blind to all of it: 88.3% and 6 false calls before
+])
+def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right, false_calls):
+    result = score(json.loads((ROOT / "bench" / name).read_text())["items"])
+    assert result["positives"] >= 60 and result["negatives"] >= 70
+    assert result["recall"] >= recall, result["misses"]
+    assert result["args_right"] >= args_right, result["misses"]
+    assert result["false_calls"] <= false_calls, result["false"]
 
 
 @pytest.mark.parametrize("text, tool, args", [

@@ -122,7 +122,12 @@ def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production
 
     responses = asyncio.run(scenario())
     assert len(responses) == 200
-    assert all(r.status_code in (200, 202) for r in responses), {r.status_code for r in responses}
+    assert all(r.status_code in (200, 202, 503) for r in responses), {r.status_code for r in responses}
+    # Two workers of one slot each: once the joins already waiting take both slots, the rest are
+    # refused at once (admission control), each with the reason and when to try again.
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused and all(r.json()["error"] == "no_capacity" and r.headers["Retry-After"] for r in refused)
+    joined = {r.json()["sessionId"] for r in responses if r.status_code in (200, 202) and "sessionId" in r.json()}
     counts = a.manage("shell", "-c", (
         "from voicesessions.models import VoiceSession, BotJob, LIVE_STATUSES\n"
         "from django.db.models import Count\n"
@@ -131,8 +136,8 @@ def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production
         "print(len(rooms), max(r['n'] for r in rooms), "
         "BotJob.objects.filter(session__user__username__startswith='load').count())"))
     rooms, most, jobs = map(int, counts.split()[-3:])
-    assert rooms == 25 and most == 1  # one live session, one bot, per room
-    assert jobs == 25  # and exactly one job each
+    assert rooms == len(joined) >= 2 and most == 1  # one live session, one bot, per room that got one
+    assert jobs == rooms  # and exactly one job each: a refused join left nothing behind
     for user in users:  # free the workers' slots for the next tests
         r = httpx.request("DELETE", f"{a.url}/api/voice/room", json={"teardownDelay": 0},
                           headers={"Authorization": f"Token {keys[user]}"}, timeout=30)

@@ -34,6 +34,7 @@ from webhooks.delivery import deliver_forever
 from . import custom_tools
 from .control import make_app
 from .ice import restrict_host_candidates
+from .load import LoadMeter, admitting
 from .services.assistant_models import UnsupportedModels, for_models, offers
 from .session import BotSession, DailyJoinError
 from .summary import summariser
@@ -61,12 +62,14 @@ class BotWorkerProcess:
         self.ice_servers: list[Any] = []
         self.stopping = asyncio.Event()
         self.queue = get_queue()
+        self.load = LoadMeter(settings.VOICE_WORKER_LOAD_WINDOW)
 
     def active_count(self) -> int:
         return len(self.sessions) + len(self.children)
 
     def free_slots(self) -> int:
-        return max(0, self.capacity - self.active_count())
+        """Sessions it may take now: its slots, as far as its measured load allows (load.py)."""
+        return admitting(self.capacity, self.active_count(), self.load.sample(), settings.VOICE_WORKER_MAX_LOAD)
 
     # --- main ------------------------------------------------------------------
     async def run(self) -> None:
@@ -245,7 +248,8 @@ class BotWorkerProcess:
         interval = settings.VOICE_WORKER_HEARTBEAT_SECONDS
         while True:
             try:
-                await database_sync_to_async(workers.heartbeat)(self.worker_id, self.active_count())
+                await database_sync_to_async(workers.heartbeat)(self.worker_id, self.active_count(),
+                                                                load=self.load.sample(), admitting=self.free_slots())
                 await self._reap()
                 if not self.only_job:
                     # Every worker also runs the sweeper, so deadlines fire

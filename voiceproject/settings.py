@@ -291,6 +291,12 @@ VOICE_WORKER_MAX_SESSIONS = env.int("VOICE_WORKER_MAX_SESSIONS", default=0)  # r
 VOICE_WORKER_IDLE_TIMEOUT = env.float("VOICE_WORKER_IDLE_TIMEOUT", default=0)  # exit when idle N s; 0 = never
 VOICE_WORKER_HEARTBEAT_SECONDS = env.float("VOICE_WORKER_HEARTBEAT_SECONDS", default=2.0)
 VOICE_WORKER_POLL_SECONDS = env.float("VOICE_WORKER_POLL_SECONDS", default=0.05)
+# Admission control (issue 14): a worker claims a job only while its CPU use over the last
+# VOICE_WORKER_LOAD_WINDOW seconds, per usable core, is under VOICE_WORKER_MAX_LOAD; a join
+# that no live worker has room for is refused with 503 no_capacity and this Retry-After.
+VOICE_WORKER_MAX_LOAD = env.float("VOICE_WORKER_MAX_LOAD", default=0.9)
+VOICE_WORKER_LOAD_WINDOW = env.float("VOICE_WORKER_LOAD_WINDOW", default=5.0)
+VOICE_NO_CAPACITY_RETRY_AFTER = env.int("VOICE_NO_CAPACITY_RETRY_AFTER", default=5)
 VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")  # host servers dial
 VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim

@@ -72,11 +72,26 @@ class VoiceCollector(Collector):
                                  labels=["worker"])
         busy = GaugeMetricFamily("voice_bot_pool_sessions", "Sessions each live worker holds.", labels=["worker"])
         size = GaugeMetricFamily("voice_bot_pool_capacity", "Pool size of each live worker.", labels=["worker"])
+        load = GaugeMetricFamily("voice_bot_worker_load", "Each live worker's CPU use per usable core (0-1), "
+                                 "over its load window.", labels=["worker"])
+        room = GaugeMetricFamily("voice_bot_pool_admitting", "Sessions each live worker takes now, its load "
+                                 "allowing.", labels=["worker"])
         for worker in workers:
             util.add_metric([worker.worker_id], worker.active_sessions / worker.capacity if worker.capacity else 0)
             busy.add_metric([worker.worker_id], worker.active_sessions)
             size.add_metric([worker.worker_id], worker.capacity)
-        yield from (util, busy, size)
+            load.add_metric([worker.worker_id], worker.load)
+            if worker.admitting is not None:
+                room.add_metric([worker.worker_id], worker.admitting)
+        yield from (util, busy, size, load, room)
+        refused = CounterMetricFamily("voice_joins_refused", "Bot joins refused before a job was queued, by reason.",
+                                      labels=["reason"])
+        by_reason = dict(OpsEvent.objects.filter(kind=OpsEventKind.JOIN_REFUSED).values_list("label")
+                         .annotate(n=Count("id")).order_by())
+        refused.add_metric(["no_capacity"], by_reason.pop("no_capacity", 0))  # zero included, for alerts
+        for reason, n in sorted(by_reason.items()):
+            refused.add_metric([reason], n)
+        yield refused
 
         tools = CounterMetricFamily("voice_tool_calls", "Tool calls in voice sessions, by tool.", labels=["tool"])
         for row in (SessionEvent.objects.filter(type=VoiceEventType.TOOL_CALL).values("payload__name")

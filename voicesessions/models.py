@@ -362,6 +362,8 @@ class OpsEventKind(models.TextChoices):
     ERROR = "error", "Error"
     # A conversation ended (user left, bot lost, session over); value = seconds it lasted.
     CONVERSATION = "conversation", "Conversation ended"
+    # A join refused before any job was queued; label = why (no_capacity).
+    JOIN_REFUSED = "join.refused", "Join refused"
 
 
 class ErrorKind(models.TextChoices):
@@ -417,6 +419,9 @@ class BotWorker(models.Model):
     control_url = models.CharField(max_length=300, help_text="Where servers reach this worker (signalling, control).")
     capacity = models.PositiveSmallIntegerField(default=2)
     active_sessions = models.PositiveSmallIntegerField(default=0)
+    load = models.FloatField(default=0.0, help_text="Its CPU use over the last few seconds, per usable core (0-1).")
+    admitting = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="How many more sessions it takes now (its load allowing); empty: unknown.")
     offers = models.JSONField(default=dict, blank=True,
                               help_text='The providers it runs, per stage: {"stt": ["local", "openai", ...], ...}.')
     started_at = models.DateTimeField(default=timezone.now)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from assistants.models import AssistantRecord
 
-from . import opsevents
+from . import admission, opsevents
 from .botclient import send_to_bot
 from .events import record_event
 from .logctx import log_fields
@@ -103,6 +103,7 @@ def join_bot(user, room: VoiceRoom, *, assistant: AssistantRecord | None, params
                 "sessionPersistence": session.session_persistence,
                 "assistant": assistant.slug if assistant else None})
             reused = False
+        admission.check_room()  # raises NoCapacity: the transaction, this session included, is undone
         job_id = get_queue().enqueue(_job_spec(session, room, assistant))
     logger.info("[BotJoin] session=%s room=%s job=%s voice_only=%s persistence=%ss reused=%s",
                 session.pk, room.url, job_id, session.voice_only, session.session_persistence, reused,

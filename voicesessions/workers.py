@@ -39,8 +39,13 @@ def register(worker_id: str, control_url: str, capacity: int, offers: dict[str, 
     return worker
 
 
-def heartbeat(worker_id: str, active_sessions: int) -> None:
-    BotWorker.objects.filter(worker_id=worker_id).update(heartbeat_at=timezone.now(), active_sessions=active_sessions)
+def heartbeat(worker_id: str, active_sessions: int, *, load: float | None = None,
+              admitting: int | None = None) -> None:
+    """The worker is alive, with this many sessions (and this load, and room for this many more)."""
+    fields = {"heartbeat_at": timezone.now(), "active_sessions": active_sessions}
+    if load is not None:
+        fields.update(load=load, admitting=admitting)
+    BotWorker.objects.filter(worker_id=worker_id).update(**fields)
 
 
 def stop(worker_id: str) -> None:

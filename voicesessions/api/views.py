@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 from assistants.models import AssistantRecord
 from assistants.rollout import decide
 
-from .. import capabilities, rooms, sessions
-from ..models import VoiceSession
+from .. import capabilities, opsevents, rooms, sessions
+from ..admission import NoCapacity
+from ..models import OpsEventKind, VoiceSession
 from .errors import ApiError, field_error
 from .serializers import (ErrorSerializer, EventListQuerySerializer, JoinRequestSerializer, JoinResponseSerializer,
                           LeaveRequestSerializer, LeaveResponseSerializer, RoomRequestSerializer,
@@ -105,6 +106,8 @@ class BotJoinView(APIView):
                               **NOT_FOUND, 409: _error("Your room is torn down or expired: POST /api/voice/room."),
                               422: _error("No voice worker can run the assistant's models, or `voice` is not "
                                           "a voice id of its voice provider (`provider_unavailable`)."),
+                              503: _error("Every voice worker is busy (`no_capacity`): try again after "
+                                          "Retry-After seconds."),
                               **UNSUPPORTED_MEDIA, **THROTTLED},
                    summary="Ask a bot to join your room")
     def post(self, request: Request) -> Response:
@@ -118,7 +121,13 @@ class BotJoinView(APIView):
         if problem is not None:
             raise ApiError("provider_unavailable", problem.message, status_code=422,
                            fields={problem.field: [problem.message]})
-        result = sessions.join_bot(request.user, room, assistant=assistant, params=data)
+        try:
+            result = sessions.join_bot(request.user, room, assistant=assistant, params=data)
+        except NoCapacity as full:
+            # Counted after the join's transaction is undone (voice_joins_refused_total).
+            opsevents.record(OpsEventKind.JOIN_REFUSED, "no_capacity", user=request.user.pk)
+            raise ApiError("no_capacity", str(full), status_code=503,
+                           headers={"Retry-After": str(full.retry_after)}) from None
         body = JoinResponseSerializer({
             "sessionId": result.session.pk, "status": result.session.status, "roomUrl": room.url,
             "jobId": result.job_id, "reused": result.reused, "queued": result.job_id is not None}).data

@@ -5,8 +5,6 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
-from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import Frame, InputAudioRawFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -17,6 +15,7 @@ from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAn
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
+from .sharedmodels import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from .behaviour import Behaviour, CallMonitor, register_end_call_tool
 from . import custom_tools
 from .tools import register_notes_tools
@@ -74,12 +73,13 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     if behaviour.end_call_tool:
         register_end_call_tool(llm, lambda: monitor)
 
-    vad = SileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
+    # The worker's one VAD and turn model, each connection with only its own state (sharedmodels.py).
+    vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
                                              min_volume=settings.VOICE_VAD_MIN_VOLUME))
     # Pipecat's smart-turn model decides when the user is done; when it judges a
     # turn unfinished it waits for more speech, by default 3 s. Capped here:
     # a short spoken question judged "incomplete" should not cost seconds.
-    turn_stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3(
+    turn_stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer(
         params=SmartTurnParams(stop_secs=settings.VOICE_TURN_INCOMPLETE_WAIT_SECS)))
     # Pipecat ends a user turn whose transcript has not come 5 s after the speech, and runs the
     # LLM on an "I didn't catch that" prompt; the late transcript then starts a turn of its own

@@ -248,6 +248,9 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         from . import tts
 
         bundle.tts_engine, bundle.tts_sample_rate = tts.load_hibari()
+    from ..sharedmodels import turn_session, vad_session
+
+    vad_session(), turn_session()  # the VAD and turn model every session shares: loaded now, once
     logger.info("[BotJoin] services: stt=%s llm=%s tts=%s", stt_provider, llm_provider, tts_provider)
     if settings.VOICE_WARM_MODELS:
         warm_up(bundle, prompts, slots=slots)

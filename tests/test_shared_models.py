@@ -1,0 +1,73 @@
+"""The worker's one VAD and one turn model (voicebot/sharedmodels.py): every session gets the
+answers Pipecat's own per-session models give, and two sessions speaking at once never mix."""
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+
+from voicebot.sharedmodels import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
+
+RATE = 16000
+WINDOW = 512 * 2  # bytes of one Silero window at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> bytes:
+    folder = tmp_path_factory.mktemp("speech")
+    raw, wav = folder / "raw.wav", folder / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw),
+                    "What is the weather like in Paris today?"], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(wav), "pad", "0.5", "0.5"],
+                   check=True)
+    with wave.open(str(wav)) as w:
+        return w.readframes(w.getnframes())
+
+
+def _windows(pcm: bytes) -> list[bytes]:
+    return [pcm[i:i + WINDOW] for i in range(0, len(pcm) - WINDOW + 1, WINDOW)]
+
+
+def _confidences(analyzer, pcm: bytes) -> list[float]:
+    analyzer.set_sample_rate(RATE)
+    return [float(np.asarray(analyzer.voice_confidence(w)).ravel()[0]) for w in _windows(pcm)]
+
+
+def test_the_shared_vad_hears_what_pipecats_own_hears(speech):
+    own = _confidences(SileroVADAnalyzer(), speech)
+    shared = _confidences(SharedSileroVADAnalyzer(), speech)
+    assert max(own) > 0.9 and min(own[:5]) < 0.1  # speech, after half a second of silence
+    assert np.allclose(own, shared, atol=1e-5)
+
+
+def test_two_sessions_speaking_at_once_each_keep_their_own_vad_state(speech):
+    """Windows of two streams interleaved through the one model give each stream what it gives alone."""
+    noise = (np.random.default_rng(7).normal(0, 300, len(speech) // 2)).astype("<i2").tobytes()
+    alone_speech = _confidences(SharedSileroVADAnalyzer(), speech)
+    alone_noise = _confidences(SharedSileroVADAnalyzer(), noise)
+    a, b = SharedSileroVADAnalyzer(), SharedSileroVADAnalyzer()
+    a.set_sample_rate(RATE)
+    b.set_sample_rate(RATE)
+    together_speech, together_noise = [], []
+    for wa, wb in zip(_windows(speech), _windows(noise)):
+        together_speech.append(float(np.asarray(a.voice_confidence(wa)).ravel()[0]))
+        together_noise.append(float(np.asarray(b.voice_confidence(wb)).ravel()[0]))
+    assert np.allclose(together_speech, alone_speech, atol=1e-5)
+    assert np.allclose(together_noise, alone_noise, atol=1e-5)
+    assert a._model.session is b._model.session  # one model for both
+
+
+def test_the_shared_turn_model_judges_a_turn_as_pipecats_own_does(speech):
+    audio = np.frombuffer(speech, dtype=np.int16).astype(np.float32) / 32768.0
+    own = LocalSmartTurnAnalyzerV3()
+    shared, other = SharedSmartTurnAnalyzer(), SharedSmartTurnAnalyzer()
+    for analyzer in (own, shared):
+        analyzer.set_sample_rate(RATE)
+    expected = own._predict_endpoint(audio)
+    assert shared._predict_endpoint(audio) == pytest.approx(expected)
+    assert shared._session is other._session and shared._session is not own._session

@@ -199,7 +199,10 @@ def test_the_end_of_call_report_arrives_after_a_restart_between_the_end_and_its_
     from tests.fakes.openai_api import FakeOpenAI
 
     key = "sk-test-webhooks-31d5"
-    fast = {"VOICE_WEBHOOK_RETRY_BASE": "0.2", "VOICE_WEBHOOK_RETRY_MAX": "0.5", "VOICE_WEBHOOK_POLL_SECONDS": "0.2"}
+    # Quick retries, and never given up on: a row that ran out of attempts before the restart would
+    # (rightly) wait for a resend from admin instead.
+    fast = {"VOICE_WEBHOOK_RETRY_BASE": "0.2", "VOICE_WEBHOOK_RETRY_MAX": "0.5", "VOICE_WEBHOOK_POLL_SECONDS": "0.2",
+            "VOICE_WEBHOOK_MAX_ATTEMPTS": "100000"}
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, SignedReceiver(SECRET) as receiver:
         receiver.down_with = 503  # the customer's server is down when the call ends
         setup = (f"a = A.objects.get(slug='pearl'); a.server_url = '{receiver.url}/hooks'; "
@@ -236,3 +239,33 @@ def test_the_end_of_call_report_arrives_after_a_restart_between_the_end_and_its_
     summaries = [r for r in api.requests_to("/v1/chat/completions", ok=True)
                  if r.json["messages"][0]["content"].startswith("Summarise this phone call")]
     assert len(summaries) == 1  # written once, before the restart, and kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopping_deliverer_gives_its_leases_back(session):
+    """A worker stopped mid-delivery: the rows it held go out from the next worker at once,
+    not after the lease (VOICE_WEBHOOK_LEASE_SECONDS) runs out."""
+    record_event(session, VoiceEventType.TRANSCRIPT, {"role": "user", "text": "Hi", "final": True})
+    with SignedReceiver(SECRET) as receiver:
+        _point_at(receiver)
+        receiver.answer_next(200, {}, delay=5)  # the server is slow to answer
+
+        async def stop_mid_delivery() -> None:
+            from channels.db import database_sync_to_async
+
+            leased = database_sync_to_async(lambda: WebhookDelivery.objects.filter(lease_until__isnull=False).exists())
+            async with httpx.AsyncClient() as http:
+                task = asyncio.ensure_future(delivery.deliver_due(http))
+                for _ in range(500):  # bounded: the row is leased as soon as the pass starts
+                    if await leased() and receiver.received == [] and not task.done():
+                        break
+                    await asyncio.sleep(0.01)
+                assert await leased()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+
+        asyncio.run(stop_mid_delivery())
+    row = WebhookDelivery.objects.get()
+    assert row.lease_until is None and row.status == "pending"
+    assert delivery.claim_due() == [row]  # free for the next worker now

@@ -112,6 +112,8 @@ class BotWorkerProcess:
     async def _shutdown(self, tasks: list[asyncio.Task], runner: web.AppRunner) -> None:
         for task in tasks:
             task.cancel()
+        # Let them finish cancelling (the webhook deliverer gives back its leases).
+        await asyncio.gather(*tasks, return_exceptions=True)
         for bot in list(self.sessions.values()):
             await bot.close("worker stopping")
         for child in self.children.values():

@@ -137,13 +137,25 @@ async def send(delivery: WebhookDelivery, http: Any) -> None:
                                          error="" if response.is_success else response.text[:300])
 
 
+def release(ids: list[Any]) -> None:
+    """Give back leases not used: the worker is stopping before it sent these."""
+    WebhookDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(lease_until=None)
+
+
 async def deliver_due(http: Any, *, summarise: Summariser | None = None) -> int:
     """One pass over the due rows; returns how many were attempted."""
     rows = await database_sync_to_async(claim_due)()
-    for delivery in rows:
-        if delivery.kind == WebhookKind.END_OF_CALL_REPORT and not delivery.prepared:
-            await prepare(delivery, summarise)
-        await send(delivery, http)
+    done = 0
+    try:
+        for delivery in rows:
+            if delivery.kind == WebhookKind.END_OF_CALL_REPORT and not delivery.prepared:
+                await prepare(delivery, summarise)
+            await send(delivery, http)
+            done += 1
+    except asyncio.CancelledError:
+        # Stopping: the rows not yet answered go back now, not when their leases run out.
+        await database_sync_to_async(release)([row.pk for row in rows[done:]])
+        raise
     return len(rows)
 
 

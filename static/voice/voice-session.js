@@ -60,6 +60,8 @@
       this.pingTimer = null;
       this.lastEventId = 0;
       this.pausedForDailyCall = false;
+      this.joining = false;  // between the join request and its answer (see onEvent)
+      this.early = [];
       try { this.microphoneId = localStorage.getItem("voice.microphone") || ""; } catch (e) { this.microphoneId = ""; }
       if (navigator.mediaDevices) navigator.mediaDevices.addEventListener("devicechange", () => this.emit("devices", {}));
       this._onCallStart = () => this.pauseForDailyCall();
@@ -96,16 +98,24 @@
         await this.openSocket();
         await this.openMicrophone();
         const cfg = this.config;
+        this.joining = true;
+        this.early = [];
         const join = await api("POST", "/api/bot/join", {
           room_url: this.room.roomUrl, assistant: this.assistant, personalityId: cfg.personalityId,
           persona: cfg.persona, voice: cfg.voice, voiceOnly: true,
           sessionPersistence: cfg.voiceSessionConfig.persistence,
         }).catch((e) => { throw new VoiceError("bot_join", "The assistant could not join: " + e.message); });
         this.sessionId = join.sessionId;
+        this.joining = false;
+        const early = this.early;
+        this.early = [];
+        early.filter((e) => e.sessionId === join.sessionId).forEach((e) => this.onEvent(e));
         console.log("[BotJoin] session", join.sessionId, "reused", join.reused);
         if (join.status === SESSION_STATUS.ACTIVE) this.setStatus(SESSION_STATUS.ACTIVE);
         if (this.room.provider === "daily") await this.connectDaily(); else await this.connectWebRTC();
       } catch (error) {
+        this.joining = false;
+        this.early = [];
         console.error("[VoiceSession] start failed", error);
         if (error.kind === "microphone") this.reportClientError("audio", "microphone_unavailable", error.message);
         await this.teardownMedia();
@@ -279,6 +289,10 @@
       if (event.type === "voice.connected") { this.lastEventId = Math.max(this.lastEventId, event.lastEventId || 0); return; }
       if (event.type === "voice.error" && !event.sessionId) { this.emit("error", {kind: event.payload.code, message: event.payload.detail}); return; }
       if (this.sessionId && event.sessionId !== this.sessionId) return;
+      // Joining: which session is ours is not known until the join answers, and the room's
+      // previous session may still be ending (its voice.session.end would end this start).
+      // Its events wait, and those of the session the join names are played after it.
+      if (this.joining) { this.early.push(event); return; }
       if (!this.sessionId && (!this.room || event.roomUrl !== this.room.roomUrl)) return;
       const p = event.payload || {};
       switch (event.type) {

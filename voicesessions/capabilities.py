@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from assistants.models import AssistantRecord, ModelEndpoint
+from assistants.models import AssistantRecord
 from assistants.providers import STAGE_NAMES, STAGES, voice_fits
 
 from .models import BotWorker
@@ -43,7 +43,7 @@ def unservable(assistant: AssistantRecord | None, *, voice: str = "") -> Unserva
         return None
     endpoints: dict[str, Any] = {stage: getattr(assistant, f"{stage}_endpoint") for stage in STAGES}
     for stage, endpoint in endpoints.items():
-        if endpoint is not None and not ModelEndpoint.objects.filter(pk=endpoint.pk, enabled=True).exists():
+        if endpoint is not None and not endpoint.enabled:  # the row was just read with the assistant
             return Unservable("assistant", f"The assistant's {STAGE_NAMES[stage]} ({endpoint.name}) is turned off.")
     tts = endpoints["tts"]
     if voice and tts is not None and not voice_fits(tts.provider, voice):

@@ -25,15 +25,13 @@ KINDS = {VoiceEventType.SESSION_STATUS: WebhookKind.SESSION_STATUS, VoiceEventTy
          VoiceEventType.SESSION_END: WebhookKind.SESSION_END}
 
 
-def target(assistant_id: int | None) -> tuple[int | None, str]:
+def target(session: Any) -> tuple[int | None, str]:
     """Where a session's webhooks go: its assistant's server URL, else the global one ("" for none).
-    Returns the assistant whose secret signs them (None: VOICE_WEBHOOK_SECRET's)."""
-    if assistant_id is not None:
-        from assistants.models import AssistantRecord
-
-        url = AssistantRecord.objects.filter(pk=assistant_id).values_list("server_url", flat=True).first()
-        if url:
-            return assistant_id, url
+    Returns the assistant whose secret signs them (None: VOICE_WEBHOOK_SECRET's). The assistant is
+    the session's own object, read once for all its events."""
+    assistant = session.assistant if session.assistant_id else None
+    if assistant is not None and assistant.server_url:
+        return assistant.pk, assistant.server_url
     return None, settings.VOICE_WEBHOOK_URL
 
 
@@ -53,7 +51,7 @@ def enqueue_for_event(sender: Any, instance: SessionEvent, created: bool, **kwar
     if kind == WebhookKind.TRANSCRIPT and not data.get("final"):
         return  # interim transcripts are for the page, not for servers
     session = instance.session
-    assistant_id, url = target(session.assistant_id)
+    assistant_id, url = target(session)
     if not url:
         return
     data["eventId"] = instance.pk

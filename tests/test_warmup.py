@@ -44,3 +44,52 @@ def test_the_prompts_to_warm_are_the_voice_assistants_as_a_join_names_them():
     assert compose_prompt(PROMPT, "Marlow") in prompts
     assert compose_prompt("", "") in prompts  # an assistant with no prompt of its own gets the default
     assert not any("Never used" in p for p in prompts)
+
+
+def _first_request_messages(llm, question: str) -> list[dict]:
+    """The messages the session's LLM sends for a first question (Pipecat's own path to the request)."""
+    import asyncio
+
+    from pipecat.processors.aggregators.llm_context import LLMContext
+
+    async def build() -> list[dict]:
+        context = LLMContext(messages=[{"role": "user", "content": question}])
+        llm._sync_registered_tool_handlers(context.tools)  # what the service does on every context frame
+        params = await llm.get_llm_adapter().get_llm_invocation_params(
+            context, system_instruction=llm._settings.system_instruction,
+            convert_developer_to_user=not llm.supports_developer_role)
+        return llm.build_chat_completion_params(params)["messages"]
+
+    return asyncio.run(build())
+
+
+def test_a_local_session_asks_with_the_very_prompt_the_worker_warmed():
+    """The first turn finds its system prompt in llama.cpp's cache only if the session sends the
+    same text the warm-up read: Pipecat appends ~150 tokens of async-tool guidance to it once a
+    tool is registered with cancel_on_interruption=False (the notes tools, end_call), and that
+    made every first turn read the whole prompt again (3.3 s to the first token, not 0.4 s)."""
+    from voicebot.behaviour import register_end_call_tool
+    from voicebot.services.llm import VoiceLLMService
+    from voicebot.tools import register_notes_tools
+
+    prompt = compose_prompt(PROMPT, "Marlow")
+    llm = VoiceLLMService(base_url="http://127.0.0.1:9/v1", api_key="local", model="local", system_prompt=prompt,
+                          notes_router=True, local=True)
+    register_notes_tools(llm, user_id=1, session_id="s")
+    register_end_call_tool(llm, lambda: None)
+    messages = _first_request_messages(llm, "Hi, any rooms?")
+    assert messages[0] == {"role": "system", "content": prompt}
+
+
+def test_a_model_that_calls_tools_itself_keeps_pipecats_async_tool_guidance():
+    """A hosted model calls the tools itself, and a result may come after it spoke: it needs the guidance."""
+    from pipecat.processors.aggregators.async_tool_messages import ASYNC_TOOL_INSTRUCTIONS
+
+    from voicebot.services.llm import VoiceLLMService
+    from voicebot.tools import register_notes_tools
+
+    llm = VoiceLLMService(base_url="http://127.0.0.1:9/v1", api_key="k", model="gpt-4.1-mini", system_prompt=PROMPT,
+                          notes_router=False, local=False)
+    register_notes_tools(llm, user_id=1, session_id="s")
+    system = _first_request_messages(llm, "Hi, any rooms?")[0]["content"]
+    assert system.startswith(PROMPT) and ASYNC_TOOL_INSTRUCTIONS in system

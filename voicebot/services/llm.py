@@ -142,6 +142,26 @@ class VoiceLLMService(OpenAILLMService):
         self._gate: SentenceGate | None = None
         self._retrying = False
 
+    def _compose_system_instruction(self) -> None:
+        """Pipecat's composition, less its async-tool guidance when the notes router runs the tools.
+
+        The notes tools are registered with cancel_on_interruption=False (a note asked for is
+        a note kept), which Pipecat 1.14 takes for "asynchronous" and answers by appending
+        ~150 tokens of guidance on results that arrive later. With the router the model
+        never calls a tool or reads a result (the router speaks it), so those tokens only
+        cost time: on every request, and on the first turn of every session, since the
+        prompt the worker read into llama.cpp's cache (`ModelBundle.prime_llm`) no longer
+        matched the session's (202 prompt tokens, 36 of them cached: 3.3 s to the first
+        token instead of 0.4 s on the 2-core machine).
+        """
+        super()._compose_system_instruction()
+        if getattr(self, "notes_router", False):
+            from pipecat.processors.aggregators.async_tool_messages import ASYNC_TOOL_INSTRUCTIONS
+
+            composed = self._settings.system_instruction or ""
+            lean = composed.replace(f"\n\n{ASYNC_TOOL_INSTRUCTIONS}", "").replace(ASYNC_TOOL_INSTRUCTIONS, "")
+            self._settings.system_instruction = lean or None
+
     def create_client(self, api_key: Any = None, base_url: Any = None, organization: Any = None,
                       project: Any = None, default_headers: Any = None, **kwargs: Any) -> Any:
         """Pipecat's client, with timeouts and retries fit for a live call.
@@ -246,6 +266,7 @@ class VoiceLLMService(OpenAILLMService):
         logger.warning("[VoiceSession] the LLM server does not take tools for this model: notes requests "
                        "go through the notes router from now on (set VOICE_LLM_TOOLS=router to skip this)")
         self.notes_router = True
+        self._compose_system_instruction()  # the router runs the tools now: no async-tool guidance
         self._gate = None
         await self._process_context(context)
 

@@ -27,14 +27,17 @@ def stack(tmp_path_factory):
 
 def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
     server, worker, var = stack
-    question = speak_to_wav("What is the capital of France?", var / "question.wav")
+    # Not "What is the capital of France?": with the encoder window cut to the audio (the default),
+    # tiny.en hears espeak-ng's "capital of France" as "capital and friends", though the window
+    # hears 68 sentences better overall (bench/bench_stt_window.py, docs/benchmarks.md).
+    question = speak_to_wav("What is the capital of Germany?", var / "question.wav")
 
     async def scenario() -> None:
         client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
         peer.say_wav(str(question))
 
         user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")
-        assert "capital" in user["payload"]["text"].lower() and "france" in user["payload"]["text"].lower()
+        assert "capital" in user["payload"]["text"].lower() and "germany" in user["payload"]["text"].lower()
         bot = await client.wait_for(is_final_transcript("assistant"), 30, "assistant transcript")
         assert len(bot["payload"]["text"].split()) >= 2
         speaking = await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],

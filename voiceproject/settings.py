@@ -360,9 +360,11 @@ VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTransla
 # Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
 # and the final one ready when the speech ends. 0: decode once, after the end of speech.
 VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
-# Encode only the part of Whisper's 30 s window that the audio fills (about 3x faster
-# decodes on 2 cores, but single utterances are heard differently: stt.WindowedWhisperModel).
-VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=False)
+# Encode only the part of Whisper's 30 s window that the audio fills (stt.WindowedWhisperModel):
+# about 3x faster decodes on 2 cores, the same or better WER over many sentences, though a
+# single utterance may come out differently. On by default since 2026-12-04: bench_bot's
+# voice-to-voice p50 2.44 -> 1.86 s (docs/benchmarks.md). 0: the full 30 s window.
+VOICE_STT_WINDOW = env.bool("VOICE_STT_WINDOW", default=True)
 # Seconds a user turn waits for its transcript before Pipecat gives up on it and answers the
 # empty turn. Pipecat's 5 s stays the default: 15 s is what a busy 2-core machine needs for a
 # late first transcript, but it was not yet measured against barge-in (see docs/benchmarks.md).

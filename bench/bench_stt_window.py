@@ -1,0 +1,80 @@
+"""Whisper tiny.en with the full 30 s encoder window against the window cut to the audio.
+
+The question `VOICE_STT_WINDOW` answers: does encoding only the audio plus a margin
+(voicebot/services/stt.py WindowedWhisperModel) cost accuracy? Every user sentence of
+bench_conversation.py's three conversations, plus the questions of bench_bot.py, is
+spoken by espeak-ng in two voices (the tests' `-v en-us -s 150` and the default voice),
+resampled to 16 kHz with sox, given 0.2 s of trailing silence (what the VAD waits
+for), and decoded by both models the way the bot decodes (`StreamingWhisperSTTService._transcribe`'s
+options). Word error rate (bench_bot.normalise / word_errors) and decode time p50/p95
+per voice and model.
+
+    .venv/bin/python bench/bench_stt_window.py
+
+About 2 minutes on 2 cores. Prints the table; writes nothing.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_bot import normalise, percentile, word_errors  # noqa: E402
+from bench_conversation import CONVERSATIONS  # noqa: E402
+from voicebot.services.stt import collapse_repeats, load_whisper  # noqa: E402
+
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Who wrote Romeo and Juliet?",
+             "What language is spoken in Brazil?", "Which animal is known as the king of the jungle?",
+             "How many minutes are in an hour?", "Where do penguins live?", "What is the boiling point of water?"]
+VOICES = {"en-us, 150 wpm (the tests')": ["-v", "en-us", "-s", "150"], "espeak-ng default": []}
+
+
+def speech(text: str, voice: list[str], folder: Path) -> np.ndarray:
+    raw, wav = folder / "raw.wav", folder / "16k.wav"
+    subprocess.run(["espeak-ng", *voice, "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav)], check=True,
+                   stderr=subprocess.DEVNULL)
+    with wave.open(str(wav)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    return np.concatenate([pcm.astype(np.float32) / 32768, np.zeros(3200, np.float32)])
+
+
+def decode(model: object, audio: np.ndarray) -> str:
+    segments, _ = model.transcribe(audio, language="en",  # type: ignore[attr-defined]
+                                   max_new_tokens=int(len(audio) / 16000 * 8) + 8)
+    return collapse_repeats(" ".join(s.text.strip() for s in segments))
+
+
+def main() -> int:
+    sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
+    models = {"cut to the audio": load_whisper(windowed=True), "full 30 s": load_whisper()}
+    print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice_name, voice in VOICES.items():
+            audio = [speech(s, voice, Path(tmp)) for s in sentences]
+            for model_name, model in models.items():
+                errors = words = 0
+                times: list[float] = []
+                for text, samples in zip(sentences, audio):
+                    started = time.perf_counter()
+                    heard = decode(model, samples)
+                    times.append((time.perf_counter() - started) * 1000)
+                    reference = normalise(text)
+                    errors += word_errors(reference, normalise(heard))
+                    words += len(reference)
+                print(f"{voice_name:30} {model_name:17} WER {100 * errors / words:5.1f}% ({errors}/{words})  "
+                      f"decode {percentile(times, 50):6.0f} / {percentile(times, 95):6.0f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -758,7 +758,9 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
             "worker_cpu_pct": round(worker_cpu, 1), "bench_cpu_pct": round(bench_cpu, 1),
             "worker_rss_mib_peak": round(rss_peak / 1024, 1), "worker_rss_mib_after_reap": rss_after,
             "bot_speaking_events_stored": stored, "bot_speaking_events_received": received,
-            "error_samples": errors[:5]}
+            "error_samples": errors[:5],
+            # Every turn's figure, for other percentiles (bench_capacity.py reports p95).
+            "raw_total_ms": latencies, "raw_client_ms": [round(v, 1) for v in client_ms]}
 
 
 def phase_hosted(args: argparse.Namespace, fleet: Fleet, env: dict[str, str], servers: list[str],

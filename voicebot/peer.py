@@ -97,16 +97,18 @@ class HeardAudio:
 class BotPeer:
     """One WebRTC connection to a room's bot through the service's signalling endpoint."""
 
-    def __init__(self, base_url: str, room_token: str, loud_rms: float = 500.0, user_token: str | None = None) -> None:
+    def __init__(self, base_url: str, room_token: str, loud_rms: float = 500.0, user_token: str | None = None,
+                 hosts: list[str] | None = None) -> None:
         """`user_token`: the user's DRF token, sent beside the room token so the offer counts as the
-        owner's (only the owner may replace a live connection, as a page reload does)."""
+        owner's (only the owner may replace a live connection, as a page reload does). `hosts`: the
+        addresses this peer offers as ICE candidates (loopback unless the peer is on a host of its own)."""
         self.base_url = base_url
         self.room_token = room_token
         self.user_token = user_token
         self.loud_rms = loud_rms
         self.mic = MicrophoneTrack()
         self.heard = HeardAudio()
-        restrict_host_candidates(["127.0.0.1"])
+        restrict_host_candidates(hosts or ["127.0.0.1"])
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no public STUN: loopback only
         self.answer: dict | None = None
         self._tasks: list[asyncio.Task] = []

@@ -2,9 +2,15 @@
 # Debian packages the project needs beyond Python itself. Safe to run again.
 #   espeak-ng, sox           make and measure test speech (bot tests, benchmarks)
 #   chromium, chromium-driver the browser tests drive Debian's Chromium with Playwright
+#   iproute2, util-linux      the simulated cluster's namespaces and links (tests/cluster.py),
+#                             runuser for its PostgreSQL, taskset for bench_capacity.py
+#   postgresql, redis-server, redis-tools, curl
+#                             the cluster's db host runs its own (initdb, pg_ctl's postgres,
+#                             redis-server) and the harness checks them with redis-cli and curl
 set -euo pipefail
 
-PACKAGES=(python3-venv espeak-ng sox chromium chromium-driver)
+PACKAGES=(python3-venv espeak-ng sox chromium chromium-driver iproute2 util-linux postgresql redis-server
+          redis-tools curl)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -180,7 +180,10 @@ class Cluster:
                     pass
             _sh("ip", "netns", "del", ns, check=False)
         self.up_ns.clear()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if os.environ.get("VOICE_CLUSTER_KEEP_LOGS"):  # to read every host's logs after a failure
+            print(f"[cluster] logs kept in {self.workdir}", flush=True)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- services ------------------------------------------------------------------------
     def start_data_stores(self) -> None:

@@ -78,3 +78,91 @@ def test_a_user_signed_in_through_web1_talks_to_the_bot_on_bot2_and_web2_tells_t
     assert f"{cluster.ip('bot2')} " in seen["answer_sdp"]  # the bot offered its own host's address
     assert "127.0.0.1" not in seen["answer_sdp"]
     assert "france" in seen["user"].lower() and seen["bot"]
+
+
+def _rows(cluster, code: str) -> str:
+    """Django code run on web1 against the cluster's database (`S` VoiceSession, `W` BotWorker, `V` SessionEvent)."""
+    out = cluster.manage("web1", "shell", "-c", "from voicesessions.models import VoiceSession as S, "
+                         "BotWorker as W, SessionEvent as V; " + code)
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_it_when_back(cluster, tmp_path):
+    """Scenario 2: the session turns unavailable within the dead-worker window and the user is told;
+    a new join is served by the other worker; when the link comes back, the cut-off worker neither
+    brings the old session back nor writes to it (fencing)."""
+    import time
+
+    from tests.waiting import wait_until
+
+    if "bot1" not in cluster.bots:
+        cluster.bots["bot1"] = cluster.start_bot("bot1", QUESTION)
+    web1, web2 = cluster.web["web1"], cluster.web["web2"]
+    question = speak_to_wav(QUESTION, tmp_path / "question.wav")
+    figures: dict = {}
+
+    async def scenario() -> None:
+        on_web2 = Client(web2)
+        await on_web2.open_ws()
+        via_web1 = Client(web1)
+        room = via_web1.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+        join = via_web1.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                          "sessionPersistence": 2}).json()
+        figures["session"] = join["sessionId"]
+        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
+        await peer.connect()
+        await on_web2.wait_for(is_status("active"), 30, "active")
+        victim = via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["botWorkerId"]
+        figures["victim"], figures["survivor"] = victim, ("bot1" if victim == "bot2" else "bot2")
+        # Cut while the bot answers: it goes on making events (its speech, levels, the transcript)
+        # that cannot reach the database, and must never land there later.
+        peer.say_wav(str(question))
+        await on_web2.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"].get("speaking"), 30,
+                               "the bot speaking")
+        cluster.cut(victim)
+        cut_at = time.monotonic()
+        lost = await on_web2.wait_for(lambda e: e["type"] == "voice.error" and e.get("sessionId") == join["sessionId"]
+                                      and e["payload"].get("code") == "worker_lost", 30, "worker_lost on web2")
+        figures["detect_s"] = time.monotonic() - cut_at
+        figures["lost_event_id"] = lost["id"]
+        assert via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["status"] == "unavailable"
+        await peer.close()
+        # Start again: the room is still the user's, and the other worker answers.
+        room = via_web1.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+        again = via_web1.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                           "sessionPersistence": 2})
+        assert again.status_code == 202, again.text
+        asked_at = time.monotonic()
+        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
+        await peer.connect()
+        await on_web2.wait_for(lambda e: is_status("active")(e) and e.get("sessionId") == again.json()["sessionId"],
+                               30, "the new session active")
+        peer.say_wav(str(question))
+        await heard_answer(peer)
+        figures["replacement_s"] = time.monotonic() - asked_at
+        detail = via_web1.http.get(f"/api/voice/sessions/{again.json()['sessionId']}").json()
+        figures["new_worker"] = detail["botWorkerId"]
+        await peer.close()
+        via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+        await on_web2.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") ==
+                               again.json()["sessionId"], 30, "the new session's end")
+        await via_web1.close()
+        await on_web2.close()
+
+    cluster.on_client(scenario)
+    assert figures["new_worker"] == figures["survivor"]
+    victim, old = figures["victim"], figures["session"]
+    cluster.heal(victim)
+    # The cut-off worker comes back: it heartbeats again as a new incarnation...
+    wait_until(lambda: _rows(cluster, f"print(W.objects.get(worker_id='{victim}').stopped_at is None)") == "True",
+               60, "the cut-off worker to register again")
+    # ...and its old session is not brought back (the user's leave at the end of the scenario ended
+    # it, from web1), and nothing the cut-off worker had queued for it was written.
+    status = _rows(cluster, f"s = S.objects.get(pk='{old}'); print(s.status, s.end_reason)")
+    assert status.split()[0] in ("unavailable", "ended") and "worker" not in status.split()[-1], status
+    late = _rows(cluster, f"print(sorted(set(V.objects.filter(session_id='{old}', id__gt={figures['lost_event_id']})"
+                          ".values_list('type', flat=True))))")
+    assert late in ("[]", "['voice.session.end']", "['voice.session.end', 'voice.session.status']"), \
+        f"the cut-off worker wrote to a session it had lost: {late}"
+    print(f"[cluster] lost worker detected in {figures['detect_s']:.1f} s; replacement bot answered "
+          f"{figures['replacement_s']:.1f} s after the new join")

@@ -24,7 +24,7 @@ from pipecat.frames.frames import (BotStartedSpeakingFrame, BotStoppedSpeakingFr
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
-from voicesessions import opsevents
+from voicesessions import opsevents, workers
 from voicesessions.events import record_event
 from voicesessions.models import ErrorKind, VoiceSession
 from voicesessions.models import VoiceEventType as E
@@ -72,9 +72,10 @@ class TurnTimer:
 class EventForwarder(BaseObserver):
     """Observer that records the session's events (stored, then pushed to the browser)."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, worker_id: str | None = None) -> None:
         super().__init__(observe_every_push=False)
         self.session_id = session_id
+        self.worker_id = worker_id  # events are stored only while this worker's registration stands
         self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.bot_text: list[str] = []
         self.levels: dict[str, tuple[float, float]] = {}
@@ -201,16 +202,30 @@ class EventForwarder(BaseObserver):
     def _store(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         session = VoiceSession.objects.select_related("room").get(pk=self.session_id)
         with transaction.atomic():
+            # Fencing: a worker the cluster declared lost (cut off from the database) has had its
+            # sessions failed and their users told; what it still had queued must not land in
+            # them when its link comes back. The check shares the inserts' transaction.
+            if self.worker_id and not workers.is_live(self.worker_id):
+                logger.warning("[VoiceSession] session=%s %d event(s) not stored: worker %s was declared lost",
+                               self.session_id, len(batch), self.worker_id)
+                return
             for event_type, payload in batch:
                 record_event(session, event_type, payload)
                 if event_type == E.ERROR:
                     opsevents.record_error(ErrorKind.PIPELINE, detail=str(payload.get("code") or payload.get("message", ""))[:200],
                                            user=session.user_id, session=session)
 
+    def discard(self) -> None:
+        """Forget what is queued and stop writing (the worker lost this session: fencing)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if self._writer is not None:
+            self._writer.cancel()
+
     async def flush(self) -> None:
         """Wait until every queued event is stored (at session end)."""
         while self._writer is not None and not self._writer.done():
-            await self._writer
+            await asyncio.wait({self._writer})  # a discarded (cancelled) writer ends the wait too
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,6 +30,7 @@ class PipelineOwner(Protocol):
     custom_tools: list[Any]
     recording: Any  # recording.CallRecording, or None
     paused: bool
+    worker: Any  # session.HostWorker: its worker_id fences the events
 
     def system_prompt(self) -> str: ...
 
@@ -89,7 +90,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         bot.context, user_params=LLMUserAggregatorParams(
             vad_analyzer=vad, user_turn_strategies=turn_strategies(behaviour, turn_stop),
             user_turn_stop_timeout=settings.VOICE_USER_TURN_TIMEOUT))
-    forwarder = EventForwarder(spec.session_id)
+    forwarder = EventForwarder(spec.session_id, worker_id=bot.worker.worker_id)
     pipeline = Pipeline([
         transport.input(),
         PauseGate(bot),

@@ -93,6 +93,7 @@ class BotSession:
         self.monitor: Any = None  # behaviour.CallMonitor of the live pipeline
         self.runner_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
+        self.fenced = False  # the worker was declared lost: this bot writes nothing more (drop)
 
     def prime(self) -> None:
         """Start reading this session's system prompt into the local LLM's cache while the
@@ -272,6 +273,8 @@ class BotSession:
         A WebRTC peer connection is gone for good, so its pipeline stops (a new
         offer starts another); in a Daily room the bot stays and listens.
         """
+        if self.fenced:
+            return
         window = await database_sync_to_async(session_service.peer_left)(self.session_id)
         logger.info("[VoiceSession] session=%s user left; waiting %ss for a return", self.session_id, window)
         if stop_pipeline:
@@ -310,12 +313,21 @@ class BotSession:
         else:
             raise ValueError(f"unknown action {action!r}")
 
+    async def drop(self) -> None:
+        """Leave without a word to the database: the cluster declared this bot's worker lost and has
+        already failed the session and told its user (fencing). What the forwarder still held is
+        forgotten, and the recording is not saved."""
+        self.fenced = True
+        if self.forwarder is not None:
+            self.forwarder.discard()
+        await self.close("worker declared lost")
+
     async def close(self, reason: str) -> None:
         if self.closed.is_set():
             return
         self.closed.set()
         await self._stop_pipeline(reason)
-        if self.recording is not None:
+        if self.recording is not None and not self.fenced:
             try:
                 await database_sync_to_async(self.recording.save)()
             except Exception:  # noqa: BLE001 - the bot still leaves; the partial file stays on disk

@@ -85,7 +85,7 @@ class BotWorkerProcess:
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
+        control_url = self.control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
         await database_sync_to_async(workers.register)(self.worker_id, control_url, self.capacity,
                                                        offers(self.bundle))
         loop = asyncio.get_running_loop()
@@ -250,8 +250,10 @@ class BotWorkerProcess:
         interval = settings.VOICE_WORKER_HEARTBEAT_SECONDS
         while True:
             try:
-                await database_sync_to_async(workers.heartbeat)(self.worker_id, self.active_count(),
-                                                                load=self.load.sample(), admitting=self.free_slots())
+                alive = await database_sync_to_async(workers.heartbeat)(
+                    self.worker_id, self.active_count(), load=self.load.sample(), admitting=self.free_slots())
+                if not alive and not self.stopping.is_set():
+                    await self._rejoin()
                 await self._reap()
                 if not self.only_job:
                     # Every worker also runs the sweeper, so deadlines fire
@@ -260,6 +262,27 @@ class BotWorkerProcess:
             except Exception:
                 logger.exception("[BotJoin] heartbeat failed")
             await asyncio.sleep(interval)
+
+    async def _rejoin(self) -> None:
+        """The cluster declared this worker lost while it could not reach the database (a cut link):
+        its sessions were failed and their users told, and another worker may serve them now.
+        So it drops them without writing a word (their events are fenced off anyway), then
+        registers again as a new incarnation and takes new jobs."""
+        # The sessions the cluster failed are no longer live; one claimed in the moment between
+        # the link's return and this heartbeat still is, and stays.
+        lost = await database_sync_to_async(_ended_sessions)(list(self.sessions))
+        logger.warning("[BotJoin] worker %s was declared lost while cut off: dropping %d session(s), "
+                       "which the cluster already failed, and registering again", self.worker_id,
+                       len(lost) + len(self.children))
+        for session_id in lost:
+            bot = self.sessions.pop(session_id, None)
+            if bot is not None:
+                await bot.drop()
+        for child in self.children.values():
+            child.terminate()
+        self.children.clear()
+        await database_sync_to_async(workers.register)(self.worker_id, self.control_url, self.capacity,
+                                                       offers(self.bundle))
 
     async def _reap(self) -> None:
         """Close bots whose session ended (teardown, maxDuration) and forget exited children."""

@@ -40,12 +40,22 @@ def register(worker_id: str, control_url: str, capacity: int, offers: dict[str, 
 
 
 def heartbeat(worker_id: str, active_sessions: int, *, load: float | None = None,
-              admitting: int | None = None) -> None:
-    """The worker is alive, with this many sessions (and this load, and room for this many more)."""
+              admitting: int | None = None) -> bool:
+    """The worker is alive, with this many sessions (and this load, and room for this many more).
+
+    Returns False when the cluster has declared it lost (its heartbeats stopped reaching the
+    database, workerloss.mark_dead_workers failed its sessions): a stopped registration is
+    not brought back by a late heartbeat, the worker must drop its sessions and register anew.
+    """
     fields = {"heartbeat_at": timezone.now(), "active_sessions": active_sessions}
     if load is not None:
         fields.update(load=load, admitting=admitting)
-    BotWorker.objects.filter(worker_id=worker_id).update(**fields)
+    return bool(BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True).update(**fields))
+
+
+def is_live(worker_id: str) -> bool:
+    """Whether the worker's registration stands (the fence its writes to sessions go through)."""
+    return BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True).exists()
 
 
 def stop(worker_id: str) -> None:

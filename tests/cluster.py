@@ -132,6 +132,16 @@ class Cluster:
     def heal(self, host: str) -> None:
         _sh("ip", "link", "set", self._port(host), "up", ns=self.ns("switch"))
 
+    def cut_between(self, a: str, b: str) -> None:
+        """Part two hosts while both keep every other link: each routes the other's address
+        nowhere (an `unreachable` route, so a send fails at once instead of hanging)."""
+        for host, other in ((a, b), (b, a)):
+            _sh("ip", "route", "add", "unreachable", f"{self.ip(other)}/32", ns=self.ns(host))
+
+    def heal_between(self, a: str, b: str) -> None:
+        for host, other in ((a, b), (b, a)):
+            _sh("ip", "route", "del", "unreachable", f"{self.ip(other)}/32", ns=self.ns(host), check=False)
+
     # --- processes -----------------------------------------------------------------------
     def start(self, host: str, name: str, cmd: list[str], env: dict[str, str] | None = None,
               user: str | None = None) -> Proc:

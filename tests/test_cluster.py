@@ -2,14 +2,16 @@
 network namespaces on this machine; every request and packet below crosses a bridge."""
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 
+import httpx
 import pytest
 
 from tests.botharness import Client, is_final_transcript, is_status, speak_to_wav
 from tests.cluster import Cluster
-from tests.waiting import heard_answer
+from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300),
@@ -166,3 +168,55 @@ def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_
         f"the cut-off worker wrote to a session it had lost: {late}"
     print(f"[cluster] lost worker detected in {figures['detect_s']:.1f} s; replacement bot answered "
           f"{figures['replacement_s']:.1f} s after the new join")
+
+
+def test_a_web_server_cut_off_from_the_database_answers_503_and_its_sockets_move_to_the_other(cluster, tmp_path):
+    """Scenario 3: web1 loses db (its clients still reach it). Its API answers 503, never 500; its
+    websocket closes instead of staying open and silent; the client reconnects through web2 with
+    ?after= and has every event of the session, those made while it moved included."""
+    web1, web2 = cluster.web["web1"], cluster.web["web2"]
+    question = speak_to_wav(QUESTION, tmp_path / "question.wav")
+    seen: dict = {}
+
+    async def scenario() -> None:
+        client = Client(web1)  # API, signalling and websocket all on web1 (as a load balancer put it)
+        await client.open_ws()
+        room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+        join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
+                                                        "sessionPersistence": 2}).json()
+        seen["session"] = join["sessionId"]
+        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
+        await peer.connect()
+        await client.wait_for(is_status("active"), 30, "active")
+        cluster.cut_between("web1", "db")
+        try:
+            # In threads: the socket's own reads and pings go on meanwhile, so what closes it is web1.
+            config = await asyncio.to_thread(client.http.get, "/api/voice/config")
+            rooms = await asyncio.to_thread(client.http.post, "/api/voice/room", json={"assistant": "pearl"})
+            seen["statuses"] = (config.status_code, rooms.status_code)
+            seen["bodies"] = (config.json(), rooms.json())
+            # The bot (on its own host, with the database) goes on: the user speaks meanwhile.
+            peer.say_wav(str(question))
+            await await_until(lambda: client.reconnects >= 1, 40, "web1 to close the socket")
+            client.server = web2  # the load balancer sends the reconnect to the server that can serve it
+            await client.wait_for(is_final_transcript("assistant"), 40, "the answer, through web2")
+        finally:
+            cluster.heal_between("web1", "db")
+        await heard_answer(peer)
+        await peer.close()
+        client.http.close()
+        client.http = httpx.Client(base_url=web2.url, timeout=30, headers=dict([client.token_header]))
+        client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+        await client.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end, through web2")
+        seen["ids"] = sorted({e["id"] for e in client.events if e.get("sessionId") == join["sessionId"]})
+        await client.close()
+
+    cluster.on_client(scenario)
+    assert seen["statuses"] == (503, 503), seen
+    assert all(isinstance(body, dict) and body.get("error") for body in seen["bodies"]), seen["bodies"]
+    stored = _rows(cluster, f"print(sorted(V.objects.filter(session_id='{seen['session']}')"
+                            ".values_list('id', flat=True)))")
+    assert stored == str(seen["ids"]), f"events stored {stored}, received {seen['ids']}"
+    web1_log = (cluster.workdir / "web1-daphne.log").read_text(errors="replace")
+    assert " 500 " not in web1_log
+    assert "closing the socket so the client reconnects elsewhere" in web1_log  # web1 closed it, on purpose

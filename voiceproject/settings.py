@@ -113,6 +113,14 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1, "max_size": env.int("DATABASE_POOL_SIZE", default=10), "timeout": 10}
+    # A partition, not a refusal: with the database's host unreachable, a pooled connection's
+    # query would wait for TCP to give up (many minutes) and every request with it. libpq's
+    # tcp_user_timeout drops a connection whose data goes unacknowledged this long, and
+    # connect_timeout bounds a new one, so the request fails into a 503 within seconds
+    # (tests/test_cluster.py cuts a web server off from db).
+    DATABASES["default"]["OPTIONS"].update({
+        "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+        "tcp_user_timeout": env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=5000)})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -44,6 +44,12 @@ CLIENT_ERROR_KINDS = (ErrorKind.AUDIO, ErrorKind.TOKEN_EXPIRY)
 MAX_CLIENT_ERRORS = 20  # per socket: a misbehaving page must not flood the error counts
 
 
+# Catch-ups in a row that may fail (the database unreachable) before the socket is closed. One: a
+# reconnect with ?after= loses nothing, while a socket left open past the channel layer's own
+# 15 s read timeout dies of it with a traceback instead.
+DATABASE_FAILURES_BEFORE_CLOSE = 1
+
+
 class VoiceConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     replayed_up_to: int = 0  # live events already sent by the ?after= replay are skipped
@@ -91,13 +97,24 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         never delivered. Every few seconds: join the group again (idempotent)
         and send the stored events of the last minute this socket has not sent.
         """
+        failures = 0
         while True:
             await asyncio.sleep(settings.VOICE_WS_REFRESH_SECONDS)
             try:  # the database first: it does not depend on the layer being healthy
                 for message in await self._recent_events():
                     await self._send_event(message)
+                failures = 0
             except Exception:
+                failures += 1
                 logger.exception("[VoiceSession] catch-up failed")
+                if failures >= DATABASE_FAILURES_BEFORE_CLOSE:
+                    # This server cannot reach the database (a partition, say): the socket would stay
+                    # open and silent. Closed, the client reconnects (through the load balancer, to a
+                    # server that can) with ?after= and gets what it missed.
+                    logger.warning("[VoiceSession] user=%s: the database is unreachable from this server; "
+                                   "closing the socket so the client reconnects elsewhere", self.user.pk)
+                    await self.close(code=1013)  # "try again later"
+                    return
             try:
                 await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
             except Exception:

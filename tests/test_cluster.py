@@ -34,6 +34,17 @@ def cluster():
         c.down()
 
 
+async def _join(cluster, via: Client) -> tuple[dict, BotPeer, dict]:
+    """Through `via`'s server: the user's room, a bot joined (202), and a WebRTC peer on the
+    client host connected to it. Returns the join's answer, the peer and the SDP answer."""
+    room = via.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
+    join = via.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True, "sessionPersistence": 2})
+    assert join.status_code == 202, join.text
+    peer = BotPeer(via.server.url, room["token"], hosts=[cluster.ip("client")])
+    answer = await peer.connect()
+    return join.json(), peer, answer
+
+
 def test_the_hosts_reach_each_other_only_over_the_bridge(cluster):
     """Each server answers on its own address from the client's host, and a cut link is a cut link."""
     web1 = cluster.web["web1"]
@@ -55,18 +66,13 @@ def test_a_user_signed_in_through_web1_talks_to_the_bot_on_bot2_and_web2_tells_t
         on_web2 = Client(web2)  # the browser's websocket is held by web2...
         await on_web2.open_ws()
         via_web1 = Client(web1)  # ...while its API calls and signalling go to web1
-        room = via_web1.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-        join = via_web1.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                          "sessionPersistence": 2})
-        assert join.status_code == 202, join.text
-        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
-        answer = await peer.connect()
+        join, peer, answer = await _join(cluster, via_web1)
         await on_web2.wait_for(is_status("active"), 30, "active, seen on web2")
         peer.say_wav(str(question))
         user = await on_web2.wait_for(is_final_transcript("user"), 30, "the user's transcript on web2")
         bot = await on_web2.wait_for(is_final_transcript("assistant"), 30, "the bot's answer on web2")
         await heard_answer(peer)  # its speech came over WebRTC from bot2's address
-        detail = via_web1.http.get(f"/api/voice/sessions/{join.json()['sessionId']}").json()
+        detail = via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()
         via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
         await on_web2.wait_for(lambda e: e["type"] == "voice.session.end", 30, "the session's end on web2")
         await peer.close()
@@ -107,12 +113,8 @@ def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_
         on_web2 = Client(web2)
         await on_web2.open_ws()
         via_web1 = Client(web1)
-        room = via_web1.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-        join = via_web1.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                          "sessionPersistence": 2}).json()
+        join, peer, _ = await _join(cluster, via_web1)
         figures["session"] = join["sessionId"]
-        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
-        await peer.connect()
         await on_web2.wait_for(is_status("active"), 30, "active")
         victim = via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["botWorkerId"]
         figures["victim"], figures["survivor"] = victim, ("bot1" if victim == "bot2" else "bot2")
@@ -130,24 +132,19 @@ def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_
         assert via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["status"] == "unavailable"
         await peer.close()
         # Start again: the room is still the user's, and the other worker answers.
-        room = via_web1.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-        again = via_web1.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                           "sessionPersistence": 2})
-        assert again.status_code == 202, again.text
         asked_at = time.monotonic()
-        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
-        await peer.connect()
-        await on_web2.wait_for(lambda e: is_status("active")(e) and e.get("sessionId") == again.json()["sessionId"],
+        again, peer, _ = await _join(cluster, via_web1)
+        await on_web2.wait_for(lambda e: is_status("active")(e) and e.get("sessionId") == again["sessionId"],
                                30, "the new session active")
         peer.say_wav(str(question))
         await heard_answer(peer)
         figures["replacement_s"] = time.monotonic() - asked_at
-        detail = via_web1.http.get(f"/api/voice/sessions/{again.json()['sessionId']}").json()
+        detail = via_web1.http.get(f"/api/voice/sessions/{again['sessionId']}").json()
         figures["new_worker"] = detail["botWorkerId"]
         await peer.close()
         via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
         await on_web2.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") ==
-                               again.json()["sessionId"], 30, "the new session's end")
+                               again["sessionId"], 30, "the new session's end")
         await via_web1.close()
         await on_web2.close()
 
@@ -181,12 +178,8 @@ def test_a_web_server_cut_off_from_the_database_answers_503_and_its_sockets_move
     async def scenario() -> None:
         client = Client(web1)  # API, signalling and websocket all on web1 (as a load balancer put it)
         await client.open_ws()
-        room = client.http.post("/api/voice/room", json={"assistant": "pearl"}).json()
-        join = client.http.post("/api/bot/join", json={"assistant": "pearl", "voiceOnly": True,
-                                                        "sessionPersistence": 2}).json()
+        join, peer, _ = await _join(cluster, client)
         seen["session"] = join["sessionId"]
-        peer = BotPeer(web1.url, room["token"], hosts=[cluster.ip("client")])
-        await peer.connect()
         await client.wait_for(is_status("active"), 30, "active")
         cluster.cut_between("web1", "db")
         try:

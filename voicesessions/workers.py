@@ -50,12 +50,17 @@ def heartbeat(worker_id: str, active_sessions: int, *, load: float | None = None
     fields = {"heartbeat_at": timezone.now(), "active_sessions": active_sessions}
     if load is not None:
         fields.update(load=load, admitting=admitting)
-    return bool(BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True).update(**fields))
+    return bool(_registration(worker_id).update(**fields))
 
 
 def is_live(worker_id: str) -> bool:
     """Whether the worker's registration stands (the fence its writes to sessions go through)."""
-    return BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True).exists()
+    return _registration(worker_id).exists()
+
+
+def _registration(worker_id: str) -> "QuerySet[BotWorker]":
+    """The worker's row while its registration stands (not stopped, not declared lost)."""
+    return BotWorker.objects.filter(worker_id=worker_id, stopped_at__isnull=True)
 
 
 def stop(worker_id: str) -> None:
@@ -65,4 +70,4 @@ def stop(worker_id: str) -> None:
 def worker_for(session: VoiceSession) -> BotWorker | None:
     if not session.bot_worker_id:
         return None
-    return BotWorker.objects.filter(worker_id=session.bot_worker_id, stopped_at__isnull=True).first()
+    return _registration(session.bot_worker_id).first()

@@ -142,8 +142,8 @@ class VoiceLLMService(OpenAILLMService):
         self._gate: SentenceGate | None = None
         self._retrying = False
 
-    def _compose_system_instruction(self) -> None:
-        """Pipecat's composition, less its async-tool guidance when the notes router runs the tools.
+    def _has_async_tools(self) -> bool:
+        """Pipecat's test for appending its async-tool guidance to the system prompt; never with the router.
 
         The notes tools are registered with cancel_on_interruption=False (a note asked for is
         a note kept), which Pipecat 1.14 takes for "asynchronous" and answers by appending
@@ -154,13 +154,7 @@ class VoiceLLMService(OpenAILLMService):
         matched the session's (202 prompt tokens, 36 of them cached: 3.3 s to the first
         token instead of 0.4 s on the 2-core machine).
         """
-        super()._compose_system_instruction()
-        if getattr(self, "notes_router", False):
-            from pipecat.processors.aggregators.async_tool_messages import ASYNC_TOOL_INSTRUCTIONS
-
-            composed = self._settings.system_instruction or ""
-            lean = composed.replace(f"\n\n{ASYNC_TOOL_INSTRUCTIONS}", "").replace(ASYNC_TOOL_INSTRUCTIONS, "")
-            self._settings.system_instruction = lean or None
+        return not getattr(self, "notes_router", False) and super()._has_async_tools()
 
     def create_client(self, api_key: Any = None, base_url: Any = None, organization: Any = None,
                       project: Any = None, default_headers: Any = None, **kwargs: Any) -> Any:

@@ -773,7 +773,7 @@ def table(results: dict[str, Any]) -> str:
     q = results.get("quality", {})
     if q:
         lines += ["", "D. Quality"]
-        if q.get("stt"):
+        if q.get("stt") and q["stt"].get("wer") is not None:  # None with --wer-sentences 0
             lines.append(f"STT WER (user transcripts vs espeak-ng text): {q['stt']['wer']:.1%} "
                          f"({q['stt']['errors']}/{q['stt']['words']} words, {q['stt']['sentences']} sentences)")
         if q.get("tts"):

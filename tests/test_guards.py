@@ -167,6 +167,73 @@ def test_short_replies_may_repeat():
     assert _speak(guards.SentenceGate(["Sure."]), "Sure. Here it is.") == "Sure. Here it is."
 
 
+def _pieces(gate: guards.SentenceGate, text: str) -> list[str]:
+    """What the gate hands to the voice, piece by piece, as the model writes word by word."""
+    pieces = [s.strip() for word in text.split(" ") for s in gate.feed(word + " ")]
+    return [*pieces, *([tail] if (tail := gate.finish()) else [])]
+
+
+def test_an_answer_starts_at_its_first_clause_not_its_first_full_stop():
+    """The voice waited for the model's whole first sentence (~1 s of a 1.5B model on 2 cores)."""
+    gate = guards.SentenceGate([])
+    text = "The capital of Germany is Berlin, a city of almost four million people. It lies on the Spree."
+    assert _pieces(gate, text) == ["The capital of Germany is Berlin,", "a city of almost four million people.",
+                                   "It lies on the Spree."]
+    # What was said is kept as sentences, so a later loop or repeat is still caught.
+    assert gate.released[0] == "The capital of Germany is Berlin, a city of almost four million people."
+
+
+def test_only_a_clause_worth_a_breath_is_spoken_early():
+    assert _pieces(guards.SentenceGate([]), "Sure, I can help with that.") == ["Sure, I can help with that."]
+    assert _pieces(guards.SentenceGate([]), "It costs 1,000 dollars in total today.") == [
+        "It costs 1,000 dollars in total today."]
+    # Only the first sentence: later ones are written while the first is heard.
+    assert _pieces(guards.SentenceGate([]), "Yes. Take a coat, a hat and some gloves with you.") == [
+        "Yes.", "Take a coat, a hat and some gloves with you."]
+
+
+def test_an_opening_that_began_an_earlier_answer_waits_for_the_repeat_check():
+    with pytest.raises(guards.RepeatedAnswer):
+        _pieces(guards.SentenceGate(["You have one note, called shopping."]),
+                "You have one note, called shopping. Anything else?")
+
+
+def test_a_first_sentence_cut_by_the_token_limit_after_its_opening_still_ends():
+    """Once its opening is spoken, a first sentence is finished whatever happens: stopping there
+    would leave the user on a comma."""
+    gate = guards.SentenceGate([])
+    assert _pieces(gate, "Call your puppy Biscuit, a fitting name for a dog that loves") == [
+        "Call your puppy Biscuit,", "a fitting name for a dog that loves."]
+    # A model that stops right on the comma ends a fragment, spoken whole with a full stop.
+    assert _pieces(guards.SentenceGate([]), "Biscuit, Pepper or Maple,") == ["Biscuit, Pepper or Maple."]
+
+
+def test_the_offline_voice_speaks_each_piece_as_it_comes():
+    """Pipecat's sentence aggregator in front of hibari would hold the opening back until the
+    sentence's full stop: the TTS must synthesize the pieces the gate hands it, as they come."""
+    import threading
+
+    import numpy as np
+    from pipecat.frames.frames import LLMFullResponseEndFrame, LLMFullResponseStartFrame
+
+    from voicebot.services.tts import HibariTTSService
+
+    class Engine:  # hibari's interface: stream(text) yields float32 audio chunks
+        said: list[str] = []
+
+        def stream(self, text: str, speed: float = 1.0):
+            self.said.append(text)
+            yield np.full(2400, 0.2, dtype=np.float32)
+
+    engine = Engine()
+    tts = HibariTTSService(engine, lock=threading.Lock(), sample_rate=24000)
+    asyncio.run(run_test(tts, frames_to_send=[
+        LLMFullResponseStartFrame(), LLMTextFrame("The capital of Germany is Berlin, "),
+        LLMTextFrame("a city of almost four million people. "), LLMFullResponseEndFrame()], start_timeout=60))
+    assert [t.strip() for t in engine.said] == ["The capital of Germany is Berlin,",
+                                                "a city of almost four million people."]
+
+
 # --- VoiceLLMService in a pipeline, against the scripted fake ---------------------------------
 
 @pytest.fixture

@@ -9,7 +9,8 @@ used by VoiceLLMService.
   chat history and come back as facts in the system prompt.
 - `SentenceGate`: an answer is spoken sentence by sentence; a sentence the assistant
   already said is caught (the model is looping), and what is left unfinished when the
-  token budget runs out is not spoken.
+  token budget runs out is not spoken. An answer's first words go out at its first
+  clause break, so the voice starts before the model has written a whole sentence.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ MIN_WORDS_TO_COMPARE = 4  # "Sure." or "Done." may be said twice; longer sentenc
 SIMILAR = 0.9  # difflib ratio above which two sentences count as the same
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# Where a first sentence may be cut to start speaking early: a comma, semicolon, colon or
+# dash followed by a space (so "1,000" and "3:30" stay whole).
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?:-|\u2013|\u2014)\s+")
+CLAUSE_MIN_WORDS = 4  # "Sure," and "Well, yes," are not worth a breath of their own
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -234,6 +239,9 @@ class SentenceGate:
         self.budget_chars = int(budget_tokens * CHARS_PER_TOKEN)
         self.buffer = ""
         self.released: list[str] = []
+        # The first words of the first sentence, already spoken at a clause break; the rest
+        # of that sentence follows it whatever it says (what is spoken cannot be taken back).
+        self.opening = ""
         self.looping = False
         self.full = False
         self.dropped: list[str] = []
@@ -247,9 +255,17 @@ class SentenceGate:
         while True:
             match = _SENTENCE_END.search(self.buffer)
             if match is None:
+                opening = self._opening()
+                if opening:
+                    out.append(opening)
                 return out
             sentence, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
             if not sentence.strip():
+                continue
+            if self.opening:  # the rest of a sentence whose first words were spoken
+                self.released.append(f"{self.opening} {sentence.strip()}")
+                self.opening = ""
+                out.append(sentence)
                 continue
             verdict = self._check(sentence.strip())
             if verdict == "loop":
@@ -262,6 +278,28 @@ class SentenceGate:
             if verdict == "ok":
                 self.released.append(sentence.strip())
                 out.append(sentence)
+
+    def _opening(self) -> str:
+        """The first sentence's words up to a clause break, to speak now, or "".
+
+        Only for an answer's first sentence (later ones are spoken while the first is
+        heard), after CLAUSE_MIN_WORDS words, and never when an earlier answer began
+        with those words: a repeat must still be caught before anything is said.
+        """
+        if self.released or self.opening:
+            return ""
+        for match in _CLAUSE_END.finditer(self.buffer):
+            clause = self.buffer[:match.start()].strip()
+            words = _norm(clause)
+            if len(words.split()) < CLAUSE_MIN_WORDS:
+                continue
+            if match.end() == len(self.buffer):
+                return ""  # wait for the next word: a model that stops at a comma ends a fragment (finish)
+            if any(_norm(s).startswith(words) for s in self.said_before):
+                return ""
+            self.opening, self.buffer = clause, self.buffer[match.end():]
+            return clause + " "
+        return ""
 
     def _over_budget(self, sentence: str) -> bool:
         """Whether `sentence` would take the answer past its budget (a first sentence never does)."""
@@ -283,6 +321,11 @@ class SentenceGate:
         tail, self.buffer = self.buffer.strip(), ""
         if self.looping or self.full or not tail:
             return ""
+        if self.opening:  # the first sentence's end: spoken, whatever its state (see `opening`)
+            tail = tail if tail[-1] in ".!?\"')]" else tail.rstrip(",;:- ") + "."
+            self.released.append(f"{self.opening} {tail}")
+            self.opening = ""
+            return tail
         if tail[-1] not in ".!?\"')]":
             if self.released:
                 self.dropped.append(tail)  # cut by the token budget: not a sentence

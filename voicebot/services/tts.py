@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
-from pipecat.services.tts_service import TTSService
+from pipecat.services.tts_service import TextAggregationMode, TTSService
 
 HIBARI_RATE = 24000
 
@@ -34,7 +34,11 @@ class HibariTTSService(TTSService):
 
     def __init__(self, engine: Any, *, lock: threading.Lock, sample_rate: int, speed: float = 1.0,
                  **kwargs: Any) -> None:
+        # TOKEN: each piece of text is spoken as it comes. VoiceLLMService's SentenceGate
+        # already hands over whole sentences, and an answer's first clause on its own
+        # (guards.py); Pipecat's sentence aggregator would hold that clause back again.
         super().__init__(push_start_frame=True, push_stop_frames=True,
+                         text_aggregation_mode=TextAggregationMode.TOKEN,
                          settings=TTSSettings(model=None, voice=None, language=None), **kwargs)
         self._engine = engine
         self._lock = lock  # one ONNX session shared by every session of the worker

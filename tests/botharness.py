@@ -63,6 +63,7 @@ class Client:
         self.http = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Token {key}"})
         self.token_header = ("Authorization", f"Token {key}")
         self.events: list[dict[str, Any]] = []
+        self.received_at: dict[int, float] = {}  # event id -> time.time() it came in (delivery latency)
         self.ws: Any = None
         self.reconnects = 0
         self._reader: asyncio.Task | None = None
@@ -84,7 +85,9 @@ class Client:
         while True:
             try:
                 async for raw in self.ws:
-                    self.events.append(json.loads(raw))
+                    event = json.loads(raw)
+                    self.received_at.setdefault(event.get("id", 0), time.time())
+                    self.events.append(event)
                 return  # closed by us
             except websockets.ConnectionClosed:
                 self.reconnects += 1

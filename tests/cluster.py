@@ -210,15 +210,26 @@ class Cluster:
                                            "-c", "port=5432", "-c", f"unix_socket_directories={data}",
                                            "-c", "fsync=off", "-c", "max_connections=200"], user="postgres")
         self.wait_log(pg, "ready to accept connections", 60)
-        self.start("db", "redis", ["redis-server", "--bind", host, "--port", "6379", "--save", "",
-                                   "--appendonly", "no", "--protected-mode", "no"])
-        for _ in range(100):
-            if _sh("redis-cli", "-h", host, "ping", ns=self.ns("db"), check=False).stdout.strip() == "PONG":
-                break
-            time.sleep(0.1)
+        self.start_redis()
         _sh(str(PG_BIN / "createdb"), "-h", host, "-U", "postgres", "voice", ns=self.ns("db"))
         self.database_url = f"postgres://postgres@{host}:5432/voice"
         self.redis_url = f"redis://{host}:6379/0"
+
+    def start_redis(self) -> Proc:
+        """db's redis-server, keeping nothing on disk (as the machines' own Redis): a restart is empty."""
+        host = self.ip("db")
+        proc = self.start("db", "redis", ["redis-server", "--bind", host, "--port", "6379", "--save", "",
+                                          "--appendonly", "no", "--protected-mode", "no"])
+        for _ in range(100):
+            if _sh("redis-cli", "-h", host, "ping", ns=self.ns("db"), check=False).stdout.strip() == "PONG":
+                return proc
+            time.sleep(0.1)
+        raise RuntimeError(f"redis-server on db did not answer:\n{proc.text()[-2000:]}")
+
+    def stop_redis(self) -> None:
+        for proc in [p for p in self.procs if p.host == "db" and p.name == "redis"]:
+            self.stop(proc)
+            self.procs.remove(proc)
 
     def env(self, host: str, **extra: str) -> dict[str, str]:
         """A process's environment on `host`: production mode against db."""
@@ -241,10 +252,12 @@ class Cluster:
             raise RuntimeError(f"manage.py {' '.join(args)} on {host}:\n{done.stderr[-3000:]}")
         return done.stdout
 
-    def start_web(self, host: str) -> "ClusterServer":
+    def start_web(self, host: str, **extra: str) -> "ClusterServer":
+        """Daphne on `host` (`extra`: settings of its own, DATABASE_URL through a slow link say)."""
+        env = self.env(host, **extra)
         proc = self.start(host, "daphne", [DAPHNE, "-b", self.ip(host), "-p", "8000", "voiceproject.asgi:application"],
-                          env=self.env(host))
-        server = ClusterServer(self, host, f"http://{self.ip(host)}:8000", self.env(host), proc)
+                          env=env)
+        server = ClusterServer(self, host, f"http://{self.ip(host)}:8000", env, proc)
         # Ask from the server's own host: the answer proves it serves on its address.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -256,8 +269,9 @@ class Cluster:
             time.sleep(0.2)
         raise RuntimeError(f"{host} did not serve:\n{proc.text()[-3000:]}")
 
-    def start_bot(self, host: str, transcript: str, *, pool: int = 2) -> Proc:
-        """A worker on `host` with its hosted models on a fake API on the host's own loopback."""
+    def start_bot(self, host: str, transcript: str, *, pool: int = 2, **extra: str) -> Proc:
+        """A worker on `host` with its hosted models on a fake API on the host's own loopback
+        (`extra`: more settings, VOICE_WORKER_DEAD_AFTER say)."""
         fake = self.start(host, "fake-openai", [PYTHON, "-c", FAKE_RUNNER, str(ROOT), FAKE_KEY, transcript])
         url = next(line.split()[1] for line in self.wait_log(fake, "FAKE_URL", 30).splitlines()
                    if line.startswith("FAKE_URL"))
@@ -267,11 +281,26 @@ class Cluster:
         env = self.env(host, VOICE_STT="openai", VOICE_LLM="openai", VOICE_TTS="openai",
                        VOICE_STT_MODEL="gpt-4o-transcribe", VOICE_LLM_MODEL="gpt-4.1-mini",
                        VOICE_TTS_MODEL="gpt-4o-mini-tts", VOICE_TTS_VOICE="alloy",
-                       VOICE_WORKER_ADVERTISE_HOST=self.ip(host), VOICE_WEBRTC_HOSTS=self.ip(host), **hosted)
+                       VOICE_WORKER_ADVERTISE_HOST=self.ip(host), VOICE_WEBRTC_HOSTS=self.ip(host), **hosted,
+                       **extra)
         proc = self.start(host, "worker", [PYTHON, "manage.py", "runbotworker", "--host", self.ip(host),
                                            "--worker-id", host, "--pool-size", str(pool)], env=env)
         self.wait_log(proc, "listening on", 120)
         return proc
+
+    def slow_link(self, port: int, to_port: int, delay_ms: float = 50) -> str:
+        """A delay proxy on db (tests/delayproxy.py) from `port` to db's `to_port`; returns its address."""
+        host = self.ip("db")
+        proxy = self.start("db", f"delay-{to_port}", [PYTHON, "-m", "tests.delayproxy", "--listen", f"{host}:{port}",
+                                                      "--to", f"{host}:{to_port}", "--delay-ms", str(delay_ms)])
+        self.wait_log(proxy, "DELAY_PROXY", 30)
+        return f"{host}:{port}"
+
+    def stop_host(self, host: str) -> None:
+        """Stop every process on `host` (a worker and its fake API, say)."""
+        for proc in [p for p in self.procs if p.host == host]:
+            self.stop(proc)
+            self.procs.remove(proc)
 
     # --- the client host -----------------------------------------------------------------
     def on_client(self, scenario: Callable[[], Awaitable[T]], timeout: float = 240) -> T:

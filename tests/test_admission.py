@@ -51,6 +51,43 @@ def test_a_loaded_worker_claims_nothing_and_reports_it(settings):
     assert worker.free_slots() == 2
 
 
+@pytest.mark.django_db
+def test_a_worker_cut_off_past_its_lease_claims_nothing_and_lets_its_sessions_go(settings):
+    """The lease (worker.py): failing heartbeats for longer than the dead-worker window less two
+    heartbeats end the worker's sessions before anyone else can hand them on. A late heartbeat of a
+    merely busy loop is not a failure and ends nothing. (Across hosts: tests/test_cluster.py.)"""
+    import asyncio
+    import time
+
+    from voicebot.worker import BotWorkerProcess
+
+    settings.VOICE_WORKER_DEAD_AFTER, settings.VOICE_WORKER_HEARTBEAT_SECONDS = 10, 2
+    dropped: list[str] = []
+
+    class Bot:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def drop(self) -> None:
+            dropped.append(self.name)
+
+    worker = BotWorkerProcess(pool_size=4)
+    worker.load.sample = lambda: 0.0  # type: ignore[method-assign]
+    worker.sessions = {"a": Bot("a"), "b": Bot("b")}
+    assert worker.lease_seconds() == 6
+    worker.lease_from = time.monotonic() - 7  # no heartbeat for 7 s...
+    assert worker.free_slots() == 0  # ...so it claims nothing, busy or cut off
+    asyncio.run(worker._check_lease())
+    assert dropped == [] and len(worker.sessions) == 2  # but nothing failed: a busy loop, its sessions stay
+    worker.heartbeat_failed = True  # the database is out of reach
+    asyncio.run(worker._check_lease())
+    assert sorted(dropped) == ["a", "b"] and not worker.sessions and worker.let_go == {"a", "b"}
+    worker.lease_from, worker.heartbeat_failed = time.monotonic(), False  # back: renewed
+    assert worker.free_slots() == 0  # not before the sessions it let go are failed in the database
+    worker.let_go.clear()
+    assert worker.free_slots() == 4
+
+
 def _live_worker(name: str, admitting_now: int | None) -> None:
     BotWorker.objects.create(worker_id=name, hostname="h", pid=1, control_url="http://127.0.0.1:1", capacity=2,
                              admitting=admitting_now, heartbeat_at=timezone.now())

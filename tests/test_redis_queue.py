@@ -104,6 +104,21 @@ def test_a_restarted_redis_without_the_group_is_handled(queue, make_user):
     assert claimed is not None and claimed.job_id == result.job_id
 
 
+def test_a_restart_seen_by_the_run_id_republishes_what_it_lost_at_once(queue, make_user, monkeypatch):
+    """After a restart, the first join's publish makes the stream anew, so "the stream is gone"
+    no longer tells the sweeper that entries were lost; Redis's run id does. (The real restart,
+    under load across hosts, is scenario 5 in tests/test_cluster.py.)"""
+    lost = _join(make_user, "alice")
+    assert queue.republish_stale(dt.timedelta(seconds=60)) == 0  # young and published: nothing to do
+    queue.redis.flushdb()  # Redis restarted empty: alice's entry is gone
+    fresh = _join(make_user, "bob")  # and bob's join made the stream again
+    run_id = queue.redis.info("server")["run_id"]
+    monkeypatch.setattr(queue.redis, "info", lambda *a: {"run_id": "0" * 40 if run_id != "0" * 40 else "1" * 40})
+    assert queue.republish_stale(dt.timedelta(seconds=60)) == 2  # not 60 s later: now
+    claimed = {queue.claim("worker-a").job_id, queue.claim("worker-a").job_id}
+    assert claimed == {lost.job_id, fresh.job_id}
+
+
 def test_a_job_queued_with_the_old_camelcase_fields_still_reads():
     """Rows queued before BotJobSpec's fields became snake_case (a rolling deploy)."""
     from voicesessions.queue import BotJobSpec

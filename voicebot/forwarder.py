@@ -14,7 +14,8 @@ from typing import Any, Awaitable, Callable
 
 import numpy as np
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
 from pipecat.frames.frames import (BotStartedSpeakingFrame, BotStoppedSpeakingFrame, ErrorFrame,
                                    FunctionCallInProgressFrame, FunctionCallResultFrame, InputAudioRawFrame,
                                    InterimTranscriptionFrame, InterruptionFrame, LLMFullResponseEndFrame,
@@ -35,6 +36,7 @@ logger = logging.getLogger("voicebot.forwarder")
 
 LEVEL_PERIOD = 0.25  # seconds between audio-level events per source
 LEVEL_DELTA = 0.05  # ...and only when the level moved this much
+RETRY_SECONDS = 0.5  # between attempts to store events while the database is out of reach
 
 
 def audio_level(pcm: bytes) -> float:
@@ -188,13 +190,38 @@ class EventForwarder(BaseObserver):
 
     # --- event storage (off the audio path) ----------------------------------
     async def _drain(self) -> None:
-        while not self.queue.empty():
-            batch = []
+        held: list[tuple[str, dict[str, Any]]] = []  # a batch the database could not take yet
+        out_of_reach_since: float | None = None
+        while held or not self.queue.empty():
+            batch, held = held, []
             while not self.queue.empty() and len(batch) < 50:
                 batch.append(self.queue.get_nowait())
             try:
                 await self._store(batch)
-            except Exception:
+                if out_of_reach_since is not None:
+                    logger.info("[VoiceSession] session=%s database back after %.1fs: held events stored",
+                                self.session_id, time.monotonic() - out_of_reach_since)
+                out_of_reach_since = None
+            except (OperationalError, InterfaceError) as exc:
+                # The database is out of reach (a cut link, a restart, a failover). The batch waits,
+                # in order, and is stored once it is back. Past the worker's lease the cluster has
+                # declared this worker lost and failed the session (voicebot/worker.py): its events
+                # would be refused by the fence anyway, so they are let go.
+                now = time.monotonic()
+                if out_of_reach_since is None:
+                    out_of_reach_since = now
+                    logger.warning("[VoiceSession] session=%s database out of reach (%s): holding events",
+                                   self.session_id, type(exc).__name__)
+                if now - out_of_reach_since > settings.VOICE_WORKER_DEAD_AFTER:
+                    logger.error("[VoiceSession] session=%s %d event(s) not stored: the database was out of "
+                                 "reach past the dead-worker window", self.session_id,
+                                 len(batch) + self.queue.qsize())
+                    while not self.queue.empty():
+                        self.queue.get_nowait()
+                    return
+                held = batch
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:  # a batch the database refuses (a bug): logged, not retried for ever
                 logger.exception("[VoiceSession] could not store %d event(s) for session %s", len(batch),
                                  self.session_id)
 

@@ -63,13 +63,41 @@ class BotWorkerProcess:
         self.stopping = asyncio.Event()
         self.queue = get_queue()
         self.load = LoadMeter(settings.VOICE_WORKER_LOAD_WINDOW)
+        # The lease (see _watch_lease): renewed by every heartbeat the database took.
+        self.lease_from = time.monotonic()
+        self.heartbeat_started: float | None = None  # an attempt in flight, since
+        self.heartbeat_failed = False
+        self.let_go: set[str] = set()  # sessions dropped when the lease lapsed, not yet failed in the database
 
     def active_count(self) -> int:
         return len(self.sessions) + len(self.children)
 
     def free_slots(self) -> int:
-        """Sessions it may take now: its slots, as far as its measured load allows (load.py)."""
+        """Sessions it may take now: its slots, as far as its measured load allows (load.py); none
+        while its lease has lapsed (cut off from the database, it must not start what it cannot keep)."""
+        if self.let_go or self._lease_lapsed():
+            return 0
         return admitting(self.capacity, self.active_count(), self.load.sample(), settings.VOICE_WORKER_MAX_LOAD)
+
+    # --- the lease --------------------------------------------------------------
+    @staticmethod
+    def lease_seconds() -> float:
+        """How long a worker holds its sessions without reaching the database: shorter than the
+        dead-worker window by two heartbeats, so it lets them go before any other process can
+        declare it lost and hand its jobs to another worker (leases expire first at the holder)."""
+        dead_after, beat = settings.VOICE_WORKER_DEAD_AFTER, settings.VOICE_WORKER_HEARTBEAT_SECONDS
+        return max(dead_after / 2, dead_after - 2 * beat)
+
+    def _lease_lapsed(self) -> bool:
+        return time.monotonic() - self.lease_from > self.lease_seconds()
+
+    def _database_trouble(self) -> bool:
+        """The latest heartbeat failed, or one has hung for two intervals (a link that drops packets
+        makes libpq wait up to DATABASE_TCP_USER_TIMEOUT_MS). A merely busy event loop is not
+        trouble: its heartbeats are late, not failing."""
+        hung = (self.heartbeat_started is not None
+                and time.monotonic() - self.heartbeat_started > 2 * settings.VOICE_WORKER_HEARTBEAT_SECONDS)
+        return self.heartbeat_failed or hung
 
     # --- main ------------------------------------------------------------------
     async def run(self) -> None:
@@ -88,13 +116,15 @@ class BotWorkerProcess:
         control_url = self.control_url = f"http://{settings.VOICE_WORKER_ADVERTISE_HOST or self.host}:{self.port}"
         await database_sync_to_async(workers.register)(self.worker_id, control_url, self.capacity,
                                                        offers(self.bundle))
+        self.lease_from = time.monotonic()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self.stopping.set)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
-        tasks = [loop.create_task(self._heartbeat_loop(), name="heartbeat")]
+        tasks = [loop.create_task(self._heartbeat_loop(), name="heartbeat"),
+                 loop.create_task(self._watch_lease(), name="lease")]
         if self.only_job is not None:
             await self._start_session(self.only_job)
         else:
@@ -249,11 +279,22 @@ class BotWorkerProcess:
     async def _heartbeat_loop(self) -> None:
         interval = settings.VOICE_WORKER_HEARTBEAT_SECONDS
         while True:
+            started = self.heartbeat_started = time.monotonic()
             try:
-                alive = await database_sync_to_async(workers.heartbeat)(
-                    self.worker_id, self.active_count(), load=self.load.sample(), admitting=self.free_slots())
+                try:
+                    alive = await database_sync_to_async(workers.heartbeat)(
+                        self.worker_id, self.active_count(), load=self.load.sample(), admitting=self.free_slots())
+                except Exception:
+                    self.heartbeat_failed = True
+                    raise
+                finally:
+                    self.heartbeat_started = None
+                self.heartbeat_failed = False
                 if not alive and not self.stopping.is_set():
                     await self._rejoin()
+                elif self.let_go:
+                    await self._fail_let_go()
+                self.lease_from = started  # renewed as of when the heartbeat was sent
                 await self._reap()
                 if not self.only_job:
                     # Every worker also runs the sweeper, so deadlines fire
@@ -262,6 +303,46 @@ class BotWorkerProcess:
             except Exception:
                 logger.exception("[BotJoin] heartbeat failed")
             await asyncio.sleep(interval)
+
+    async def _watch_lease(self) -> None:
+        """Let every session go once the lease lapses while the database is out of reach.
+
+        Cut off from the database (its clients may still reach it), a worker cannot record what
+        its bots hear and say, and after VOICE_WORKER_DEAD_AFTER the cluster declares it lost,
+        fails its sessions, tells their users and may start their bots elsewhere. A bot that
+        went on talking would contradict what the user was told, and could double-serve a job
+        handed on. So the worker ends its sessions first: it hangs up their peers and writes
+        nothing (what the database did not take by then is fenced off anyway). A shorter cut
+        loses nothing: the forwarders hold the events until the database is back.
+        """
+        while True:
+            await asyncio.sleep(settings.VOICE_WORKER_HEARTBEAT_SECONDS / 2)
+            await self._check_lease()
+
+    async def _check_lease(self) -> None:
+        if (self.sessions or self.children) and self._database_trouble() and self._lease_lapsed():
+            await self._let_go_of_sessions()
+
+    async def _let_go_of_sessions(self) -> None:
+        logger.warning("[BotJoin] worker %s has not reached the database for %.1fs (its lease): ending %d "
+                       "session(s) without a word; the cluster fails them and tells their users", self.worker_id,
+                       time.monotonic() - self.lease_from, len(self.sessions) + len(self.children))
+        self.let_go |= set(self.sessions)
+        for session_id in list(self.sessions):
+            bot = self.sessions.pop(session_id, None)
+            if bot is not None:
+                await bot.drop()
+        for child in self.children.values():
+            child.terminate()
+        self.children.clear()
+
+    async def _fail_let_go(self) -> None:
+        """Back in reach with its registration standing (no other process swept it meanwhile):
+        the sessions it let go are failed here, so their users are told."""
+        ended = await database_sync_to_async(workerloss.fail_sessions_of)(self.worker_id, "worker_lost")
+        logger.warning("[BotJoin] worker %s back in reach of the database: %d session(s) it let go marked "
+                       "unavailable", self.worker_id, ended)
+        self.let_go.clear()
 
     async def _rejoin(self) -> None:
         """The cluster declared this worker lost while it could not reach the database (a cut link):
@@ -281,8 +362,10 @@ class BotWorkerProcess:
         for child in self.children.values():
             child.terminate()
         self.children.clear()
+        self.let_go.clear()  # the cluster failed those
         await database_sync_to_async(workers.register)(self.worker_id, self.control_url, self.capacity,
                                                        offers(self.bundle))
+        self.lease_from = time.monotonic()
 
     async def _reap(self) -> None:
         """Close bots whose session ended (teardown, maxDuration) and forget exited children."""

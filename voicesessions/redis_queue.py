@@ -40,6 +40,7 @@ class RedisStreamBotJobQueue(BotJobQueue):
         self._entries: dict[str, bytes] = {}  # job id -> stream entry id, for the ack
         self._republished: dict[str, dt.datetime] = {}
         self._group_ready = False
+        self._run_id: str | None = None  # the Redis server's run id as last seen: a new one is a restart
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -101,19 +102,30 @@ class RedisStreamBotJobQueue(BotJobQueue):
             except redis.RedisError:
                 pass  # the row says done; a re-delivered entry is dropped by the claim
 
+    def _restarted(self) -> bool:
+        """Whether the Redis server restarted since this process last looked (its run id changed)."""
+        run_id = str(self.redis.info("server").get("run_id", ""))
+        restarted, self._run_id = self._run_id is not None and run_id != self._run_id, run_id
+        if restarted:
+            logger.warning("[BotJoin] Redis restarted (run id %s): publishing every queued job again", run_id[:8])
+        return restarted
+
     def republish_stale(self, older_than: dt.timedelta) -> int:
         """Give queued rows a new stream entry when Redis may have lost theirs.
 
-        All of them when the stream itself is gone (Redis restarted without
-        persistence); otherwise only rows older than `older_than`, and each at
+        All of them when the stream itself is gone or Redis restarted (without
+        persistence it lost the entries); otherwise only rows older than `older_than`, and each at
         most once per `older_than` from this process, so a backlog waiting
         for free slots does not flood the stream with duplicates.
         """
         queued = BotJob.objects.filter(status=BotJobStatus.QUEUED)
-        if self.redis.exists(STREAM):
+        restarted = self._restarted()
+        if self.redis.exists(STREAM) and not restarted:
             cutoff = timezone.now() - older_than
             queued = queued.filter(created_at__lt=cutoff)
         else:
+            # Gone, or made anew since a restart by a join's publish (which must not hide the
+            # entries the restart lost): every queued row is published again.
             self._group_ready = False
             self._republished.clear()
         now = timezone.now()

@@ -26,7 +26,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.frame_processor import FrameDirection
 
 from voicesessions import opsevents, workers
-from voicesessions.events import record_event
+from voicesessions.events import record_events
 from voicesessions.models import ErrorKind, VoiceSession
 from voicesessions.models import VoiceEventType as E
 
@@ -84,6 +84,7 @@ class EventForwarder(BaseObserver):
         self.timer = TurnTimer()
         self.turns: list[dict[str, float]] = []
         self._writer: asyncio.Task | None = None
+        self._session: VoiceSession | None = None
         # Called once a stage can no longer work (its credentials refused, say): set by the session.
         self.on_fatal: Callable[[ProviderError], Awaitable[None]] | None = None
         self._fatal_told = False
@@ -227,7 +228,9 @@ class EventForwarder(BaseObserver):
 
     @database_sync_to_async
     def _store(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        session = VoiceSession.objects.select_related("room").get(pk=self.session_id)
+        if self._session is None:  # read once: what an event row needs of it (user, room url) never changes
+            self._session = VoiceSession.objects.select_related("room").get(pk=self.session_id)
+        session = self._session
         with transaction.atomic():
             # Fencing: a worker the cluster declared lost (cut off from the database) has had its
             # sessions failed and their users told; what it still had queued must not land in
@@ -236,8 +239,8 @@ class EventForwarder(BaseObserver):
                 logger.warning("[VoiceSession] session=%s %d event(s) not stored: worker %s was declared lost",
                                self.session_id, len(batch), self.worker_id)
                 return
+            record_events(session, batch)
             for event_type, payload in batch:
-                record_event(session, event_type, payload)
                 if event_type == E.ERROR:
                     opsevents.record_error(ErrorKind.PIPELINE, detail=str(payload.get("code") or payload.get("message", ""))[:200],
                                            user=session.user_id, session=session)

@@ -126,7 +126,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels --------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+# Which channels-redis layer carries events to the websockets. "pubsub" (the default): one
+# Redis PUBLISH a message, delivered in one hop. "core": the list-based layer, which spends
+# three to four sequential round trips on every message a server process receives, so a
+# process 50 ms from Redis got events ~0.4 s apart, later and later in a burst
+# (tests/test_cluster.py, scenario 6; docs/benchmarks.md). Pub/sub drops what is published
+# while a server is not subscribed; nothing is lost by that here: every event is stored
+# first, and the sockets catch up from the database (VOICE_WS_REFRESH_SECONDS, ?after=).
+VOICE_CHANNEL_LAYER = env.str("VOICE_CHANNEL_LAYER", default="pubsub")
+if REDIS_URL and VOICE_CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # health_check_interval: connections left broken by a Redis restart are noticed
+            # and replaced (the subscriber subscribes again when it reconnects).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                                  "health_check_interval": 10}]},
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -48,6 +48,7 @@ MAX_CLIENT_ERRORS = 20  # per socket: a misbehaving page must not flood the erro
 # reconnect with ?after= loses nothing, while a socket left open past the channel layer's own
 # 15 s read timeout dies of it with a traceback instead.
 DATABASE_FAILURES_BEFORE_CLOSE = 1
+CLOSE_TRY_ELSEWHERE = 4013  # the socket's close code when this server cannot reach the database
 
 
 class VoiceConsumer(AsyncJsonWebsocketConsumer):
@@ -113,7 +114,9 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
                     # server that can) with ?after= and gets what it missed.
                     logger.warning("[VoiceSession] user=%s: the database is unreachable from this server; "
                                    "closing the socket so the client reconnects elsewhere", self.user.pk)
-                    await self.close(code=1013)  # "try again later"
+                    # 4013: "try again later" in the application's range. Daphne's autobahn refuses
+                    # 1013 itself (only 1000 or 3000-4999 may be sent), which left the socket open.
+                    await self.close(code=CLOSE_TRY_ELSEWHERE)
                     return
             try:
                 await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
@@ -122,7 +125,13 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
 
     # --- from the channel layer -------------------------------------------
     async def voice_event(self, message: dict[str, Any]) -> None:
+        """One event (the relay's, and a server of the release before voice.events)."""
         await self._send_event(message["event"])
+
+    async def voice_events(self, message: dict[str, Any]) -> None:
+        """A batch of one session's events, in order (events.record_events)."""
+        for event in message["events"]:
+            await self._send_event(event)
 
     async def _send_event(self, event: dict[str, Any]) -> None:
         if event["id"] > self.replayed_up_to and event["id"] not in self.sent_ids:

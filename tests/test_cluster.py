@@ -45,6 +45,26 @@ async def _join(cluster, via: Client) -> tuple[dict, BotPeer, dict]:
     return join.json(), peer, answer
 
 
+async def _active_session(cluster) -> tuple[Client, Client, dict, BotPeer, str]:
+    """A user whose websocket is on web2 while their API calls and signalling go to web1, with a
+    session active. Returns the two clients, the join's answer, the peer and the bot's worker."""
+    on_web2 = Client(cluster.web["web2"])
+    await on_web2.open_ws()
+    via_web1 = Client(cluster.web["web1"])
+    join, peer, _ = await _join(cluster, via_web1)
+    await on_web2.wait_for(lambda e: is_status("active")(e) and e.get("sessionId") == join["sessionId"], 30,
+                           "active, seen on web2")
+    worker = via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["botWorkerId"]
+    return on_web2, via_web1, join, peer, worker
+
+
+async def _leave(via: Client, watcher: Client, session_id: str) -> None:
+    """The user leaves the room at once (through `via`); `watcher`'s socket sees the session end."""
+    via.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
+    await watcher.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") == session_id, 30,
+                           "the session's end")
+
+
 def test_the_hosts_reach_each_other_only_over_the_bridge(cluster):
     """Each server answers on its own address from the client's host, and a cut link is a cut link."""
     web1 = cluster.web["web1"]
@@ -105,18 +125,12 @@ def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_
 
     if "bot1" not in cluster.bots:
         cluster.bots["bot1"] = cluster.start_bot("bot1", QUESTION)
-    web1, web2 = cluster.web["web1"], cluster.web["web2"]
     question = speak_to_wav(QUESTION, tmp_path / "question.wav")
     figures: dict = {}
 
     async def scenario() -> None:
-        on_web2 = Client(web2)
-        await on_web2.open_ws()
-        via_web1 = Client(web1)
-        join, peer, _ = await _join(cluster, via_web1)
+        on_web2, via_web1, join, peer, victim = await _active_session(cluster)
         figures["session"] = join["sessionId"]
-        await on_web2.wait_for(is_status("active"), 30, "active")
-        victim = via_web1.http.get(f"/api/voice/sessions/{join['sessionId']}").json()["botWorkerId"]
         figures["victim"], figures["survivor"] = victim, ("bot1" if victim == "bot2" else "bot2")
         # Cut while the bot answers: it goes on making events (its speech, levels, the transcript)
         # that cannot reach the database, and must never land there later.
@@ -142,9 +156,7 @@ def test_a_worker_cut_off_mid_session_loses_it_to_the_other_and_cannot_write_to_
         detail = via_web1.http.get(f"/api/voice/sessions/{again['sessionId']}").json()
         figures["new_worker"] = detail["botWorkerId"]
         await peer.close()
-        via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-        await on_web2.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") ==
-                               again["sessionId"], 30, "the new session's end")
+        await _leave(via_web1, on_web2, again["sessionId"])
         await via_web1.close()
         await on_web2.close()
 
@@ -236,18 +248,12 @@ def test_a_worker_cut_off_from_the_database_briefly_carries_on_and_loses_no_even
     goes on hearing and answering; its events wait in memory and land once the link is back, in
     order, and the user's websocket gets every one."""
     bots = _bots(cluster, VOICE_WORKER_DEAD_AFTER="30")  # a lease (29 s) no cut below comes near
-    web1, web2 = cluster.web["web1"], cluster.web["web2"]
     question = speak_to_wav(QUESTION, tmp_path / "question.wav")
     seen: dict = {}
 
     async def scenario() -> None:
-        on_web2 = Client(web2)
-        await on_web2.open_ws()
-        via_web1 = Client(web1)
-        join, peer, _ = await _join(cluster, via_web1)
-        session = seen["session"] = join["sessionId"]
-        await on_web2.wait_for(is_status("active"), 30, "active")
-        victim = seen["victim"] = via_web1.http.get(f"/api/voice/sessions/{session}").json()["botWorkerId"]
+        on_web2, via_web1, join, peer, victim = await _active_session(cluster)
+        session, seen["session"], seen["victim"] = join["sessionId"], join["sessionId"], victim
         cluster.cut_between(victim, "db")
         try:
             peer.say_wav(str(question))
@@ -264,9 +270,7 @@ def test_a_worker_cut_off_from_the_database_briefly_carries_on_and_loses_no_even
         peer.say_wav(str(question))
         await heard_answer(peer, timeout=30)
         await peer.close()
-        via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-        await on_web2.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") == session, 30,
-                               "the session's end")
+        await _leave(via_web1, on_web2, session)
         seen["received"] = _session_events(on_web2, session)
         seen["errors"] = [e["payload"].get("code") for e in on_web2.events if e["type"] == "voice.error"]
         await via_web1.close()
@@ -290,18 +294,12 @@ def test_a_worker_cut_off_from_the_database_for_long_ends_its_sessions_and_claim
     from tests.waiting import wait_until
 
     bots = _bots(cluster)  # the cluster's 4 s dead-worker window
-    web1, web2 = cluster.web["web1"], cluster.web["web2"]
     question = speak_to_wav(QUESTION, tmp_path / "question.wav")
     seen: dict = {}
 
     async def scenario() -> None:
-        on_web2 = Client(web2)
-        await on_web2.open_ws()
-        via_web1 = Client(web1)
-        join, peer, _ = await _join(cluster, via_web1)
-        session = seen["session"] = join["sessionId"]
-        await on_web2.wait_for(is_status("active"), 30, "active")
-        victim = seen["victim"] = via_web1.http.get(f"/api/voice/sessions/{session}").json()["botWorkerId"]
+        on_web2, via_web1, join, peer, victim = await _active_session(cluster)
+        session, seen["session"], seen["victim"] = join["sessionId"], join["sessionId"], victim
         seen["survivor"] = "bot1" if victim == "bot2" else "bot2"
         cluster.cut_between(victim, "db")
         try:
@@ -328,9 +326,7 @@ def test_a_worker_cut_off_from_the_database_for_long_ends_its_sessions_and_claim
         finally:
             cluster.heal_between(victim, "db")
         await peer.close()
-        via_web1.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-        await on_web2.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") ==
-                               seen["again"], 30, "the new session's end")
+        await _leave(via_web1, on_web2, seen["again"])
         await via_web1.close()
         await on_web2.close()
 
@@ -431,9 +427,7 @@ def test_servers_behind_a_slow_link_to_the_data_stores_still_join_and_deliver_ev
                 joins.append((time.monotonic() - started) * 1000)
                 assert join.status_code == 202, join.text
                 session = join.json()["sessionId"]
-                client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-                await client.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") == session,
-                                      30, f"the session's end through {name}")
+                await _leave(client, client, session)
             # A whole spoken turn: signalling through the server, the bot's events to its socket.
             join, peer, _ = await _join(cluster, client)
             session = join["sessionId"]
@@ -444,9 +438,7 @@ def test_servers_behind_a_slow_link_to_the_data_stores_still_join_and_deliver_ev
                                   30, f"the answer through {name}")
             await heard_answer(peer)
             await peer.close()
-            client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
-            await client.wait_for(lambda e: e["type"] == "voice.session.end" and e.get("sessionId") == session,
-                                  30, "the session's end")
+            await _leave(client, client, session)
             # Delivery: from the row's timestamp (one clock: every host is this machine) to the socket.
             delivery = [(client.received_at[e["id"]] - dt.datetime.fromisoformat(e["timestamp"]).timestamp()) * 1000
                         for e in client.events if e.get("sessionId") == session and e.get("timestamp")]

@@ -328,13 +328,7 @@ class BotWorkerProcess:
                        "session(s) without a word; the cluster fails them and tells their users", self.worker_id,
                        time.monotonic() - self.lease_from, len(self.sessions) + len(self.children))
         self.let_go |= set(self.sessions)
-        for session_id in list(self.sessions):
-            bot = self.sessions.pop(session_id, None)
-            if bot is not None:
-                await bot.drop()
-        for child in self.children.values():
-            child.terminate()
-        self.children.clear()
+        await self._drop(list(self.sessions))
 
     async def _fail_let_go(self) -> None:
         """Back in reach with its registration standing (no other process swept it meanwhile):
@@ -355,17 +349,21 @@ class BotWorkerProcess:
         logger.warning("[BotJoin] worker %s was declared lost while cut off: dropping %d session(s), "
                        "which the cluster already failed, and registering again", self.worker_id,
                        len(lost) + len(self.children))
-        for session_id in lost:
+        await self._drop(lost)
+        self.let_go.clear()  # the cluster failed those
+        await database_sync_to_async(workers.register)(self.worker_id, self.control_url, self.capacity,
+                                                       offers(self.bundle))
+        self.lease_from = time.monotonic()
+
+    async def _drop(self, session_ids: list[str]) -> None:
+        """Leave these sessions without a word to the database (fencing), and stop every child."""
+        for session_id in session_ids:
             bot = self.sessions.pop(session_id, None)
             if bot is not None:
                 await bot.drop()
         for child in self.children.values():
             child.terminate()
         self.children.clear()
-        self.let_go.clear()  # the cluster failed those
-        await database_sync_to_async(workers.register)(self.worker_id, self.control_url, self.capacity,
-                                                       offers(self.bundle))
-        self.lease_from = time.monotonic()
 
     async def _reap(self) -> None:
         """Close bots whose session ended (teardown, maxDuration) and forget exited children."""

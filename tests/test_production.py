@@ -259,17 +259,26 @@ def test_redis_restart_loses_nothing_and_clients_reconnect(production, tmp_path)
         client = Client(b, "demo")
         await client.open_ws()
         room = client.http.post("/api/voice/room", json={}).json()
+        earlier = Client(a, "demo")  # a socket that came and went: server a's layer connection is left idle
+        await earlier.open_ws()
+        await earlier.close()
         await asyncio.to_thread(_restart_redis)
         join = client.http.post("/api/bot/join", json={"voiceOnly": True})
         assert join.status_code == 202
         session_id = join.json()["sessionId"]
         await client.wait_for(lambda e: e["sessionId"] == session_id and e["type"] == "voice.session.start", 20,
                               "the join's event, across the restart")
+        # A socket opened after the restart connects, on the server whose idle layer connection the
+        # restart broke, and gets the session's events (before: a 500 at the handshake).
+        reloaded = Client(a, "demo")
+        await reloaded.open_ws()
         peer = BotPeer(a.url, room["token"])
         await peer.connect()  # a worker claimed the job from the re-created stream
         await client.wait_for(lambda e: is_status("active")(e) and e["sessionId"] == session_id, 30, "active")
         peer.say_wav(str(question))
         await client.wait_for(is_final_transcript("assistant"), 40, "an answer after the restart")
+        await reloaded.wait_for(is_final_transcript("assistant"), 40, "the answer, on the socket opened after it")
+        await reloaded.close()
         await peer.close()
         client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})
         await client.wait_for(lambda e: e["type"] == "voice.session.end" and e["sessionId"] == session_id, 30,

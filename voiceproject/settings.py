@@ -134,28 +134,26 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # while a server is not subscribed; nothing is lost by that here: every event is stored
 # first, and the sockets catch up from the database (VOICE_WS_REFRESH_SECONDS, ?after=).
 VOICE_CHANNEL_LAYER = env.str("VOICE_CHANNEL_LAYER", default="pubsub")
+if REDIS_URL:
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+
+    # redis-py's own reconnect-and-retry, once, for a connection a Redis restart left broken.
+    # Without it the first call on an idle pub/sub connection after a restart failed, and a
+    # websocket's handshake answered 500 (Channels subscribes the consumer's own channel
+    # before connect() runs; test_production and the cluster's scenario 6 caught it).
+    # health_check_interval: such connections are also noticed by a PING before use.
+    _REDIS_LAYER_HOST = {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                         "health_check_interval": 10, "retry_on_error": [_RedisConnectionError]}
 if REDIS_URL and VOICE_CHANNEL_LAYER == "pubsub":
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            # health_check_interval: connections left broken by a Redis restart are noticed
-            # and replaced (the subscriber subscribes again when it reconnects).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
-                                  "health_check_interval": 10}]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                  "CONFIG": {"hosts": [_REDIS_LAYER_HOST]}}}
 elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # health checks: pooled connections left broken by a Redis restart are
-            # noticed and replaced instead of timing out every reader.
             # socket_timeout above channels-redis's 5 s blocking pop: redis-py 8
             # defaults to 5 s, which kills every idle consumer with "Timeout reading".
-            # health_check_interval: connections left broken by a Redis restart are
-            # noticed and replaced.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
-                                  "health_check_interval": 10}], "capacity": 1000, "expiry": 60},
+            "CONFIG": {"hosts": [_REDIS_LAYER_HOST], "capacity": 1000, "expiry": 60},
         }
     }
 else:

@@ -91,20 +91,14 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
                 pass
 
     async def _join_group(self) -> None:
-        """Join the user's group; with the layer out of reach the socket opens all the same.
-
-        Right after a Redis restart the pub/sub layer's first call on its old connection fails
-        and reconnects, so a second try usually succeeds. If both fail, the events wait in the
-        database and the refresh loop joins the group again (a 500 at the handshake would
-        leave the page without its events instead)."""
-        for attempt in range(2):
-            try:
-                await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
-                return
-            except Exception as exc:  # noqa: BLE001 - any layer failure: the database still has the events
-                if attempt:
-                    logger.warning("[VoiceSession] user=%s: channel layer unreachable at connect (%s); events "
-                                   "wait in the database", self.user.pk, type(exc).__name__)
+        """Join the user's group; with the layer out of reach the socket opens all the same: the
+        events wait in the database and the refresh loop joins the group again (a 500 at the
+        handshake would leave the page without its events instead)."""
+        try:
+            await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
+        except Exception as exc:  # noqa: BLE001 - any layer failure: the database still has the events
+            logger.warning("[VoiceSession] user=%s: channel layer unreachable at connect (%s); events wait in "
+                           "the database", self.user.pk, type(exc).__name__)
 
     async def _refresh_loop(self) -> None:
         """Survive a channel-layer restart without the client noticing.

@@ -63,15 +63,8 @@ def push_to_user(user_id: int | str, messages: list[dict[str, Any]]) -> None:
     async def send() -> None:
         # Bounded: a layer that hangs (Redis restarting) must not hold the
         # request thread, which Django shares with every other sync call.
-        # Twice: after a Redis restart the first call on an idle connection fails and reconnects.
-        for attempt in range(2):
-            try:
-                await asyncio.wait_for(layer.group_send(user_group(user_id), {"type": "voice.events",
-                                                                              "events": messages}), timeout=2)
-                return
-            except Exception:  # noqa: BLE001 - raised to the caller's log on the second failure
-                if attempt:
-                    raise
+        await asyncio.wait_for(layer.group_send(user_group(user_id), {"type": "voice.events", "events": messages}),
+                               timeout=2)
 
     try:
         async_to_sync(send)()

@@ -44,10 +44,6 @@ CLIENT_ERROR_KINDS = (ErrorKind.AUDIO, ErrorKind.TOKEN_EXPIRY)
 MAX_CLIENT_ERRORS = 20  # per socket: a misbehaving page must not flood the error counts
 
 
-# Catch-ups in a row that may fail (the database unreachable) before the socket is closed. One: a
-# reconnect with ?after= loses nothing, while a socket left open past the channel layer's own
-# 15 s read timeout dies of it with a traceback instead.
-DATABASE_FAILURES_BEFORE_CLOSE = 1
 CLOSE_TRY_ELSEWHERE = 4013  # the socket's close code when this server cannot reach the database
 
 
@@ -91,14 +87,14 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
                 pass
 
     async def _join_group(self) -> None:
-        """Join the user's group; with the layer out of reach the socket opens all the same: the
-        events wait in the database and the refresh loop joins the group again (a 500 at the
-        handshake would leave the page without its events instead)."""
+        """Join the user's group (at connect, and again on every refresh: idempotent). With the layer
+        out of reach the socket opens all the same: the events wait in the database and the next
+        refresh joins again (a 500 at the handshake would leave the page without its events)."""
         try:
             await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
         except Exception as exc:  # noqa: BLE001 - any layer failure: the database still has the events
-            logger.warning("[VoiceSession] user=%s: channel layer unreachable at connect (%s); events wait in "
-                           "the database", self.user.pk, type(exc).__name__)
+            logger.warning("[VoiceSession] user=%s: channel layer unreachable (%s); events wait in the database",
+                           self.user.pk, type(exc).__name__)
 
     async def _refresh_loop(self) -> None:
         """Survive a channel-layer restart without the client noticing.
@@ -108,30 +104,23 @@ class VoiceConsumer(AsyncJsonWebsocketConsumer):
         never delivered. Every few seconds: join the group again (idempotent)
         and send the stored events of the last minute this socket has not sent.
         """
-        failures = 0
         while True:
             await asyncio.sleep(settings.VOICE_WS_REFRESH_SECONDS)
             try:  # the database first: it does not depend on the layer being healthy
                 for message in await self._recent_events():
                     await self._send_event(message)
-                failures = 0
             except Exception:
-                failures += 1
                 logger.exception("[VoiceSession] catch-up failed")
-                if failures >= DATABASE_FAILURES_BEFORE_CLOSE:
-                    # This server cannot reach the database (a partition, say): the socket would stay
-                    # open and silent. Closed, the client reconnects (through the load balancer, to a
-                    # server that can) with ?after= and gets what it missed.
-                    logger.warning("[VoiceSession] user=%s: the database is unreachable from this server; "
-                                   "closing the socket so the client reconnects elsewhere", self.user.pk)
-                    # 4013: "try again later" in the application's range. Daphne's autobahn refuses
-                    # 1013 itself (only 1000 or 3000-4999 may be sent), which left the socket open.
-                    await self.close(code=CLOSE_TRY_ELSEWHERE)
-                    return
-            try:
-                await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name), timeout=2)
-            except Exception:
-                logger.warning("[VoiceSession] channel layer unreachable; events wait in the database")
+                # This server cannot reach the database (a partition, say): the socket would stay
+                # open and silent. Closed at the first failed catch-up, the client reconnects
+                # (through the load balancer, to a server that can) with ?after= and loses nothing.
+                logger.warning("[VoiceSession] user=%s: the database is unreachable from this server; "
+                               "closing the socket so the client reconnects elsewhere", self.user.pk)
+                # 4013: "try again later" in the application's range. Daphne's autobahn refuses
+                # 1013 itself (only 1000 or 3000-4999 may be sent), which left the socket open.
+                await self.close(code=CLOSE_TRY_ELSEWHERE)
+                return
+            await self._join_group()
 
     # --- from the channel layer -------------------------------------------
     async def voice_event(self, message: dict[str, Any]) -> None:

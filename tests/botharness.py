@@ -15,6 +15,10 @@ import websockets
 
 from tests.livesrv import ROOT, LiveServer
 
+# Each user's API token per database: a `manage.py drf_create_token` is a Django start (~1.5 s),
+# and a test file makes a Client for the same user many times over one server's life.
+_TOKENS: dict[tuple[str, str], str] = {}
+
 BOT_ENV = {"VOICE_WORKER_HEARTBEAT_SECONDS": "0.5", "VOICE_WORKER_DEAD_AFTER": "4",
            "VOICE_TEARDOWN_POLL_SECONDS": "0.5"}
 
@@ -58,7 +62,10 @@ class Client:
 
     def __init__(self, server: LiveServer, username: str = "demo") -> None:
         self.server = server
-        key = server.manage("drf_create_token", username).split()[2]
+        db = server.env.get("DATABASE_URL", server.url)
+        key = _TOKENS.get((db, username))
+        if key is None:
+            key = _TOKENS[db, username] = server.manage("drf_create_token", username).split()[2]
         self.key = key
         self.http = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Token {key}"})
         self.token_header = ("Authorization", f"Token {key}")

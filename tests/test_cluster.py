@@ -11,6 +11,7 @@ import pytest
 
 from tests.botharness import Client, is_final_transcript, is_status, speak_to_wav
 from tests.cluster import Cluster
+from tests.livesrv import users_with_tokens
 from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
 
@@ -355,9 +356,7 @@ def test_redis_restarted_empty_loses_no_queued_job_and_starts_no_second_bot(clus
     bots = _bots(cluster)
     web1, web2 = cluster.web["web1"], cluster.web["web2"]
     users = [f"burst{i}" for i in range(4)]  # the two workers' four slots
-    cluster.manage("web1", "shell", "-c", "from django.contrib.auth.models import User\n"
-                   + "".join(f"User.objects.get_or_create(username='{u}')\n" for u in users))
-    keys = {u: cluster.manage("web1", "drf_create_token", u).split()[2] for u in users}
+    keys = users_with_tokens(lambda *args: cluster.manage("web1", *args), users)
 
     def join(user: str, server) -> httpx.Response:
         async def call() -> httpx.Response:

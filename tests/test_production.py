@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.botharness import BOT_ENV, Client, is_final_transcript, is_status, speak_to_wav, start_worker
-from tests.livesrv import metric, scrape, start_server
+from tests.livesrv import metric, scrape, start_server, users_with_tokens
 from tests.waiting import heard_answer, wait_until
 from voicebot.peer import BotPeer
 
@@ -105,9 +105,7 @@ def test_a_users_rate_limit_holds_across_servers(production):
 def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production):
     a, b, workers = production
     users = [f"load{i}" for i in range(25)]
-    a.manage("shell", "-c", "from django.contrib.auth.models import User\n"
-             + "".join(f"User.objects.get_or_create(username='{u}')\n" for u in users))
-    keys = {u: a.manage("drf_create_token", u).split()[2] for u in users}
+    keys = users_with_tokens(a.manage, users)
 
     async def scenario() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)

@@ -64,3 +64,16 @@ def test_one_user_never_reaches_anothers_notes(alice, bob):
     assert notes.delete_note(alice.pk, "secret")["ok"] is False
     assert notes.update_note(alice.pk, "secret", "mine now")["ok"] is False
     assert notes.read_note(bob.pk, title="secret")["body"] == "bob's plans"
+
+
+def test_a_note_saved_without_a_title_is_named_and_read_back_as_a_user_can_check_it(alice):
+    """The confirmation the user hears says what was saved, not a title cut mid-thought."""
+    from voicebot.services.intents import speak_result
+
+    saved = notes.create_note(alice.pk, "", "the plumber is coming on Thursday at 10")
+    assert saved["title"] == "the plumber is coming"  # not "...coming on"
+    assert speak_result("create_note", saved) == "Done. I saved a note: the plumber is coming on Thursday at 10."
+    assert notes.create_note(alice.pk, "", "call the bank to my plumber note")["title"] == "call the bank"
+    assert notes.create_note(alice.pk, "", "on")["title"] == "on"  # one word stays, whatever it is
+    long = notes.create_note(alice.pk, "packing", " ".join(["socks"] * 30))
+    assert speak_result("create_note", long) == "Done. I saved your note called packing."

@@ -10,19 +10,19 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from .models import Note
+from .notetitle import MAX_TITLE, auto_title
 
 MAX_LIST = 20
-MAX_TITLE = 200
 # Words a user says for "the one I saved last" in place of a title.
 LATEST = {"latest", "last", "newest", "most recent", "recent", "last one", "latest one", "that", "it", "this"}
 
 
 def create_note(user_id: int, title: str, body: str = "", session_id: Any = None) -> dict[str, Any]:
-    title = (title or "").strip()[:MAX_TITLE] or " ".join((body or "").split()[:5])[:MAX_TITLE]
+    title = (title or "").strip()[:MAX_TITLE] or auto_title(body)
     if not title:
         return {"ok": False, "error": "a note needs a title or some text"}
     note = Note.objects.create(user_id=user_id, title=title, body=(body or "").strip(), session_id=session_id)
-    return {"ok": True, "id": note.pk, "title": note.title}
+    return {"ok": True, "id": note.pk, "title": note.title, "body": note.body}
 
 
 def list_notes(user_id: int) -> dict[str, Any]:

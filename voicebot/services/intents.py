@@ -14,8 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..notetitle import auto_title
 from .intent_model import CHAT, THRESHOLD, VETO, shared as classifier
 
+SPOKEN_BODY_WORDS = 20  # a saved note this short is read back whole in the confirmation
 _FILLER = re.compile(r"^(?:(?:um+|uh+|so|okay|ok|hey|hi|please|pearl|right|well|oh|and|alright|now|yeah)[,.!]?\s+)+",
                      re.I)
 _POLITE = r"(?:(?:can|could|would|will) you\s+(?:please\s+)?|please\s+|i(?:'d| would) like (?:you )?to\s+|" \
@@ -137,7 +139,7 @@ def by_pattern(sentence: str) -> Intent | None:
             body = groups.get("body", "")
             if not body and not title:
                 continue  # "make a note" alone: let the model ask what to write
-            return Intent(tool, {"title": title or " ".join(body.split()[:5]), "body": body or title}, ambiguous)
+            return Intent(tool, {"title": title or auto_title(body), "body": body or title}, ambiguous)
         if tool == "search_notes":
             query = groups.get("query", "")
             return Intent(tool, {"query": query}, ambiguous) if query else None
@@ -172,7 +174,7 @@ def _arguments(tool: str, sentence: str) -> Intent:
     if tool == "create_note":
         lead = _LEAD.match(sentence)
         body = _clean(lead.group("rest") if lead else sentence)
-        return Intent(tool, {"title": " ".join(body.split()[:5]), "body": body})
+        return Intent(tool, {"title": auto_title(body), "body": body})
     if tool == "search_notes":
         return Intent(tool, {"query": topic or _clean(sentence)})
     if tool == "update_note":
@@ -190,7 +192,12 @@ def speak_result(tool: str, result: dict[str, Any]) -> str:
     if not result.get("ok"):
         return f"Sorry, I couldn't do that: {result.get('error', 'something went wrong')}."
     if tool == "create_note":
-        return f"Done. I saved your note {result.get('title', '')}."
+        # What was saved, when it is short: the title alone is often the text's first words
+        # cut off ("I saved your note the plumber is coming"), which the user cannot check.
+        body = str(result.get("body") or "").strip().rstrip(".!?")
+        if body and len(body.split()) <= SPOKEN_BODY_WORDS:
+            return f"Done. I saved a note: {body}."
+        return f"Done. I saved your note called {result.get('title', '')}."
     if tool in ("list_notes", "search_notes"):
         titles = [n["title"] for n in result.get("notes", [])]
         if not titles:

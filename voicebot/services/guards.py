@@ -32,6 +32,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?:-|\u2013|\u2014)\s+")
 CLAUSE_MIN_WORDS = 4  # "Sure," and "Well, yes," are not worth a breath of their own
 _WORD = re.compile(r"[a-z0-9']+")
+_SPACES = re.compile(r"[ \t]{2,}")
 
 
 # --- the history budget ---------------------------------------------------------------
@@ -92,6 +93,24 @@ def alternate(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 and not prev.get("tool_calls") and not message.get("tool_calls")):
             out[-1] = {**prev, "content": f"{prev['content']} {message['content']}".strip()}
             continue
+        out.append(message)
+    return out
+
+
+def tidy_spaces(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The assistant's earlier answers with single spaces between their pieces, as the model wrote them.
+
+    The offline voice speaks each piece the gate hands it (TOKEN mode), and Pipecat joins
+    the spoken pieces into the context with a space of its own after the gate's, so an
+    answer came back as "thank you!  How about yourself?". Its tokens then differ from
+    those the model generated, and llama.cpp's prompt cache stopped at the first such
+    gap: every turn re-read the end of the answer before it.
+    """
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "assistant" and isinstance(content, str) and "  " in content:
+            message = {**message, "content": _SPACES.sub(" ", content).strip()}
         out.append(message)
     return out
 

@@ -14,7 +14,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from ..provider_errors import ToolCallCut
-from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tool_facts, window
+from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tidy_spaces, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
 
@@ -207,7 +207,7 @@ class VoiceLLMService(OpenAILLMService):
         if self.local:
             messages = tool_facts(messages)
         messages, self._window_start = window(messages, self.history_tokens, self._window_start)
-        messages = alternate(messages)
+        messages = alternate(tidy_spaces(messages))
         if self._retrying and messages and messages[0].get("role") == "system":
             messages[0] = {**messages[0], "content": f"{messages[0].get('content', '')}\n\n{RETRY_HINT}"}
         params["messages"] = messages

@@ -98,9 +98,19 @@ def _clean(text: str | None) -> str:
     return _TRAILING.sub("", (text or "").strip(" .,!?;:\"'")).strip(" .,!?;:\"'")
 
 
+# Whisper tiny hears the tests' and many users' "note" as "node" ("add that to my plumber node",
+# "get rid of that node"); after "my", "that" or "this" (a word between allowed) it is the note.
+_NODE = re.compile(r"\b(?P<lead>(?:my|that|this|your)\s+(?:[\w'-]+\s+)?)node(?P<s>s?)\b", re.I)
+
+
+def heard_right(text: str) -> str:
+    """`text` with the notes words Whisper tends to mishear put back."""
+    return _NODE.sub(lambda m: f"{m.group('lead')}note{m.group('s')}", text)
+
+
 def parse(text: str) -> Intent | None:
     """The notes tool call this sentence asks for, or None for plain chat."""
-    sentence = _FILLER.sub("", text.strip())
+    sentence = _FILLER.sub("", heard_right(text.strip()))
     return decide(sentence, classifier().probabilities(sentence))
 
 
@@ -161,6 +171,8 @@ _TOPIC = re.compile(r"\b(?:about|mentioning|mentions?|regarding|on|for|with|call
 _NAMED = re.compile(r"\b(?:the|my|that|this|your)\s+(?P<title>[\w'&-]+(?: [\w'&-]+){0,2}?)\s+"
                     r"(?:note|memo|list|entry)\b", re.I)
 _LATEST_WORD = re.compile(rf"\b{_LATEST}\b|\bjust\b", re.I)
+_INTO_NOTE = re.compile(r"\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b[^.!?]*?\b(?:note|memo|list)s?\s*[.!?]?$",
+                        re.I)
 _ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|mention)\s+(?P<body>.+?)"
                        r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
 
@@ -179,7 +191,8 @@ def _arguments(tool: str, sentence: str) -> Intent:
         return Intent(tool, {"query": topic or _clean(sentence)})
     if tool == "update_note":
         addition = _ADDITION.search(sentence)
-        body = _clean(addition.group("body") if addition else sentence)
+        # Without an "add" verb (misheard as "and", or left out) the words before "to my ... note".
+        body = _clean(addition.group("body") if addition else _INTO_NOTE.sub("", sentence))
         return Intent(tool, {"title": title, "latest": not title, "body": body})
     if tool in ("read_note", "delete_note"):
         title = "" if latest else topic

@@ -142,6 +142,11 @@ def test_200_concurrent_room_and_join_requests_start_one_bot_per_room(production
         r = httpx.request("DELETE", f"{a.url}/api/voice/room", json={"teardownDelay": 0},
                           headers={"Authorization": f"Token {keys[user]}"}, timeout=30)
         assert r.status_code == 200
+    # ...and let the workers drain the jobs still queued for the ended sessions: until then the
+    # next test's join would be refused (no_capacity) by the admission check.
+    wait_until(lambda: a.manage("shell", "-c", "from voicesessions.models import BotJob, BotJobStatus; "
+                                "print(BotJob.objects.filter(status=BotJobStatus.QUEUED).count())").split()[-1] == "0",
+               90, "the burst's queued jobs drained")
 
 
 def test_a_killed_server_loses_no_event_the_client_reconnects_elsewhere(production):

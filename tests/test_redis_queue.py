@@ -1,13 +1,14 @@
 """The Redis Streams bot job queue, against the real Redis on 127.0.0.1:6379."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
 import pytest
 import redis
 
-from tests.waiting import wait_until
+from tests.waiting import await_until, wait_until
 from voicesessions import rooms, sessions
 from voicesessions.models import BotJob, BotJobStatus
 from voicesessions.redis_queue import GROUP, STREAM, RedisStreamBotJobQueue
@@ -127,3 +128,38 @@ def test_a_job_queued_with_the_old_camelcase_fields_still_reads():
                                  "provider": "local", "voiceOnly": True, "sessionPersistence": 42,
                                  "systemPrompt": "Be brief.", "somethingNew": 1})
     assert spec.voice_only is True and spec.session_persistence == 42 and spec.system_prompt == "Be brief."
+
+
+def test_an_idle_worker_waits_in_redis_and_a_join_wakes_it(queue, make_user, settings):
+    """An idle worker polled the consumer group 20 times a second (XAUTOCLAIM + XREADGROUP: 2.3% of a
+    core doing nothing). It now blocks on the stream, and the join's publish wakes it at once."""
+    settings.VOICE_WORKER_JOB_WAIT_SECONDS = 120  # far longer than the test: only the join can end the wait
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def blocked_on_the_stream() -> bool:
+        return any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in client.client_list())
+
+    async def scenario() -> bool:
+        waiting = asyncio.create_task(queue.wait_for_jobs(0.05))
+        try:
+            await await_until(blocked_on_the_stream, 30, "the worker blocked in XREAD")
+            await asyncio.to_thread(_join, make_user, "alice")  # commits, then publishes
+            return await asyncio.wait_for(waiting, 60)
+        finally:
+            waiting.cancel()
+            await queue.aclose()
+
+    assert asyncio.run(scenario()) is True
+    job = queue.claim("worker-a")
+    assert job is not None  # what woke it is there to claim
+
+    # With nothing new, a wait ends at its time limit and says so (the worker then looks again).
+    settings.VOICE_WORKER_JOB_WAIT_SECONDS = 0.1
+
+    async def idle() -> bool:
+        try:
+            return await queue.wait_for_jobs(0.05)
+        finally:
+            await queue.aclose()
+
+    assert asyncio.run(idle()) is False

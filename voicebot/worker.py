@@ -153,6 +153,7 @@ class BotWorkerProcess:
         await database_sync_to_async(workerloss.fail_sessions_of)(self.worker_id, "worker_stopped")
         await database_sync_to_async(workers.stop)(self.worker_id)
         await runner.cleanup()
+        await self.queue.aclose()
         if self.bundle is not None:
             await self.bundle.aclose()
         logger.info("[BotJoin] worker %s stopped", self.worker_id)
@@ -178,7 +179,10 @@ class BotWorkerProcess:
                 logger.info("[BotJoin] worker %s idle/recycling: exiting", self.worker_id)
                 self.stopping.set()
                 return
-            await asyncio.sleep(settings.VOICE_WORKER_POLL_SECONDS)
+            if self.free_slots() and not self._recycling():
+                await self.queue.wait_for_jobs(settings.VOICE_WORKER_POLL_SECONDS)  # woken by a new job
+            else:
+                await asyncio.sleep(settings.VOICE_WORKER_POLL_SECONDS)
 
     def _recycling(self) -> bool:
         return bool(self.max_sessions) and self.sessions_started >= self.max_sessions

@@ -315,6 +315,9 @@ VOICE_WORKER_MAX_SESSIONS = env.int("VOICE_WORKER_MAX_SESSIONS", default=0)  # r
 VOICE_WORKER_IDLE_TIMEOUT = env.float("VOICE_WORKER_IDLE_TIMEOUT", default=0)  # exit when idle N s; 0 = never
 VOICE_WORKER_HEARTBEAT_SECONDS = env.float("VOICE_WORKER_HEARTBEAT_SECONDS", default=2.0)
 VOICE_WORKER_POLL_SECONDS = env.float("VOICE_WORKER_POLL_SECONDS", default=0.05)
+# The Redis queue wakes a worker when a job is published; it looks again at least this often
+# (a dead worker's pending entries are taken over by polling).
+VOICE_WORKER_JOB_WAIT_SECONDS = env.float("VOICE_WORKER_JOB_WAIT_SECONDS", default=1.0)
 # Admission control (issue 14): a worker claims a job only while its CPU use over the last
 # VOICE_WORKER_LOAD_WINDOW seconds, per usable core, is under VOICE_WORKER_MAX_LOAD; a join
 # that no live worker has room for is refused with 503 no_capacity and this Retry-After.

@@ -10,6 +10,7 @@ Production swaps in a Redis-backed queue through settings.VOICE_BOT_QUEUE.
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import datetime as dt
 import logging
@@ -160,6 +161,18 @@ class BotJobQueue(abc.ABC):
     def pending(self) -> int:
         """How many jobs wait for a worker."""
         return BotJob.objects.filter(status=BotJobStatus.QUEUED).count()
+
+    async def wait_for_jobs(self, poll: float) -> bool:
+        """Return once a job may be waiting (True), or when it is time to look again (False).
+
+        The database has nothing to wait on: a worker with free slots polls it every `poll`
+        seconds. A queue that can tell of a new job sooner overrides this.
+        """
+        await asyncio.sleep(poll)
+        return False
+
+    async def aclose(self) -> None:
+        """Release what `wait_for_jobs` holds (the worker is stopping)."""
 
     # --- what a queue adds ---------------------------------------------------------
     @abc.abstractmethod

@@ -11,7 +11,6 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.turns.user_stop.turn_analyzer_user_turn_stop_strategy import TurnAnalyzerUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
@@ -19,6 +18,7 @@ from .sharedmodels import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from .behaviour import Behaviour, CallMonitor, register_end_call_tool
 from . import custom_tools
 from .tools import register_notes_tools
+from .turnend import turn_stop_strategy
 
 
 class PipelineOwner(Protocol):
@@ -80,7 +80,8 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     # Pipecat's smart-turn model decides when the user is done; when it judges a
     # turn unfinished it waits for more speech, by default 3 s. Capped here:
     # a short spoken question judged "incomplete" should not cost seconds.
-    turn_stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer(
+    # A question Whisper heard ends the turn even when the model judged it unfinished (turnend.py).
+    turn_stop = turn_stop_strategy(turn_analyzer=SharedSmartTurnAnalyzer(
         params=SmartTurnParams(stop_secs=settings.VOICE_TURN_INCOMPLETE_WAIT_SECS)))
     # Pipecat ends a user turn whose transcript has not come 5 s after the speech, and runs the
     # LLM on an "I didn't catch that" prompt; the late transcript then starts a turn of its own

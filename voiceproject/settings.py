@@ -329,6 +329,8 @@ VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # IC
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim
 VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's recommended value
 VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
+# A final transcript ending with "?" ends the user's turn at once (voicebot/turnend.py).
+VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # Bot models. "local": offline, from pip-shipped model files; "openai": any
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).

@@ -27,13 +27,13 @@ def test_the_router_keeps_its_measured_recall_and_false_calls():
     result = score(json.loads((ROOT / "bench" / "tool_requests.json").read_text())["items"])
     assert result["positives"] >= 130 and result["negatives"] >= 70
     assert result["recall"] >= 0.93, result["misses"]
-    assert result["args_right"] >= 0.89, result["misses"]
+    assert result["args_right"] >= 0.92, result["misses"]  # 89.4% before updates took "note: ..." and "note, ..."
     assert result["false_calls"] <= 4, result["false"]
 
 
 @pytest.mark.parametrize("name, recall, args_right, false_calls", [
-    ("tool_requests_2.json", 0.92, 0.89, 3),  # its false calls were read before the hard negatives
-    ("tool_requests_3.json", 0.90, 0.76, 3),  # blind to all of it: 88.3% and 6 false calls before
+    ("tool_requests_2.json", 0.92, 0.91, 3),  # its false calls were read before the hard negatives
+    ("tool_requests_3.json", 0.90, 0.80, 3),  # blind to all of it: 88.3% and 6 false calls before
 ])
 def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right, false_calls):
     result = score(json.loads((ROOT / "bench" / name).read_text())["items"])
@@ -57,6 +57,12 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
     ("and call the bank to my Plumber node", "update_note", {"title": "Plumber", "latest": False,
                                                               "body": "call the bank"}),
     ("Read my plumber node.", "read_note", {"title": "plumber", "latest": False}),
+    # What to put in a note, after a colon or comma or "to include" (these updated it with nothing).
+    ("Please update the recipe note: use brown sugar instead.", "update_note",
+     {"title": "recipe", "latest": False, "body": "use brown sugar instead"}),
+    ("Change the book club note, the next book is Circe.", "update_note",
+     {"title": "book club", "latest": False, "body": "the next book is Circe"}),
+    ("Update the packing note to include a hat.", "update_note", {"title": "packing", "latest": False, "body": "a hat"}),
 ])
 def test_requests_of_each_kind(text, tool, args):
     intent = parse(text)

@@ -39,7 +39,10 @@ _RULES: list[tuple[str, str]] = [
     ("update_note", rf"\b(?:add|append|put|include|stick)\s+(?P<body>.+?)\s+(?:to|on|onto|in|into)\s+{_THE}?"
                     rf"(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"),
     ("update_note", rf"\b(?:update|change|edit|amend)\s+{_THE}?(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"
-                    r"(?:\s+(?:to say|so it says|to read|with|by adding|adding|and add|to add|:)\s*(?P<body>.+))?"),
+                    # What to put in it: after a comma, colon or dash ("update the recipe note: use brown
+                    # sugar"), or after words that say so ("...note to include a hat").
+                    r"(?:(?:\s*[,:\u2013\u2014-]\s*|\s+(?:to say|so it says|so that it says|so it reads|so that|so|to read|to include|"
+                    r"to also say|with|by adding|adding|and add|to add)\s+)(?P<body>.+))?"),
     ("search_notes", r"\b(?:search|look through|look in|check|go through|scan)\s+(?:my|the)\s+notes\s+"
                      r"(?:for|about)\s+(?P<query>.+)"),
     ("search_notes", r"\b(?:do i have|have i got|is there|are there|did i (?:make|save|write|take))\s+"

@@ -28,12 +28,13 @@ def test_the_router_keeps_its_measured_recall_and_false_calls():
     assert result["positives"] >= 130 and result["negatives"] >= 70
     assert result["recall"] >= 0.93, result["misses"]
     assert result["args_right"] >= 0.92, result["misses"]  # 89.4% before updates took "note: ..." and "note, ..."
-    assert result["false_calls"] <= 4, result["false"]
+    assert result["false_calls"] == 0, result["false"]
 
 
 @pytest.mark.parametrize("name, recall, args_right, false_calls", [
-    ("tool_requests_2.json", 0.92, 0.91, 3),  # its false calls were read before the hard negatives
-    ("tool_requests_3.json", 0.90, 0.80, 3),  # blind to all of it: 88.3% and 6 false calls before
+    ("tool_requests_2.json", 0.92, 0.91, 0),  # its false calls were read before the hard negatives
+    ("tool_requests_3.json", 0.90, 0.80, 1),  # blind to all of it: 88.3% and 6 false calls before
+    ("tool_requests_4.json", 0.93, 0.90, 1),  # blind until 2026-12-05: 93.3%, 90.0%, 1 false call
 ])
 def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right, false_calls):
     result = score(json.loads((ROOT / "bench" / name).read_text())["items"])
@@ -81,6 +82,10 @@ def test_a_request_that_names_a_note_is_never_overruled(text):
 
 @pytest.mark.parametrize("text", ["What note is middle C?", "Make a list of three fruits.", "Write me a poem.",
                                   "Can you remember things?", "What is the latest news?", "Add two and three.",
-                                  "My lymph node is swollen.", "How do I install node on my laptop?"])
+                                  "My lymph node is swollen.", "How do I install node on my laptop?",
+                                  # the false calls of the first three sets (2026-12-05)
+                                  "What does take note mean?", "I just saved fifty dollars on groceries!",
+                                  "Tell me about the history of the Post-it note.",
+                                  "I'm trying to save up for a new bike by the summer."])
 def test_chat_is_left_to_the_model(text):
     assert parse(text) is None

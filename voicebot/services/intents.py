@@ -82,7 +82,15 @@ _AMBIGUOUS = {i for i, (tool, rule) in enumerate(_RULES)
 NOT_A_REQUEST = re.compile(
     r"\b(?:remember when|do you remember|can you remember|could you remember|will you remember|"
     r"what notes? (?:is|are) (?:middle|high|low)|musical note|notes? in class|take notes (?:in|at|during|for)|"
-    r"write (?:me )?(?:a|an) (?:poem|story|song|essay|letter|haiku|email)|how (?:do|should|can) i (?:take|make|write))",
+    r"write (?:me )?(?:a|an) (?:poem|story|song|essay|letter|haiku|email)|how (?:do|should|can) i (?:take|make|write)|"
+    # Questions about words ("what does take note mean?", "the history of the Post-it note").
+    r"what (?:does|do|did) .{1,40}\bmean\b|where (?:does|do|did) .{1,40}\bcome from\b|where'?s that (?:from|come from)|"
+    r"the (?:phrase|expression|saying|idiom)\b|(?:history|origins?|etymology) of\b|worth noting|"
+    # Saving money, not a note ("I saved fifty dollars on groceries", "trying to save up for a bike").
+    r"sav(?:e|ed|es|ing)\s+(?:up\b|(?:enough |some |more |a (?:bit|lot) of )?(?:money|cash)\b|"
+    r"(?:about |over |nearly |almost |like )?(?:[$\u00a3\u20ac]\s?\d|\d[\d,.]*\s*(?:dollars|bucks|quid|pounds|euros)|"
+    r"(?:five|ten|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|a hundred|hundreds|a few|a couple)\s+"
+    r"(?:dollars|bucks|quid|pounds|euros))))",
     re.I)
 
 

@@ -75,5 +75,7 @@ def test_a_note_saved_without_a_title_is_named_and_read_back_as_a_user_can_check
     assert speak_result("create_note", saved) == "Done. I saved a note: the plumber is coming on Thursday at 10."
     assert notes.create_note(alice.pk, "", "call the bank to my plumber note")["title"] == "call the bank"
     assert notes.create_note(alice.pk, "", "on")["title"] == "on"  # one word stays, whatever it is
+    named = notes.create_note(alice.pk, "shopping", "buy milk")
+    assert speak_result("create_note", named) == "Done. I saved your note called shopping: buy milk."
     long = notes.create_note(alice.pk, "packing", " ".join(["socks"] * 30))
     assert speak_result("create_note", long) == "Done. I saved your note called packing."

@@ -219,9 +219,11 @@ def speak_result(tool: str, result: dict[str, Any]) -> str:
         # What was saved, when it is short: the title alone is often the text's first words
         # cut off ("I saved your note the plumber is coming"), which the user cannot check.
         body = str(result.get("body") or "").strip().rstrip(".!?")
+        title = str(result.get("title") or "")
+        named = title and title != auto_title(body)  # the user gave it a name: say it
         if body and len(body.split()) <= SPOKEN_BODY_WORDS:
-            return f"Done. I saved a note: {body}."
-        return f"Done. I saved your note called {result.get('title', '')}."
+            return f"Done. I saved your note called {title}: {body}." if named else f"Done. I saved a note: {body}."
+        return f"Done. I saved your note called {title}."
     if tool in ("list_notes", "search_notes"):
         titles = [n["title"] for n in result.get("notes", [])]
         if not titles:

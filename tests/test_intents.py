@@ -32,9 +32,9 @@ def test_the_router_keeps_its_measured_recall_and_false_calls():
 
 
 @pytest.mark.parametrize("name, recall, args_right, false_calls", [
-    ("tool_requests_2.json", 0.92, 0.91, 0),  # its false calls were read before the hard negatives
-    ("tool_requests_3.json", 0.90, 0.80, 1),  # blind to all of it: 88.3% and 6 false calls before
-    ("tool_requests_4.json", 0.93, 0.90, 1),  # blind until 2026-12-05: 93.3%, 90.0%, 1 false call
+    ("tool_requests_2.json", 0.94, 0.92, 0),  # its false calls were read before the hard negatives
+    ("tool_requests_3.json", 0.91, 0.83, 1),  # blind to all of it: 88.3% and 6 false calls before
+    ("tool_requests_4.json", 0.95, 0.93, 0),  # blind until 2026-12-05: 93.3%, 90.0%, 1 false call
 ])
 def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right, false_calls):
     result = score(json.loads((ROOT / "bench" / name).read_text())["items"])
@@ -64,6 +64,11 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
     ("Change the book club note, the next book is Circe.", "update_note",
      {"title": "book club", "latest": False, "body": "the next book is Circe"}),
     ("Update the packing note to include a hat.", "update_note", {"title": "packing", "latest": False, "body": "a hat"}),
+    # An update that names its note before what to add (the blind fourth set's misses).
+    ("can you add to my last note that the meeting moved to 3pm", "update_note",
+     {"title": "", "latest": True, "body": "the meeting moved to 3pm"}),
+    ("In the gift ideas note, put down a scarf for Mum.", "update_note",
+     {"title": "gift ideas", "latest": False, "body": "a scarf for Mum"}),
 ])
 def test_requests_of_each_kind(text, tool, args):
     intent = parse(text)
@@ -86,6 +91,7 @@ def test_a_request_that_names_a_note_is_never_overruled(text):
                                   # the false calls of the first three sets (2026-12-05)
                                   "What does take note mean?", "I just saved fifty dollars on groceries!",
                                   "Tell me about the history of the Post-it note.",
-                                  "I'm trying to save up for a new bike by the summer."])
+                                  "I'm trying to save up for a new bike by the summer.",
+                                  "can you add up 45, 17 and 8 for me?"])
 def test_chat_is_left_to_the_model(text):
     assert parse(text) is None

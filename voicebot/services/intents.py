@@ -29,6 +29,9 @@ _THE = r"(?:the|my|that|this)\s+"
 
 _VERB_DELETE = r"(?:delete|remove|erase|scrap|trash|discard|bin|get rid of|throw (?:away|out)|clear|drop)"
 _READ = r"(?:read|open|show|pull up|bring up|tell me|recite|play)"
+# "could you add that ...", "put down ...": what an update says after naming its note
+_INSERT = (r"(?:(?:can|could|would) you\s+|please\s+)?(?:add|put(?: down)?|write(?: down)?|jot(?: down)?|append|include)"
+           r"\s+(?:that\s+)?(?P<body>.+)")
 
 # Tried in order; the first match wins (a delete or an update names a note too, so they go first).
 _RULES: list[tuple[str, str]] = [
@@ -36,6 +39,13 @@ _RULES: list[tuple[str, str]] = [
                     rf"(?:\s+(?:called|named|titled|about|on|for)\s+(?:the\s+)?{_TITLE})?"),
     ("delete_note", rf"\b{_VERB_DELETE}\s+{_THE}?{_TITLE}\s+{_NOTE}\b"),
     ("delete_note", r"\b(?:delete|remove|erase|scrap|get rid of)\s+what i (?:just )?(?:saved|wrote|noted)(?P<latest>)"),
+    # "add to my last note that ...", "tack this onto the birthday note: ..." (the words come after the note)
+    ("update_note", rf"\b(?:add|append|tack|stick|put)\s+(?:(?:this|that|it|something)\s+)?(?:on\s+)?(?:to|onto|on to|in|into)\s+"
+                    rf"{_THE}(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b\s*(?:that\b|saying\b|[:,\u2013\u2014-])?\s*(?P<body>.+)"),
+    # "in the note about the Lisbon trip, could you add that ...", "in the gift ideas note, put down ..."
+    ("update_note", rf"\b(?:in|on|to)\s+{_THE}(?:{_LATEST}\s+)?{_NOTE}\s+(?:about|on|for|called)\s+(?:the\s+)?"
+                    rf"{_TITLE},?\s+{_INSERT}"),
+    ("update_note", rf"\b(?:in|on|to)\s+{_THE}(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE},?\s+{_INSERT}"),
     ("update_note", rf"\b(?:add|append|put|include|stick)\s+(?P<body>.+?)\s+(?:to|on|onto|in|into)\s+{_THE}?"
                     rf"(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"),
     ("update_note", rf"\b(?:update|change|edit|amend)\s+{_THE}?(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"
@@ -86,6 +96,8 @@ NOT_A_REQUEST = re.compile(
     # Questions about words ("what does take note mean?", "the history of the Post-it note").
     r"what (?:does|do|did) .{1,40}\bmean\b|where (?:does|do|did) .{1,40}\bcome from\b|where'?s that (?:from|come from)|"
     r"the (?:phrase|expression|saying|idiom)\b|(?:history|origins?|etymology) of\b|worth noting|"
+    # Sums ("can you add up 45, 17 and 8?").
+    r"add (?:up|together)\b|add \d|"
     # Saving money, not a note ("I saved fifty dollars on groceries", "trying to save up for a bike").
     r"sav(?:e|ed|es|ing)\s+(?:up\b|(?:enough |some |more |a (?:bit|lot) of )?(?:money|cash)\b|"
     r"(?:about |over |nearly |almost |like )?(?:[$\u00a3\u20ac]\s?\d|\d[\d,.]*\s*(?:dollars|bucks|quid|pounds|euros)|"

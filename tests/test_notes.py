@@ -79,3 +79,17 @@ def test_a_note_saved_without_a_title_is_named_and_read_back_as_a_user_can_check
     assert speak_result("create_note", named) == "Done. I saved your note called shopping: buy milk."
     long = notes.create_note(alice.pk, "packing", " ".join(["socks"] * 30))
     assert speak_result("create_note", long) == "Done. I saved your note called packing."
+
+
+def test_what_the_user_hears_of_a_read_an_update_and_a_delete(alice):
+    from voicebot.services.intents import speak_result
+
+    notes.create_note(alice.pk, "", "the plumber is coming on Thursday at 10")
+    updated = notes.update_note(alice.pk, "plumber", "call the bank")
+    assert speak_result("update_note", updated) == ("Done. Your note called the plumber is coming now says: "
+                                                    "the plumber is coming on Thursday at 10. Call the bank.")
+    assert speak_result("read_note", notes.read_note(alice.pk, latest=True)).startswith(
+        "Your note called the plumber is coming says: the plumber is coming on Thursday at 10. Call the bank")
+    assert speak_result("read_note", notes.read_note(alice.pk, title="holiday")) == "Sorry, I couldn't find that note."
+    assert speak_result("delete_note", notes.delete_note(alice.pk, latest=True)) == (
+        "Done. I deleted your note called the plumber is coming.")

@@ -226,6 +226,8 @@ def _arguments(tool: str, sentence: str) -> Intent:
 def speak_result(tool: str, result: dict[str, Any]) -> str:
     """A short spoken sentence for a tool's result."""
     if not result.get("ok"):
+        if result.get("error") == "no such note":
+            return "Sorry, I couldn't find that note."
         return f"Sorry, I couldn't do that: {result.get('error', 'something went wrong')}."
     if tool == "create_note":
         # What was saved, when it is short: the title alone is often the text's first words
@@ -245,9 +247,15 @@ def speak_result(tool: str, result: dict[str, Any]) -> str:
         lead = f"You have {count}" if tool == "list_notes" else f"I found {count}"
         return f"{lead}: {', '.join(titles)}."
     if tool == "read_note":
-        return f"Your note {result.get('title', '')} says: {result.get('body') or 'nothing yet'}."
+        return f"Your note called {result.get('title', '')} says: {_spoken(result.get('body')) or 'nothing yet'}."
     if tool == "update_note":
-        return f"Done. Your note {result.get('title', '')} now says: {result.get('body', '')}."
+        return f"Done. Your note called {result.get('title', '')} now says: {_spoken(result.get('body'))}."
     if tool == "delete_note":
-        return f"Done. I deleted your note {result.get('title', '')}."
+        return f"Done. I deleted your note called {result.get('title', '')}."
     return "Done."
+
+
+def _spoken(body: Any) -> str:
+    """A note's text as one spoken line: its lines (each addition is one) joined as sentences."""
+    lines = [line.strip().rstrip(".;,") for line in str(body or "").splitlines() if line.strip()]
+    return ". ".join(lines[:1] + [line[:1].upper() + line[1:] for line in lines[1:]])

@@ -84,6 +84,7 @@ def test_a_note_saved_without_a_title_is_named_and_read_back_as_a_user_can_check
 def test_what_the_user_hears_of_a_read_an_update_and_a_delete(alice):
     from voicebot.services.intents import speak_result
 
+    assert speak_result("read_note", notes.read_note(alice.pk, latest=True)) == "You don't have any notes yet."
     notes.create_note(alice.pk, "", "the plumber is coming on Thursday at 10")
     updated = notes.update_note(alice.pk, "plumber", "call the bank")
     assert speak_result("update_note", updated) == ("Done. Your note called the plumber is coming now says: "

@@ -52,10 +52,17 @@ def find_note(user_id: int, note_id: Any = None, title: str | None = None, *, la
             or notes.filter(body__icontains=wanted).first())
 
 
+def _not_found(user_id: int) -> dict[str, Any]:
+    """Why a note was not found: none by that name, or none at all (the user is told which)."""
+    if not Note.objects.filter(user_id=user_id).exists():
+        return {"ok": False, "error": "no notes yet"}
+    return {"ok": False, "error": "no such note"}
+
+
 def read_note(user_id: int, note_id: Any = None, title: str | None = None, *, latest: bool = False) -> dict[str, Any]:
     note = find_note(user_id, note_id, title, latest=latest)
     if note is None:
-        return {"ok": False, "error": "no such note"}
+        return _not_found(user_id)
     return {"ok": True, "id": note.pk, "title": note.title, "body": note.body}
 
 
@@ -64,7 +71,7 @@ def update_note(user_id: int, title: str | None = None, body: str = "", *, note_
     """Add to a note's text (or replace it with `append=False`)."""
     note = find_note(user_id, note_id, title, latest=latest)
     if note is None:
-        return {"ok": False, "error": "no such note"}
+        return _not_found(user_id)
     text = (body or "").strip()
     if not text:
         return {"ok": False, "error": "nothing to add to the note"}
@@ -76,7 +83,7 @@ def update_note(user_id: int, title: str | None = None, body: str = "", *, note_
 def delete_note(user_id: int, title: str | None = None, *, note_id: Any = None, latest: bool = False) -> dict[str, Any]:
     note = find_note(user_id, note_id, title, latest=latest)
     if note is None:
-        return {"ok": False, "error": "no such note"}
+        return _not_found(user_id)
     found = {"id": note.pk, "title": note.title}
     note.delete()
     return {"ok": True, "deleted": True, **found}

@@ -228,6 +228,8 @@ def speak_result(tool: str, result: dict[str, Any]) -> str:
     if not result.get("ok"):
         if result.get("error") == "no such note":
             return "Sorry, I couldn't find that note."
+        if result.get("error") == "no notes yet":
+            return "You don't have any notes yet."
         return f"Sorry, I couldn't do that: {result.get('error', 'something went wrong')}."
     if tool == "create_note":
         # What was saved, when it is short: the title alone is often the text's first words

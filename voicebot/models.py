@@ -5,12 +5,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .notetitle import MAX_TITLE
+
 
 class Note(models.Model):
     """A note the assistant keeps for a user through its notes tool."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_notes")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=MAX_TITLE)
     body = models.TextField(blank=True)
     session = models.ForeignKey("voicesessions.VoiceSession", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="notes")

@@ -2,7 +2,7 @@
 router (voicebot.services.intents) and its bench can use it without a configured project."""
 from __future__ import annotations
 
-MAX_TITLE = 200  # Note.title's max_length
+MAX_TITLE = 200  # Note.title's max_length (models.py takes it from here)
 TITLE_WORDS = 5  # a note saved without a title is named by its first words
 # Words a title made from the text does not end on: "the plumber is coming on" and "call the
 # bank to my" are what the user hears read back, and are half a thought.

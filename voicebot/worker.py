@@ -162,7 +162,9 @@ class BotWorkerProcess:
     async def _claim_loop(self) -> None:
         idle_since = time.monotonic()
         while not self.stopping.is_set():
-            if self.free_slots() and not self._recycling():
+            # Measured once a round: free_slots() samples the process's CPU load.
+            may_claim = bool(self.free_slots()) and not self._recycling()
+            if may_claim:
                 try:
                     job = await database_sync_to_async(self.queue.claim)(self.worker_id)
                 except Exception as exc:  # queue or database briefly unreachable: keep polling
@@ -179,7 +181,7 @@ class BotWorkerProcess:
                 logger.info("[BotJoin] worker %s idle/recycling: exiting", self.worker_id)
                 self.stopping.set()
                 return
-            if self.free_slots() and not self._recycling():
+            if may_claim:
                 await self.queue.wait_for_jobs(settings.VOICE_WORKER_POLL_SECONDS)  # woken by a new job
             else:
                 await asyncio.sleep(settings.VOICE_WORKER_POLL_SECONDS)

@@ -26,15 +26,16 @@ from voicebot.services.intents import parse as intents_parse  # noqa: E402
 def test_the_router_keeps_its_measured_recall_and_false_calls():
     result = score(json.loads((ROOT / "bench" / "tool_requests.json").read_text())["items"])
     assert result["positives"] >= 130 and result["negatives"] >= 70
-    assert result["recall"] >= 0.93, result["misses"]
-    assert result["args_right"] >= 0.92, result["misses"]  # 89.4% before updates took "note: ..." and "note, ..."
+    assert result["recall"] >= 0.97, result["misses"]
+    assert result["args_right"] >= 0.96, result["misses"]  # 89.4% before updates took "note: ..." and "note, ..."
     assert result["false_calls"] == 0, result["false"]
 
 
 @pytest.mark.parametrize("name, recall, args_right, false_calls", [
-    ("tool_requests_2.json", 0.94, 0.92, 0),  # its false calls were read before the hard negatives
-    ("tool_requests_3.json", 0.91, 0.83, 1),  # blind to all of it: 88.3% and 6 false calls before
-    ("tool_requests_4.json", 0.95, 0.93, 0),  # blind until 2026-12-05: 93.3%, 90.0%, 1 false call
+    ("tool_requests_2.json", 0.99, 0.98, 0),  # its false calls were read before the hard negatives
+    ("tool_requests_3.json", 1.0, 0.93, 1),  # blind to all of it: 88.3% and 6 false calls before
+    ("tool_requests_4.json", 0.98, 0.96, 0),  # blind until 2026-12-05: 93.3%, 90.0%, 1 false call
+    ("tool_requests_5.json", 0.98, 0.96, 0),  # blind until 2026-12-05 (later): 88.3%, 75.0%, 2 false calls
 ])
 def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right, false_calls):
     result = score(json.loads((ROOT / "bench" / name).read_text())["items"])
@@ -69,6 +70,35 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
      {"title": "", "latest": True, "body": "the meeting moved to 3pm"}),
     ("In the gift ideas note, put down a scarf for Mum.", "update_note",
      {"title": "gift ideas", "latest": False, "body": "a scarf for Mum"}),
+    # The blind fifth set's misses, in new words.
+    # A title at the end of the request runs to the end of its clause, not one word.
+    ("Scrap the note called old phone numbers, please.", "delete_note", {"title": "old phone numbers", "latest": False}),
+    ("Delete my note about the school fete.", "delete_note", {"title": "school fete", "latest": False}),
+    ("Wipe the note with the bin days in it.", "delete_note", {"title": "bin days", "latest": False}),
+    ("Ditch my note titled scratch.", "delete_note", {"title": "scratch", "latest": False}),
+    # "most recent" is which note, not its title; what to add can follow in its own sentence.
+    ("In my most recent note, also add that the taxi is booked.", "update_note",
+     {"title": "", "latest": True, "body": "the taxi is booked"}),
+    ("Could you update the quiz note? The answer was Canberra.", "update_note",
+     {"title": "quiz", "latest": False, "body": "The answer was Canberra"}),
+    ("Add a line to the camping note saying take the tarp.", "update_note",
+     {"title": "camping", "latest": False, "body": "take the tarp"}),
+    ("Edit the holiday note and include the ferry times.", "update_note",
+     {"title": "holiday", "latest": False, "body": "the ferry times"}),
+    ("For the note I just made, add that it starts at noon.", "update_note",
+     {"title": "", "latest": True, "body": "it starts at noon"}),
+    ("Stick it in my notes that the car needs an MOT.", "create_note",
+     {"title": "the car needs an MOT", "body": "the car needs an MOT"}),
+    ("Remind me what I wrote in my allotment note.", "read_note", {"title": "allotment", "latest": False}),
+    ("What did I put in the note about the loft?", "read_note", {"title": "loft", "latest": False}),
+    ("Let's hear the recipe note.", "read_note", {"title": "recipe", "latest": False}),
+    ("Which of my notes talk about the pension?", "search_notes", {"query": "the pension"}),
+    ("Find the note that mentions the alarm code.", "search_notes", {"query": "the alarm code"}),
+    ("Did I write down anything about the landlord?", "search_notes", {"query": "the landlord"}),
+    ("Where did I write down the locker number?", "search_notes", {"query": "locker number"}),
+    # A misheard "jot" left to the classifier: the note is what follows "that".
+    ("Dot down that my library books are due Friday.", "create_note",
+     {"title": "my library books are due", "body": "my library books are due Friday"}),
 ])
 def test_requests_of_each_kind(text, tool, args):
     intent = parse(text)
@@ -92,6 +122,10 @@ def test_a_request_that_names_a_note_is_never_overruled(text):
                                   "What does take note mean?", "I just saved fifty dollars on groceries!",
                                   "Tell me about the history of the Post-it note.",
                                   "I'm trying to save up for a new bike by the summer.",
-                                  "can you add up 45, 17 and 8 for me?"])
+                                  "can you add up 45, 17 and 8 for me?",
+                                  # the false calls of the blind fifth set, in new words
+                                  "I left myself a note on the fridge and now it's gone.",
+                                  "On that note, I'm off to bed.", "What a lovely note to end on.",
+                                  "Which notes are in a G chord?"])
 def test_chat_is_left_to_the_model(text):
     assert parse(text) is None

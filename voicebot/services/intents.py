@@ -27,18 +27,31 @@ _TITLE = r"(?P<title>[\w'&-]+(?: [\w'&-]+){0,3}?)"
 _LATEST = r"(?P<latest>last|latest|most recent|newest|recent|previous)"
 _THE = r"(?:the|my|that|this)\s+"
 
-_VERB_DELETE = r"(?:delete|remove|erase|scrap|trash|discard|bin|get rid of|throw (?:away|out)|clear|drop)"
-_READ = r"(?:read|open|show|pull up|bring up|tell me|recite|play)"
+_VERB_DELETE = r"(?:delete|remove|erase|scrap|trash|discard|bin|ditch|wipe|junk|chuck(?: out)?|get rid of|" \
+               r"throw (?:away|out)|clear|drop)"
+_READ = r"(?:read|open|show|pull up|bring up|tell me|recite|play|let(?:'s| me) hear|dig out)"
 # "could you add that ...", "put down ...": what an update says after naming its note
-_INSERT = (r"(?:(?:can|could|would) you\s+|please\s+)?(?:add|put(?: down)?|write(?: down)?|jot(?: down)?|append|include)"
+_INSERT = (r"(?:(?:can|could|would) you\s+|please\s+)?(?:also\s+)?"
+           r"(?:add|put(?: down)?|write(?: down)?|jot(?: down)?|append|include)"
            r"\s+(?:that\s+)?(?P<body>.+)")
 
 # Tried in order; the first match wins (a delete or an update names a note too, so they go first).
 _RULES: list[tuple[str, str]] = [
     ("delete_note", rf"\b{_VERB_DELETE}\s+(?:{_THE})?(?:{_LATEST}\s+)?{_NOTE}\b"
-                    rf"(?:\s+(?:called|named|titled|about|on|for)\s+(?:the\s+)?{_TITLE})?"),
+                    rf"(?:\s+(?:called|named|titled|about|on|for|with)\s+(?:the\s+)?{_TITLE})?"),
     ("delete_note", rf"\b{_VERB_DELETE}\s+{_THE}?{_TITLE}\s+{_NOTE}\b"),
     ("delete_note", r"\b(?:delete|remove|erase|scrap|get rid of)\s+what i (?:just )?(?:saved|wrote|noted)(?P<latest>)"),
+    # "what did I put in the garden note?" asks what is there: before the updates' "put in the note"
+    ("read_note", rf"\bwhat (?:i|did i) (?:wrote|write|put|saved?|jotted|noted)(?: down)? (?:in|on) {_THE}{_TITLE}\s+"
+                  rf"(?:note|memo|list)\b"),
+    ("read_note", rf"\bwhat (?:i|did i) (?:wrote|write|put|saved?|jotted|noted)(?: down)? (?:in|on) {_THE}(?:note|memo)\s+"
+                  rf"(?:about|on|for|called|named)\s+(?:the\s+)?{_TITLE}[.!?]?$"),
+    # "stick it in my notes that ...": into the notes, not into one of them
+    ("create_note", r"\b(?:add|put|stick|pop|chuck|save|write|keep|log)\s+(?:(?:it|this|that)\s+)?(?:down\s+)?"
+                    r"(?:in|into|to|on)\s+my\s+notes\b\s*(?:that\b|saying\b|[:,\u2013\u2014-])?\s*(?P<body>.+)"),
+    # "for the note I just wrote, add that ...": the latest note, by what the user did with it
+    ("update_note", rf"\b(?:for|to|in|on|into)\s+(?:the|that)\s+(?:note|memo)\s+(?:i|we)\s+just\s+"
+                    rf"(?:made|wrote|saved|took|created|did)(?P<latest>),?\s+{_INSERT}"),
     # "add to my last note that ...", "tack this onto the birthday note: ..." (the words come after the note)
     ("update_note", rf"\b(?:add|append|tack|stick|put)\s+(?:(?:this|that|it|something)\s+)?(?:on\s+)?(?:to|onto|on to|in|into)\s+"
                     rf"{_THE}(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b\s*(?:that\b|saying\b|[:,\u2013\u2014-])?\s*(?P<body>.+)"),
@@ -46,23 +59,33 @@ _RULES: list[tuple[str, str]] = [
     ("update_note", rf"\b(?:in|on|to)\s+{_THE}(?:{_LATEST}\s+)?{_NOTE}\s+(?:about|on|for|called)\s+(?:the\s+)?"
                     rf"{_TITLE},?\s+{_INSERT}"),
     ("update_note", rf"\b(?:in|on|to)\s+{_THE}(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE},?\s+{_INSERT}"),
+    # "add a line to the garden note saying buy compost": what the line says is the addition
     ("update_note", rf"\b(?:add|append|put|include|stick)\s+(?P<body>.+?)\s+(?:to|on|onto|in|into)\s+{_THE}?"
-                    rf"(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"),
+                    rf"(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b(?:,?\s+(?:saying|that says|to say|reading)\s+(?P<said>.+))?"),
     ("update_note", rf"\b(?:update|change|edit|amend)\s+{_THE}?(?:{_LATEST}\s+)?{_TITLE}?\s*{_NOTE}\b"
                     # What to put in it: after a comma, colon or dash ("update the recipe note: use brown
                     # sugar"), or after words that say so ("...note to include a hat").
-                    r"(?:(?:\s*[,:\u2013\u2014-]\s*|\s+(?:to say|so it says|so that it says|so it reads|so that|so|to read|to include|"
-                    r"to also say|with|by adding|adding|and add|to add)\s+)(?P<body>.+))?"),
+                    r"(?:(?:\s*[,:?.!\u2013\u2014-]\s*|\s+(?:to say|so it says|so that it says|so it reads|so that|so|to read|to include|"
+                    r"to also say|with|by adding|adding|and (?:also )?(?:add|include|put|write)|to add)\s+)(?P<body>.+))?"),
     ("search_notes", r"\b(?:search|look through|look in|check|go through|scan)\s+(?:my|the)\s+notes\s+"
                      r"(?:for|about)\s+(?P<query>.+)"),
     ("search_notes", r"\b(?:do i have|have i got|is there|are there|did i (?:make|save|write|take))\s+"
                      r"(?:a |any |anything |some )?(?:notes?|memos?)\s+"
                      r"(?:about|on|mentioning|for|with|regarding|that mentions?)\s+(?P<query>.+)"),
+    ("search_notes", r"\bwhich\s+(?:of\s+)?(?:my\s+|the\s+)?notes\s+(?:talk about|talks about|mention|mentions|"
+                     r"are about|say anything about|say something about|cover|contain|(?:have|has) the words?)\s+(?P<query>.+)"),
     ("search_notes", r"\b(?:anything|something)\s+(?:in|among)\s+my\s+notes\s+(?:about|on|mentioning|regarding)\s+"
                      r"(?P<query>.+)"),
     ("search_notes", r"\bfind\s+(?:my |the |any )?(?:notes?|memos?)\s+(?:about|on|mentioning|with|regarding)\s+"
                      r"(?P<query>.+)"),
-    ("search_notes", r"\bwhat (?:did i|have i) (?:write|written|note|noted|save|saved|jot|jotted)(?: down)?\s+"
+    # "find the note that mentions the gate code", "did I write down anything about the landlord?"
+    ("search_notes", r"\b(?:find|is there|are there|do i have|have i got)\s+(?:me\s+)?(?:my|the|every|any|a|all the)?\s*"
+                     r"(?:notes?|memos?)\s+(?:that|which)\s+(?:mentions?|talks? about|says?|is about|are about)\s+"
+                     r"(?P<query>.+)"),
+    ("search_notes", r"\bdid i (?:ever )?(?:note|write|jot|save|put)(?: down)?\s+(?:anything|something)\s+"
+                     r"(?:about|on|mentioning|regarding)\s+(?P<query>.+)"),
+    ("search_notes", r"\bwhere did i (?:write|note|jot|put|save)(?: down)?\s+(?:the\s+|my\s+)?(?P<query>.+)"),
+    ("search_notes", r"\bwhat (?:did i|have i|have i got) (?:write|written|note|noted|save|saved|jot|jotted)(?: down)?\s+"
                      r"(?:about|on|regarding)\s+(?P<query>.+)"),
     ("read_note", rf"\b(?:{_READ}|repeat|what(?:'s| is| was| did)|go over|remind me (?:of|what))\b.*?\b{_LATEST}\s+"
                   r"(?:note|memo|thing i (?:saved|wrote|noted))\b"),
@@ -96,6 +119,10 @@ NOT_A_REQUEST = re.compile(
     # Questions about words ("what does take note mean?", "the history of the Post-it note").
     r"what (?:does|do|did) .{1,40}\bmean\b|where (?:does|do|did) .{1,40}\bcome from\b|where'?s that (?:from|come from)|"
     r"the (?:phrase|expression|saying|idiom)\b|(?:history|origins?|etymology) of\b|worth noting|"
+    # The user's own notes on paper, and "note" as tone ("I wrote myself a note but lost it",
+    # "that's a nice note to end on").
+    r"\bi (?:wrote|left|scribbled|stuck|made) (?:myself |me )?a (?:note|post-it|sticky)\b|note to end on|"
+    r"\bon (?:a|an|that) (?:\w+ )?note\b|\b(?:nice|good|positive|high|sour|happy|sad|bright|low) note\b|"
     # Sums ("can you add up 45, 17 and 8?").
     r"add (?:up|together)\b|add \d|"
     # Saving money, not a note ("I saved fifty dollars on groceries", "trying to save up for a bike").
@@ -165,8 +192,10 @@ def by_pattern(sentence: str) -> Intent | None:
         if not match:
             continue
         groups = {k: _clean(v) for k, v in match.groupdict().items() if v is not None}
-        latest = "latest" in groups
-        title = groups.get("title", "")
+        if groups.get("title") and match.end("title") == match.end():
+            groups["title"] = _whole_title(sentence, match.start("title"))
+        latest = "latest" in groups or bool(_ONLY_LATEST.match(groups.get("title", "")))
+        title = "" if _ONLY_LATEST.match(groups.get("title", "")) else groups.get("title", "")
         ambiguous = index in _AMBIGUOUS
         if tool == "create_note":
             body = groups.get("body", "")
@@ -177,7 +206,7 @@ def by_pattern(sentence: str) -> Intent | None:
             query = groups.get("query", "")
             return Intent(tool, {"query": query}, ambiguous) if query else None
         if tool == "update_note":
-            body = groups.get("body", "")
+            body = _ADD_VERB.sub("", groups.get("said") or groups.get("body", ""))
             return Intent(tool, {"title": title, "latest": latest or not title, "body": body}, ambiguous)
         if tool in ("read_note", "delete_note"):
             if not title and not latest:
@@ -185,6 +214,21 @@ def by_pattern(sentence: str) -> Intent | None:
             return Intent(tool, {"title": title, "latest": latest}, ambiguous)
         return Intent(tool, {}, ambiguous)
     return None
+
+
+# A title that ends a pattern ("scrap the note called old addresses, please") is matched
+# word by word: it runs on to the end of its clause, up to four words, and stops before
+# words that start something else ("...the gym timetable in it").
+_TITLE_RUN = re.compile(r"[\w'&-]+(?: (?!(?:in|on|at|for|from|with|to|please|i|it|that|which|because|so|and|but|"
+                        r"now|then|thanks|again|as|since|if|or)\b)[\w'&-]+){0,3}", re.I)
+_ONLY_LATEST = re.compile(rf"^(?:the |my )?(?:{_LATEST}|one i just (?:made|wrote|saved))$", re.I)
+_ADD_VERB = re.compile(r"^(?:also\s+)?(?:add|put|include|write|append)\s+(?:that\s+)?", re.I)
+
+
+def _whole_title(sentence: str, start: int) -> str:
+    """The title that starts at `start`, to the end of its clause (at most four words)."""
+    run = _TITLE_RUN.match(sentence, start)
+    return _clean(run.group(0)) if run else ""
 
 
 # For a request the classifier found: the words after the request's lead-in.
@@ -208,7 +252,8 @@ def _arguments(tool: str, sentence: str) -> Intent:
     topic = title or (_clean(topic_match.group("topic")) if topic_match else "")
     if tool == "create_note":
         lead = _LEAD.match(sentence)
-        body = _clean(lead.group("rest") if lead else sentence)
+        # "Dot down that my passport expires" (a misheard "jot"): the note is what follows "that".
+        body = _clean(re.sub(r"^that\s+", "", lead.group("rest") if lead else sentence, flags=re.I))
         return Intent(tool, {"title": auto_title(body), "body": body})
     if tool == "search_notes":
         return Intent(tool, {"query": topic or _clean(sentence)})

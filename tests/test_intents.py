@@ -59,6 +59,8 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
     ("and call the bank to my Plumber node", "update_note", {"title": "Plumber", "latest": False,
                                                               "body": "call the bank"}),
     ("Read my plumber node.", "read_note", {"title": "plumber", "latest": False}),
+    # ...and "Put milk on my shopping list." as "But milk on my shopping list." (2026-12-05).
+    ("But milk on my shopping list.", "update_note", {"title": "shopping", "latest": False, "body": "milk"}),
     # What to put in a note, after a colon or comma or "to include" (these updated it with nothing).
     ("Please update the recipe note: use brown sugar instead.", "update_note",
      {"title": "recipe", "latest": False, "body": "use brown sugar instead"}),

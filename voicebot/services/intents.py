@@ -259,8 +259,10 @@ def _arguments(tool: str, sentence: str) -> Intent:
         return Intent(tool, {"query": topic or _clean(sentence)})
     if tool == "update_note":
         addition = _ADDITION.search(sentence)
-        # Without an "add" verb (misheard as "and", or left out) the words before "to my ... note".
-        body = _clean(addition.group("body") if addition else _INTO_NOTE.sub("", sentence))
+        # Without an "add" verb (misheard as "and", "put" as "but", or left out) the words before
+        # "to my ... note", without the conjunction the verb became.
+        body = _clean(addition.group("body") if addition else
+                      re.sub(r"^(?:and|but|so|then|plus)\s+", "", _INTO_NOTE.sub("", sentence), flags=re.I))
         return Intent(tool, {"title": title, "latest": not title, "body": body})
     if tool in ("read_note", "delete_note"):
         title = "" if latest else topic

@@ -12,7 +12,7 @@ turn it records:
   on the rest;
 - client voice-to-voice latency (end of speech sent -> first bot audio heard).
 
-    .venv/bin/python bench/bench_conversation.py [--conversations 3] [--turns 20]
+    .venv/bin/python bench/bench_conversation.py [--conversations 3] [--turns 20] [--only 2,3]
 
 Results: a table on stdout and JSON in bench/results/. A benchmark, not a test: the
 machine should be otherwise idle.
@@ -130,8 +130,8 @@ def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[st
 def unanswered(turn: Turn, index: int) -> dict[str, Any]:
     """The row of a turn the bot never answered: every check on it fails."""
     said, tool, keywords = turn
-    return {"said": said, "heard": "", "answer": "", "wer_errors": len(normalise(said).split()),
-            "wer_words": len(normalise(said).split()), "fact_ok": False if keywords else None,
+    return {"said": said, "heard": "", "answer": "", "wer_errors": len(normalise(said)),
+            "wer_words": len(normalise(said)), "fact_ok": False if keywords else None,
             "repeated": False, "cut": True, "expected_tool": tool, "tools": [], "tool_ok": not tool,
             "client_ms": None, "turn": index, "unanswered": True}
 
@@ -192,7 +192,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=len(CONVERSATIONS))
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--only", help="which conversations, e.g. 2,3 (default: the first --conversations)")
     args = parser.parse_args()
+    chosen = ([int(n) for n in args.only.split(",")] if args.only
+              else list(range(1, min(args.conversations, len(CONVERSATIONS)) + 1)))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="voice-bench-conversation-"))
     audio = tmp / "audio"
@@ -204,7 +207,8 @@ def main() -> int:
     try:
         phase("server + `runbotworker --pool-size 2`")
         stack.start()
-        for n, script in enumerate(CONVERSATIONS[:args.conversations], 1):
+        for n in chosen:
+            script = CONVERSATIONS[n - 1]
             phase(f"conversation {n}: {min(args.turns, len(script))} turns")
             # Each conversation starts with no notes, as a new caller's would.
             user = "demo" if n % 2 else "admin"
@@ -217,7 +221,7 @@ def main() -> int:
         stack.stop()
     result = summary(rows)
     print()
-    print(f"{result['turns']} turns over {args.conversations} conversations, "
+    print(f"{result['turns']} turns over {len(chosen)} conversations, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}")
     print(f"unanswered turns         {result['unanswered']}")
     print(f"transcript WER           {result['wer']:.1%}")

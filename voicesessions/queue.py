@@ -14,6 +14,7 @@ import asyncio
 import functools
 import datetime as dt
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -192,9 +193,52 @@ class BotJobQueue(abc.ABC):
 class DatabaseBotJobQueue(BotJobQueue):
     """Jobs as BotJob rows, nothing else: a worker polls the queued rows."""
 
+    def __init__(self) -> None:
+        self._stamp: tuple[tuple[int, int], ...] | None = None  # the SQLite files as the last wait left them
+
+    async def wait_for_jobs(self, poll: float) -> bool:
+        """On SQLite, look at the database's files every `poll` seconds, and return once they
+        changed (a commit, perhaps a job) or after VOICE_WORKER_JOB_WAIT_SECONDS.
+
+        An idle worker ran its claim query 20 times a second through the database thread;
+        a stat() of two files costs a few microseconds, so it now queries only after a
+        write. The timeout bounds what a missed change could cost. Other databases poll.
+        """
+        files = _sqlite_files()
+        if not files:
+            return await super().wait_for_jobs(poll)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.VOICE_WORKER_JOB_WAIT_SECONDS
+        while True:
+            stamp = tuple(_file_stamp(f) for f in files)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+
     def _next_ids(self, worker_id: str) -> list[tuple[str, Any]]:
         ids = BotJob.objects.filter(status=BotJobStatus.QUEUED).order_by("created_at").values_list("id", flat=True)
         return [(str(i), None) for i in ids[:5]]
+
+
+def _sqlite_files() -> list[str]:
+    """The default database's file and its write-ahead log, when it is a SQLite file."""
+    db = settings.DATABASES["default"]
+    name = str(db.get("NAME") or "")
+    if not db["ENGINE"].endswith("sqlite3") or not name or name == ":memory:" or name.startswith("file:"):
+        return []
+    return [name, f"{name}-wal"]
+
+
+def _file_stamp(path: str) -> tuple[int, int]:
+    """(modification time in ns, size) of a file, or (0, 0) while it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def get_queue() -> BotJobQueue:

@@ -10,11 +10,16 @@ options). Word error rate (bench_bot.normalise / word_errors) and decode time p5
 per voice and model.
 
     .venv/bin/python bench/bench_stt_window.py
+    .venv/bin/python bench/bench_stt_window.py --model base=/path/to/ct2-whisper-base [--model ...]
+
+`--model LABEL=DIR` compares other CTranslate2 Whisper models instead (each with the
+window cut, as the bot runs them), beside the packaged tiny.en.
 
 About 2 minutes on 2 cores. Prints the table; writes nothing.
 """
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -55,8 +60,18 @@ def decode(model: object, audio: np.ndarray) -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                        help="a CTranslate2 Whisper model to compare with tiny.en (window cut)")
+    args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
-    models = {"cut to the audio": load_whisper(windowed=True), "full 30 s": load_whisper()}
+    models = {"cut to the audio": load_whisper(windowed=True)}  # the default model (base)
+    if args.model:
+        for spec in args.model:
+            label, _, path = spec.partition("=")
+            models[label] = load_whisper(path, windowed=True)
+    else:
+        models["full 30 s"] = load_whisper()
     print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
     with tempfile.TemporaryDirectory() as tmp:
         for voice_name, voice in VOICES.items():

@@ -39,3 +39,23 @@ def test_the_installed_default_is_the_checked_file():
     assert path.stat().st_size == 1_117_320_768
     with path.open("rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_whisper_base_is_joined_into_a_model_directory_faster_whisper_loads(tmp_path, monkeypatch):
+    """Its two halves, the config and the tokenizer become one CTranslate2 directory, checked."""
+    monkeypatch.setenv("VOICE_MODEL_DIR", str(tmp_path))
+    path = modelfiles.whisper_base_path()
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    with (path / "model.bin").open("rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == modelfiles.WHISPER_BASE_SHA256
+    assert modelfiles.whisper_base_path(join=False) == path  # joined once
+
+
+def test_a_whisper_base_half_that_does_not_match_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOICE_MODEL_DIR", str(tmp_path))
+    monkeypatch.setattr(modelfiles, "WHISPER_BASE_SHA256", "0" * 64)
+    with pytest.raises(modelfiles.ModelFileError, match="sha256"):
+        modelfiles.whisper_base_path()
+    assert not (tmp_path / modelfiles.WHISPER_BASE_DIR / "model.bin").exists()  # nothing a worker could load
+    with pytest.raises(modelfiles.ModelFileError, match="not joined"):
+        modelfiles.whisper_base_path(join=False)

@@ -385,6 +385,9 @@ VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
 VOICE_LLM_TOOL_TOKENS = env.int("VOICE_LLM_TOOL_TOKENS", default=400)
 # llama.cpp's threads for the local model; 0 = as many as the machine has cores, at most 2.
 VOICE_LLM_THREADS = env.int("VOICE_LLM_THREADS", default=0)
+# The packaged local Whisper: "base" (multilingual, asked for English) or "tiny.en" (faster,
+# more words wrong: docs/benchmarks.md). VOICE_STT_MODEL_PATH, when set, is used instead.
+VOICE_STT_LOCAL_MODEL = env.str("VOICE_STT_LOCAL_MODEL", default="base")
 VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTranslate2 Whisper dir
 # Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
 # and the final one ready when the speech ends. 0: decode once, after the end of speech.

@@ -233,7 +233,8 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
     if stt_provider == "local":
         from . import stt
 
-        bundle.stt_model = stt.load_whisper(settings.VOICE_STT_MODEL_PATH or None, windowed=settings.VOICE_STT_WINDOW)
+        path = settings.VOICE_STT_MODEL_PATH or stt.whisper_model_path(settings.VOICE_STT_LOCAL_MODEL)
+        bundle.stt_model = stt.load_whisper(path, windowed=settings.VOICE_STT_WINDOW)
     if llm_provider == "local":
         from . import llm
 

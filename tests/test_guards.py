@@ -492,3 +492,33 @@ def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
     normalised = [guards._norm(a) for a in answers]
     assert len(set(normalised)) == len(normalised), answers
     assert not any("you have 1" in n for n in normalised[:-3]), answers  # not copying the tool's line
+
+
+def test_after_a_notes_answer_the_next_turn_reads_only_the_new_question(local_server, caplog):
+    """The router's notes exchange (request, facts, spoken result) is read into llama.cpp's cache
+    while the result is spoken; it used to be read at the next turn, 30-40 more prompt tokens on
+    6 of 14 answers of a bench conversation. Measured by llama.cpp's own count of cached tokens."""
+    import logging
+
+    llm = VoiceLLMService(base_url=local_server, api_key="local", model="local",
+                          system_prompt="Your name is Pearl. You are a helpful voice assistant.", notes_router=True)
+    notes = {"ok": True, "notes": [{"id": n, "title": t} for n, t in enumerate(
+        ["plumber on Thursday at ten", "shopping: eggs, bread and milk", "passport expires in March",
+         "call the bank about the mortgage"], 1)]}
+    exchange = _exchange("What notes do I have?", "list_notes", {}, notes, "", "call_1")[:3]
+    first = LLMContext(messages=[{"role": "user", "content": "Hello Pearl."},
+                                 {"role": "assistant", "content": "Hello! How can I help you today?"}, *exchange])
+    from voicebot.services.intents import speak_result
+
+    said = speak_result("list_notes", notes)
+    second = LLMContext(messages=[*first.get_messages(), {"role": "assistant", "content": said},
+                                  {"role": "user", "content": "What is the capital of France?"}])
+    caplog.set_level(logging.DEBUG, logger="voicebot.llm")
+    down, _up = asyncio.run(run_test(llm, frames_to_send=[LLMContextFrame(first), LLMContextFrame(second)],
+                                     start_timeout=60))
+    text = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert said in text and "paris" in text.lower(), text
+    usage = [tuple(map(int, m)) for m in re.findall(r"llm tokens: prompt=(\d+) cached=(\d+)", caplog.text)]
+    assert usage, caplog.text
+    prompt, cached = usage[-1]
+    assert prompt - cached <= 25, usage  # the question and the template's markers, not the notes exchange

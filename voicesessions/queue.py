@@ -191,7 +191,7 @@ class BotJobQueue(abc.ABC):
 
 
 class DatabaseBotJobQueue(BotJobQueue):
-    """Jobs as BotJob rows, nothing else: a worker polls the queued rows."""
+    """Jobs as BotJob rows, nothing else: a worker looks for queued rows after the database changed."""
 
     def __init__(self) -> None:
         self._stamp: tuple[tuple[int, int], ...] | None = None  # the SQLite files as the last wait left them

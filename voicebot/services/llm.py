@@ -41,7 +41,7 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
-READ_AHEAD_WAIT = 5.0  # seconds a turn waits for the read-ahead of the notes exchange before it
+READ_AHEAD_WAIT = 5.0  # seconds a turn waits for the notes exchange's read-ahead before it asks anyway
 
 
 # Pipecat's own class for each OpenAI-compatible server (VOICE_LLM_FLAVOR), and whether
@@ -364,7 +364,6 @@ class VoiceLLMService(OpenAILLMService):
             function_name=intent.tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}",
             arguments=intent.arguments, context=context)])
         return True
-
 
     async def _read_ahead(self, context: LLMContext, spoken: str) -> None:
         """Have llama.cpp read a notes exchange into its prompt cache while its result is spoken.

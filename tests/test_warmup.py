@@ -93,3 +93,23 @@ def test_a_model_that_calls_tools_itself_keeps_pipecats_async_tool_guidance():
     register_notes_tools(llm, user_id=1, session_id="s")
     system = _first_request_messages(llm, "Hi, any rooms?")[0]["content"]
     assert system.startswith(PROMPT) and ASYNC_TOOL_INSTRUCTIONS in system
+
+
+def test_warming_whisper_decodes_a_few_tokens_not_every_temperature():
+    """Whisper base hears "You" in a second of silence and, with faster-whisper's defaults, decodes
+    it again at every fallback temperature: 7.2 s of the worker's start, against 60 ms bounded."""
+    from types import SimpleNamespace
+
+    from voicebot.services import warm_up
+
+    calls: list[dict] = []
+
+    class Spy:
+        def transcribe(self, audio, **kwargs):
+            calls.append(kwargs)
+            return iter(()), None
+
+    bundle = SimpleNamespace(stt_model=Spy(), local_llm=False, llm_server=None, tts_engine=None)
+    assert "stt" in warm_up(bundle)
+    (kwargs,) = calls
+    assert kwargs["max_new_tokens"] <= 8 and kwargs["temperature"] == 0.0 and kwargs["language"] == "en"

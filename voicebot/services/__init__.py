@@ -274,7 +274,10 @@ def warm_up(bundle: ModelBundle, prompts: Sequence[str] = (), *, slots: int = 0)
     def stt() -> None:
         import numpy as np
 
-        list(bundle.stt_model.transcribe(np.zeros(16000, dtype=np.float32), language="en")[0])
+        # A few tokens, no temperature fallback: on a second of silence Whisper base otherwise
+        # decodes "You" again and again at every temperature, 7.2 s instead of 60 ms.
+        list(bundle.stt_model.transcribe(np.zeros(16000, dtype=np.float32), language="en", max_new_tokens=8,
+                                         temperature=0.0)[0])
 
     def llm() -> None:
         from concurrent.futures import ThreadPoolExecutor

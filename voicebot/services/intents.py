@@ -34,6 +34,8 @@ _READ = r"(?:read|open|show|pull up|bring up|tell me|recite|play|let(?:'s| me) h
 _INSERT = (r"(?:(?:can|could|would) you\s+|please\s+)?(?:also\s+)?"
            r"(?:add|put(?: down)?|write(?: down)?|jot(?: down)?|append|include)"
            r"\s+(?:that\s+)?(?P<body>.+)")
+# "what did I put in the ...", "remind me what I wrote on my ...": a read, whatever the verb
+_WHAT_I_PUT = rf"\bwhat (?:i|did i) (?:wrote|write|put|saved?|jotted|noted)(?: down)? (?:in|on) {_THE}"
 
 # Tried in order; the first match wins (a delete or an update names a note too, so they go first).
 _RULES: list[tuple[str, str]] = [
@@ -42,10 +44,8 @@ _RULES: list[tuple[str, str]] = [
     ("delete_note", rf"\b{_VERB_DELETE}\s+{_THE}?{_TITLE}\s+{_NOTE}\b"),
     ("delete_note", r"\b(?:delete|remove|erase|scrap|get rid of)\s+what i (?:just )?(?:saved|wrote|noted)(?P<latest>)"),
     # "what did I put in the garden note?" asks what is there: before the updates' "put in the note"
-    ("read_note", rf"\bwhat (?:i|did i) (?:wrote|write|put|saved?|jotted|noted)(?: down)? (?:in|on) {_THE}{_TITLE}\s+"
-                  rf"(?:note|memo|list)\b"),
-    ("read_note", rf"\bwhat (?:i|did i) (?:wrote|write|put|saved?|jotted|noted)(?: down)? (?:in|on) {_THE}(?:note|memo)\s+"
-                  rf"(?:about|on|for|called|named)\s+(?:the\s+)?{_TITLE}[.!?]?$"),
+    ("read_note", rf"{_WHAT_I_PUT}{_TITLE}\s+(?:note|memo|list)\b"),
+    ("read_note", rf"{_WHAT_I_PUT}(?:note|memo)\s+(?:about|on|for|called|named)\s+(?:the\s+)?{_TITLE}[.!?]?$"),
     # "stick it in my notes that ...": into the notes, not into one of them
     ("create_note", r"\b(?:add|put|stick|pop|chuck|save|write|keep|log)\s+(?:(?:it|this|that)\s+)?(?:down\s+)?"
                     r"(?:in|into|to|on)\s+my\s+notes\b\s*(?:that\b|saying\b|[:,\u2013\u2014-])?\s*(?P<body>.+)"),
@@ -194,8 +194,10 @@ def by_pattern(sentence: str) -> Intent | None:
         groups = {k: _clean(v) for k, v in match.groupdict().items() if v is not None}
         if groups.get("title") and match.end("title") == match.end():
             groups["title"] = _whole_title(sentence, match.start("title"))
-        latest = "latest" in groups or bool(_ONLY_LATEST.match(groups.get("title", "")))
-        title = "" if _ONLY_LATEST.match(groups.get("title", "")) else groups.get("title", "")
+        title = groups.get("title", "")
+        only_latest = bool(_ONLY_LATEST.match(title))  # "in my most recent note": which note, not its name
+        latest = "latest" in groups or only_latest
+        title = "" if only_latest else title
         ambiguous = index in _AMBIGUOUS
         if tool == "create_note":
             body = groups.get("body", "")
@@ -240,6 +242,8 @@ _NAMED = re.compile(r"\b(?:the|my|that|this|your)\s+(?P<title>[\w'&-]+(?: [\w'&-
 _LATEST_WORD = re.compile(rf"\b{_LATEST}\b|\bjust\b", re.I)
 _INTO_NOTE = re.compile(r"\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b[^.!?]*?\b(?:note|memo|list)s?\s*[.!?]?$",
                         re.I)
+_LEADING_THAT = re.compile(r"^that\s+", re.I)
+_LEADING_CONJUNCTION = re.compile(r"^(?:and|but|so|then|plus)\s+", re.I)
 _ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|mention)\s+(?P<body>.+?)"
                        r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
 
@@ -253,7 +257,7 @@ def _arguments(tool: str, sentence: str) -> Intent:
     if tool == "create_note":
         lead = _LEAD.match(sentence)
         # "Dot down that my passport expires" (a misheard "jot"): the note is what follows "that".
-        body = _clean(re.sub(r"^that\s+", "", lead.group("rest") if lead else sentence, flags=re.I))
+        body = _clean(_LEADING_THAT.sub("", lead.group("rest") if lead else sentence))
         return Intent(tool, {"title": auto_title(body), "body": body})
     if tool == "search_notes":
         return Intent(tool, {"query": topic or _clean(sentence)})
@@ -262,7 +266,7 @@ def _arguments(tool: str, sentence: str) -> Intent:
         # Without an "add" verb (misheard as "and", "put" as "but", or left out) the words before
         # "to my ... note", without the conjunction the verb became.
         body = _clean(addition.group("body") if addition else
-                      re.sub(r"^(?:and|but|so|then|plus)\s+", "", _INTO_NOTE.sub("", sentence), flags=re.I))
+                      _LEADING_CONJUNCTION.sub("", _INTO_NOTE.sub("", sentence)))
         return Intent(tool, {"title": title, "latest": not title, "body": body})
     if tool in ("read_note", "delete_note"):
         title = "" if latest else topic

@@ -1,4 +1,5 @@
-"""A heard question ends the user's turn, whatever the smart-turn model judged (voicebot/turnend.py)."""
+"""A heard question ends the user's turn, whatever the smart-turn model judged, and a statement
+it judged unfinished is answered ahead while its silence runs out (voicebot/turnend.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,8 @@ import time
 import pytest
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
 from pipecat.clocks.system_clock import SystemClock
-from pipecat.frames.frames import TranscriptionFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (EagerEndOfTurnCancelFrame, InputAudioRawFrame, TranscriptionFrame,
+                                   VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame)
 from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.utils.asyncio.task_manager import TaskManager
 
@@ -15,11 +17,12 @@ from voicebot.turnend import QuestionEndsTurnStopStrategy, asks
 
 
 class Unfinished(BaseTurnAnalyzer):
-    """A turn model that judges every turn unfinished (and never times out within a test)."""
+    """A turn model that judges every turn unfinished, until its silence runs out (`SILENCE_RUNS_OUT`)."""
 
     def __init__(self) -> None:
         super().__init__(sample_rate=16000)
         self.cleared = 0
+        self.silence_ran_out = False
 
     @property
     def speech_triggered(self) -> bool:
@@ -30,7 +33,9 @@ class Unfinished(BaseTurnAnalyzer):
         return BaseTurnParams()
 
     def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
-        return EndOfTurnState.INCOMPLETE
+        if buffer == SILENCE_RUNS_OUT.audio:
+            self.silence_ran_out = True
+        return EndOfTurnState.COMPLETE if self.silence_ran_out else EndOfTurnState.INCOMPLETE
 
     async def analyze_end_of_turn(self):
         return EndOfTurnState.INCOMPLETE, None
@@ -39,14 +44,32 @@ class Unfinished(BaseTurnAnalyzer):
         self.cleared += 1
 
 
-async def _turn(*frames) -> list[str]:
-    """Feed frames to the strategy, as the user aggregator does; what it decided."""
-    strategy = QuestionEndsTurnStopStrategy(turn_analyzer=Unfinished())
+# The audio frame after which the turn model's silence timeout has run out (COMPLETE).
+SILENCE_RUNS_OUT = InputAudioRawFrame(audio=b"\x00\x01" * 160, sample_rate=16000, num_channels=1)
+
+
+async def _turn(*frames, speculate: bool = False, log: list[str] | None = None) -> list[str]:
+    """Feed frames to the strategy, as the user aggregator does; whether it ended the turn.
+
+    `log` gets every decision in order: "answer ahead: <text>", "withdrawn", "answer" (an
+    ordinary inference), "stopped" and "stopped, answered ahead".
+    """
+    strategy = QuestionEndsTurnStopStrategy(turn_analyzer=Unfinished(), speculate=speculate)
     ended: list[str] = []
+    log = [] if log is None else log
 
     @strategy.event_handler("on_user_turn_stopped")
-    async def _stopped(_strategy, *args, **kwargs):
+    async def _stopped(_strategy, params):
         ended.append("stopped")
+        log.append("stopped, answered ahead" if params.confirms_speculation else "stopped")
+
+    @strategy.event_handler("on_user_turn_inference_triggered")
+    async def _inference(_strategy, speculation):
+        log.append(f"answer ahead: {speculation.text}" if speculation else "answer")
+
+    @strategy.event_handler("on_user_turn_speculation_cancelled")
+    async def _withdrawn(_strategy):
+        log.append("withdrawn")
 
     await strategy.setup(FrameProcessorSetup(clock=SystemClock(), task_manager=TaskManager(),
                                              pipeline_worker=None))  # type: ignore[arg-type]
@@ -88,6 +111,53 @@ def test_a_question_heard_while_the_user_still_speaks_does_not_end_the_turn():
     assert asyncio.run(_turn(*frames)) == []
 
 
+def test_a_question_heard_before_the_user_went_on_does_not_end_the_turn_at_the_next_stop():
+    """The next stop's own transcript has not come yet: the earlier question is not the turn's end."""
+    frames = [VADUserStartedSpeakingFrame(), _heard("Can you tell me?"), VADUserStartedSpeakingFrame(), _stop()]
+    assert asyncio.run(_turn(*frames)) == []
+
+
 def test_what_counts_as_a_question():
     assert asks("What did I just say?") and asks('He asked "why?"') and asks("Really?  ")
     assert not asks("Remind me to call mom.") and not asks("What is the") and not asks("")
+
+
+def test_a_statement_is_answered_ahead_and_the_held_answer_kept_when_the_silence_runs_out():
+    """The 0.6-1 s a statement judged unfinished waits is spent generating its answer."""
+    log: list[str] = []
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("I feel a bit tired today."), SILENCE_RUNS_OUT]
+    assert asyncio.run(_turn(*frames, speculate=True, log=log)) == ["stopped"]
+    # One inference for the turn, begun before its end; the end only releases it.
+    assert log == ["answer ahead: I feel a bit tired today.", "stopped, answered ahead"]
+
+
+def test_the_user_going_on_withdraws_the_answer_and_the_whole_turn_is_answered():
+    log: list[str] = []
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("I feel a bit tired today,"),
+              VADUserStartedSpeakingFrame(), _stop(), _heard("because I slept badly."), SILENCE_RUNS_OUT]
+    assert asyncio.run(_turn(*frames, speculate=True, log=log)) == ["stopped"]
+    assert log == ["answer ahead: I feel a bit tired today,", "withdrawn",
+                   "answer ahead: I feel a bit tired today, because I slept badly.", "stopped, answered ahead"]
+
+
+def test_a_question_is_not_answered_ahead_it_ends_the_turn():
+    log: list[str] = []
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("What did I just say?")]
+    assert asyncio.run(_turn(*frames, speculate=True, log=log)) == ["stopped"]
+    assert log == ["answer", "stopped"]
+
+
+def test_an_answer_the_llm_withdrew_is_asked_for_again_at_the_turns_end():
+    """A speculative answer that wants a tool is withdrawn by the LLM (tools run only for an ended turn)."""
+    log: list[str] = []
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("Jot down that the plumber comes Thursday."),
+              EagerEndOfTurnCancelFrame(), SILENCE_RUNS_OUT]
+    assert asyncio.run(_turn(*frames, speculate=True, log=log)) == ["stopped"]
+    assert log == ["answer ahead: Jot down that the plumber comes Thursday.", "answer", "stopped"]
+
+
+def test_without_speculation_a_statement_is_answered_only_when_its_silence_runs_out():
+    log: list[str] = []
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("I feel a bit tired today."), SILENCE_RUNS_OUT]
+    assert asyncio.run(_turn(*frames, speculate=False, log=log)) == ["stopped"]
+    assert log == ["answer", "stopped"]

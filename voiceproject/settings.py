@@ -331,6 +331,9 @@ VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's
 VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
 # A final transcript ending with "?" ends the user's turn at once (voicebot/turnend.py).
 VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)
+# A statement the turn model judged unfinished is answered while its silence runs out; the
+# answer is held and spoken when the turn ends, dropped if the user goes on (voicebot/turnend.py).
+VOICE_TURN_SPECULATE = env.bool("VOICE_TURN_SPECULATE", default=True)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # Bot models. "local": offline, from pip-shipped model files; "openai": any
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).

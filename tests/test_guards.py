@@ -522,3 +522,48 @@ def test_after_a_notes_answer_the_next_turn_reads_only_the_new_question(local_se
     assert usage, caplog.text
     prompt, cached = usage[-1]
     assert prompt - cached <= 25, usage  # the question and the template's markers, not the notes exchange
+
+
+def _turn_tokens(local_server: str, caplog, *, prefill: bool) -> tuple[int, int]:
+    """One spoken turn after a short conversation: llama.cpp's prompt and cached token counts.
+    With `prefill`, the interim transcripts pass UserWordsPrefill on their way, as in the pipeline."""
+    import logging
+
+    from pipecat.frames.frames import InterimTranscriptionFrame, UserStartedSpeakingFrame
+    from pipecat.pipeline.pipeline import Pipeline
+
+    from voicebot.prefill import UserWordsPrefill
+
+    def pearl() -> VoiceLLMService:  # a processor lives in one event loop: one per run here
+        return VoiceLLMService(base_url=local_server, api_key="local", model="local",
+                               system_prompt="Your name is Pearl. You are a helpful voice assistant.", notes_router=True)
+
+    history = [{"role": "user", "content": "Hello Pearl."},
+               {"role": "assistant", "content": "Hello! How can I help you today?"}]
+    # The cache as an earlier turn leaves it: this conversation, then another question.
+    asyncio.run(run_test(pearl(), start_timeout=60, frames_to_send=[
+        LLMContextFrame(LLMContext(messages=[*history, {"role": "user", "content": "Hi."}]))]))
+    llm = pearl()
+    question = "Could you please tell me what the capital city of France is?"
+    stages = [UserWordsPrefill(llm, LLMContext(messages=list(history))), llm] if prefill else [llm]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="voicebot.llm")
+    down, _up = asyncio.run(run_test(Pipeline(stages), start_timeout=60, frames_to_send=[
+        UserStartedSpeakingFrame(),
+        *(InterimTranscriptionFrame(text, "user", "2026-12-05T00:00:00Z")
+          for text in ("Could you please tell me what the", "Could you please tell me what the capital city")),
+        LLMContextFrame(LLMContext(messages=[*history, {"role": "user", "content": question}]))]))
+    assert "paris" in "".join(f.text for f in down if isinstance(f, LLMTextFrame)).lower()
+    usage = [tuple(map(int, m)) for m in re.findall(r"llm tokens: prompt=(\d+) cached=(\d+)", caplog.text)]
+    assert len(usage) == 1, caplog.text
+    return usage[-1]
+
+
+def test_the_users_words_are_read_while_they_speak_and_the_turn_reads_only_the_last_ones(local_server, caplog):
+    """A turn's request read the user's whole question and the template's markers (~19 tokens:
+    0.7 s to the first token on 2 idle cores). Read from the interim transcripts while the user
+    spoke, what is left is the words after the last interim's and the markers."""
+    prompt, cached = _turn_tokens(local_server, caplog, prefill=False)
+    unread = prompt - cached
+    prompt, cached = _turn_tokens(local_server, caplog, prefill=True)
+    assert prompt - cached <= unread - 5, (prompt - cached, unread)  # "Could you please tell me what the" read ahead

@@ -105,6 +105,37 @@ def test_interim_transcripts_grow_while_the_user_speaks_and_the_last_one_is_the_
     assert len(interims[0]) <= len(final)
 
 
+def test_the_final_decode_starts_when_the_user_goes_quiet_not_when_the_vad_stops(whisper, tmp_path):
+    """The VAD reports the end of speech 200 ms after it; a decode begun at the quiet is the final."""
+    pcm = _speech(tmp_path, "What is the capital of France")
+    import numpy as np
+
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    pcm = pcm[:2 * (int(np.flatnonzero(np.abs(samples) > 0.05 * np.abs(samples).max())[-1]) + 1)]  # espeak's trailing quiet off
+    # No interim decodes while the user speaks: only the quiet can start one.
+    stt = StreamingWhisperSTTService(whisper, vad_stop_secs=0.2, interim_every=1000)
+
+    async def run() -> Collect:
+        worker, sink, running = await _started(stt)
+        await worker.queue_frame(VADUserStartedSpeakingFrame())
+        for i in range(0, len(pcm), FRAME):
+            await worker.queue_frame(InputAudioRawFrame(pcm[i:i + FRAME], RATE, 1))
+        for _ in range(10):  # 200 ms of quiet: what the VAD waits for before it reports the stop
+            await worker.queue_frame(InputAudioRawFrame(bytes(FRAME), RATE, 1))
+        await await_until(lambda: len(stt._audio_buffer) == len(pcm) + 10 * FRAME, 30, "all audio taken in")
+        assert stt._decode_target >= len(pcm), "no decode started when the user went quiet"
+        await worker.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+        await await_until(lambda: any(type(f) is TranscriptionFrame for f in sink.frames), 60, "final transcript")
+        await worker.queue_frame(EndFrame())
+        await asyncio.wait_for(running, 60)
+        return sink
+
+    sink = asyncio.run(run())
+    (final,) = [f.text for f in sink.frames if type(f) is TranscriptionFrame]
+    assert "france" in final.lower() and "capital" in final.lower()
+    assert stt.finals_from_interim == 1  # the decode begun at the quiet was the final: none after the stop
+
+
 def test_the_encoder_window_follows_the_audio_with_a_margin():
     from voicebot.services.stt import WINDOW_MARGIN_FRAMES, encoder_frames
 

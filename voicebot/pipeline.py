@@ -14,6 +14,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
+from .prefill import UserWordsPrefill
 from .sharedmodels import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from .behaviour import Behaviour, CallMonitor, register_end_call_tool
 from . import custom_tools
@@ -92,10 +93,14 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
             vad_analyzer=vad, user_turn_strategies=turn_strategies(behaviour, turn_stop),
             user_turn_stop_timeout=settings.VOICE_USER_TURN_TIMEOUT))
     forwarder = EventForwarder(spec.session_id, worker_id=bot.worker.worker_id)
+    # The local LLM reads the user's words while they speak (prefill.py); a hosted one is not asked.
+    prefill = ([UserWordsPrefill(llm, bot.context)]
+               if settings.VOICE_LLM_PREFILL and getattr(llm, "local", False) else [])
     pipeline = Pipeline([
         transport.input(),
         PauseGate(bot),
         stt,
+        *prefill,
         user_agg,
         llm,
         tts,

@@ -395,6 +395,12 @@ VOICE_STT_MODEL_PATH = env.str("VOICE_STT_MODEL_PATH", default="")  # a CTransla
 # Local Whisper decodes the utterance while the user speaks: interim transcripts on the page,
 # and the final one ready when the speech ends. 0: decode once, after the end of speech.
 VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
+# Seconds of quiet at the end of the user's speech after which local Whisper starts the decode
+# that becomes the final, before the VAD reports the stop (0: decode at the stop).
+VOICE_STT_QUIET_SECS = env.float("VOICE_STT_QUIET_SECS", default=0.1)
+# The local LLM reads the conversation and the user's words so far into its prompt cache while
+# the user speaks, so a turn's request reads only its last words (voicebot/prefill.py).
+VOICE_LLM_PREFILL = env.bool("VOICE_LLM_PREFILL", default=True)
 # Encode only the part of Whisper's 30 s window that the audio fills (stt.WindowedWhisperModel):
 # about 3x faster decodes on 2 cores, the same or better WER over many sentences, though a
 # single utterance may come out differently. On by default since 2026-12-04: bench_bot's

@@ -161,6 +161,12 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
     transcript at once instead of a decode started at the stop. When none covers
     it (a short utterance, a slow machine), the segment is decoded then.
 
+    A decode also starts as soon as the utterance has gone quiet for `quiet_secs`
+    (by its own loudness, against the loudest moment so far): the VAD reports the end
+    only `vad_stop_secs` later, and a decode begun at the quiet is done by then, or nearly,
+    so the final does not wait a whole decode after the stop (~150-370 ms on 2 cores).
+    A pause that turns out to be mid-sentence only cost an interim decode.
+
     Finals are made off the audio path, in a task per utterance, and pushed in the
     order the utterances were spoken. (Waiting for them inline held up the audio
     behind a decode; and a final taken from an interim decode used to overtake the
@@ -170,10 +176,13 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
     """
 
     def __init__(self, model: Any, *, vad_stop_secs: float = 0.2, interim_every: float = 0.5,
-                 **kwargs: Any) -> None:
+                 quiet_secs: float = 0.1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.vad_stop_secs = vad_stop_secs
         self.interim_every = interim_every
+        self.quiet_secs = quiet_secs  # 0: no decode started by the quiet
+        self._loudest = 0.0  # this utterance's loudest frame (RMS)
+        self._quiet_bytes = 0  # how much quiet ends the buffer
         self._decode: asyncio.Task[str] | None = None
         self._decoded_len = 0  # bytes of the buffer the latest finished decode covered
         self._decode_target = 0  # ...and the running one covers
@@ -185,11 +194,30 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
 
     async def process_audio_frame(self, frame: InputAudioRawFrame, direction: FrameDirection) -> None:
         await super().process_audio_frame(frame, direction)
-        if not self._user_speaking or (self._decode is not None and not self._decode.done()):
+        if not self._user_speaking:
             return
-        if len(self._audio_buffer) - self._decoded_len >= self.interim_every * self.sample_rate * 2:
+        self._measure_quiet(frame.audio)
+        if self._decode is not None and not self._decode.done():
+            return
+        grown = len(self._audio_buffer) - self._decoded_len
+        # The quiet starts a decode only of audio no decode has covered: one per pause.
+        went_quiet = (self.quiet_secs > 0 and self._quiet_bytes >= self.quiet_secs * self.sample_rate * 2
+                      and len(self._audio_buffer) - self._quiet_bytes > self._decode_target)
+        if grown >= self.interim_every * self.sample_rate * 2 or went_quiet:
             self._decode_target = len(self._audio_buffer)
             self._decode = self.create_task(self._interim(bytes(self._audio_buffer), self._utterance))
+
+    def _measure_quiet(self, pcm: bytes) -> None:
+        """Track how much quiet ends the utterance: frames under 5% of its loudest one's RMS (-26 dB;
+        a final "s" is louder than that, so a quiet decode does not cut a word's last sound)."""
+        import numpy as np
+
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        if not samples.size:
+            return
+        rms = float(np.sqrt(np.mean(samples.astype(np.float32) ** 2)))
+        self._loudest = max(self._loudest, rms)
+        self._quiet_bytes = self._quiet_bytes + len(pcm) if rms < 0.05 * self._loudest else 0
 
     async def _interim(self, pcm: bytes, utterance: int) -> str:
         text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
@@ -233,6 +261,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         self._utterance += 1
         self._decoded_len, self._decoded_text, self._decode_target, self._last_words = 0, "", 0, ""
         self._decode = None
+        self._loudest, self._quiet_bytes = 0.0, 0
 
     async def _final(self, previous: asyncio.Task[None] | None, running: asyncio.Task[str] | None, text: str,
                      pcm: bytes, heard_so_far: str = "") -> None:

@@ -1,0 +1,52 @@
+"""The user's words read into the local LLM's prompt cache while they are still speaking.
+
+Between the STT and the user aggregator, this watches the transcripts of the turn in
+progress and, as they grow, has the LLM service read the conversation plus the words so
+far (`VoiceLLMService.prefill`). When the turn ends, its prompt differs from what llama.cpp
+already read only by the last words and the chat template's closing tokens.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pipecat.frames.frames import (Frame, InterimTranscriptionFrame, TranscriptionFrame, UserStartedSpeakingFrame,
+                                   UserStoppedSpeakingFrame)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+
+class UserWordsPrefill(FrameProcessor):
+    """Reads the turn's words ahead into the LLM, each time at least `min_new_words` more are heard.
+
+    An interim transcript's last word may be cut off mid-word, so it is left out. Earlier
+    segments of the turn go first, joined with spaces as the user aggregator joins them, so
+    the prompt read ahead is a prefix of the turn's.
+    """
+
+    def __init__(self, llm: Any, context: Any, *, min_new_words: int = 2) -> None:
+        super().__init__(name="UserWordsPrefill")
+        self.llm = llm
+        self.context = context
+        self.min_new_words = min_new_words
+        self._finals: list[str] = []
+        self._read_words = 0  # words of this turn read ahead so far
+        self.reads = 0  # counted for the tests and the bench
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InterimTranscriptionFrame):
+            self._consider(" ".join([*self._finals, frame.text]).split()[:-1])
+        elif isinstance(frame, TranscriptionFrame):
+            # Not read on its own: the turn's end, and its real request, usually follows at once,
+            # and would then wait for this read to finish.
+            self._finals.append(frame.text.strip())
+        elif isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
+            # A turn begins or has ended (its prompt is now the real request's to read).
+            self._finals, self._read_words = [], 0
+        await self.push_frame(frame, direction)
+
+    def _consider(self, words: list[str]) -> None:
+        if len(words) < self._read_words + self.min_new_words:
+            return
+        if self.llm.prefill([*self.context.get_messages(), {"role": "user", "content": " ".join(words)}]):
+            self._read_words = len(words)
+            self.reads += 1

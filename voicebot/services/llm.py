@@ -228,13 +228,13 @@ class VoiceLLMService(OpenAILLMService):
         await super().start_llm_usage_metrics(tokens)
 
     async def _process_context(self, context: LLMContext) -> None:
+        if self.notes_router and await self._route_notes(context):
+            return  # a notes request or result never asks the model: no read to wait for
         if self._reading_ahead is not None:
             # The read-ahead and this turn would otherwise run in two llama.cpp slots, and this one
             # could land on a slot without the conversation in its cache.
             await asyncio.wait({self._reading_ahead}, timeout=READ_AHEAD_WAIT)
             self._reading_ahead = None
-        if self.notes_router and await self._route_notes(context):
-            return
         said = earlier_answers(context.get_messages())
         try:
             for attempt in range(2):

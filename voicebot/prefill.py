@@ -15,20 +15,20 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 
 class UserWordsPrefill(FrameProcessor):
-    """Reads the turn's words ahead into the LLM, at most `max_reads` times a turn, each time at
-    least `min_new_words` more are heard.
+    """Reads the turn's words ahead into the LLM each time at least `min_new_words` more are
+    heard (at most `max_reads` times a turn; 0: no limit).
 
     An interim transcript's last word may be cut off mid-word, so it is left out. Earlier
     segments of the turn go first, joined with spaces as the user aggregator joins them, so
     the prompt read ahead is a prefix of the turn's.
 
-    One read a turn, early, by default: a read still running when the user stops shares the
-    2 cores with Whisper's final decode. On the conversation bench, reading at every second
-    new word took the LLM's first token from ~900 to ~610 ms p50 but the final transcript from
-    ~140 to ~270 ms after the VAD stop (docs/benchmarks.md).
+    A read still running when the user stops shares the 2 cores with Whisper's final decode.
+    On the conversation bench (docs/benchmarks.md), reading at every second new word took
+    the LLM's first token from ~900 to ~610 ms p50 and the final transcript from ~140 to
+    ~270 ms after the VAD stop; one read a turn, ~770 and ~200 ms. Every second word won.
     """
 
-    def __init__(self, llm: Any, context: Any, *, min_new_words: int = 2, max_reads: int = 1) -> None:
+    def __init__(self, llm: Any, context: Any, *, min_new_words: int = 2, max_reads: int = 0) -> None:
         super().__init__(name="UserWordsPrefill")
         self.llm = llm
         self.context = context
@@ -36,7 +36,7 @@ class UserWordsPrefill(FrameProcessor):
         self.max_reads = max_reads
         self._turn_reads = 0
         self._finals: list[str] = []
-        self._read_words = 0  # words of this turn read ahead so far
+        self._read: list[str] = []  # the words of this turn read ahead last
         self.reads = 0  # counted for the tests and the bench
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -49,13 +49,15 @@ class UserWordsPrefill(FrameProcessor):
             self._finals.append(frame.text.strip())
         elif isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
             # A turn begins or has ended (its prompt is now the real request's to read).
-            self._finals, self._read_words, self._turn_reads = [], 0, 0
+            self._finals, self._read, self._turn_reads = [], [], 0
         await self.push_frame(frame, direction)
 
     def _consider(self, words: list[str]) -> None:
-        if self._turn_reads >= self.max_reads or len(words) < self._read_words + self.min_new_words:
+        # Words that do not continue the last read (Whisper revised them, or a new turn) are new.
+        continued = len(self._read) if words[:len(self._read)] == self._read else 0
+        if (self.max_reads and self._turn_reads >= self.max_reads) or len(words) < continued + self.min_new_words:
             return
         if self.llm.prefill([*self.context.get_messages(), {"role": "user", "content": " ".join(words)}]):
-            self._read_words = len(words)
+            self._read = words
             self._turn_reads += 1
             self.reads += 1

@@ -128,6 +128,9 @@ def test_a_request_that_names_a_note_is_never_overruled(text):
                                   # the false calls of the blind fifth set, in new words
                                   "I left myself a note on the fridge and now it's gone.",
                                   "On that note, I'm off to bed.", "What a lovely note to end on.",
-                                  "Which notes are in a G chord?"])
+                                  "Which notes are in a G chord?",
+                                  # the last false call of set 3, in new words
+                                  "My to-do list is as long as my arm this week.",
+                                  "Honestly, the list of chores is a mile long."])
 def test_chat_is_left_to_the_model(text):
     assert parse(text) is None

@@ -123,6 +123,8 @@ NOT_A_REQUEST = re.compile(
     # "that's a nice note to end on").
     r"\bi (?:wrote|left|scribbled|stuck|made) (?:myself |me )?a (?:note|post-it|sticky)\b|note to end on|"
     r"\bon (?:a|an|that) (?:\w+ )?note\b|\b(?:nice|good|positive|high|sour|happy|sad|bright|low) note\b|"
+    # A long list as a figure of speech ("I've got a list as long as my arm of things to fix").
+    r"\bas long as (?:my|your|his|her|our|their) arm\b|\ba mile long\b|"
     # Sums ("can you add up 45, 17 and 8?").
     r"add (?:up|together)\b|add \d|"
     # Saving money, not a note ("I saved fifty dollars on groceries", "trying to save up for a bike").

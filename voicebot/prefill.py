@@ -37,7 +37,6 @@ class UserWordsPrefill(FrameProcessor):
         self._turn_reads = 0
         self._finals: list[str] = []
         self._read: list[str] = []  # the words of this turn read ahead last
-        self.reads = 0  # counted for the tests and the bench
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -60,4 +59,3 @@ class UserWordsPrefill(FrameProcessor):
         if self.llm.prefill([*self.context.get_messages(), {"role": "user", "content": " ".join(words)}]):
             self._read = words
             self._turn_reads += 1
-            self.reads += 1

@@ -73,15 +73,17 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
         await self._withdraw("the user went on speaking")
         await super()._handle_vad_user_started_speaking(frame)
 
+    @property
+    def _turn_text(self) -> str:
+        """This turn's final transcripts, joined as the user aggregator joins them."""
+        return " ".join(part.strip() for part in self._heard if part.strip())
+
     async def _reset(self) -> None:
-        speculation, self._speculation = self._speculation, None
         self._heard, self._heard_latest = [], False
         await super()._reset()
-        if speculation is not None:
-            # The turn ended some other way (the stop watchdog, the session's end): nothing
-            # else withdraws the held answer.
-            self.speculations["withdrawn"] += 1
-            await self.trigger_user_turn_speculation_cancelled()
+        # Still held here, the turn ended some other way (the stop watchdog, the session's end):
+        # nothing else withdraws the answer.
+        await self._withdraw("the turn ended without it")
 
     async def _after_stop(self) -> None:
         # _vad_stopped: the user has stopped (a question heard mid-flow is not the end);
@@ -98,7 +100,7 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
             await self._speculate()
 
     async def _speculate(self) -> None:
-        text = " ".join(part.strip() for part in self._heard if part.strip())
+        text = self._turn_text
         if self._speculation is not None:
             if self._speculation.text == text:
                 return
@@ -118,17 +120,14 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
 
     async def trigger_user_turn_stopped(self, *, enable_user_speaking_frames: bool | None = None) -> None:
         """End the turn; a speculative answer to the same words is kept, not asked for again."""
-        speculation, self._speculation = self._speculation, None
-        heard = " ".join(part.strip() for part in self._heard if part.strip())
-        if speculation is not None and self._match.matches(speculation.text, heard):
+        if self._speculation is not None and self._match.matches(self._speculation.text, self._turn_text):
+            self._speculation = None
             self.speculations["confirmed"] += 1
             logger.debug("[VoiceSession] the turn ended as answered ahead: the held answer is spoken")
             await self.trigger_user_turn_finalized(enable_user_speaking_frames=enable_user_speaking_frames,
                                                    confirms_speculation=True)
             return
-        if speculation is not None:
-            self.speculations["withdrawn"] += 1
-            await self.trigger_user_turn_speculation_cancelled()
+        await self._withdraw("the turn's words differ from those answered")
         await super().trigger_user_turn_stopped(enable_user_speaking_frames=enable_user_speaking_frames)
 
 

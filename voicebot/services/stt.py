@@ -196,7 +196,8 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         await super().process_audio_frame(frame, direction)
         if not self._user_speaking:
             return
-        self._measure_quiet(frame.audio)
+        if self.quiet_secs > 0:
+            self._measure_quiet(frame.audio)
         if self._decode is not None and not self._decode.done():
             return
         grown = len(self._audio_buffer) - self._decoded_len

@@ -14,6 +14,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from .forwarder import EventForwarder
+from .observers import SessionObserver
 from .prefill import UserWordsPrefill
 from .sharedmodels import SharedSileroVADAnalyzer, SharedSmartTurnAnalyzer
 from .behaviour import Behaviour, CallMonitor, register_end_call_tool
@@ -112,7 +113,10 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         pipeline,
         params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=bundle.tts_sample_rate,
                               enable_metrics=True),
-        observers=[forwarder, monitor],
+        # Behind one observer, and without Pipecat's turn tracking (nothing here reads it): each
+        # observer is woken for every frame every processor handles (observers.py).
+        observers=[SessionObserver([forwarder, monitor])],
+        enable_turn_tracking=False,
         enable_rtvi=False,  # the browser gets our voice.* events over the websocket instead
         idle_timeout_secs=None,  # teardown follows the session's stored deadlines
     )

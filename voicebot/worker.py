@@ -35,6 +35,7 @@ from . import custom_tools
 from .control import make_app
 from .ice import restrict_host_candidates
 from .load import LoadMeter, admitting
+from .memory import release_freed_memory, resident_mib
 from .services.assistant_models import UnsupportedModels, for_models, offers
 from .session import BotSession, DailyJoinError
 from .summary import summariser
@@ -68,6 +69,7 @@ class BotWorkerProcess:
         self.heartbeat_started: float | None = None  # an attempt in flight, since
         self.heartbeat_failed = False
         self.let_go: set[str] = set()  # sessions dropped when the lease lapsed, not yet failed in the database
+        self._count_at_heartbeat = 0  # live sessions at the latest heartbeat: fewer now, memory is handed back
 
     def active_count(self) -> int:
         return len(self.sessions) + len(self.children)
@@ -302,6 +304,7 @@ class BotWorkerProcess:
                     await self._fail_let_go()
                 self.lease_from = started  # renewed as of when the heartbeat was sent
                 await self._reap()
+                await self._release_memory()
                 if not self.only_job:
                     # Every worker also runs the sweeper, so deadlines fire
                     # while any worker is alive; the sweeps are race-safe.
@@ -383,6 +386,18 @@ class BotWorkerProcess:
                 del self.children[job_id]
         if self.only_job and not self.sessions:
             self.stopping.set()
+
+
+    async def _release_memory(self) -> None:
+        """Sessions ended since the last heartbeat: hand what they freed back to the system, or the
+        worker's RSS stays at its busiest moment (memory.py)."""
+        count = self.active_count()
+        ended, self._count_at_heartbeat = count < self._count_at_heartbeat, count
+        if ended:
+            before = resident_mib()
+            await asyncio.to_thread(release_freed_memory)
+            logger.info("[BotJoin] worker %s: sessions ended, RSS %.0f -> %.0f MiB", self.worker_id, before,
+                        resident_mib())
 
 
 def _ended_sessions(session_ids: list[str]) -> list[str]:

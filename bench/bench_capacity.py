@@ -57,7 +57,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from bench_core import (_raise_interrupt, cpu_seconds, free_port, memory_kib, percentile,  # noqa: E402
-                        wait_until_up, write_results)
+                        settled_rss_mib, wait_until_up, write_results)
 from bench_prod import (FAKE_KEY, FAKE_RUNNER, PG, QUESTION, REDIS_DB, VENV_BIN, Fleet, Inbox,  # noqa: E402
                         create_users, find_fake_class, hosted_round, http_client, is_speaking, log, manage,
                         open_sockets, prod_env, request, scan_logs, setup_django)
@@ -272,7 +272,7 @@ def soak(args: argparse.Namespace, servers: list[str], worker_url: str, worker: 
         done += batch
         wait_reaped(worker_url)  # one batch after another: the next never waits for a slot
         if done % args.rss_every == 0 or done == args.soak:
-            rss = round(memory_kib(worker.pid)["VmRSS"] / 1024, 1)
+            rss = settled_rss_mib(worker.pid)
             samples.append({"sessions": done, "rss_mib": rss, "elapsed_s": round(time.monotonic() - started, 1)})
             log(f"   {done} sessions: worker RSS {rss} MiB ({len(failures)} failed so far)")
     after_first = [s["rss_mib"] for s in samples if s["sessions"] >= args.rss_every]

@@ -246,6 +246,23 @@ def memory_kib(pid: int) -> dict[str, int]:
     return found
 
 
+def settled_rss_mib(pid: int, *, within: float = 1.0, every: float = 0.5, limit: float = 10.0) -> float:
+    """A process's RSS in MiB once it has settled: two readings `every` s apart within `within` MiB.
+
+    A worker hands the memory of ended sessions back just after the heartbeat that reaped them
+    (voicebot/worker.py _release_memory); read at once, its RSS would catch it half done.
+    """
+    rss = memory_kib(pid)["VmRSS"] / 1024
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(every)
+        now = memory_kib(pid)["VmRSS"] / 1024
+        if abs(now - rss) < within:
+            return round(now, 1)
+        rss = now
+    return round(rss, 1)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()

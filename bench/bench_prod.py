@@ -85,7 +85,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from bench_core import (bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, free_port,  # noqa: E402
-                        memory_kib, open_sockets, percentile, scan_server_logs,
+                        memory_kib, open_sockets, percentile, scan_server_logs, settled_rss_mib,
                         summarize, wait_until_up, write_results, UNTHROTTLED, _raise_interrupt, bench_env)
 
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -749,7 +749,7 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
         except httpx.HTTPError:
             pass
         await asyncio.sleep(0.5)
-    rss_after = round(memory_kib(worker.pid)["VmRSS"] / 1024, 1)
+    rss_after = await asyncio.to_thread(settled_rss_mib, worker.pid)  # once the freed memory is handed back
     return {"n": n, "turns": len(latencies), "timeouts": timeouts, "connect_s": round(connect_s, 2),
             "talk_s": round(talk_s, 2), "latency_total_ms": ms_summary(latencies),
             "stage_p50_ms": {k: round(percentile(v, 50), 1) for k, v in stages.items()},

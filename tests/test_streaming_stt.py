@@ -315,3 +315,20 @@ def test_an_utterance_whisper_finds_silent_as_a_whole_keeps_what_its_interims_he
     # The user is answered, not met with silence: the final is the words the interims heard last.
     assert interims and final and final == interims[-1], (interims, final)
     assert "could you" in final.lower() or "please" in final.lower(), final
+
+
+def test_a_segment_taken_for_silence_is_logged_with_its_figures(caplog):
+    """A turn heard as nothing looks like a hung bot to the user: the log says what Whisper made of it."""
+    import logging
+    from types import SimpleNamespace as Segment
+
+    class Model:
+        def transcribe(self, audio, **kwargs):
+            return iter([Segment(text=" Goodbye for now.", no_speech_prob=0.83, avg_logprob=-1.2),
+                         Segment(text=" Thank you.", no_speech_prob=0.1, avg_logprob=-0.3)]), None
+
+    stt = StreamingWhisperSTTService(Model())
+    with caplog.at_level(logging.DEBUG, logger="voicebot.stt"):
+        assert stt._transcribe(bytes(16000 * 2)) == "Thank you."
+    line = next(r.getMessage() for r in caplog.records if "for silence" in r.getMessage())
+    assert "' Goodbye for now.'" in line and "no speech 0.83" in line and "log-probability -1.20" in line, line

@@ -473,6 +473,10 @@ LOGGING = {
         "voicebot": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "assistants": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "pipecat": {"handlers": ["console"], "level": VOICE_PIPECAT_LOG_LEVEL, "propagate": False},
+        # Whisper's own skips of audio it takes for silence, with the bot's models' DEBUG; its INFO
+        # is a line per decode (several per utterance while the user speaks), so WARNING otherwise.
+        "faster_whisper": {"handlers": ["console"], "propagate": False,
+                           "level": "DEBUG" if VOICE_PIPECAT_LOG_LEVEL.upper() == "DEBUG" else "WARNING"},
         # One line per HTTP request and websocket (voiceproject/accesslog.py); VOICE_ACCESS_LOG=false: none.
         "voiceproject.access": {"handlers": ["console"], "propagate": False,
                                 "level": "INFO" if env.bool("VOICE_ACCESS_LOG", default=True) else "WARNING"},

@@ -237,10 +237,21 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         # gave 22.6% WER against 14.6%. At most ~8 tokens a second of audio: Whisper sometimes
         # loops on a phrase (collapse_repeats), and such a loop must not run to 448 tokens at
         # every temperature of the fallback, holding up the next decodes for seconds.
+        # A segment taken for silence is logged with its figures (a turn heard as nothing is what a
+        # user cannot tell from a hung bot); those faster-whisper skips itself, its own logger
+        # ("faster_whisper", DEBUG) reports.
         segments, _ = self._model.transcribe(audio, language="en", max_new_tokens=int(len(audio) / 16000 * 8) + 8)
         limit = self._settings.no_speech_prob
         limit = limit if isinstance(limit, float) else 1.0
-        return collapse_repeats(" ".join(s.text.strip() for s in segments if is_speech(s, limit)))
+        words = []
+        for segment in segments:
+            if is_speech(segment, limit):
+                words.append(segment.text.strip())
+            else:
+                logger.debug("[VoiceSession] Whisper took %r for silence (no speech %.2f, log-probability %.2f, "
+                             "%.1f s of audio)", segment.text, segment.no_speech_prob, segment.avg_logprob,
+                             len(audio) / 16000)
+        return collapse_repeats(" ".join(words))
 
     async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
         quiet = frame.stop_secs or self.vad_stop_secs  # the VAD heard this long a silence before stopping

@@ -251,18 +251,26 @@ def test_a_phrase_whisper_repeats_is_heard_once():
 
 
 def test_confident_words_are_speech_and_whispers_guess_at_silence_is_not():
-    """Figures Whisper tiny.en gave (2026-12-03): a browser user's 8 s question heard word for
-    word, and its "you" on digital silence and "." on a hum."""
-    from types import SimpleNamespace as Segment
+    """Figures Whisper gave: tiny.en (2026-12-03) a browser user's 8 s question heard word for
+    word, and its "you" on digital silence and "." on a hum; base (2026-12-05) a user's
+    "Goodbye for now." through WebRTC, which was dropped and the turn went unanswered."""
+    from types import SimpleNamespace
 
     from voicebot.services.stt import is_speech
+
+    def Segment(text: str = " words", **figures: float) -> SimpleNamespace:
+        return SimpleNamespace(text=text, **figures)
 
     limit = 0.4  # Pipecat's WhisperSTTService default, as the sessions use it
     assert is_speech(Segment(no_speech_prob=0.45, avg_logprob=-0.4), limit)  # was dropped: the turn went empty
     assert is_speech(Segment(no_speech_prob=0.16, avg_logprob=-1.3), limit)  # under the limit, whatever the words
-    assert not is_speech(Segment(no_speech_prob=0.98, avg_logprob=-0.93), limit)  # "you" on silence
-    assert not is_speech(Segment(no_speech_prob=0.83, avg_logprob=-0.93), limit)  # "." on a hum
+    assert not is_speech(Segment(" you", no_speech_prob=0.98, avg_logprob=-0.93), limit)  # on silence
+    assert not is_speech(Segment(" .", no_speech_prob=0.83, avg_logprob=-0.93), limit)  # on a hum
     assert not is_speech(Segment(no_speech_prob=0.5, avg_logprob=-1.2), limit)  # unsure words in the grey zone
+    for no_speech, logprob in ((0.63, -0.75), (0.69, -0.53), (0.68, -0.58)):  # "Goodbye for now."
+        assert is_speech(Segment(" Goodbye for now.", no_speech_prob=no_speech, avg_logprob=logprob), limit)
+    assert not is_speech(Segment(" Goodbye.", no_speech_prob=0.92, avg_logprob=-0.3), limit)  # all but sure
+    assert not is_speech(Segment(" . . . . .", no_speech_prob=0.1, avg_logprob=-0.2), limit)  # no word in it
 
 
 class _SilentOnTheWhole:

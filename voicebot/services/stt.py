@@ -54,6 +54,11 @@ def encoder_frames(content: int, full: int = 3000) -> int:
 
 # openai-whisper's defaults for skipping a segment as silence (faster-whisper's too).
 NO_SPEECH_THRESHOLD, LOGPROB_THRESHOLD = 0.6, -1.0
+# Over that no-speech threshold, words at least this confident are still speech (Whisper's own
+# rule keeps anything over -1.0; its guesses at silence came at -0.93), unless Whisper is all
+# but sure there is no speech.
+CONFIDENT_LOGPROB, SURE_OF_SILENCE = -0.8, 0.9
+_WORD = re.compile(r"\w")
 
 
 def is_speech(segment: Any, no_speech_limit: float) -> bool:
@@ -64,12 +69,19 @@ def is_speech(segment: Any, no_speech_limit: float) -> bool:
     an average log-probability of -0.4, had a no-speech probability of 0.45 and was lost
     (the turn went to the LLM empty). Whisper's own rule (skip only when the probability
     is over 0.6 and the words are not confident) lets through its "you" on silence
-    (0.98 and -0.93). So: under the limit it is speech; between the limit and 0.6 only
-    with confident words; over 0.6 never.
+    (0.98 and -0.93). So: under the limit it is speech; up to 0.6 with words over -1.0;
+    up to 0.9 with words over -0.8: Whisper base heard a user's "Goodbye for now." through
+    WebRTC as exactly that at 0.63-0.69 and -0.53 to -0.75, and the turn went unanswered
+    (conversation bench, 2026-12-05). Text with no word in it (". . . .", Whisper's mark
+    for a sound) is never speech.
     """
+    if not _WORD.search(getattr(segment, "text", "")):
+        return False
     if segment.no_speech_prob < no_speech_limit:
         return True
-    return segment.no_speech_prob < NO_SPEECH_THRESHOLD and segment.avg_logprob > LOGPROB_THRESHOLD
+    if segment.no_speech_prob < NO_SPEECH_THRESHOLD:
+        return segment.avg_logprob > LOGPROB_THRESHOLD
+    return segment.no_speech_prob < SURE_OF_SILENCE and segment.avg_logprob > CONFIDENT_LOGPROB
 
 
 _PIECES = re.compile(r"(?<=[.?!\u2026])\s+")

@@ -1,4 +1,4 @@
-"""A session's observers behind one Pipecat observer (voicebot/observers.py, issue 14)."""
+"""A session's observers (issue 14): behind one Pipecat observer, and what they do per audio frame."""
 from __future__ import annotations
 
 import asyncio
@@ -57,3 +57,30 @@ def test_each_observer_is_told_of_each_frame_once_in_order_through_a_real_pipeli
 def test_an_observer_that_wants_every_push_is_refused():
     with pytest.raises(ValueError, match="first push"):
         SessionObserver([BaseObserver()])
+
+
+def test_audio_levels_are_measured_and_sent_at_most_every_period_and_only_when_they_move(monkeypatch):
+    """A quiet room (most of a call) used to be measured on every 20 ms frame once the period had
+    passed, because only a level that moved reset the clock."""
+    import struct
+
+    from voicebot import forwarder as forwarder_module
+    from voicebot.forwarder import LEVEL_PERIOD, EventForwarder
+
+    measured: list[float] = []
+    real = forwarder_module.audio_level
+    monkeypatch.setattr(forwarder_module, "audio_level", lambda pcm: measured.append(1) or real(pcm))
+    forwarder = EventForwarder("session-1")
+    forwarder.emit = lambda kind, payload: sent.append(payload["level"])  # type: ignore[method-assign]
+    sent: list[float] = []
+    quiet, loud = bytes(640), struct.pack("<320h", *([8000, -8000] * 160))
+    now = 100.0
+    for _ in range(100):  # 2 s of a quiet room, 20 ms frames
+        forwarder._level("user", quiet, now)
+        now += 0.02
+    assert sent == [0.0]  # told once
+    assert len(measured) <= 2 / LEVEL_PERIOD + 1  # measured once a period, not on every frame
+    for _ in range(20):  # the user speaks
+        forwarder._level("user", loud, now)
+        now += 0.02
+    assert len(sent) == 2 and sent[1] > 0.5  # within a period

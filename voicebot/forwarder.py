@@ -80,7 +80,7 @@ class EventForwarder(BaseObserver):
         self.worker_id = worker_id  # events are stored only while this worker's registration stands
         self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.bot_text: list[str] = []
-        self.levels: dict[str, tuple[float, float]] = {}
+        self.levels: dict[str, tuple[float, float]] = {}  # source -> (measured at, level last sent)
         self.timer = TurnTimer()
         self.turns: list[dict[str, float]] = []
         self._writer: asyncio.Task | None = None
@@ -181,13 +181,17 @@ class EventForwarder(BaseObserver):
             self.emit(E.TRANSCRIPT, {"role": "assistant", "text": text, "final": True, "interrupted": interrupted})
 
     def _level(self, source: str, pcm: bytes, now: float) -> None:
-        last_at, last_level = self.levels.get(source, (0.0, -1.0))
-        if now - last_at < LEVEL_PERIOD:
+        """An audio-level event at most every LEVEL_PERIOD per source, when the level moved LEVEL_DELTA
+        from the last one sent. Measured only that often too: a steady level (a quiet room, most of
+        a call) used to be measured on every frame once the period had passed."""
+        measured_at, sent = self.levels.get(source, (0.0, -1.0))
+        if now - measured_at < LEVEL_PERIOD:
             return
         level = audio_level(pcm)
-        if abs(level - last_level) >= LEVEL_DELTA:
-            self.levels[source] = (now, level)
+        if abs(level - sent) >= LEVEL_DELTA:
+            sent = level
             self.emit(E.AUDIO_LEVEL, {"source": source, "level": level})
+        self.levels[source] = (now, sent)
 
     # --- event storage (off the audio path) ----------------------------------
     async def _drain(self) -> None:

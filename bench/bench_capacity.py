@@ -19,6 +19,10 @@ the bench sees what happens past it; in service the worker would stop claiming t
      loud audio frame), the worker's CPU (% of its one core) and CPU seconds per
      session-minute, its RSS peak and its RSS after the bots left. Reported: the first
      N whose p50 exceeds 1.2 x the N=1 figure. A round with timeouts ends the rounds.
+     After each round, bare Pipecat (bench/bare_pipecat.py) runs the same N on the same
+     core, and the round reports ours / bare for the client p50 and the CPU. An N given
+     more than once (--ns 5,5,5,5) repeats it: ours and bare Pipecat's rounds alternate, so
+     the machine's drift hits both, and the table adds the median ratios for that N.
   2. Soak (--soak S, default 0): S sessions one after another, --soak-parallel at a
      time, each joining, speaking one question, hearing the answer and leaving; the
      worker's RSS after every --rss-every sessions, once it has reaped them all.
@@ -39,6 +43,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,7 +174,7 @@ def rounds(args: argparse.Namespace, servers: list[str], worker_url: str, fleet:
     time.sleep(5)  # what the worker costs with no session: heartbeats, the job queue's polling
     out["worker_idle_cpu_pct"] = round(100 * (cpu_seconds(worker.pid) - cpu_before) / (time.monotonic() - wall_before), 1)
     log(f"   idle worker: {out['worker_idle_cpu_pct']}% of its core, RSS {out['worker_idle_rss_mib']} MiB")
-    used, base = 0, None
+    used, base, base_n = 0, None, 0
     for n in args.ns:
         log(f"1. N={n}: {n} sessions on the worker's one core, {args.turns} turns each")
         cpu_before, wall_before = cpu_seconds(worker.pid), time.monotonic()
@@ -190,12 +195,13 @@ def rounds(args: argparse.Namespace, servers: list[str], worker_url: str, fleet:
             bare = fleet.procs["bare"]
             b = r["bare"] = asyncio.run(bare_round(bare_url, n, wav, args.turns, bare.pid))
             r["client_p50_vs_bare"] = round(r["client_p50_ms"] / b["client_p50_ms"], 3) if b["client_p50_ms"] else None
+            r["cpu_vs_bare"] = round(r["worker_cpu_pct"] / b["cpu_pct"], 3) if b.get("cpu_pct") else None
             log(f"   N={n} bare Pipecat: client p50 {b['client_p50_ms']} / p95 {b['client_p95_ms']} ms over "
                 f"{b['turns']} turns ({b['timeouts']} timeouts), its CPU {b['cpu_pct']}%, RSS {b['rss_mib']} MiB; "
-                f"ours / bare p50 = {r['client_p50_vs_bare']}")
+                f"ours / bare p50 = {r['client_p50_vs_bare']}, CPU = {r['cpu_vs_bare']}")
         if base is None:
-            base = r["bot_total_p50_ms"]
-        elif "knee_n" not in out and r["bot_total_p50_ms"] > 1.2 * base:
+            base, base_n = r["bot_total_p50_ms"], n
+        elif "knee_n" not in out and n > base_n and r["bot_total_p50_ms"] > 1.2 * base:  # not a repeat of base_n
             out["knee_n"] = n
         if r["timeouts"]:
             log(f"   stopping: {r['timeouts']} turns got no answer in time at N={n}")
@@ -283,17 +289,30 @@ def soak(args: argparse.Namespace, servers: list[str], worker_url: str, worker: 
             "bot_total_p50_ms": p50(latencies), "bot_total_p95_ms": p95(latencies)}
 
 
+def ratios_by_n(rounds: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
+    """(client p50, CPU) of ours over bare Pipecat's, for each round measured against it, by N."""
+    found: dict[int, list[tuple[float, float]]] = {}
+    for r in rounds:
+        if r.get("client_p50_vs_bare") and r.get("cpu_vs_bare"):
+            found.setdefault(r["n"], []).append((r["client_p50_vs_bare"], r["cpu_vs_bare"]))
+    return found
+
+
 def table(results: dict[str, Any]) -> str:
     lines = ["", "N   turns  bot p50/p95 ms      client p50/p95 ms   worker CPU %  CPU s/session-min  "
-             "RSS peak / after MiB   bare Pipecat client p50/p95, CPU %   ours/bare"]
+             "RSS peak / after MiB   bare Pipecat client p50/p95, CPU %   ours/bare p50, CPU"]
     for r in results.get("capacity", {}).get("rounds", []):
         b = r.get("bare") or {}
         lines.append(f"{r['n']:<3} {r['turns']:>5}  {r['bot_total_p50_ms']:>8} / {r['bot_total_p95_ms']:<8}  "
                      f"{r['client_p50_ms']:>8} / {r['client_p95_ms']:<8}  {r['worker_cpu_pct']:>12}  "
                      f"{r['worker_cpu_s_per_session_minute']!s:>17}  {r['worker_rss_mib_peak']} / "
                      f"{r['worker_rss_mib_after_reap']:<10}  {b.get('client_p50_ms', '-')} / {b.get('client_p95_ms', '-')}, "
-                     f"{b.get('cpu_pct', '-')}   {r.get('client_p50_vs_bare', '-')}")
+                     f"{b.get('cpu_pct', '-')}   {r.get('client_p50_vs_bare', '-')}, {r.get('cpu_vs_bare', '-')}")
     cap = results.get("capacity", {})
+    for n, pairs in sorted(ratios_by_n(cap.get("rounds", [])).items()):
+        if len(pairs) > 1:  # --ns 5,5,5: rounds of ours and bare Pipecat's alternate, so drift hits both
+            lines.append(f"N={n} over {len(pairs)} alternating rounds: median ours / bare p50 "
+                         f"{statistics.median(p for p, _ in pairs):.3f}, CPU {statistics.median(c for _, c in pairs):.3f}")
     if cap:
         lines.append(f"worker idle: RSS {cap.get('worker_idle_rss_mib')} MiB, CPU {cap.get('worker_idle_cpu_pct')}%; "
                      "first N with p50 > 1.2 x N=1: "

@@ -16,12 +16,13 @@ from functools import cache
 @cache
 def _malloc_trim() -> "ctypes._NamedFuncPointer | None":
     name = ctypes.util.find_library("c")
+    if not name:
+        return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
+        trim = ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to hand back this way
         return None
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
 
 
@@ -44,4 +45,3 @@ def resident_mib() -> float:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return 0.0
-

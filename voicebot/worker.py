@@ -387,7 +387,6 @@ class BotWorkerProcess:
         if self.only_job and not self.sessions:
             self.stopping.set()
 
-
     async def _release_memory(self) -> None:
         """Sessions ended since the last heartbeat: hand what they freed back to the system, or the
         worker's RSS stays at its busiest moment (memory.py)."""

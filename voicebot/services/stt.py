@@ -75,7 +75,7 @@ def is_speech(segment: Any, no_speech_limit: float) -> bool:
     (conversation bench, 2026-12-05). Text with no word in it (". . . .", Whisper's mark
     for a sound) is never speech.
     """
-    if not _WORD.search(getattr(segment, "text", "")):
+    if not _WORD.search(segment.text):
         return False
     if segment.no_speech_prob < no_speech_limit:
         return True

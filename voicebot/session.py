@@ -173,6 +173,10 @@ class BotSession:
         from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
         from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
+        from . import mediapath
+
+        mediapath.install()  # 20 ms output frames, a numpy level meter: issue 14's media path
+
         if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
             await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)
             return self.connection.get_answer()

@@ -13,7 +13,10 @@ puts them. The worker's admission limit is lifted (VOICE_WORKER_MAX_LOAD=1000) s
 the bench sees what happens past it; in service the worker would stop claiming there.
 
   1. Rounds (--ns, default 1,5,10,20,40): N users each join, connect a WebRTC peer and
-     speak --turns questions (espeak-ng WAV), waiting for each answer. Per round:
+     speak --turns questions (espeak-ng WAV), waiting for each answer. Their starts are
+     spread over --spread seconds (default 6: about one turn's cycle, so that their turns
+     end at independent moments, as users' do; 0.4 puts them nearly in lockstep, every
+     turn's work in one burst), and the figures are read while all N talk. Per round:
      voice-to-voice p50/p95 (the bot's own `latency.totalMs`: VAD stop -> bot started
      speaking, from the voice.bot.speaking events; and the client's speech end -> first
      loud audio frame), the worker's CPU (% of its one core) and CPU seconds per
@@ -61,7 +64,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
-from bench_core import (_raise_interrupt, cpu_seconds, free_port, memory_kib, percentile,  # noqa: E402
+from bench_core import (Stagger, _raise_interrupt, cpu_seconds, free_port, memory_kib, percentile,  # noqa: E402
                         settled_rss_mib, wait_until_up, write_results)
 from bench_prod import (FAKE_KEY, FAKE_RUNNER, PG, QUESTION, REDIS_DB, VENV_BIN, Fleet, Inbox,  # noqa: E402
                         create_users, find_fake_class, hosted_round, http_client, is_speaking, log, manage,
@@ -121,8 +124,9 @@ def start_bare(fleet: Fleet, base_url: str, key: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def bare_round(url: str, n: int, wav: str, turns: int, pid: int) -> dict[str, Any]:
-    """N peers on the bare pipeline, each asking `turns` questions; the client's speech end -> first audio."""
+async def bare_round(url: str, n: int, wav: str, turns: int, pid: int, spread: float) -> dict[str, Any]:
+    """N peers on the bare pipeline, each asking `turns` questions, their starts spread as the
+    worker's round spreads them; the client's speech end -> first audio while all of them talk."""
     from voicebot.peer import BotPeer
 
     peers = [BotPeer(url, "bare") for _ in range(n)]
@@ -132,10 +136,11 @@ async def bare_round(url: str, n: int, wav: str, turns: int, pid: int) -> dict[s
         await asyncio.gather(*(p.connect() for p in peers))
         await asyncio.sleep(1.0)
         cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+        stagger = Stagger(n, spread, pid)
 
         async def converse(i: int, peer: Any) -> None:
             nonlocal timeouts
-            await asyncio.sleep(0.4 * i / max(1, n))
+            await stagger.start(i)
             for _ in range(turns):
                 peer.say_wav(wav)
                 deadline = time.monotonic() + 45
@@ -145,7 +150,7 @@ async def bare_round(url: str, n: int, wav: str, turns: int, pid: int) -> dict[s
                     timeouts += 1
                     continue
                 ended = peer.mic.speech_ended_at
-                if ended and peer.heard.first_loud_at > ended:
+                if ended and peer.heard.first_loud_at > ended and stagger.within(time.monotonic()):
                     client_ms.append((peer.heard.first_loud_at - ended) * 1000)
                 # The answer is over once no loud frame has come for 0.6 s (bounded by 60 s).
                 last, still = peer.heard.loud_frames, time.monotonic()
@@ -154,10 +159,11 @@ async def bare_round(url: str, n: int, wav: str, turns: int, pid: int) -> dict[s
                     if peer.heard.loud_frames != last:
                         last, still = peer.heard.loud_frames, time.monotonic()
                 await asyncio.sleep(0.3)
+            stagger.finish()
 
         await asyncio.gather(*(converse(i, p) for i, p in enumerate(peers)))
         wall = time.monotonic() - wall_before
-        cpu_pct = round(100 * (cpu_seconds(pid) - cpu_before) / wall, 1)
+        cpu_pct = stagger.cpu_pct() or round(100 * (cpu_seconds(pid) - cpu_before) / wall, 1)
         rss = round(memory_kib(pid)["VmRSS"] / 1024, 1)
     finally:
         for peer in peers:
@@ -178,8 +184,12 @@ def rounds(args: argparse.Namespace, servers: list[str], worker_url: str, fleet:
     for n in args.ns:
         log(f"1. N={n}: {n} sessions on the worker's one core, {args.turns} turns each")
         cpu_before, wall_before = cpu_seconds(worker.pid), time.monotonic()
-        r = asyncio.run(hosted_round(servers, tokens[used:used + n], wav, args.turns, worker_url, fleet, worker))
+        r = asyncio.run(hosted_round(servers, tokens[used:used + n], wav, args.turns, worker_url, fleet, worker,
+                                     spread=args.spread, steady_only=True))
         used += n
+        # The CPU while every session talked, not diluted by the staggered starts and ends.
+        r["worker_cpu_pct_round"] = r["worker_cpu_pct"]
+        r["worker_cpu_pct"] = r["worker_cpu_pct_all_talking"] or r["worker_cpu_pct"]
         r["bot_total_p50_ms"], r["bot_total_p95_ms"] = p50(r["raw_total_ms"]), p95(r["raw_total_ms"])
         r["client_p50_ms"], r["client_p95_ms"] = p50(r["raw_client_ms"]), p95(r["raw_client_ms"])
         session_minutes = n * r["talk_s"] / 60
@@ -193,7 +203,7 @@ def rounds(args: argparse.Namespace, servers: list[str], worker_url: str, fleet:
             f"after the bots left {r['worker_rss_mib_after_reap']} MiB; stages p50 {r['stage_p50_ms']}")
         if bare_url:
             bare = fleet.procs["bare"]
-            b = r["bare"] = asyncio.run(bare_round(bare_url, n, wav, args.turns, bare.pid))
+            b = r["bare"] = asyncio.run(bare_round(bare_url, n, wav, args.turns, bare.pid, args.spread))
             r["client_p50_vs_bare"] = round(r["client_p50_ms"] / b["client_p50_ms"], 3) if b["client_p50_ms"] else None
             r["cpu_vs_bare"] = round(r["worker_cpu_pct"] / b["cpu_pct"], 3) if b.get("cpu_pct") else None
             log(f"   N={n} bare Pipecat: client p50 {b['client_p50_ms']} / p95 {b['client_p95_ms']} ms over "
@@ -330,6 +340,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ns", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 5, 10, 20, 40])
     parser.add_argument("--turns", type=int, default=3, help="questions per session in each round")
+    parser.add_argument("--spread", type=float, default=6.0,
+                        help="seconds over which a round's sessions start (default: about one turn's cycle, so "
+                             "their turns end at independent moments as users' do; 0.4: nearly in lockstep)")
     parser.add_argument("--soak", type=int, default=0, help="sessions in the soak (0: no soak)")
     parser.add_argument("--soak-parallel", type=int, default=5)
     parser.add_argument("--rss-every", type=int, default=50)

@@ -269,6 +269,46 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Stagger:
+    """N sessions' start offsets, spread evenly over `spread` seconds, and the window in
+    which all of them are talking.
+
+    Sessions that all ask the same question at once end their turns together and meet
+    every turn's work in one burst; users' turns are independent. Spread over one turn's
+    cycle, the turn ends fall evenly. The figures are then read only while every session
+    talks (from the last one's start to the first one's end), not in the ramps.
+    """
+
+    def __init__(self, n: int, spread: float, pid: int) -> None:
+        self.n, self.spread, self.pid = n, spread, pid
+        self._started = 0
+        self.window: list[float] = []  # [all talking from, until] (time.monotonic())
+        self.cpu: list[float] = []
+
+    async def start(self, i: int) -> None:
+        """Wait for session i's offset; the last to start opens the window."""
+        await asyncio.sleep(self.spread * i / max(1, self.n))
+        self._started += 1
+        if self._started == self.n:
+            self.window, self.cpu = [time.monotonic()], [cpu_seconds(self.pid)]
+
+    def finish(self) -> None:
+        """A session's last turn is over; the first to finish closes the window."""
+        if len(self.window) == 1:
+            self.window.append(time.monotonic())
+            self.cpu.append(cpu_seconds(self.pid))
+
+    def within(self, at: float) -> bool:
+        """Whether every session was talking at `at` (a window not yet closed is still open)."""
+        return bool(self.window) and self.window[0] <= at and (len(self.window) == 1 or at <= self.window[1])
+
+    def cpu_pct(self) -> float | None:
+        """The process's CPU while every session talked, in % of one core."""
+        if len(self.window) != 2 or self.window[1] <= self.window[0]:
+            return None
+        return round(100 * (self.cpu[1] - self.cpu[0]) / (self.window[1] - self.window[0]), 1)
+
+
 class CpuMeter:
     """CPU used by the server and by this bench process between two calls."""
 

@@ -86,7 +86,7 @@ import redis  # noqa: E402
 
 from bench_core import (bench_fanout, bench_many_users, _die_with_parent, auth, cpu_seconds, free_port,  # noqa: E402
                         memory_kib, open_sockets, percentile, scan_server_logs, settled_rss_mib,
-                        summarize, wait_until_up, write_results, UNTHROTTLED, _raise_interrupt, bench_env)
+                        summarize, wait_until_up, write_results, UNTHROTTLED, _raise_interrupt, bench_env, Stagger)
 
 VENV_BIN = ROOT / ".venv" / "bin"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -637,7 +637,10 @@ def is_speaking(flag: bool) -> Callable[[dict], bool]:
 
 
 async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: int, worker_url: str,
-                       fleet: Fleet, worker: Proc) -> dict[str, Any]:
+                       fleet: Fleet, worker: Proc, *, spread: float = 0.4, steady_only: bool = False) -> dict[str, Any]:
+    """N sessions on the worker, each asking `turns` questions, their starts spread over `spread`
+    seconds; with `steady_only`, the latencies are those of the turns answered while every
+    session talked (bench_core.Stagger)."""
     from voicebot.peer import BotPeer
 
     a, b = servers
@@ -681,11 +684,12 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
             busy_mark = machine_busy()
             redis_id = redis_run_id(os.environ["REDIS_URL"])
             rss_peak = 0
-
+            stagger = Stagger(n, spread, worker.pid)  # by default 0.4 s: do not all start on the same frame
+            
             async def converse(i: int) -> None:
                 nonlocal timeouts
                 peer, inbox = peers[i], inboxes[i]
-                await asyncio.sleep(0.4 * i / max(1, n))  # do not all start on the same frame
+                await stagger.start(i)
                 pos = len(inbox.events)
                 for _ in range(turns):
                     peer.say_wav(wav)
@@ -694,6 +698,10 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
                                                           ((e["payload"].get("latency") or {}).get("totalMs")
                                                            is not None), 45)
                         latency = event["payload"]["latency"]
+                        if steady_only and not stagger.within(time.monotonic()):
+                            pos, _ = await inbox.wait_for(pos, is_speaking(False), 60)
+                            await asyncio.sleep(0.3)
+                            continue
                         latencies.append(float(latency["totalMs"]))
                         for stage, value in latency.items():
                             if value is not None and stage != "totalMs":
@@ -707,6 +715,7 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
                         errors.append(f"peer {i}: no bot answer in time")
                         pos = len(inbox.events)
                     await asyncio.sleep(0.3)
+                stagger.finish()
 
             async def sample_rss() -> None:
                 nonlocal rss_peak
@@ -756,6 +765,7 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
             "client_speech_end_to_audio_ms": ms_summary(client_ms),
             "machine_busy_pct": round(machine_pct, 1), "redis_restarted": redis_restarted,
             "worker_cpu_pct": round(worker_cpu, 1), "bench_cpu_pct": round(bench_cpu, 1),
+            "spread_s": spread, "worker_cpu_pct_all_talking": stagger.cpu_pct(),
             "worker_rss_mib_peak": round(rss_peak / 1024, 1), "worker_rss_mib_after_reap": rss_after,
             "bot_speaking_events_stored": stored, "bot_speaking_events_received": received,
             "error_samples": errors[:5],

@@ -33,8 +33,13 @@ HISTORY_TOKENS = 1200  # the system prompt plus the latest turns that fit in thi
 # llama.cpp's own sampling guards against loops: a repetition penalty over the recent
 # tokens, DRY ("don't repeat yourself") against repeated sequences, and the prompt cache
 # kept across turns. Sent only to the local server; hosted APIs refuse unknown fields.
+# DRY's sequence breakers are only the newline: llama.cpp matches every breaker against
+# the whole vocabulary (152k tokens for Qwen) at each request, and its default four
+# ("\n", ":", '"', "*", there for structured text that spoken answers are not) cost
+# ~40 ms of every request's first token against ~12 ms (docs/benchmarks.md).
 LOCAL_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.1, "repeat_last_n": 256, "dry_multiplier": 0.8,
-                                  "dry_base": 1.75, "dry_allowed_length": 2, "cache_prompt": True}
+                                  "dry_base": 1.75, "dry_allowed_length": 2, "dry_sequence_breakers": ["\n"],
+                                  "cache_prompt": True}
 RETRY_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.3}
 RETRY_HINT = "Never repeat an earlier answer: answer the user's last message directly, in new words."
 LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?"

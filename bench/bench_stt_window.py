@@ -15,6 +15,11 @@ per voice and model.
 `--model LABEL=DIR` compares other CTranslate2 Whisper models instead (each with the
 window cut, as the bot runs them), beside the packaged tiny.en.
 
+    .venv/bin/python bench/bench_stt_window.py --beams 5,1
+
+compares beam sizes instead (the default model, window cut): faster-whisper's default
+beam of 5 against greedy decoding (`VOICE_STT_BEAM_SIZE`).
+
 About 2 minutes on 2 cores. Prints the table; writes nothing.
 """
 from __future__ import annotations
@@ -53,8 +58,8 @@ def speech(text: str, voice: list[str], folder: Path) -> np.ndarray:
     return np.concatenate([pcm.astype(np.float32) / 32768, np.zeros(3200, np.float32)])
 
 
-def decode(model: object, audio: np.ndarray) -> str:
-    segments, _ = model.transcribe(audio, language="en",  # type: ignore[attr-defined]
+def decode(model: object, audio: np.ndarray, beam: int = 5) -> str:
+    segments, _ = model.transcribe(audio, language="en", beam_size=beam,  # type: ignore[attr-defined]
                                    max_new_tokens=int(len(audio) / 16000 * 8) + 8)
     return collapse_repeats(" ".join(s.text.strip() for s in segments))
 
@@ -63,15 +68,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                         help="a CTranslate2 Whisper model to compare with tiny.en (window cut)")
+    parser.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
+                        help="beam sizes to compare on the default model, window cut (e.g. 5,1)")
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
     models = {"cut to the audio": load_whisper(windowed=True)}  # the default model (base)
-    if args.model:
+    beams = {name: 5 for name in models}
+    if args.beams:
+        cut = models.pop("cut to the audio")
+        models = {f"beam {beam}": cut for beam in args.beams}
+        beams = {f"beam {beam}": beam for beam in args.beams}
+    elif args.model:
         for spec in args.model:
             label, _, path = spec.partition("=")
             models[label] = load_whisper(path, windowed=True)
+            beams[label] = 5
     else:
         models["full 30 s"] = load_whisper()
+        beams["full 30 s"] = 5
     print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
     with tempfile.TemporaryDirectory() as tmp:
         for voice_name, voice in VOICES.items():
@@ -81,7 +95,7 @@ def main() -> int:
                 times: list[float] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
-                    heard = decode(model, samples)
+                    heard = decode(model, samples, beams[model_name])
                     times.append((time.perf_counter() - started) * 1000)
                     reference = normalise(text)
                     errors += word_errors(reference, normalise(heard))

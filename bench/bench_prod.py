@@ -685,7 +685,7 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
             redis_id = redis_run_id(os.environ["REDIS_URL"])
             rss_peak = 0
             stagger = Stagger(n, spread, worker.pid)  # by default 0.4 s: do not all start on the same frame
-            
+
             async def converse(i: int) -> None:
                 nonlocal timeouts
                 peer, inbox = peers[i], inboxes[i]
@@ -698,17 +698,15 @@ async def hosted_round(servers: list[str], tokens: list[str], wav: str, turns: i
                                                           ((e["payload"].get("latency") or {}).get("totalMs")
                                                            is not None), 45)
                         latency = event["payload"]["latency"]
-                        if steady_only and not stagger.within(time.monotonic()):
-                            pos, _ = await inbox.wait_for(pos, is_speaking(False), 60)
-                            await asyncio.sleep(0.3)
-                            continue
-                        latencies.append(float(latency["totalMs"]))
-                        for stage, value in latency.items():
-                            if value is not None and stage != "totalMs":
-                                stages.setdefault(stage, []).append(float(value))
+                        counted = not steady_only or stagger.within(time.monotonic())
+                        if counted:
+                            latencies.append(float(latency["totalMs"]))
+                            for stage, value in latency.items():
+                                if value is not None and stage != "totalMs":
+                                    stages.setdefault(stage, []).append(float(value))
                         pos, _ = await inbox.wait_for(pos, is_speaking(False), 60)
                         heard, ended = peer.heard.first_loud_at, peer.mic.speech_ended_at
-                        if heard and ended and heard > ended:  # the WAV's trailing silence is included
+                        if counted and heard and ended and heard > ended:  # the WAV's trailing silence is included
                             client_ms.append((heard - ended) * 1000)
                     except asyncio.TimeoutError:
                         timeouts += 1

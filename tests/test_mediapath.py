@@ -62,8 +62,9 @@ def test_audio_of_an_odd_10_ms_is_padded_not_refused() -> None:
         heard = np.concatenate([f.to_ndarray()[0] for f in frames])
         assert heard[:480].tolist() == sound.tolist() and not heard[480:].any() and len(heard) == 640
         assert future.done()
-        with pytest.raises(ValueError):  # not a whole 10 ms: refused, as Pipecat's track does
-            track.add_audio_bytes(bytes(100))
+        for odd in (100, 400, 500):  # not a whole 10 ms (320 bytes at 16 kHz): refused, as Pipecat's track does
+            with pytest.raises(ValueError):
+                track.add_audio_bytes(bytes(odd))
 
     asyncio.run(run())
 

@@ -61,10 +61,10 @@ class WholeOpusFrameTrack(RawAudioTrack):
         self._bytes_per_10ms = self._samples_per_10ms * 2
 
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future:
-        short = -len(audio_bytes) % self._bytes_per_10ms
-        if short and short <= self._bytes_per_10ms // 2:
-            audio_bytes += bytes(short)
-        return super().add_audio_bytes(audio_bytes)
+        ten_ms = self._bytes_per_10ms // 2
+        if len(audio_bytes) % self._bytes_per_10ms == ten_ms:  # whole 10 ms, not whole 20 ms
+            audio_bytes += bytes(ten_ms)
+        return super().add_audio_bytes(audio_bytes)  # anything else is refused, as Pipecat's track does
 
 
 def install() -> None:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_tools import score  # noqa: E402
 
 from voicebot.services.intents import parse  # noqa: E402
+from voicebot.services import intents  # noqa: E402
 from voicebot.services.intents import parse as intents_parse  # noqa: E402
 
 
@@ -115,6 +116,21 @@ def test_a_request_that_names_a_note_is_never_overruled(text):
 
     intent = intents_parse(text)
     assert intent is not None and not intent.overrulable, intent_model.shared().probabilities(text)
+
+
+def test_remind_me_to_do_anything_is_a_note_even_where_the_classifier_hears_chat():
+    """Whisper heard "water" as "wander" (conversation bench, 2026-12-05): the classifier took
+    "Remind me to wander the plants tomorrow." for chat and the bot promised a reminder it
+    never saved. "Remind me to ..." now stands; "remind me how/what ..." is still the model's."""
+    from voicebot.services import intent_model
+
+    text = "Remind me to wander the plants tomorrow."
+    probabilities = intent_model.shared().probabilities(text)
+    assert intents.decide(text, {**probabilities, intents.CHAT: 1.0}) == intents.Intent(
+        "create_note", {"title": "wander the plants tomorrow", "body": "wander the plants tomorrow"}, False)
+    assert intents_parse("Don't let me forget to pay the rent.").arguments["body"] == "pay the rent"
+    assert intents_parse("remind me how compound interest works") is None
+    assert intents_parse("Remind me what to do next") is None
 
 
 @pytest.mark.parametrize("text", ["What note is middle C?", "Make a list of three fruits.", "Write me a poem.",

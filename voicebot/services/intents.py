@@ -101,6 +101,10 @@ _RULES: list[tuple[str, str]] = [
                     rf"(?:\s+(?:called|named|titled)\s+(?:the\s+)?{_TITLE})?"
                     r"(?:\s*(?:[:,-]|that says|saying|that|which says|with the text|with text|to say|about|for|to|"
                     r"reading|for me|for me that|for me saying|for me:)\s*)?(?P<body>.*)"),
+    # "Remind me to <do something>" is a request whatever the something, even one Whisper
+    # misheard ("remind me to wander the plants", conversation bench 2026-12-05): not
+    # overrulable, unlike "remind me" alone ("remind me how tides work").
+    ("create_note", r"\b(?:remind me|don't let me forget|do not let me forget) to\s+(?P<body>\w.+)"),
     ("create_note", r"\b(?:remember|memori[sz]e|keep in mind|make a note of|note down|note that|jot down|write down|"
                     r"put down|save (?:this|that|the following)|don't let me forget|do not let me forget|"
                     r"make sure i (?:don't )?(?:remember|forget)|remind me)\b\s*(?:that|to|this|:|,)?\s*(?P<body>.+)"),

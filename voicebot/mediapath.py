@@ -6,7 +6,7 @@ run for every outgoing audio frame. Two costs there are avoidable without changi
 the browser hears:
 
 - aiortc measures each outgoing frame's level for the RTP audio-level header extension
-  (RFC 6465) in a pure-Python loop over its samples: 12-15% of the worker's samples in
+  (RFC 6465) in a pure-Python loop over its samples: 12-18% of the worker's samples in
   that profile. `audio_level_dbov` computes the same integer with numpy.
 - Pipecat's `RawAudioTrack` hands aiortc 10 ms frames, but aiortc's Opus encoder packs
   20 ms, so every other frame goes through the track, the sender's loop and a thread-pool
@@ -14,8 +14,8 @@ the browser hears:
 
 Neither library offers these as settings, so `install()` swaps them in where they are
 looked up at run time (aiortc's `rtp.compute_audio_level_dbov`, the transport module's
-`RawAudioTrack`). It is idempotent; the worker calls it before a session's transport is
-built. `tests/test_mediapath.py` holds both to the originals' output.
+`RawAudioTrack`). It is idempotent; a session calls it before it builds its transport.
+`tests/test_mediapath.py` holds both to the originals' output.
 """
 from __future__ import annotations
 

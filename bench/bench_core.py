@@ -282,31 +282,34 @@ class Stagger:
     def __init__(self, n: int, spread: float, pid: int) -> None:
         self.n, self.spread, self.pid = n, spread, pid
         self._started = 0
-        self.window: list[float] = []  # [all talking from, until] (time.monotonic())
-        self.cpu: list[float] = []
+        self.opened: tuple[float, float] | None = None  # (time.monotonic(), the process's CPU seconds)
+        self.closed: tuple[float, float] | None = None
+
+    def _now(self) -> tuple[float, float]:
+        return time.monotonic(), cpu_seconds(self.pid)
 
     async def start(self, i: int) -> None:
         """Wait for session i's offset; the last to start opens the window."""
         await asyncio.sleep(self.spread * i / max(1, self.n))
         self._started += 1
         if self._started == self.n:
-            self.window, self.cpu = [time.monotonic()], [cpu_seconds(self.pid)]
+            self.opened = self._now()
 
     def finish(self) -> None:
         """A session's last turn is over; the first to finish closes the window."""
-        if len(self.window) == 1:
-            self.window.append(time.monotonic())
-            self.cpu.append(cpu_seconds(self.pid))
+        if self.opened is not None and self.closed is None:
+            self.closed = self._now()
 
     def within(self, at: float) -> bool:
         """Whether every session was talking at `at` (a window not yet closed is still open)."""
-        return bool(self.window) and self.window[0] <= at and (len(self.window) == 1 or at <= self.window[1])
+        return (self.opened is not None and self.opened[0] <= at
+                and (self.closed is None or at <= self.closed[0]))
 
     def cpu_pct(self) -> float | None:
         """The process's CPU while every session talked, in % of one core."""
-        if len(self.window) != 2 or self.window[1] <= self.window[0]:
+        if self.opened is None or self.closed is None or self.closed[0] <= self.opened[0]:
             return None
-        return round(100 * (self.cpu[1] - self.cpu[0]) / (self.window[1] - self.window[0]), 1)
+        return round(100 * (self.closed[1] - self.opened[1]) / (self.closed[0] - self.opened[0]), 1)
 
 
 class CpuMeter:

@@ -18,7 +18,7 @@ window cut, as the bot runs them), beside the packaged tiny.en.
     .venv/bin/python bench/bench_stt_window.py --beams 5,1
 
 compares beam sizes instead (the default model, window cut): faster-whisper's default
-beam of 5 against greedy decoding (`VOICE_STT_BEAM_SIZE`).
+beam of 5, which the bot uses, against others (1: greedy decoding).
 
 About 2 minutes on 2 cores. Prints the table; writes nothing.
 """
@@ -72,30 +72,26 @@ def main() -> int:
                         help="beam sizes to compare on the default model, window cut (e.g. 5,1)")
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
-    models = {"cut to the audio": load_whisper(windowed=True)}  # the default model (base)
-    beams = {name: 5 for name in models}
+    cut = load_whisper(windowed=True)  # the default model (base)
+    models = {"cut to the audio": (cut, 5)}  # label -> (model, beam size)
     if args.beams:
-        cut = models.pop("cut to the audio")
-        models = {f"beam {beam}": cut for beam in args.beams}
-        beams = {f"beam {beam}": beam for beam in args.beams}
+        models = {f"beam {beam}": (cut, beam) for beam in args.beams}
     elif args.model:
         for spec in args.model:
             label, _, path = spec.partition("=")
-            models[label] = load_whisper(path, windowed=True)
-            beams[label] = 5
+            models[label] = (load_whisper(path, windowed=True), 5)
     else:
-        models["full 30 s"] = load_whisper()
-        beams["full 30 s"] = 5
+        models["full 30 s"] = (load_whisper(), 5)
     print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
     with tempfile.TemporaryDirectory() as tmp:
         for voice_name, voice in VOICES.items():
             audio = [speech(s, voice, Path(tmp)) for s in sentences]
-            for model_name, model in models.items():
+            for model_name, (model, beam) in models.items():
                 errors = words = 0
                 times: list[float] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
-                    heard = decode(model, samples, beams[model_name])
+                    heard = decode(model, samples, beam)
                     times.append((time.perf_counter() - started) * 1000)
                     reference = normalise(text)
                     errors += word_errors(reference, normalise(heard))

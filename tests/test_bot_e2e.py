@@ -256,6 +256,67 @@ def test_bogus_offers_and_bare_tokens_leave_the_live_call_alone(stack):
     asyncio.run(scenario())
 
 
+def test_the_offline_model_reaches_an_assistants_custom_tool(stack):
+    """Issue 12: "any tool the assistant has" on the offline default. The local model cannot call
+    tools, so the custom-tool router (tool_router.py) spots the request with the real encoder and
+    llama.cpp, the endpoint gets the signed call, and the model answers from its result; a request
+    without the order number is answered with a question, and the next turn's number makes the call."""
+    import json
+
+    from tests.botharness import in_server
+    from tests.fakes.receiver import SignedReceiver
+
+    server, worker, var = stack
+    secret = "whsec_offline_tool_7d2c"
+    schema = {"type": "object", "required": ["order_number"],
+              "properties": {"order_number": {"type": "string", "description": "The order number"}}}
+    with SignedReceiver(secret, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
+        in_server(server, "A.objects.get(slug='pearl').tools.create(name='check_order_status', "
+                      "description=\"Look up the delivery status of a customer's order by its order number.\", "
+                  f"parameters={schema!r}, url='{endpoint.url}/order', secret='{secret}', "
+                  "timeout_seconds=10, max_retries=1)")
+        try:
+            async def scenario() -> tuple[dict, list[dict]]:
+                client, peer, session_id = await active_session(server, expect_new=True)
+
+                async def say(text: str) -> int:
+                    mark = len(client.events)
+                    await client.ws.send(json.dumps({"type": "user-message", "content": text}))
+                    return mark
+
+                def after(mark: int, predicate):
+                    return lambda e: client.events.index(e) >= mark and predicate(e)
+
+                mark = await say("What is the capital of Germany?")  # chat: no tool
+                await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "the chat answer")
+                mark = await say("What is the status of my order 4512?")
+                call = await client.wait_for(after(mark, lambda e: e["type"] == "voice.tool.call"), 60, "the call")
+                assert call["payload"]["name"] == "check_order_status"
+                assert call["payload"]["arguments"] == {"order_number": "4512"}
+                await client.wait_for(after(mark, lambda e: e["type"] == "voice.tool.result"), 30, "the result")
+                answer = await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "the answer")
+                mark = await say("Please look up the delivery status of my order.")
+                question = await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "a question")
+                assert question["payload"]["text"] == "Sure. What is the order number?"
+                assert not [e for e in client.events[mark:] if e["type"] == "voice.tool.call"]
+                mark = await say("It is 7781.")
+                second = await client.wait_for(after(mark, lambda e: e["type"] == "voice.tool.call"), 60, "the call")
+                assert second["payload"]["arguments"] == {"order_number": "7781"}
+                await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "the second answer")
+                calls = [e for e in client.events if e["type"] == "voice.tool.call"]
+                await _end(client, peer)
+                return answer, calls
+
+            answer, calls = asyncio.run(scenario())
+        finally:
+            in_server(server, "A.objects.get(slug='pearl').tools.all().delete()")
+    assert len(calls) == 2  # the chat turn and the question called nothing
+    received = endpoint.signed()
+    assert [r.json["arguments"] for r in received] == [{"order_number": "4512"}, {"order_number": "7781"}]
+    assert all(r.signed for r in received)
+    assert "tuesday" in answer["payload"]["text"].lower()  # the model put the endpoint's answer in words
+
+
 def test_cold_spawn_mode_serves_a_join(tmp_path):
     """`runbotworker --spawn`: each job gets a fresh `python -m voicebot.bot` that reads its job's row."""
     # A cold bot loads every model before it takes the offer: on a busy 2-core machine that

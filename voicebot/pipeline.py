@@ -72,6 +72,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     if bot.custom_tools:
         custom_tools.register(llm, bot.custom_tools, http=bundle.http("tools"), context={
             "sessionId": spec.session_id, "userId": spec.user_id, "assistant": spec.assistant})
+        llm.custom_tools = [tool.schema for tool in bot.custom_tools]  # routed for a model that makes no calls
     monitor = CallMonitor(behaviour, bot, ends_at=_when(spec.ends_at))
     if behaviour.end_call_tool:
         register_end_call_tool(llm, lambda: monitor)

@@ -137,7 +137,19 @@ def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
         return (f'No note mentions "{result.get("query", "")}".' if not titles
                 else f'Notes mentioning "{result.get("query", "")}": {"; ".join(titles)}.')
     fields = {k: v for k, v in result.items() if k != "ok"}
-    return f"The {name.replace('_', ' ')} tool returned {json.dumps(fields, ensure_ascii=False)[:300]}."
+    value = fields["result"] if set(fields) == {"result"} else fields  # a custom tool's answer (custom_tools.py)
+    asked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in arguments.items() if v not in (None, ""))
+    # In words, not JSON: a small model reads "status: shipped on Tuesday" as something to say.
+    return f"The {name.replace('_', ' ')} tool{f' for {asked}' if asked else ''} said: {_plain(value)[:300]}."
+
+
+def _plain(value: Any) -> str:
+    """A tool's answer as plain words: "status: shipped; arrives: Friday"."""
+    if isinstance(value, dict):
+        return "; ".join(f"{str(k).replace('_', ' ')}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
 
 
 def tool_facts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,6 +167,7 @@ def tool_facts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     facts: list[str] = []  # of the exchange in progress
     in_exchange = False
+    request: dict[str, Any] | None = None  # the user's words that started the exchange in progress
 
     def settle() -> None:
         if facts:
@@ -174,7 +187,7 @@ def tool_facts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 calls[call.get("id", "")] = (function.get("name", ""), arguments if isinstance(arguments, dict)
                                              else {})
             if out and out[-1].get("role") == "user":
-                out.pop()  # the request itself: its outcome is the fact
+                request = out.pop()  # the request itself: its outcome is the fact
             in_exchange = True
             continue
         if role == "tool":
@@ -187,11 +200,14 @@ def tool_facts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 facts.append(_fact(name, arguments, result))
             continue
         settle()
-        if role == "assistant" and in_exchange:
-            in_exchange = False
+        was_exchange, in_exchange, request = in_exchange, False, None
+        if role == "assistant" and was_exchange:
             continue  # the answer spoken from the result: its wording is what a small model copies
-        in_exchange = False
         out.append(message)
+    if in_exchange and request is not None:
+        # An exchange not yet answered is this turn's (a custom tool's result, which the model
+        # puts in words): it must see what the user asked. Once answered, the fact stands alone.
+        out.append(request)
     settle()
     return out
 

@@ -18,6 +18,7 @@ from ..provider_errors import ToolCallCut
 from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tidy_spaces, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
+from .tool_router import CHECK_TOKENS, CustomToolRouter
 
 logger = logging.getLogger("voicebot.llm")
 
@@ -46,6 +47,7 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
+CHECK_TIMEOUT = 15.0  # seconds a custom-tool check may take (tool_router.py) before the turn is chat
 READ_AHEAD_WAIT = 5.0  # seconds a turn waits for the notes exchange's read-ahead before it asks anyway
 
 
@@ -149,6 +151,8 @@ class VoiceLLMService(OpenAILLMService):
         self._gate: SentenceGate | None = None
         self._retrying = False
         self._reading_ahead: asyncio.Task[None] | None = None  # see _read_ahead
+        self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
+        self._tool_router: CustomToolRouter | None = None  # routes them for the local model (_route_custom)
 
     def _has_async_tools(self) -> bool:
         """Pipecat's test for appending its async-tool guidance to the system prompt; never with the router.
@@ -233,8 +237,8 @@ class VoiceLLMService(OpenAILLMService):
         await super().start_llm_usage_metrics(tokens)
 
     async def _process_context(self, context: LLMContext) -> None:
-        if self.notes_router and await self._route_notes(context):
-            return  # a notes request or result never asks the model: no read to wait for
+        if self.notes_router and await self._route_tools(context):
+            return  # a routed request or a notes result never asks the model: no read to wait for
         if self._reading_ahead is not None:
             # The read-ahead and this turn would otherwise run in two llama.cpp slots, and this one
             # could land on a slot without the conversation in its cache.
@@ -342,11 +346,16 @@ class VoiceLLMService(OpenAILLMService):
             await self.push_error("a tool call was cut by the token limit",
                                   exception=ToolCallCut(state["names"][-1]))
 
-    async def _route_notes(self, context: LLMContext) -> bool:
+    async def _route_tools(self, context: LLMContext) -> bool:
+        """For a model whose tool calls are not used: turn the user's request into a tool call, and
+        speak a notes tool's result from a template. True when this turn is handled so; a custom
+        tool's result is the model's to put in words (it sees it as a fact, guards.tool_facts)."""
         messages = context.get_messages()
         last = messages[-1] if messages else {}
         if last.get("role") == "tool":
             tool = _tool_name(messages, last.get("tool_call_id"))
+            if tool in {schema.name for schema in self.custom_tools}:
+                return False
             try:
                 result = json.loads(last.get("content") or "{}")
             except (TypeError, ValueError):
@@ -364,11 +373,52 @@ class VoiceLLMService(OpenAILLMService):
         # session's audio on this worker's event loop.
         intent = await asyncio.to_thread(parse_intent, last["content"])
         if intent is None or not self.has_function(intent.tool):  # the assistant's notes tools may be off
-            return False
-        await self.run_function_calls([FunctionCallFromLLM(
-            function_name=intent.tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}",
-            arguments=intent.arguments, context=context)])
+            return await self._route_custom(context, last["content"])
+        await self._call(context, intent.tool, intent.arguments)
         return True
+
+    async def _call(self, context: LLMContext, tool: str, arguments: dict[str, Any]) -> None:
+        """Run `tool` as if the model had called it: the same frames, events and context entries."""
+        await self.run_function_calls([FunctionCallFromLLM(
+            function_name=tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}", arguments=arguments, context=context)])
+
+    async def _route_custom(self, context: LLMContext, text: str) -> bool:
+        """Call the custom tool the user asks for (tool_router.py), or ask for an argument they left out.
+
+        Only for the local model: the check is constrained by a llama.cpp grammar, which a
+        hosted API in router mode does not take (its custom tools are then not reached).
+        """
+        if not self.custom_tools or not self.local:
+            return False
+        if self._tool_router is None:
+            self._tool_router = await asyncio.to_thread(CustomToolRouter, self.custom_tools)
+        router = self._tool_router
+        candidates = await asyncio.to_thread(router.candidates, text)
+        if not candidates and router.pending is None:
+            return False
+        call = await router.decide(text, self._check_tool, candidates=candidates)
+        if call is None or not self.has_function(call.tool):
+            return False
+        if call.missing:
+            logger.info("[VoiceSession] custom tool %s asked for: its %s is missing", call.tool, call.missing[0])
+            await self._push_llm_text(call.question())
+            return True
+        logger.info("[VoiceSession] custom tool %s called by the router (P=%s)", call.tool,
+                    "?" if call.confidence is None else f"{call.confidence:.2f}")
+        await self._call(context, call.tool, call.arguments)
+        return True
+
+    async def _check_tool(self, messages: list[dict[str, Any]], grammar: str) -> tuple[str, list[tuple[str, float]]]:
+        """One constrained answer from the model, and its first token's top log-probabilities
+        (tool_router.CustomToolRouter.check)."""
+        # Bounded well below the client's 120 s: the user is waiting, and a check that does not
+        # come back leaves the turn to chat (CustomToolRouter.check logs it).
+        response = await asyncio.wait_for(self._client.chat.completions.create(
+            model=self._settings.model, messages=messages, max_tokens=CHECK_TOKENS, temperature=0, stream=False,
+            logprobs=True, top_logprobs=5, extra_body={"grammar": grammar, "cache_prompt": True}), CHECK_TIMEOUT)
+        choice = response.choices[0]
+        first = choice.logprobs.content[0].top_logprobs if choice.logprobs and choice.logprobs.content else []
+        return choice.message.content or "", [(t.token, t.logprob) for t in first]
 
     def prefill(self, messages: list[dict[str, Any]]) -> bool:
         """Have llama.cpp read `messages` (the conversation and the user's words so far) while

@@ -1,0 +1,177 @@
+"""The offline path's custom tools (voicebot/services/tool_router.py): the gate, the model's
+constrained answer read back, arguments the user did not say never passed on, a missing
+argument asked for and taken from the next turn. The model itself is asked end to end in
+tests/test_bot_e2e.py; here `ask` plays it, so each rule is checked on its own."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+from voicebot.services import guards
+from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, CustomToolRouter, confidence, heard,
+                                           parse_answer)
+
+ORDER = FunctionSchema(name="check_order_status",
+                       description="Look up the delivery status of a customer's order by its order number.",
+                       properties={"order_number": {"type": "string", "description": "The order number"}},
+                       required=["order_number"])
+WEATHER = FunctionSchema(name="get_weather", description="Get the weather forecast for a city.",
+                         properties={"city": {"type": "string", "description": "The city"}}, required=["city"])
+HUMAN = FunctionSchema(name="transfer_to_human", description="Transfer the caller to a human agent.",
+                       properties={}, required=[])
+
+
+def _top(p_true: float) -> list[tuple[str, float]]:
+    return [(" true", math.log(p_true)), (" false", math.log(1 - p_true))]
+
+
+class Model:
+    """Plays the model: answers each check from a table keyed by (tool, words in the user's message)."""
+
+    def __init__(self, answers: dict[tuple[str, str], tuple[str, float]]) -> None:
+        self.answers, self.asked = answers, []
+
+    async def __call__(self, messages: list[dict], grammar: str) -> tuple[str, list[tuple[str, float]]]:
+        system, user, start = messages
+        assert start == {"role": "assistant", "content": ANSWER_START} and "root ::=" in grammar
+        self.asked.append((system["content"].split("The tool: ")[1].split(".")[0], user["content"]))
+        for (tool, words), (answer, p) in self.answers.items():
+            if f"The tool: {tool}." in system["content"] and words in user["content"]:
+                return ANSWER_START + answer, _top(p)
+        return ANSWER_START + " false}", _top(0.05)
+
+
+@pytest.fixture(scope="module")
+def router_cards():
+    return CustomToolRouter([ORDER, WEATHER, HUMAN]).cards  # encodes once for the module's routers
+
+
+def _router(cards) -> CustomToolRouter:
+    router = CustomToolRouter.__new__(CustomToolRouter)
+    router.cards, router.pending = cards, None
+    return router
+
+
+def _decide(router: CustomToolRouter, sentence: str, model: Model):
+    return asyncio.run(router.decide(sentence, model, candidates=router.candidates(sentence)))
+
+
+def test_only_sentences_near_a_tool_reach_the_model(router_cards):
+    router = _router(router_cards)
+    assert [card.name for _, card in router.candidates("Where is my order 4512?")][:1] == ["check_order_status"]
+    assert [card.name for _, card in router.candidates("Will it rain in Leeds tomorrow?")][:1] == ["get_weather"]
+    for chat in ("Tell me a joke.", "Who wrote Pride and Prejudice?", "Thanks, that's all."):
+        assert router.candidates(chat) == [], chat
+
+
+def test_a_request_becomes_a_call_with_the_arguments_the_user_said(router_cards):
+    model = Model({("check_order_status", "4512"): (' true, "arguments": {"order_number": "4512"}}', 0.9)})
+    call = _decide(_router(router_cards), "um where's my order 4512", model)
+    assert call is not None and call.tool == "check_order_status" and call.arguments == {"order_number": "4512"}
+    assert not call.missing and call.confidence == pytest.approx(0.9)
+
+
+def test_an_argument_the_user_did_not_say_is_dropped_and_asked_for(router_cards):
+    # A small model copies a description's example ("BA 117") or invents a value: never passed on.
+    model = Model({("check_order_status", "Where's my order?"): (' true, "arguments": {"order_number": "12345"}}', 0.9)})
+    router = _router(router_cards)
+    call = _decide(router, "Where's my order?", model)
+    assert call.arguments == {} and call.missing == ("order_number",)
+    assert call.question() == "Sure. What is the order number?"
+    # The next turn answers the question: checked against that tool without the gate, with the question.
+    model.answers[("check_order_status", "It's 7781")] = (' true, "arguments": {"order_number": "7781"}}', 0.8)
+    call = _decide(router, "It's 7781.", model)
+    assert call.tool == "check_order_status" and call.arguments == {"order_number": "7781"} and not call.missing
+    assert model.asked[-1] == ("check_order_status", "(The assistant had asked: Sure. What is the order number?)\n"
+                                                      "It's 7781.")
+    assert router.pending is None
+
+
+def test_a_user_who_moves_on_after_the_question_gets_chat(router_cards):
+    model = Model({("check_order_status", "Where's my order?"): (' true, "arguments": {"order_number": null}}', 0.9)})
+    router = _router(router_cards)
+    assert _decide(router, "Where's my order?", model).missing == ("order_number",)
+    assert _decide(router, "Never mind, tell me a joke instead.", model) is None
+    assert router.pending is None
+
+
+def test_an_unsure_request_without_any_argument_heard_is_chat(router_cards):
+    # On the tool's topic, a statement the model half takes for a request ("my flight last year
+    # was delayed"): neither a call nor a question for its argument.
+    router = _router(router_cards)
+    unsure = Model({("check_order_status", "parcel"): (' true, "arguments": {"order_number": null}}',
+                                                       BARE_CONFIDENCE - 0.1)})
+    assert _decide(router, "I hate when my parcel order arrives late.", unsure) is None
+    human = Model({("transfer_to_human", "human"): (' true, "arguments": {}}', BARE_CONFIDENCE - 0.1)})
+    assert _decide(router, "Do you think a human agent could be replaced?", human) is None
+    sure = Model({("transfer_to_human", "human"): (' true, "arguments": {}}', 0.95)})
+    assert _decide(router, "Put me through to a human agent.", sure).tool == "transfer_to_human"
+    # A number the user said is evidence enough; a word is not ("cancelled her magazine subscription").
+    number = Model({("check_order_status", "4512"): (' true, "arguments": {"order_number": "4512"}}',
+                                                     BARE_CONFIDENCE - 0.1)})
+    assert _decide(router, "What about my order 4512?", number).arguments == {"order_number": "4512"}
+    word = Model({("get_weather", "Oslo"): (' true, "arguments": {"city": "Oslo"}}', BARE_CONFIDENCE - 0.1)})
+    assert _decide(router, "It was freezing in Oslo when I visited.", word) is None
+    word.answers[("get_weather", "Oslo")] = (' true, "arguments": {"city": "Oslo"}}', 0.9)
+    assert _decide(router, "What's the weather in Oslo?", word).arguments == {"city": "Oslo"}
+
+
+def test_a_failing_model_leaves_the_turn_to_chat(router_cards):
+    async def broken(messages, grammar):
+        raise ConnectionError("llama.cpp went away")
+
+    router = _router(router_cards)
+    assert asyncio.run(router.decide("Where is order 4512?", broken,
+                                     candidates=router.candidates("Where is order 4512?"))) is None
+
+
+def test_answers_and_probabilities_are_read_back():
+    assert parse_answer('{"request": true, "arguments": {"city": "oslo"}}') == {"city": "oslo"}
+    assert parse_answer(' true,"arguments":{}}') == {}
+    assert parse_answer('{"request": false}') is None and parse_answer("garbage") is None
+    assert confidence([(" true", math.log(0.6)), (" false", math.log(0.3)), (" null", math.log(0.1))]) == \
+        pytest.approx(0.6 / 0.9)
+    assert confidence([("true", math.log(0.5)), (" true", math.log(0.25)), ("false", math.log(0.25))]) == \
+        pytest.approx(0.75)
+    assert confidence([(" maybe", 0.0)]) is None and confidence([]) is None
+
+
+def test_heard_takes_words_and_digits_from_what_was_said():
+    assert heard("4512", "where's my order four five one two")
+    assert heard("4512", "order 4512 please") and heard("3 pm", "at 3pm on friday")
+    assert heard("Oslo", "is it cold in oslo right now") and heard("jo@example.org", "send it to jo@example.org")
+    assert not heard("BA 117", "is my flight delayed") and not heard("your_email@example.com", "I forgot my password")
+    assert not heard("", "anything") and not heard("12345", "my order")
+    assert heard("USD", "fifty dollars in euros") and not heard("usd", "fifty dollars in euros")
+    assert heard(12, "a table for twelve people") and heard(150, "a hundred and fifty bucks in yen")
+    assert heard(2000, "two thousand euros") and heard(25000, "twenty five thousand yen")
+    assert heard("JD0146", "it's J D 0 1 4 6") and not heard(9, "four five")
+
+
+def test_the_grammar_allows_only_a_refusal_or_the_tools_arguments(router_cards):
+    order = next(c for c in router_cards if c.name == "check_order_status")
+    root = order.grammar().splitlines()[0]
+    assert root.startswith('root ::= " "? ("false}" | "true,"') and '\\"order_number\\":' in root
+    human = next(c for c in router_cards if c.name == "transfer_to_human")
+    assert '"{"  "}}"' in human.grammar().splitlines()[0]
+    assert "never guess" in order.prompt() and order.description in order.prompt()
+
+
+def test_a_custom_tools_result_is_a_fact_the_model_answers_with_the_question_in_view():
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "check_order_status", "arguments": json.dumps({"order_number": "4512"})}}
+    exchange = [{"role": "user", "content": "Is order 4512 on its way?"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": json.dumps({"ok": True, "result": "shipped"})}]
+    open_turn = guards.tool_facts([{"role": "system", "content": "Be brief."}, *exchange])
+    assert [m["role"] for m in open_turn] == ["system", "user", "system"]
+    assert open_turn[1]["content"] == "Is order 4512 on its way?"
+    assert open_turn[2]["content"].endswith("- The check order status tool for order number 4512 said: shipped.")
+    # Once answered, the exchange is its fact alone (as for the notes tools).
+    settled = guards.tool_facts([*exchange, {"role": "assistant", "content": "It has shipped."},
+                                 {"role": "user", "content": "Thanks."}])
+    assert [m["role"] for m in settled] == ["system", "user"] and settled[1]["content"] == "Thanks."

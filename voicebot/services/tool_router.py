@@ -1,0 +1,288 @@
+"""An assistant's custom tools, for a model that cannot call tools itself.
+
+The offline model's own tool calls do not parse, and asked on every turn which tool (or
+none) a sentence wants, it called one for three ordinary questions in four
+(docs/llm-models.md). So a custom tool is reached in two steps:
+
+1. **A gate**: the sentence's embedding (MiniLM, the notes classifier's encoder) must be
+   close to what the tool says of itself (its description, its name in words, its
+   arguments). Most chat stops here, in a few milliseconds, without asking the model.
+2. **A check by the model**, for the tools past the gate: one request per tool, constrained
+   by a grammar (llama.cpp's GBNF) to `{"request": false}` or `{"request": true,
+   "arguments": {...}}`, each argument copied from the user's words or null.
+
+A required argument the user did not say is asked for, never invented: an argument whose
+words are not in what the user said counts as not said (`heard`). The next turn is then
+checked against that tool without the gate ("It's 4512." is far from any description).
+A call that no number the user said supports also needs the model to be sure of it (its
+probability of "true", BARE_CONFIDENCE). Measured in docs/llm-models.md.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("voicebot.tools")
+
+# Cosine similarity between a sentence and a tool's description at which the model is asked.
+# Chosen on bench/custom_tool_dev.json (tools unlike the benchmark's), docs/llm-models.md.
+GATE = 0.25
+# The model's P(request) needed for a call, or a question for an argument, that no number the
+# user said supports (`evidence`; a call with one needs only the model's answer). On the
+# development set the wrong ones were at 0.52-0.61 and the right ones mostly above 0.66.
+BARE_CONFIDENCE = 0.65
+MAX_CHECKS = 2  # tools past the gate the model is asked about, closest first (each costs a request)
+CHECK_TOKENS = 80  # the JSON answer: a flag and a few short arguments
+# The start of every answer, written into the request as the assistant's (llama.cpp goes on
+# from it): the tokens the grammar would force anyway, each a decoding step saved.
+ANSWER_START = '{"request":'
+_WORD = re.compile(r"[a-z]+|[0-9]+")  # "3pm" is "3" and "pm"
+_CODE = re.compile(r"[A-Z]{2,4}")  # a currency, country, language or airport code
+_DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+           "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What the router decided for one sentence."""
+
+    tool: str
+    arguments: dict[str, Any]
+    missing: tuple[str, ...] = ()  # required arguments the user has not said yet
+    confidence: float | None = None  # the model's P(request), when the server gave its probabilities
+
+    def question(self) -> str:
+        """What the assistant asks for the first missing argument."""
+        return f"Sure. What is the {self.missing[0].replace('_', ' ')}?"
+
+
+@dataclass
+class Card:
+    """One tool as the router sees it: its schema and the embeddings of what it says of itself."""
+
+    name: str
+    description: str
+    properties: dict[str, Any]
+    required: list[str]
+    vectors: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, schema: Any, encode: Any) -> "Card":
+        """`schema`'s card; `encode(text)` gives a text's embedding."""
+        words = schema.name.replace("_", " ").replace("-", " ")
+        properties = dict(schema.properties or {})
+        # What it does, its name in words, and what each argument is ("flight number: like BA 117"
+        # is what "check on LH 400" is close to).
+        texts = [schema.description or words, words, f"{words}: {schema.description}",
+                 *(f"{name.replace('_', ' ')}: {spec.get('description', '')}" for name, spec in properties.items())]
+        return cls(schema.name, schema.description or "", properties, list(schema.required or []),
+                   np.stack([encode(t) for t in texts]))
+
+    def closeness(self, vector: np.ndarray) -> float:
+        return float((self.vectors @ vector).max())
+
+    def grammar(self) -> str:
+        """llama.cpp's GBNF for the rest of the answer after ANSWER_START: JSON on one line.
+
+        Written here rather than sent as a JSON schema: llama.cpp's schema grammar lets the
+        model indent its JSON (30 tokens for a two-line answer, 2.4 s on 2 busy cores). The
+        single spaces a model writes after ":" and "," are allowed: forbidding them made it
+        choose between tokens it would never write ("true" against " false"), which decided
+        at random.
+        """
+        members = [f'"\\"{name}\\":" " "? ({_rule(spec)} | "null")' for name, spec in self.properties.items()]
+        arguments = ' "," " "? '.join(members)
+        return "\n".join([
+            f'root ::= " "? ("false}}" | "true," " "? "\\"arguments\\":" " "? "{{" {arguments} "}}}}")',
+            r'string ::= "\"" [^"\\\x00-\x1f]{1,80} "\""',
+            r'integer ::= "-"? [0-9]{1,12}',
+            r'number ::= "-"? [0-9]{1,12} ("." [0-9]{1,6})?',
+            'boolean ::= "true" | "false"'])
+
+    def prompt(self) -> str:
+        lines = [f"- {name}: {spec.get('description', '')} ({spec.get('type', 'string')})"
+                 for name, spec in self.properties.items()]
+        return ("You decide whether a voice assistant's user is asking it to use one tool.\n"
+                f"The tool: {self.name}. {self.description}\n"
+                + ("Its arguments:\n" + "\n".join(lines) + "\n" if lines else "")
+                + "Answer in JSON. \"request\" is true only when the user wants this tool used now. Talking about "
+                  "the topic, a general question, a story or an opinion is not a request. Each argument is copied "
+                  "from the user's own words, or null when they did not say it: never guess one.")
+
+
+def _rule(spec: dict[str, Any]) -> str:
+    """The grammar rule for one argument's value: its enum, else its type (anything else is a string)."""
+    if isinstance(spec.get("enum"), list) and spec["enum"]:
+        return "(" + " | ".join(json.dumps(json.dumps(v)) for v in spec["enum"]) + ")"
+    kind = spec.get("type")
+    return kind if kind in ("integer", "number", "boolean") else "string"
+
+
+def confidence(top: list[tuple[str, float]]) -> float | None:
+    """P(request) from the first answer token's top log-probabilities: "true" against "false".
+
+    llama.cpp reports them before the grammar, so they are the model's own preference.
+    """
+    p = {"true": 0.0, "false": 0.0}
+    for token, logprob in top:
+        word = token.strip()
+        if word in p:
+            p[word] += math.exp(logprob)
+    total = p["true"] + p["false"]
+    return p["true"] / total if total > 0 else None
+
+
+def parse_answer(text: str) -> dict[str, Any] | None:
+    """The arguments of an answer that is a request, or None (not one, or unreadable).
+
+    The request puts ANSWER_START in the model's mouth; llama.cpp's answer repeats it.
+    """
+    text = text.strip()
+    try:
+        answer = json.loads(text if text.startswith(ANSWER_START) else ANSWER_START + text)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("request") is not True:
+        return None
+    arguments = answer.get("arguments")
+    return arguments if isinstance(arguments, dict) else {}
+
+
+def heard(value: Any, said: str) -> bool:
+    """Whether an argument's value comes from the user's words.
+
+    Numbers may be said as digits, digit by digit ("four five one two") or in words
+    ("twelve", "a hundred and fifty"); a code may be spelled out ("J D 0 1 4"). A short
+    upper-case code is the model's own rendering of a name, as the tool asks ("dollars" ->
+    "USD"), so it stands; any other word or number must have been said.
+    """
+    if _CODE.fullmatch(str(value).strip()):
+        return True
+    tokens = _WORD.findall(str(value).lower())
+    if not tokens:
+        return False
+    words = _WORD.findall(said.lower())
+    spoken = set(words) | {"".join(_DIGITS.get(w, w) for w in words)} | spoken_numbers(words)
+    digits = "".join(_DIGITS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
+    spelled = "".join(w if len(w) == 1 and w.isalpha() else " " for w in words).split()  # "j d" -> "jd"
+    return all(t in spoken or (t.isdigit() and t in digits) or any(t in run for run in spelled)
+               or any(t in w for w in words if len(t) > 3) for t in tokens)
+
+
+def evidence(arguments: dict[str, Any]) -> bool:
+    """Whether the arguments carry a number the user said (an order number, a postcode, an amount).
+
+    Such a thing is said to a tool; a word argument is not evidence ("cancelled her magazine
+    subscription" gives a plan, "magazine", to a story), nor is a code the model made up.
+    """
+    return any(any(c.isdigit() for c in str(v)) for v in arguments.values())
+
+
+_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1000000}
+
+
+def spoken_numbers(words: list[str]) -> set[str]:
+    """The numbers said in words ("twelve", "a hundred and fifty", "two thousand"), as digits."""
+    found: set[str] = set()
+    total = current = 0
+    inside = False
+    for i, word in enumerate([*words, ""]):
+        if word in _UNITS and inside and current % 10 and _UNITS[word] < 10:
+            found.add(str(total + current))  # "four five": digits one by one, not 4 + 5
+            total, current = 0, _UNITS[word]
+        elif word in _UNITS or word in _TENS:
+            current += _UNITS.get(word, 0) + _TENS.get(word, 0)
+            inside = True
+        elif word in _SCALES and (inside or (i > 0 and words[i - 1] == "a")):
+            if _SCALES[word] == 100:
+                current = max(current, 1) * 100
+            else:
+                total, current = total + max(current, 1) * _SCALES[word], 0
+            inside = True
+        elif word == "and" and inside:
+            continue
+        else:
+            if inside:
+                found.add(str(total + current))
+            total = current = 0
+            inside = False
+    return found
+
+
+@lru_cache(maxsize=512)
+def _encode(text: str) -> np.ndarray:
+    """A text's embedding; a worker's sessions share their assistants' tools, so each is encoded once."""
+    from .embeddings import shared
+
+    return shared().encode(text)
+
+
+class CustomToolRouter:
+    """The custom tools of one session, and the decision for each user sentence."""
+
+    def __init__(self, schemas: list[Any]) -> None:
+        """Blocking (embeddings of each tool's texts, cached per worker): build it in a thread."""
+        self.cards = [Card.of(schema, _encode) for schema in schemas]
+        self.pending: ToolCall | None = None  # a call waiting for an argument the assistant asked for
+
+    def candidates(self, sentence: str) -> list[tuple[float, Card]]:
+        """The tools past the gate for `sentence`, closest first (blocking numpy: call in a thread)."""
+        vector = _encode(sentence)
+        scored = sorted(((card.closeness(vector), card) for card in self.cards), key=lambda s: -s[0])
+        return [(score, card) for score, card in scored if score >= GATE][:MAX_CHECKS]
+
+    async def decide(self, sentence: str, ask: Any, *, candidates: list[tuple[float, Card]]) -> ToolCall | None:
+        """The call `sentence` asks for, or None. `ask(messages, grammar)` asks the model and
+        returns its answer and the first token's top log-probabilities, [(token, logprob)] (see `check`)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            card = next(c for c in self.cards if c.name == pending.tool)
+            call = await self.check(card, sentence, ask, earlier=pending)
+            if call is not None:
+                return self._settle(call)
+        for _, card in candidates:
+            call = await self.check(card, sentence, ask)
+            if call is not None:
+                return self._settle(call)
+        return None
+
+    def _settle(self, call: ToolCall) -> ToolCall:
+        if call.missing:
+            self.pending = call
+        return call
+
+    async def check(self, card: Card, sentence: str, ask: Any, *, earlier: ToolCall | None = None) -> ToolCall | None:
+        """Ask the model whether `sentence` requests `card`'s tool; None when it does not."""
+        user = sentence
+        if earlier is not None:
+            user = f"(The assistant had asked: {earlier.question()})\n{sentence}"
+        try:
+            text, top = await ask([{"role": "system", "content": card.prompt()}, {"role": "user", "content": user},
+                                   {"role": "assistant", "content": ANSWER_START}], card.grammar())
+        except Exception as exc:  # noqa: BLE001 - a failed check is chat, never a crash of the turn
+            logger.warning("[VoiceSession] custom tool check for %s failed: %s", card.name, exc)
+            return None
+        given = parse_answer(text)
+        if given is None:
+            return None
+        arguments = dict(earlier.arguments) if earlier is not None else {}
+        for name, value in given.items():
+            if name in card.properties and value not in (None, "") and heard(value, sentence):
+                arguments[name] = value
+        missing = tuple(name for name in card.required if name not in arguments)
+        sure = confidence(top)
+        if earlier is None and not evidence(arguments) and sure is not None and sure < BARE_CONFIDENCE:
+            # No number of the tool's was said and the model is unsure it is a request: on the tool's
+            # topic ("my flight last year was delayed") a call, or a question for its argument, is wrong.
+            return None
+        return ToolCall(card.name, arguments, missing, sure)

@@ -192,7 +192,11 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 1000000}
 
 
 def spoken_numbers(words: list[str]) -> set[str]:
-    """The numbers said in words ("twelve", "a hundred and fifty", "two thousand"), as digits."""
+    """The numbers said in words ("twelve", "a hundred and fifty", "two thousand"), as digits.
+
+    By hand: no installed package reads number words (num2words, here as a Pipecat dependency,
+    writes them), and this is all a spoken party size or amount needs.
+    """
     found: set[str] = set()
     total = current = 0
     inside = False

@@ -1,7 +1,9 @@
 """Whole spoken conversations with Pearl on the offline default, judged as a user would.
 
 Three scripted conversations of 20 turns each mix small talk, facts, advice and notes
-requests phrased many ways. Every turn is spoken (espeak-ng) into the room through the
+requests phrased many ways; a fourth (`--only 4`) gives Pearl four custom tools, served by a
+local endpoint that checks each call's signature, and mixes requests for them with chat on
+their topics. Every turn is spoken (espeak-ng) into the room through the
 real WebRTC path (a `voicebot.peer.BotPeer`), and the answer is heard to its end. Per
 turn it records:
 
@@ -103,7 +105,45 @@ CONVERSATIONS: list[list[Turn]] = [
      ("How many strings does a standard guitar have?", None, ["six", "6"]),
      ("What is the opposite of cold?", None, ["hot", "warm"]),
      ("Bye, talk to you later.", None, [])],
+    # With the assistant's custom tools (CUSTOM_TOOLS, served by a local signing receiver):
+    # requests for them, one without its argument (asked for, then given), and chat on their topics.
+    [("Hello Pearl, I have a few questions today.", None, []),
+     ("What is the status of my order 4512?", "check_order_status", ["tuesday", "friday", "shipped"]),
+     ("What is the capital of Spain?", None, ["madrid"]),
+     ("Will it rain in Paris tomorrow?", "get_weather", ["sunny", "rain"]),
+     ("I really love ordering books online.", None, []),
+     ("Can you check where my parcel is?", None, ["order number"]),
+     ("It is 7781.", "check_order_status", ["tuesday", "friday", "shipped"]),
+     ("How do weather forecasts work?", None, []),
+     ("How many days are there in a week?", None, ["seven", "7"]),
+     ("Please book me an appointment on Friday at 3 pm.", "book_appointment", []),
+     ("My dentist appointment last month went fine.", None, []),
+     ("What is the weather like in Berlin today?", "get_weather", ["sunny"]),
+     ("Who wrote Romeo and Juliet?", None, ["shakespeare"]),
+     ("Give me a tip for a rainy afternoon.", None, []),
+     ("I would like to talk to a real person, please.", "transfer_to_human", []),
+     ("What is the largest planet in our solar system?", None, ["jupiter"]),
+     ("Has order 3309 been shipped yet?", "check_order_status", ["tuesday", "friday", "shipped"]),
+     ("The weather was lovely at my sister's wedding.", None, []),
+     ("Thanks for your help.", None, []),
+     ("Goodbye Pearl.", None, [])],
 ]
+# Conversation 4's tools: the assistant's custom tools, as an admin would define them.
+CUSTOM_TOOLS = [
+    ("check_order_status", "Look up the delivery status of a customer's order by its order number.",
+     {"type": "object", "properties": {"order_number": {"type": "string", "description": "The order number"}},
+      "required": ["order_number"]}, {"status": "shipped on Tuesday, arriving Friday"}),
+    ("get_weather", "Get the weather forecast for a city.",
+     {"type": "object", "properties": {"city": {"type": "string", "description": "The city"}}, "required": ["city"]},
+     {"forecast": "sunny, 21 degrees, no rain"}),
+    ("book_appointment", "Book an appointment for the caller on a day, optionally at a time.",
+     {"type": "object", "properties": {"day": {"type": "string", "description": "The day"},
+                                       "time": {"type": "string", "description": "The time, if given"}},
+      "required": ["day"]}, {"booked": True}),
+    ("transfer_to_human", "Transfer the caller to a live human agent.", {"type": "object", "properties": {}},
+     {"transferring": True, "wait": "about two minutes"}),
+]
+WITH_CUSTOM_TOOLS = 4
 
 
 def _words(text: str) -> str:
@@ -134,6 +174,31 @@ def unanswered(turn: Turn, index: int) -> dict[str, Any]:
             "wer_words": len(normalise(said)), "fact_ok": False if keywords else None,
             "repeated": False, "cut": True, "expected_tool": tool, "tools": [], "tool_ok": not tool,
             "client_ms": None, "turn": index, "unanswered": True}
+
+
+def custom_tools_receiver() -> Any:
+    """A local endpoint for CUSTOM_TOOLS that checks each call's signature and answers per tool."""
+    from tests.fakes.receiver import SignedReceiver
+
+    answers = {name: {"result": reply} for name, _, _, reply in CUSTOM_TOOLS}
+
+    class PerTool(SignedReceiver):
+        def next_answer(self, record: Any) -> tuple[int, Any, float]:
+            status, payload, delay = super().next_answer(record)
+            return (status, answers.get(record.path.strip("/"), payload), delay) if status == 200 else \
+                (status, payload, delay)
+
+    return PerTool("whsec_bench_conversation_tools")
+
+
+def give_pearl_tools(stack: Stack, url: str, secret: str, on: bool) -> None:
+    """Put CUSTOM_TOOLS on the demo assistant (or take them off), through Django's ORM."""
+    code = "from assistants.models import AssistantRecord as A; a = A.objects.get(slug='pearl'); a.tools.all().delete()"
+    if on:
+        for name, description, parameters, _ in CUSTOM_TOOLS:
+            code += (f"; a.tools.create(name={name!r}, description={description!r}, parameters={parameters!r}, "
+                     f"url='{url}/{name}', secret={secret!r}, timeout_seconds=10, max_retries=1)")
+    stack.server.manage("shell", "-c", code)
 
 
 async def converse(stack: Stack, username: str, script: list[Turn], audio: Path, n: int) -> list[dict[str, Any]]:
@@ -190,7 +255,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conversations", type=int, default=len(CONVERSATIONS))
+    # The fourth (custom tools) runs with --only 4; the default is the first three, as before.
+    parser.add_argument("--conversations", type=int, default=3)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--only", help="which conversations, e.g. 2,3 (default: the first --conversations)")
     args = parser.parse_args()
@@ -215,6 +281,17 @@ def main() -> int:
             with sqlite3.connect(stack.var / "db.sqlite3", timeout=10) as db:
                 db.execute("DELETE FROM voicebot_note WHERE user_id = (SELECT id FROM auth_user WHERE username = ?)",
                            (user,))
+            if n == WITH_CUSTOM_TOOLS:
+                with custom_tools_receiver() as endpoint:
+                    give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True)
+                    try:
+                        rows += [{**r, "conversation": n} for r in
+                                 asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
+                    finally:
+                        give_pearl_tools(stack, endpoint.url, endpoint.secret, on=False)
+                    log(f"  the tools' endpoint got {len(endpoint.signed())} signed calls: "
+                        f"{[(r.path, r.json['arguments']) for r in endpoint.signed()]}")
+                continue
             rows += [{**r, "conversation": n} for r in
                      asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
     finally:

@@ -73,6 +73,10 @@ def test_a_request_becomes_a_call_with_the_arguments_the_user_said(router_cards)
     call = _decide(_router(router_cards), "um where's my order 4512", model)
     assert call is not None and call.tool == "check_order_status" and call.arguments == {"order_number": "4512"}
     assert not call.missing and call.confidence == pytest.approx(0.9)
+    # Whisper writes a number said aloud with separators: the tool gets the number as said.
+    model.answers[("check_order_status", "4,512")] = (' true, "arguments": {"order_number": "4,512"}}', 0.9)
+    assert _decide(_router(router_cards), "What is the status of my order 4,512?", model).arguments == \
+        {"order_number": "4512"}
 
 
 def test_an_argument_the_user_did_not_say_is_dropped_and_asked_for(router_cards):

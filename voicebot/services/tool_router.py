@@ -45,6 +45,7 @@ CHECK_TOKENS = 80  # the JSON answer: a flag and a few short arguments
 ANSWER_START = '{"request":'
 _WORD = re.compile(r"[a-z]+|[0-9]+")  # "3pm" is "3" and "pm"
 _CODE = re.compile(r"[A-Z]{2,4}")  # a currency, country, language or airport code
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")  # "4,512", as Whisper writes a number said aloud
 _DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
            "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 
@@ -176,6 +177,14 @@ def heard(value: Any, said: str) -> bool:
                or any(t in w for w in words if len(t) > 3) for t in tokens)
 
 
+def _unformatted(value: Any) -> Any:
+    """A number Whisper wrote with thousands separators ("4,512"), as it was said: "4512".
+
+    An order or account number is digits; the separators are the transcript's, not the user's.
+    """
+    return value.replace(",", "") if isinstance(value, str) and _GROUPED.fullmatch(value.strip()) else value
+
+
 def evidence(arguments: dict[str, Any]) -> bool:
     """Whether the arguments carry a number the user said (an order number, a postcode, an amount).
 
@@ -282,7 +291,7 @@ class CustomToolRouter:
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
             if name in card.properties and value not in (None, "") and heard(value, sentence):
-                arguments[name] = value
+                arguments[name] = _unformatted(value)
         missing = tuple(name for name in card.required if name not in arguments)
         sure = confidence(top)
         if earlier is None and not evidence(arguments) and sure is not None and sure < BARE_CONFIDENCE:

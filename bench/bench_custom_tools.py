@@ -53,12 +53,11 @@ async def run(items: list[dict[str, Any]], tools: list[dict[str, Any]], misses: 
     import django
 
     django.setup()
-    import httpx
     from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
     from bench_core import percentile
-    from voicebot.services.llm import start_local_server
-    from voicebot.services.tool_router import CHECK_TOKENS, CustomToolRouter
+    from voicebot.services.llm import VoiceLLMService, start_local_server
+    from voicebot.services.tool_router import CustomToolRouter
 
     schemas = [FunctionSchema(name=t["name"], description=t["description"],
                               properties=t["parameters"].get("properties", {}),
@@ -74,50 +73,42 @@ async def run(items: list[dict[str, Any]], tools: list[dict[str, Any]], misses: 
     times: list[float] = []
     chat_times: list[float] = []  # the same, for the sentences that are not requests
     asked: list[tuple[float, bool, bool, str]] = []  # (P(request), missing, right tool, text) of each call
-    async with httpx.AsyncClient(timeout=120) as http:
-        async def ask(messages: list[dict[str, Any]], grammar: str) -> tuple[str, list[tuple[str, float]]]:
-            # The request VoiceLLMService._check_tool makes, through the same server.
-            response = await http.post(f"{base}/chat/completions", json={
-                "model": "local", "messages": messages, "max_tokens": CHECK_TOKENS, "temperature": 0,
-                "cache_prompt": True, "grammar": grammar, "logprobs": True, "top_logprobs": 5})
-            response.raise_for_status()
-            choice = response.json()["choices"][0]
-            first = ((choice.get("logprobs") or {}).get("content") or [{}])[0].get("top_logprobs", [])
-            return choice["message"]["content"] or "", [(t["token"], t["logprob"]) for t in first]
-
-        for number, item in enumerate(items, 1):
-            router.pending = None  # each sentence is the first of its conversation
-            started = time.perf_counter()
-            candidates = router.candidates(item["text"])
-            call = await router.decide(item["text"], ask, candidates=candidates) if candidates else None
-            times.append(time.perf_counter() - started)
-            expected = item.get("tool")
-            if expected is None:
-                chat_times.append(times[-1])
-            gated["requests" if expected else "others"] += bool(candidates)
+    # The bot's own service against the same kind of server: the check is the request a session makes.
+    llm = VoiceLLMService(base_url=base, api_key="", model="local", system_prompt="", notes_router=True)
+    ask = llm._check_tool
+    for number, item in enumerate(items, 1):
+        router.pending = None  # each sentence is the first of its conversation
+        started = time.perf_counter()
+        candidates = router.candidates(item["text"])
+        call = await router.decide(item["text"], ask, candidates=candidates) if candidates else None
+        times.append(time.perf_counter() - started)
+        expected = item.get("tool")
+        if expected is None:
+            chat_times.append(times[-1])
+        gated["requests" if expected else "others"] += bool(candidates)
+        if call is not None:
+            asked.append((call.confidence or 0.0, bool(call.missing), expected == call.tool, item["text"]))
+        if expected is None:
             if call is not None:
-                asked.append((call.confidence or 0.0, bool(call.missing), expected == call.tool, item["text"]))
-            if expected is None:
-                if call is not None:
-                    false_calls.append((item["text"], f"{call.tool} {call.arguments} missing={list(call.missing)}"))
-                continue
-            per_tool[expected] += 1
-            wanted_missing = list(item.get("missing") or [])
-            if call is not None and call.tool == expected:
-                if wanted_missing:
-                    ok = list(call.missing[:1]) == wanted_missing[:1]
-                else:
-                    ok = not call.missing
-                recalled[expected] += ok
-                right[expected] += ok and arguments_right(item.get("arguments") or {}, call.arguments)
-                if not ok:
-                    missed.append((item["text"], expected, f"{call.arguments} missing={list(call.missing)}"))
-                elif not arguments_right(item.get("arguments") or {}, call.arguments):
-                    missed.append((item["text"], expected, f"args {call.arguments} want {item.get('arguments')}"))
+                false_calls.append((item["text"], f"{call.tool} {call.arguments} missing={list(call.missing)}"))
+            continue
+        per_tool[expected] += 1
+        wanted_missing = list(item.get("missing") or [])
+        if call is not None and call.tool == expected:
+            if wanted_missing:
+                ok = list(call.missing[:1]) == wanted_missing[:1]
             else:
-                missed.append((item["text"], expected, "no call" if call is None else f"called {call.tool}"))
-            if number % 25 == 0:
-                print(f"  {number}/{len(items)} sentences", flush=True)
+                ok = not call.missing
+            recalled[expected] += ok
+            right[expected] += ok and arguments_right(item.get("arguments") or {}, call.arguments)
+            if not ok:
+                missed.append((item["text"], expected, f"{call.arguments} missing={list(call.missing)}"))
+            elif not arguments_right(item.get("arguments") or {}, call.arguments):
+                missed.append((item["text"], expected, f"args {call.arguments} want {item.get('arguments')}"))
+        else:
+            missed.append((item["text"], expected, "no call" if call is None else f"called {call.tool}"))
+        if number % 25 == 0:
+            print(f"  {number}/{len(items)} sentences", flush=True)
     requests = sum(per_tool.values())
     others = len(items) - requests
     hard = sum(1 for i in items if i.get("tool") is None and i.get("hard"))

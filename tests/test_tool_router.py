@@ -45,44 +45,38 @@ class Model:
         return ANSWER_START + " false}", _top(0.05)
 
 
-@pytest.fixture(scope="module")
-def router_cards():
-    return CustomToolRouter([ORDER, WEATHER, HUMAN]).cards  # encodes once for the module's routers
-
-
-def _router(cards) -> CustomToolRouter:
-    router = CustomToolRouter.__new__(CustomToolRouter)
-    router.cards, router.pending = cards, None
-    return router
+def _router() -> CustomToolRouter:
+    """A session's router for the three tools (their texts are encoded once per process)."""
+    return CustomToolRouter([ORDER, WEATHER, HUMAN])
 
 
 def _decide(router: CustomToolRouter, sentence: str, model: Model):
     return asyncio.run(router.decide(sentence, model, candidates=router.candidates(sentence)))
 
 
-def test_only_sentences_near_a_tool_reach_the_model(router_cards):
-    router = _router(router_cards)
+def test_only_sentences_near_a_tool_reach_the_model():
+    router = _router()
     assert [card.name for _, card in router.candidates("Where is my order 4512?")][:1] == ["check_order_status"]
     assert [card.name for _, card in router.candidates("Will it rain in Leeds tomorrow?")][:1] == ["get_weather"]
     for chat in ("Tell me a joke.", "Who wrote Pride and Prejudice?", "Thanks, that's all."):
         assert router.candidates(chat) == [], chat
 
 
-def test_a_request_becomes_a_call_with_the_arguments_the_user_said(router_cards):
+def test_a_request_becomes_a_call_with_the_arguments_the_user_said():
     model = Model({("check_order_status", "4512"): (' true, "arguments": {"order_number": "4512"}}', 0.9)})
-    call = _decide(_router(router_cards), "um where's my order 4512", model)
+    call = _decide(_router(), "um where's my order 4512", model)
     assert call is not None and call.tool == "check_order_status" and call.arguments == {"order_number": "4512"}
     assert not call.missing and call.confidence == pytest.approx(0.9)
     # Whisper writes a number said aloud with separators: the tool gets the number as said.
     model.answers[("check_order_status", "4,512")] = (' true, "arguments": {"order_number": "4,512"}}', 0.9)
-    assert _decide(_router(router_cards), "What is the status of my order 4,512?", model).arguments == \
+    assert _decide(_router(), "What is the status of my order 4,512?", model).arguments == \
         {"order_number": "4512"}
 
 
-def test_an_argument_the_user_did_not_say_is_dropped_and_asked_for(router_cards):
+def test_an_argument_the_user_did_not_say_is_dropped_and_asked_for():
     # A small model copies a description's example ("BA 117") or invents a value: never passed on.
     model = Model({("check_order_status", "Where's my order?"): (' true, "arguments": {"order_number": "12345"}}', 0.9)})
-    router = _router(router_cards)
+    router = _router()
     call = _decide(router, "Where's my order?", model)
     assert call.arguments == {} and call.missing == ("order_number",)
     assert call.question() == "Sure. What is the order number?"
@@ -95,18 +89,18 @@ def test_an_argument_the_user_did_not_say_is_dropped_and_asked_for(router_cards)
     assert router.pending is None
 
 
-def test_a_user_who_moves_on_after_the_question_gets_chat(router_cards):
+def test_a_user_who_moves_on_after_the_question_gets_chat():
     model = Model({("check_order_status", "Where's my order?"): (' true, "arguments": {"order_number": null}}', 0.9)})
-    router = _router(router_cards)
+    router = _router()
     assert _decide(router, "Where's my order?", model).missing == ("order_number",)
     assert _decide(router, "Never mind, tell me a joke instead.", model) is None
     assert router.pending is None
 
 
-def test_an_unsure_request_without_any_argument_heard_is_chat(router_cards):
+def test_an_unsure_request_without_any_argument_heard_is_chat():
     # On the tool's topic, a statement the model half takes for a request ("my flight last year
     # was delayed"): neither a call nor a question for its argument.
-    router = _router(router_cards)
+    router = _router()
     unsure = Model({("check_order_status", "parcel"): (' true, "arguments": {"order_number": null}}',
                                                        BARE_CONFIDENCE - 0.1)})
     assert _decide(router, "I hate when my parcel order arrives late.", unsure) is None
@@ -124,11 +118,11 @@ def test_an_unsure_request_without_any_argument_heard_is_chat(router_cards):
     assert _decide(router, "What's the weather in Oslo?", word).arguments == {"city": "Oslo"}
 
 
-def test_a_failing_model_leaves_the_turn_to_chat(router_cards):
+def test_a_failing_model_leaves_the_turn_to_chat():
     async def broken(messages, grammar):
         raise ConnectionError("llama.cpp went away")
 
-    router = _router(router_cards)
+    router = _router()
     assert asyncio.run(router.decide("Where is order 4512?", broken,
                                      candidates=router.candidates("Where is order 4512?"))) is None
 
@@ -156,11 +150,12 @@ def test_heard_takes_words_and_digits_from_what_was_said():
     assert heard("JD0146", "it's J D 0 1 4 6") and not heard(9, "four five")
 
 
-def test_the_grammar_allows_only_a_refusal_or_the_tools_arguments(router_cards):
-    order = next(c for c in router_cards if c.name == "check_order_status")
+def test_the_grammar_allows_only_a_refusal_or_the_tools_arguments():
+    cards = _router().cards
+    order = next(c for c in cards if c.name == "check_order_status")
     root = order.grammar().splitlines()[0]
     assert root.startswith('root ::= " "? ("false}" | "true,"') and '\\"order_number\\":' in root
-    human = next(c for c in router_cards if c.name == "transfer_to_human")
+    human = next(c for c in cards if c.name == "transfer_to_human")
     assert '"{"  "}}"' in human.grammar().splitlines()[0]
     assert "never guess" in order.prompt() and order.description in order.prompt()
 

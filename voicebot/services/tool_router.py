@@ -46,8 +46,6 @@ ANSWER_START = '{"request":'
 _WORD = re.compile(r"[a-z]+|[0-9]+")  # "3pm" is "3" and "pm"
 _CODE = re.compile(r"[A-Z]{2,4}")  # a currency, country, language or airport code
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")  # "4,512", as Whisper writes a number said aloud
-_DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-           "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,7 @@ def heard(value: Any, said: str) -> bool:
     if not tokens:
         return False
     words = _WORD.findall(said.lower())
-    spoken = set(words) | {"".join(_DIGITS.get(w, w) for w in words)} | spoken_numbers(words)
+    spoken = set(words) | spoken_numbers(words)
     digits = "".join(_DIGITS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
     spelled = "".join(w if len(w) == 1 and w.isalpha() else " " for w in words).split()  # "j d" -> "jd"
     return all(t in spoken or (t.isdigit() and t in digits) or any(t in run for run in spelled)
@@ -198,6 +196,7 @@ _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eig
                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1000000}
+_DIGITS = {**{w: str(i) for w, i in _UNITS.items() if i < 10}, "oh": "0"}  # "four five one two" -> 4512
 
 
 def spoken_numbers(words: list[str]) -> set[str]:

@@ -55,6 +55,25 @@ class PauseGate(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
+class UserAudioEnd(FrameProcessor):
+    """Where the user's audio stops, right after the user aggregator (its VAD and turn model).
+
+    Pipecat passes each 20 ms of the user's audio on through every processor that follows
+    (the LLM, the TTS, the output transport, the assistant aggregator), none of which reads
+    it: each pass is a queue hop and a call of every observer, 50 times a second a session
+    (issue 14, docs/benchmarks.md). Left out of the pipeline when the call is recorded: the
+    recorder, after the output transport, takes both sides.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="UserAudioEnd")
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, InputAudioRawFrame):
+            await self.push_frame(frame, direction)
+
+
 def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, EventForwarder, CallMonitor]:
     """Assemble the pipeline for one connection of a bot session.
 
@@ -104,6 +123,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
         stt,
         *prefill,
         user_agg,
+        *([UserAudioEnd()] if bot.recording is None else []),
         llm,
         tts,
         transport.output(),

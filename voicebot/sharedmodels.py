@@ -7,8 +7,8 @@ InferenceSession is built once per process (with Pipecat's own options) and each
 session keeps only what is its own: the VAD's recurrent state and audio context
 (per stream, as in SileroOnnxModel) and the turn analyzer's audio buffer. ONNX
 Runtime's InferenceSession.run is documented as safe to call from several threads at
-once, so the smart-turn analyzers' executor threads need no lock of ours; the VAD runs
-in the event loop, one window at a time.
+once, so the worker's smart-turn threads (one per core, `turn_executor`) need no lock of
+ours; the VAD runs in the event loop, one window at a time.
 
 Subclasses of Pipecat's classes that skip only their model loading: everything else
 (thresholds, resets, feature extraction) is Pipecat's.
@@ -16,6 +16,11 @@ Subclasses of Pipecat's classes that skip only their model loading: everything e
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import onnxruntime as ort
@@ -23,6 +28,9 @@ from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer
+
+
+logger = logging.getLogger("voicebot.worker")
 
 
 def _bundled(package: str, name: str) -> str:
@@ -51,6 +59,50 @@ def turn_session() -> ort.InferenceSession:
                                 sess_options=opts)
 
 
+@functools.lru_cache(maxsize=None)
+def turn_executor() -> ThreadPoolExecutor:
+    """The worker's threads for smart-turn inference, one per usable core, shared by its sessions.
+
+    Pipecat gives each analyzer a thread of its own, started when its first turn ends. Here
+    they are started at once, so that `prioritise_turn_model` knows them.
+    """
+    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smart-turn")
+    started = threading.Barrier(threads)  # each thread waits for the others, so each submit starts one
+    for future in [executor.submit(started.wait, 10) for _ in range(threads)]:
+        future.result()
+    return executor
+
+
+def prioritise_turn_model(nice: int) -> int:
+    """Run this process's threads `nice` steps below the turn model's; the threads reniced.
+
+    A turn's verdict is on every answer's path, once a turn; the event loop carries every
+    session's audio, which has buffers. On one busy core the scheduler shares the core out
+    evenly, and the verdict waited: 52 -> 150 ms at 8 sessions (docs/benchmarks.md). Raising
+    a thread's nice value needs no privilege (lowering the model's would), so every thread
+    but the turn model's is reniced, and the threads they start later (aiortc's, the default
+    executor's) inherit it. Child processes started before (a local llama.cpp server) keep
+    theirs. Linux only: there each thread has a nice value of its own.
+    """
+    model = {thread.native_id for thread in turn_executor()._threads}  # started by turn_executor
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return 0
+    reniced = 0
+    for tid in map(int, os.listdir("/proc/self/task")):
+        if tid in model:
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+            reniced += 1
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:  # a sandbox that forbids it: the worker runs as before
+            logger.warning("[BotJoin] could not lower the worker's threads' priority: %s", exc)
+            break
+    return reniced
+
+
 class _StreamState(SileroOnnxModel):
     """One audio stream's Silero state over the shared session."""
 
@@ -77,3 +129,8 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
         BaseSmartTurn.__init__(self, **kwargs)
         self._log_data = False
         self._session = turn_session()
+
+    @property
+    def _model_executor(self) -> ThreadPoolExecutor:
+        """The worker's turn-model threads, not one of this analyzer's own (see turn_executor)."""
+        return turn_executor()

@@ -38,9 +38,13 @@ from .load import LoadMeter, admitting
 from .memory import release_freed_memory, resident_mib
 from .services.assistant_models import UnsupportedModels, for_models, offers
 from .session import BotSession, DailyJoinError
+from .sharedmodels import prioritise_turn_model
 from .summary import summariser
 
 logger = logging.getLogger("voicebot.worker")
+# A hosted-model worker's threads run this many nice steps below its turn model by default
+# (nice 10 weighs 110 against 0's 1024: the verdict gets ~90% of a contended core).
+HOSTED_LOOP_NICE = 10
 
 
 class BotWorkerProcess:
@@ -110,6 +114,9 @@ class BotWorkerProcess:
 
             self.bundle = await asyncio.to_thread(load_bundle, await self._likely_prompts())
             logger.info("[BotJoin] worker %s models ready in %.1fs", self.worker_id, time.monotonic() - started)
+            nice = loop_nice(self.bundle)
+            if prioritise_turn_model(nice):
+                logger.info("[BotJoin] worker %s threads run %d nice steps below the turn model", self.worker_id, nice)
         runner = web.AppRunner(make_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -397,6 +404,13 @@ class BotWorkerProcess:
             await asyncio.to_thread(release_freed_memory)
             logger.info("[BotJoin] worker %s: sessions ended, RSS %.0f -> %.0f MiB", self.worker_id, before,
                         resident_mib())
+
+
+def loop_nice(bundle: Any) -> int:
+    """VOICE_WORKER_LOOP_NICE, or its default for `bundle`: 10 when no model runs in this worker."""
+    if settings.VOICE_WORKER_LOOP_NICE is not None:
+        return settings.VOICE_WORKER_LOOP_NICE
+    return 0 if bundle.runs_models else HOSTED_LOOP_NICE
 
 
 def _ended_sessions(session_ids: list[str]) -> list[str]:

@@ -324,6 +324,11 @@ VOICE_WORKER_JOB_WAIT_SECONDS = env.float("VOICE_WORKER_JOB_WAIT_SECONDS", defau
 VOICE_WORKER_MAX_LOAD = env.float("VOICE_WORKER_MAX_LOAD", default=0.9)
 VOICE_WORKER_LOAD_WINDOW = env.float("VOICE_WORKER_LOAD_WINDOW", default=5.0)
 VOICE_NO_CAPACITY_RETRY_AFTER = env.int("VOICE_NO_CAPACITY_RETRY_AFTER", default=5)
+# How many nice steps a warm worker's threads (the event loop with every session's audio) run
+# below its smart-turn threads, so that a turn's verdict does not queue behind audio on a busy
+# core (voicebot/sharedmodels.py prioritise_turn_model; 0 = the same priority). Unset: 10 when
+# every model is hosted, 0 when the worker runs models itself (its audio must not wait for them).
+VOICE_WORKER_LOOP_NICE = env.int("VOICE_WORKER_LOOP_NICE", default=None)
 VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")  # host servers dial
 VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim

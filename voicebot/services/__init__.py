@@ -70,6 +70,11 @@ class ModelBundle:
     http_clients: dict[str, Any] = field(default_factory=dict)  # stage -> its shared HTTP client
 
     @property
+    def runs_models(self) -> bool:
+        """Whether any model runs on this machine (in the worker, or its llama.cpp server)."""
+        return self.stt_model is not None or self.tts_engine is not None or self.llm_server is not None
+
+    @property
     def notes_router(self) -> bool:
         """Whether notes requests go through the notes router rather than the model's own tool calls."""
         return self.local_llm or settings.VOICE_LLM_TOOLS == "router"

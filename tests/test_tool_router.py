@@ -12,8 +12,8 @@ import pytest
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
 from voicebot.services import guards
-from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, CustomToolRouter, confidence, heard,
-                                           parse_answer)
+from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, CustomToolRouter,
+                                           confidence, evidence, heard, parse_answer)
 
 ORDER = FunctionSchema(name="check_order_status",
                        description="Look up the delivery status of a customer's order by its order number.",
@@ -58,8 +58,12 @@ def test_only_sentences_near_a_tool_reach_the_model():
     router = _router()
     assert [card.name for _, card in router.candidates("Where is my order 4512?")][:1] == ["check_order_status"]
     assert [card.name for _, card in router.candidates("Will it rain in Leeds tomorrow?")][:1] == ["get_weather"]
-    for chat in ("Tell me a joke.", "Who wrote Pride and Prejudice?", "Thanks, that's all."):
+    for chat in ("Tell me a joke.", "Who wrote Pride and Prejudice?", "Thanks, that's all.", "I love my dog."):
         assert router.candidates(chat) == [], chat
+    # A tool without arguments is asked for by a bare command, far from its description (0.24 here):
+    # its gate is lower.
+    scored = router.candidates("representative please")
+    assert [card.name for _, card in scored] == ["transfer_to_human"] and GATE > scored[0][0] >= NO_ARGUMENTS_GATE
 
 
 def test_a_request_becomes_a_call_with_the_arguments_the_user_said():
@@ -108,14 +112,26 @@ def test_an_unsure_request_without_any_argument_heard_is_chat():
     assert _decide(router, "Do you think a human agent could be replaced?", human) is None
     sure = Model({("transfer_to_human", "human"): (' true, "arguments": {}}', 0.95)})
     assert _decide(router, "Put me through to a human agent.", sure).tool == "transfer_to_human"
-    # A number the user said is evidence enough; a word is not ("cancelled her magazine subscription").
+    # A number or a name the user said is evidence enough; a common word is not ("cancelled her
+    # magazine subscription").
     number = Model({("check_order_status", "4512"): (' true, "arguments": {"order_number": "4512"}}',
                                                      BARE_CONFIDENCE - 0.1)})
     assert _decide(router, "What about my order 4512?", number).arguments == {"order_number": "4512"}
-    word = Model({("get_weather", "Oslo"): (' true, "arguments": {"city": "Oslo"}}', BARE_CONFIDENCE - 0.1)})
-    assert _decide(router, "It was freezing in Oslo when I visited.", word) is None
-    word.answers[("get_weather", "Oslo")] = (' true, "arguments": {"city": "Oslo"}}', 0.9)
+    name = Model({("get_weather", "Paris"): (' true, "arguments": {"city": "Paris"}}', BARE_CONFIDENCE - 0.05)})
+    assert _decide(router, "Will it rain in Paris tomorrow?", name).arguments == {"city": "Paris"}
+    word = Model({("get_weather", "weather"): (' true, "arguments": {"city": "weather"}}', BARE_CONFIDENCE - 0.1)})
+    assert _decide(router, "I'm a bit under the weather today.", word) is None
+    word.answers[("get_weather", "weather")] = (' true, "arguments": {"city": "Oslo"}}', 0.9)
     assert _decide(router, "What's the weather in Oslo?", word).arguments == {"city": "Oslo"}
+
+
+def test_a_name_is_a_word_the_transcript_capitalises_inside_a_sentence_and_not_a_day():
+    assert evidence({"city": "Paris"}, "Will it rain in Paris tomorrow?")
+    assert evidence({"city": "new york"}, "So what about New York? Any snow?")
+    assert not evidence({"city": "paris"}, "will it rain in paris tomorrow")  # not capitalised: a word
+    assert not evidence({"city": "Paris"}, "Paris is lovely in spring.")  # a sentence's first word
+    assert not evidence({"day": "Monday"}, "Can I come in on Monday?")  # any plan has a day
+    assert not evidence({"name": "I"}, "Can I speak to someone?") and not evidence({}, "Tell me about Rome.")
 
 
 def test_a_failing_model_leaves_the_turn_to_chat():

@@ -21,7 +21,7 @@ from voicebot.worker import HOSTED_LOOP_NICE, loop_nice
 # Run in a child: renicing is for good, and this test process must keep its priority.
 _PRIORITIES = """
 import json, os, threading
-from voicebot.sharedmodels import prioritise_turn_model, turn_executor
+from voicebot.sharedmodels import _turn_threads, prioritise_turn_model
 before = threading.Thread(target=threading.Event().wait, args=(30,), daemon=True)
 before.start()
 reniced = prioritise_turn_model(7)
@@ -29,7 +29,7 @@ after = {}
 later = threading.Thread(target=lambda: after.update(nice=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
 later.start(); later.join()
 nice = lambda tid: os.getpriority(os.PRIO_PROCESS, tid)
-print(json.dumps({"reniced": reniced, "model": [nice(t.native_id) for t in turn_executor()._threads],
+print(json.dumps({"reniced": reniced, "model": [nice(tid) for tid in _turn_threads()[1]],
                   "loop": nice(threading.get_native_id()), "before": nice(before.native_id),
                   "later": after["nice"]}))
 """
@@ -73,7 +73,7 @@ def test_every_sessions_turn_analyzer_runs_on_the_workers_turn_threads_even_afte
         return verdicts
 
     assert all(v in ("COMPLETE", "INCOMPLETE") for v in asyncio.run(main()))
-    assert not turn_executor()._shutdown
+    assert turn_executor().submit(int, "7").result(timeout=10) == 7  # still running
 
 
 def test_the_users_audio_goes_no_further_than_the_user_aggregator_and_everything_else_does():

@@ -59,19 +59,26 @@ def turn_session() -> ort.InferenceSession:
                                 sess_options=opts)
 
 
+def _started(barrier: threading.Barrier) -> int:
+    barrier.wait(10)  # each thread waits for the others, so each submit starts a thread
+    return threading.get_native_id()
+
+
 @functools.lru_cache(maxsize=None)
+def _turn_threads() -> tuple[ThreadPoolExecutor, frozenset[int]]:
+    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smart-turn")
+    barrier = threading.Barrier(threads)
+    return executor, frozenset(f.result() for f in [executor.submit(_started, barrier) for _ in range(threads)])
+
+
 def turn_executor() -> ThreadPoolExecutor:
     """The worker's threads for smart-turn inference, one per usable core, shared by its sessions.
 
     Pipecat gives each analyzer a thread of its own, started when its first turn ends. Here
     they are started at once, so that `prioritise_turn_model` knows them.
     """
-    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smart-turn")
-    started = threading.Barrier(threads)  # each thread waits for the others, so each submit starts one
-    for future in [executor.submit(started.wait, 10) for _ in range(threads)]:
-        future.result()
-    return executor
+    return _turn_threads()[0]
 
 
 def prioritise_turn_model(nice: int) -> int:
@@ -85,7 +92,7 @@ def prioritise_turn_model(nice: int) -> int:
     executor's) inherit it. Child processes started before (a local llama.cpp server) keep
     theirs. Linux only: there each thread has a nice value of its own.
     """
-    model = {thread.native_id for thread in turn_executor()._threads}  # started by turn_executor
+    model = _turn_threads()[1]
     if nice <= 0 or not sys.platform.startswith("linux"):
         return 0
     reniced = 0

@@ -14,8 +14,8 @@ none) a sentence wants, it called one for three ordinary questions in four
 A required argument the user did not say is asked for, never invented: an argument whose
 words are not in what the user said counts as not said (`heard`). The next turn is then
 checked against that tool without the gate ("It's 4512." is far from any description).
-A call that no number the user said supports also needs the model to be sure of it (its
-probability of "true", BARE_CONFIDENCE). Measured in docs/llm-models.md.
+A call that no number or name the user said supports also needs the model to be sure of it
+(its probability of "true", BARE_CONFIDENCE). Measured in docs/llm-models.md.
 """
 from __future__ import annotations
 
@@ -34,8 +34,13 @@ logger = logging.getLogger("voicebot.tools")
 # Cosine similarity between a sentence and a tool's description at which the model is asked.
 # Chosen on bench/custom_tool_dev.json (tools unlike the benchmark's), docs/llm-models.md.
 GATE = 0.25
-# The model's P(request) needed for a call, or a question for an argument, that no number the
-# user said supports (`evidence`; a call with one needs only the model's answer). On the
+# The same for a tool that takes no arguments. A request for one is often a bare command or a
+# role ("representative please", "get me a manager"), with none of its description's words in
+# it, and its card has no arguments' texts to be near. Chosen on blind set 1 (its human-agent
+# tool: 17 -> 22 of 27, no more false calls; 0.15 gave 24 and 3 more) and checked on the others.
+NO_ARGUMENTS_GATE = 0.20
+# The model's P(request) needed for a call, or a question for an argument, that no number or
+# name the user said supports (`evidence`; a call with one needs only the model's answer). On the
 # development set the wrong ones were at 0.52-0.61 and the right ones mostly above 0.66.
 BARE_CONFIDENCE = 0.65
 MAX_CHECKS = 2  # tools past the gate the model is asked about, closest first (each costs a request)
@@ -86,6 +91,11 @@ class Card:
 
     def closeness(self, vector: np.ndarray) -> float:
         return float((self.vectors @ vector).max())
+
+    @property
+    def gate(self) -> float:
+        """The closeness at which the model is asked about this tool."""
+        return GATE if self.properties else NO_ARGUMENTS_GATE
 
     def grammar(self) -> str:
         """llama.cpp's GBNF for the rest of the answer after ANSWER_START: JSON on one line.
@@ -183,13 +193,32 @@ def _unformatted(value: Any) -> Any:
     return value.replace(",", "") if isinstance(value, str) and _GROUPED.fullmatch(value.strip()) else value
 
 
-def evidence(arguments: dict[str, Any]) -> bool:
-    """Whether the arguments carry a number the user said (an order number, a postcode, an amount).
+def evidence(arguments: dict[str, Any], said: str = "") -> bool:
+    """Whether the arguments carry something specific the user said: a number (an order number,
+    a postcode, an amount) or a name (a city, a person), as the transcript capitalises it.
 
-    Such a thing is said to a tool; a word argument is not evidence ("cancelled her magazine
-    subscription" gives a plan, "magazine", to a story), nor is a code the model made up.
+    Such a thing is said to a tool; a common word is not evidence ("cancelled her magazine
+    subscription" gives a plan, "magazine", to a story), nor is a code the model made up, nor
+    a day or month (capitalised, but said of any plan).
     """
-    return any(any(c.isdigit() for c in str(v)) for v in arguments.values())
+    if any(any(c.isdigit() for c in str(v)) for v in arguments.values()):
+        return True
+    names = _names(said)
+    return any(w in names for v in arguments.values() for w in _WORD.findall(str(v).lower()))
+
+
+_CALENDAR = frozenset("monday tuesday wednesday thursday friday saturday sunday january february march april may "
+                      "june july august september october november december".split())
+_SENTENCE_END = re.compile(r"[.?!]+\s+")
+_TITLE_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+
+
+def _names(said: str) -> set[str]:
+    """The words `said` capitalises inside a sentence (Whisper writes "Paris", not "magazine"), in lower case."""
+    return {word.lower() for sentence in _SENTENCE_END.split(said.strip())
+            for word in _TITLE_WORD.findall(sentence)[1:]
+            if word[0].isupper() and not word.startswith(("I'", "I\u2019")) and word != "I"
+            and word.lower() not in _CALENDAR}
 
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
@@ -251,7 +280,7 @@ class CustomToolRouter:
         """The tools past the gate for `sentence`, closest first (blocking numpy: call in a thread)."""
         vector = _encode(sentence)
         scored = sorted(((card.closeness(vector), card) for card in self.cards), key=lambda s: -s[0])
-        return [(score, card) for score, card in scored if score >= GATE][:MAX_CHECKS]
+        return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
 
     async def decide(self, sentence: str, ask: Any, *, candidates: list[tuple[float, Card]]) -> ToolCall | None:
         """The call `sentence` asks for, or None. `ask(messages, grammar)` asks the model and
@@ -293,7 +322,7 @@ class CustomToolRouter:
                 arguments[name] = _unformatted(value)
         missing = tuple(name for name in card.required if name not in arguments)
         sure = confidence(top)
-        if earlier is None and not evidence(arguments) and sure is not None and sure < BARE_CONFIDENCE:
+        if earlier is None and not evidence(arguments, sentence) and sure is not None and sure < BARE_CONFIDENCE:
             # No number of the tool's was said and the model is unsure it is a request: on the tool's
             # topic ("my flight last year was delayed") a call, or a question for its argument, is wrong.
             return None

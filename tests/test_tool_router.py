@@ -163,6 +163,10 @@ def test_heard_takes_words_and_digits_from_what_was_said():
     assert heard("USD", "fifty dollars in euros") and not heard("usd", "fifty dollars in euros")
     assert heard(12, "a table for twelve people") and heard(150, "a hundred and fifty bucks in yen")
     assert heard(2000, "two thousand euros") and heard(25000, "twenty five thousand yen")
+    # A tool's own word for one the user said ("electricity", an enum value, for "electric"); a
+    # short word is no stem of anything ("gas" is not "gasket").
+    assert heard("electricity", "my electric meter reads 61230") and not heard("gasket", "the gas meter")
+    assert not heard("electricity", "my meter reads 61230")
     assert heard("JD0146", "it's J D 0 1 4 6") and not heard(9, "four five")
 
 

@@ -49,6 +49,9 @@ CHECK_TOKENS = 80  # the JSON answer: a flag and a few short arguments
 # from it): the tokens the grammar would force anyway, each a decoding step saved.
 ANSWER_START = '{"request":'
 _WORD = re.compile(r"[a-z]+|[0-9]+")  # "3pm" is "3" and "pm"
+# A said word this long that begins a value's word is that word's stem: "electric" for the
+# model's "electricity", "refill" for "refills" (the value in a tool's own vocabulary, an enum).
+_STEM = 5
 _CODE = re.compile(r"[A-Z]{2,4}")  # a currency, country, language or airport code
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")  # "4,512", as Whisper writes a number said aloud
 
@@ -168,7 +171,8 @@ def heard(value: Any, said: str) -> bool:
     """Whether an argument's value comes from the user's words.
 
     Numbers may be said as digits, digit by digit ("four five one two") or in words
-    ("twelve", "a hundred and fifty"); a code may be spelled out ("J D 0 1 4"). A short
+    ("twelve", "a hundred and fifty"); a code may be spelled out ("J D 0 1 4"); a word may be
+    given in another form of one said ("electricity" for "electric"). A short
     upper-case code is the model's own rendering of a name, as the tool asks ("dollars" ->
     "USD"), so it stands; any other word or number must have been said.
     """
@@ -182,7 +186,8 @@ def heard(value: Any, said: str) -> bool:
     digits = "".join(_DIGITS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
     spelled = "".join(w if len(w) == 1 and w.isalpha() else " " for w in words).split()  # "j d" -> "jd"
     return all(t in spoken or (t.isdigit() and t in digits) or any(t in run for run in spelled)
-               or any(t in w for w in words if len(t) > 3) for t in tokens)
+               or any(t in w for w in words if len(t) > 3)
+               or any(t.startswith(w) for w in words if len(w) >= _STEM) for t in tokens)
 
 
 def _unformatted(value: Any) -> Any:

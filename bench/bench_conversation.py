@@ -31,6 +31,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +203,22 @@ def give_pearl_tools(stack: Stack, url: str, secret: str, on: bool) -> None:
     stack.server.manage("shell", "-c", code)
 
 
+@contextmanager
+def tools_for(stack: Stack, n: int) -> Iterator[None]:
+    """Conversation `n`'s custom tools on Pearl while it runs (only conversation 4 has them)."""
+    if n != WITH_CUSTOM_TOOLS:
+        yield
+        return
+    with custom_tools_receiver() as endpoint:
+        give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True)
+        try:
+            yield
+        finally:
+            give_pearl_tools(stack, endpoint.url, endpoint.secret, on=False)
+        log(f"  the tools' endpoint got {len(endpoint.signed())} signed calls: "
+            f"{[(r.path, r.json['arguments']) for r in endpoint.signed()]}")
+
+
 async def converse(stack: Stack, username: str, script: list[Turn], audio: Path, n: int) -> list[dict[str, Any]]:
     session = await Session(stack, username).open()
     out: list[dict[str, Any]] = []
@@ -281,19 +299,9 @@ def main() -> int:
             with sqlite3.connect(stack.var / "db.sqlite3", timeout=10) as db:
                 db.execute("DELETE FROM voicebot_note WHERE user_id = (SELECT id FROM auth_user WHERE username = ?)",
                            (user,))
-            if n == WITH_CUSTOM_TOOLS:
-                with custom_tools_receiver() as endpoint:
-                    give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True)
-                    try:
-                        rows += [{**r, "conversation": n} for r in
-                                 asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
-                    finally:
-                        give_pearl_tools(stack, endpoint.url, endpoint.secret, on=False)
-                    log(f"  the tools' endpoint got {len(endpoint.signed())} signed calls: "
-                        f"{[(r.path, r.json['arguments']) for r in endpoint.signed()]}")
-                continue
-            rows += [{**r, "conversation": n} for r in
-                     asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
+            with tools_for(stack, n):
+                rows += [{**r, "conversation": n} for r in
+                         asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
     finally:
         stack.stop()
     result = summary(rows)

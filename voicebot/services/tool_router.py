@@ -198,7 +198,7 @@ def _unformatted(value: Any) -> Any:
     return value.replace(",", "") if isinstance(value, str) and _GROUPED.fullmatch(value.strip()) else value
 
 
-def evidence(arguments: dict[str, Any], said: str = "") -> bool:
+def evidence(arguments: dict[str, Any], said: str) -> bool:
     """Whether the arguments carry something specific the user said: a number (an order number,
     a postcode, an amount) or a name (a city, a person), as the transcript capitalises it.
 

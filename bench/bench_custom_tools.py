@@ -6,7 +6,11 @@ a company might define (an order's status, an appointment, the weather, a human 
 120 requests phrased many ways and 113 sentences that must not call a tool, 72 of them on
 the tools' own topics. A helper wrote it blind (without seeing the router).
 
-    .venv/bin/python bench/bench_custom_tools.py [--set bench/custom_tool_dev.json] [--misses]
+    .venv/bin/python bench/bench_custom_tools.py [--set bench/custom_tool_dev.json] [--misses] [--hosted-form]
+
+With --hosted-form the checks go to the same llama.cpp server as a hosted model's in router
+mode would (an OpenAI-compatible server: a strict JSON schema as `response_format`, the answer
+not started for the model, no grammar), so the two forms of the check compare on one model.
 
 A request is recalled when its tool is called, or, for a request that leaves a required
 argument out, when the assistant asks for that argument; its arguments are right when each
@@ -49,7 +53,8 @@ def arguments_right(expected: dict[str, Any], got: dict[str, Any]) -> bool:
     return all(name in got and same_value(value, got[name]) for name, value in expected.items())
 
 
-async def run(items: list[dict[str, Any]], tools: list[dict[str, Any]], misses: bool) -> dict[str, Any]:
+async def run(items: list[dict[str, Any]], tools: list[dict[str, Any]], misses: bool,
+              hosted_form: bool = False) -> dict[str, Any]:
     import django
 
     django.setup()
@@ -74,7 +79,8 @@ async def run(items: list[dict[str, Any]], tools: list[dict[str, Any]], misses: 
     chat_times: list[float] = []  # the same, for the sentences that are not requests
     asked: list[tuple[float, bool, bool, str]] = []  # (P(request), missing, right tool, text) of each call
     # The bot's own service against the same kind of server: the check is the request a session makes.
-    llm = VoiceLLMService(base_url=base, api_key="", model="local", system_prompt="", notes_router=True)
+    llm = VoiceLLMService(base_url=base, api_key="", model="local", system_prompt="", notes_router=True,
+                          local=not hosted_form)
     ask = llm._check_tool
     for number, item in enumerate(items, 1):
         router.pending = None  # each sentence is the first of its conversation
@@ -136,11 +142,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", type=Path, default=SET)
     parser.add_argument("--misses", action="store_true", help="print every miss and false call")
+    parser.add_argument("--hosted-form", action="store_true",
+                        help="check as for a hosted model in router mode: a JSON schema, no grammar")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     data = json.loads(args.set.read_text())
-    report = asyncio.run(run(data["items"], data["tools"], args.misses))
-    print(f"set {args.set.name}: {report['requests']} requests, {report['others']} others "
+    report = asyncio.run(run(data["items"], data["tools"], args.misses, args.hosted_form))
+    print(f"set {args.set.name}{' (hosted form)' if args.hosted_form else ''}: {report['requests']} requests, {report['others']} others "
           f"({report['hard_others']} on the tools' topics)")
     print(f"recall {report['recall']:.1%}, arguments right {report['arguments_right']:.1%}, "
           f"false calls {report['false_calls']}/{report['others']}")

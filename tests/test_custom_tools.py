@@ -149,6 +149,45 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
     assert SECRET not in worker.log.read()
 
 
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_a_hosted_model_in_router_mode_reaches_the_assistants_tool(tmp_path):
+    """VOICE_LLM_TOOLS=router (a server whose model takes no tools): the router asks the hosted model
+    whether the turn wants the tool, calls it, and the model answers from the result as a fact."""
+    from tests.botharness import active_session, hosted_stack, is_final_transcript
+    from tests.fakes.openai_api import FakeOpenAI
+
+    key = "sk-test-router-e2e-5b"
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
+        setup = ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
+                 "a.tools.create(name='check_order', description='Look up an order by number.', "
+                 f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
+                 "timeout_seconds=5, max_retries=1)")
+        with hosted_stack(tmp_path, api.url, key, setup=setup, env={"VOICE_LLM_TOOLS": "router"}) as (server, _):
+            async def scenario() -> list[dict]:
+                client, peer, _ = await active_session(server, persistence=2, expect_new=True)
+                api.answer_json_next({"request": True, "arguments": {"order": "42"}}, p_true=0.9)
+                api.reply_with("Your order 42 shipped on Tuesday.")
+                await client.ws.send(json.dumps({"type": "user-message", "content": "Where is order 42?"}))
+                result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 30, "the tool's result")
+                said = await client.wait_for(is_final_transcript("assistant"), 30, "the spoken answer")
+                await peer.close()
+                await client.close()
+                return [result, said]
+
+            result, said = asyncio.run(scenario())
+    [signed] = endpoint.signed()
+    assert signed.json["arguments"] == {"order": "42"} and result["payload"]["name"] == "check_order"
+    assert said["payload"]["text"] == "Your order 42 shipped on Tuesday."
+    check, answer = [r.json for r in api.requests_to("/v1/chat/completions", ok=True)]
+    assert check["response_format"]["type"] == "json_schema" and "tools" not in check
+    assert "Where is order 42?" in check["messages"][-1]["content"]
+    # The model gets the tool's answer as a fact, not as tool messages it may not be able to read.
+    assert "tools" not in answer and all(m["role"] != "tool" and "tool_calls" not in m for m in answer["messages"])
+    assert any(m["role"] == "system" and "shipped on Tuesday" in m["content"] for m in answer["messages"])
+
+
 @pytest.mark.django_db
 def test_an_admin_gives_an_assistant_a_tool_and_turns_its_notes_tools_off(admin_client):
     from tests.test_admin import ADD_ASSISTANT, add_form_data
@@ -169,3 +208,88 @@ def test_an_admin_gives_an_assistant_a_tool_and_turns_its_notes_tools_off(admin_
         "tools-0-parameters": "{}", "tools-0-url": "https://x.example.com", "tools-0-secret": SECRET,
         "tools-0-timeout_seconds": "5", "tools-0-max_retries": "1"}))
     assert bad.status_code == 200 and "built-in" in bad.content.decode()
+
+
+# --- a hosted model in router mode: the check as structured output -------------------------------
+
+def _hosted_check(api_url: str, key: str, model: str, sentence: str) -> tuple[object, dict]:
+    """What a hosted LLM in router mode (no tools sent) makes of `sentence` for the order tool."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    from voicebot.services.llm import VoiceLLMService
+    from voicebot.services.tool_router import CustomToolRouter
+
+    order = FunctionSchema(name="check_order", description="Look up an order's delivery status by its number.",
+                           properties=ORDER_SCHEMA["properties"], required=ORDER_SCHEMA["required"])
+    llm = VoiceLLMService(base_url=api_url, api_key=key, model=model, system_prompt="", notes_router=True,
+                          local=False)
+    router = CustomToolRouter([order])
+
+    async def decide():
+        return await router.decide(sentence, llm._check_tool, candidates=router.candidates(sentence))
+
+    return asyncio.run(decide()), llm._check_options
+
+
+def test_a_hosted_model_in_router_mode_is_asked_for_a_strict_json_answer_and_its_probability():
+    from tests.fakes.openai_api import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-test-router-1") as api:
+        api.answer_json_next({"request": True, "arguments": {"order": "4512"}}, p_true=0.9)
+        call, options = _hosted_check(api.url, "sk-test-router-1", "gpt-4.1-mini", "Where is my order 4512?")
+        # Sure it is not a request: no call, even though the fake's JSON (its least answer) is well formed.
+        refused, _ = _hosted_check(api.url, "sk-test-router-1", "gpt-4.1-mini", "Where is my order, do you think?")
+        # Unsure and nothing the user said supports it: no call either (tool_router.BARE_CONFIDENCE).
+        api.answer_json_next({"request": True, "arguments": {"order": None}}, p_true=0.4)
+        unsure, _ = _hosted_check(api.url, "sk-test-router-1", "gpt-4.1-mini", "I hope my order comes soon.")
+    assert call.tool == "check_order" and call.arguments == {"order": "4512"}
+    assert call.confidence == pytest.approx(0.9)
+    assert refused is None and unsure is None
+    checks = api.requests_to("/v1/chat/completions", ok=True)
+    assert len(checks) == 3  # each sentence was near the tool, so the model was asked
+    first = checks[0].json
+    assert first["response_format"]["json_schema"]["strict"] is True and "tools" not in first
+    assert [m["role"] for m in first["messages"]] == ["system", "user"]  # no answer started for a hosted model
+    assert first["logprobs"] is True and "grammar" not in first and options["temperature"] == 0
+
+
+@pytest.mark.parametrize("flavour", ["reasoning", "groq"])
+def test_a_check_option_the_server_refuses_is_dropped_for_the_session(flavour, caplog):
+    """OpenAI's reasoning models refuse temperature 0 and log-probabilities; Groq refuses the latter."""
+    from tests.fakes.llm_servers import FakeGroq
+    from tests.fakes.openai_api import FakeOpenAI
+
+    fake, model = ((FakeOpenAI(api_key="sk-test-router-2"), "gpt-5-mini") if flavour == "reasoning"
+                   else (FakeGroq(), "llama-3.1-8b-instant"))
+    with fake as api, caplog.at_level("INFO", logger="voicebot.services"):
+        api.answer_json_next({"request": True, "arguments": {"order": "4512"}})
+        call, options = _hosted_check(api.url, api.api_key, model, "Where is my order 4512?")
+    assert call.tool == "check_order" and call.arguments == {"order": "4512"} and call.confidence is None
+    refused = [r.json for r in api.requests_to(api.url_prefix + "/chat/completions", ok=False)]
+    assert refused and "logprobs" not in options and "top_logprobs" not in options
+    assert ("temperature" not in options) == (flavour == "reasoning")
+    assert "refused logprobs in a custom tool check" in caplog.text
+
+
+def test_the_fake_refuses_structured_output_requests_openai_would_refuse():
+    """The fake's strictness is what the router-mode tests lean on: a malformed request fails here."""
+    import openai
+
+    from tests.fakes.openai_api import FakeOpenAI
+
+    loose = {"type": "object", "properties": {"request": {"type": "boolean"}}, "required": ["request"]}
+    partial = {**loose, "additionalProperties": False, "properties": {**loose["properties"], "x": {"type": "string"}}}
+    asks = [({"response_format": {"type": "json_schema", "json_schema": {"name": "r", "strict": True,
+                                                                         "schema": loose}}}, "additionalProperties"),
+            ({"response_format": {"type": "json_schema", "json_schema": {"name": "r", "strict": True,
+                                                                         "schema": partial}}}, "Missing 'x'"),
+            ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": loose}}}, "pattern"),
+            ({"response_format": {"type": "json_object"}}, "must contain the word 'json'"),
+            ({"top_logprobs": 5}, "'logprobs' must be set to true"),
+            ({"logprobs": True, "top_logprobs": 21}, "from 0 to 20")]
+    with FakeOpenAI(api_key="sk-test-router-3") as api:
+        client = openai.OpenAI(api_key="sk-test-router-3", base_url=api.url, max_retries=0)
+        for extra, words in asks:
+            with pytest.raises(openai.BadRequestError, match=words):
+                client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}],
+                                               **extra)

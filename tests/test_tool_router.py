@@ -12,8 +12,8 @@ import pytest
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
 from voicebot.services import guards
-from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, CustomToolRouter,
-                                           confidence, evidence, heard, parse_answer)
+from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, Card,
+                                           CustomToolRouter, confidence, evidence, heard, parse_answer, request_top)
 
 ORDER = FunctionSchema(name="check_order_status",
                        description="Look up the delivery status of a customer's order by its order number.",
@@ -35,9 +35,9 @@ class Model:
     def __init__(self, answers: dict[tuple[str, str], tuple[str, float]]) -> None:
         self.answers, self.asked = answers, []
 
-    async def __call__(self, messages: list[dict], grammar: str) -> tuple[str, list[tuple[str, float]]]:
-        system, user, start = messages
-        assert start == {"role": "assistant", "content": ANSWER_START} and "root ::=" in grammar
+    async def __call__(self, messages: list[dict], card: Card) -> tuple[str, list[tuple[str, float]]]:
+        system, user = messages
+        assert f"The tool: {card.name}." in system["content"] and user["role"] == "user"
         self.asked.append((system["content"].split("The tool: ")[1].split(".")[0], user["content"]))
         for (tool, words), (answer, p) in self.answers.items():
             if f"The tool: {tool}." in system["content"] and words in user["content"]:
@@ -135,7 +135,7 @@ def test_a_name_is_a_word_the_transcript_capitalises_inside_a_sentence_and_not_a
 
 
 def test_a_failing_model_leaves_the_turn_to_chat():
-    async def broken(messages, grammar):
+    async def broken(messages, card):
         raise ConnectionError("llama.cpp went away")
 
     router = _router()
@@ -178,6 +178,43 @@ def test_the_grammar_allows_only_a_refusal_or_the_tools_arguments():
     human = next(c for c in cards if c.name == "transfer_to_human")
     assert '"{"  "}}"' in human.grammar().splitlines()[0]
     assert "never guess" in order.prompt() and order.description in order.prompt()
+
+
+def test_a_hosted_models_answer_is_held_to_a_strict_schema_of_the_same_form():
+    """The schema a hosted model in router mode answers to: valid under OpenAI's strict-mode rules
+    (every member required, nothing else allowed; an argument not said is null), and its answers
+    read back as the grammar's are."""
+    import jsonschema
+
+    cards = {c.name: c for c in _router().cards}
+    form = cards["check_order_status"].response_format()
+    assert form["type"] == "json_schema" and form["json_schema"]["strict"] is True
+    schema = form["json_schema"]["schema"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    valid = jsonschema.Draft202012Validator(schema)
+    assert valid.is_valid({"request": True, "arguments": {"order_number": "4512"}})
+    assert valid.is_valid({"request": False, "arguments": {"order_number": None}})
+    assert not valid.is_valid({"request": True, "arguments": {}})  # strict: the member is there, null or not
+    assert not valid.is_valid({"request": True, "arguments": {"order_number": "1", "email": "x"}})
+    human = cards["transfer_to_human"].response_format()["json_schema"]["schema"]
+    assert jsonschema.Draft202012Validator(human).is_valid({"request": True, "arguments": {}})
+    meter = Card.of(FunctionSchema(name="submit_meter_reading", description="Submit a meter reading.",
+                                   properties={"meter": {"type": "string", "enum": ["gas", "electricity"]},
+                                               "reading": {"type": "integer"}}, required=["meter", "reading"]),
+                    lambda text: [1.0])
+    arguments = meter.response_format()["json_schema"]["schema"]["properties"]["arguments"]["properties"]
+    assert arguments["meter"] == {"type": ["string", "null"], "enum": ["gas", "electricity", None]}
+    assert arguments["reading"] == {"type": ["integer", "null"]}
+    assert parse_answer('{"request":true,"arguments":{"order_number":"4512"}}') == {"order_number": "4512"}
+
+
+def test_the_probability_is_read_at_the_requests_value_wherever_the_answer_starts():
+    ours = [(" true", [(" true", math.log(0.7)), (" false", math.log(0.3))]), (",", [])]
+    hosted = [('{"', [('{"', 0.0)]), ("request", [("request", 0.0)]), ('":', [('":', 0.0)]),
+              ("false", [("false", math.log(0.8)), ("true", math.log(0.2))]), (',"', []), ("true", [])]
+    assert confidence(request_top(ours)) == pytest.approx(0.7)
+    assert confidence(request_top(hosted)) == pytest.approx(0.2)  # the request's value, not a later one
+    assert request_top([("{", [])]) == [] and confidence(request_top([])) is None
 
 
 def test_a_custom_tools_result_is_a_fact_the_model_answers_with_the_question_in_view():

@@ -58,7 +58,11 @@ OpenAI's models, it stops at ``max_completion_tokens`` (or ``max_tokens``), one
 token per 4 characters: a text or a tool call's JSON arguments cut mid-way, with
 ``finish_reason: "length"``; and a reasoning model (``o1``, ``o3``, ``gpt-5``...)
 refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do.
-``reply_with`` and ``call_tool_next`` script the next answers. With
+``reply_with``, ``call_tool_next`` and ``answer_json_next`` script the next answers.
+``response_format`` (structured outputs), ``logprobs`` and ``top_logprobs`` are checked
+and answered as ``tests/fakes/structured_outputs.py`` describes: a request with a strict
+JSON schema gets a scripted answer only if it fits the schema, and non-streamed answers
+carry the tokens' log-probabilities when asked. With
 ``refuse_tools`` it is an Ollama model without tool support: a request with
 ``tools`` gets 400 "<model> does not support tools". With
 ``refuse_stream_options`` it is a server that predates ``stream_options``: 400
@@ -87,7 +91,9 @@ from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from .api_error import ApiError
 from .server import LocalHTTPFake
+from .structured_outputs import check_response_format, check_sampling, default_instance, logprobs_of
 
 PCM_RATE = 24000  # response_format "pcm": 24 kHz, 16-bit signed little-endian, mono
 TONE_HZ = 440.0
@@ -128,20 +134,6 @@ SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
           "marin", "cedar")
 SPEECH_INPUT_MAX = 4096
-
-
-class ApiError(Exception):
-    """An error answer in OpenAI's {"error": {message, type, param, code}} shape."""
-
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
-                 param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.extra: dict[str, Any] = {}  # a provider's own fields beside these (Groq's failed_generation...)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code,
-                          **self.extra}}
 
 
 @dataclass
@@ -344,6 +336,12 @@ class FakeOpenAI(LocalHTTPFake):
         with self._lock:
             self._script.extend(texts)
 
+    def answer_json_next(self, answer: dict[str, Any], *, p_true: float = 0.95) -> None:
+        """The next chat completion answers `answer` as JSON (for a request with a strict schema, it
+        must fit it); its log-probabilities give a "true" in it `p_true` against "false"."""
+        with self._lock:
+            self._script.append({"json": answer, "p_true": p_true})
+
     def call_tool_next(self, name: str, arguments: dict[str, Any]) -> None:
         """The next chat completion calls tool `name` with `arguments` (if the request offers that tool)."""
         with self._lock:
@@ -458,6 +456,8 @@ class FakeOpenAI(LocalHTTPFake):
         self._check_messages(messages)
         tools = self._check_tools(body)
         self._check_chat_options(body, tools)
+        schema = check_response_format(body)  # a strict JSON schema the answer must fit, or None
+        check_sampling(body, bool(REASONING_MODEL.match(model)))
         if "max_tokens" in body and REASONING_MODEL.match(model):
             # As OpenAI answers its reasoning models (o1, o3, gpt-5...).
             raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
@@ -467,12 +467,16 @@ class FakeOpenAI(LocalHTTPFake):
             raise ApiError(400, f"registry.ollama.ai/library/{model} does not support tools", type="api_error")
         stream = bool(body.get("stream"))
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        reply = _within(self._reply(messages, tools), limit)
+        reply = _within(self._reply(messages, tools, schema), limit)
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Response(200, "text/event-stream; charset=utf-8", self._sse(model, reply, include_usage),
                             headers={"Cache-Control": "no-cache"})
-        return _json_response(200, self._completion(model, reply))
+        completion = self._completion(model, reply)
+        if body.get("logprobs") and reply.get("text") is not None:
+            completion["choices"][0]["logprobs"] = logprobs_of(reply["text"], reply.get("p_true", 0.95),
+                                                               body.get("top_logprobs") or 0)
+        return _json_response(200, completion)
 
     def _check_messages(self, messages: list[Any]) -> None:
         open_calls: dict[str, str] = {}  # tool_call_id -> function name, awaiting a tool message
@@ -650,10 +654,16 @@ class FakeOpenAI(LocalHTTPFake):
 
     # -- chat behaviour ----------------------------------------------------------------
 
-    def _reply(self, messages: list[dict[str, Any]], tools: list[str]) -> dict[str, Any]:
-        """What the fake model says: {"text": str} or {"tool_call": {"id", "name", "arguments"}}."""
+    def _reply(self, messages: list[dict[str, Any]], tools: list[str], schema: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+        """What the fake model says: {"text": str} or {"tool_call": {"id", "name", "arguments"}}; for a
+        request with a strict JSON schema, a scripted answer that fits it (else its least instance)."""
         with self._lock:
             scripted = self._script.pop(0) if self._script else None
+        if schema is not None:
+            return self._structured(scripted, schema)
+        if isinstance(scripted, dict) and "json" in scripted:
+            return {"text": json.dumps(scripted["json"])}
         if isinstance(scripted, dict) and all(c["name"] in tools for c in scripted.get("tool_calls")
                                               or [scripted["tool_call"]]):
             return scripted
@@ -666,6 +676,19 @@ class FakeOpenAI(LocalHTTPFake):
         if tools and "list_notes" in tools and re.search(r"\bnotes?\b", text, re.IGNORECASE):
             return {"tool_call": {"id": f"call_{uuid.uuid4().hex[:24]}", "name": "list_notes", "arguments": "{}"}}
         return {"text": f"You said: {text.strip() or 'nothing'}. This is the fake assistant."}
+
+    @staticmethod
+    def _structured(scripted: Any, schema: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema
+
+        if not (isinstance(scripted, dict) and "json" in scripted):
+            return {"text": json.dumps(default_instance(schema), separators=(",", ":")), "p_true": 0.05}
+        try:
+            jsonschema.validate(scripted["json"], schema)
+        except jsonschema.ValidationError as exc:  # the test scripted what OpenAI could never answer
+            raise ApiError(500, f"fake: the scripted answer does not fit the request's schema: {exc.message}",
+                           type="server_error") from None
+        return {"text": json.dumps(scripted["json"], separators=(",", ":")), "p_true": scripted["p_true"]}
 
     def _chunk(self, cid: str, model: str, created: int, delta: dict[str, Any] | None,
                finish: str | None = None, *, usage: Any = None, with_usage: bool = False) -> bytes:

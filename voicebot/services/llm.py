@@ -18,7 +18,7 @@ from ..provider_errors import ToolCallCut
 from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tidy_spaces, tool_facts, window
 from .modelfiles import default_llm_path
 from .intents import parse as parse_intent, speak_result
-from .tool_router import CHECK_TOKENS, CustomToolRouter
+from .tool_router import ANSWER_START, CHECK_TOKENS, Card, CustomToolRouter, request_top
 
 logger = logging.getLogger("voicebot.llm")
 
@@ -48,6 +48,10 @@ LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
 CHECK_TIMEOUT = 15.0  # seconds a custom-tool check may take (tool_router.py) before the turn is chat
+# What a hosted custom-tool check asks for beyond the answer: a steady answer and the probability
+# of "true" (tool_router.BARE_CONFIDENCE). A server may refuse each (Groq refuses logprobs, OpenAI's
+# reasoning models both): the session then asks without it (`_check_tool`).
+HOSTED_CHECK_OPTIONS = {"temperature": 0, "logprobs": True, "top_logprobs": 5}
 READ_AHEAD_WAIT = 5.0  # seconds a turn waits for the notes exchange's read-ahead before it asks anyway
 
 
@@ -152,7 +156,8 @@ class VoiceLLMService(OpenAILLMService):
         self._retrying = False
         self._reading_ahead: asyncio.Task[None] | None = None  # see _read_ahead
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
-        self._tool_router: CustomToolRouter | None = None  # routes them for the local model (_route_custom)
+        self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
+        self._check_options = dict(HOSTED_CHECK_OPTIONS)  # what this session's hosted server has not refused
 
     def _has_async_tools(self) -> bool:
         """Pipecat's test for appending its async-tool guidance to the system prompt; never with the router.
@@ -216,7 +221,10 @@ class VoiceLLMService(OpenAILLMService):
             params.pop("tools", None)
             params.pop("tool_choice", None)
         messages = list(params.get("messages") or [])
-        if self.local:
+        if self.local or self.notes_router:
+            # A model that gets no tools reads their results as facts, not as tool messages:
+            # the local one would copy their phrasing, and a server's model without tool
+            # support may not show them to the model at all (an Ollama template without tools).
             messages = tool_facts(messages)
         messages, self._window_start = window(messages, self.history_tokens, self._window_start)
         messages = alternate(tidy_spaces(messages))
@@ -383,12 +391,9 @@ class VoiceLLMService(OpenAILLMService):
             function_name=tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}", arguments=arguments, context=context)])
 
     async def _route_custom(self, context: LLMContext, text: str) -> bool:
-        """Call the custom tool the user asks for (tool_router.py), or ask for an argument they left out.
-
-        Only for the local model: the check is constrained by a llama.cpp grammar, which a
-        hosted API in router mode does not take (its custom tools are then not reached).
-        """
-        if not self.custom_tools or not self.local:
+        """Call the custom tool the user asks for (tool_router.py), or ask for an argument they left out:
+        for the local model, and a hosted one in router mode (neither is given the tools)."""
+        if not self.custom_tools:
             return False
         if self._tool_router is None:
             self._tool_router = await asyncio.to_thread(CustomToolRouter, self.custom_tools)
@@ -408,17 +413,41 @@ class VoiceLLMService(OpenAILLMService):
         await self._call(context, call.tool, call.arguments)
         return True
 
-    async def _check_tool(self, messages: list[dict[str, Any]], grammar: str) -> tuple[str, list[tuple[str, float]]]:
-        """One constrained answer from the model, and its first token's top log-probabilities
-        (tool_router.CustomToolRouter.check)."""
-        # Bounded well below the client's 120 s: the user is waiting, and a check that does not
-        # come back leaves the turn to chat (CustomToolRouter.check logs it).
-        response = await asyncio.wait_for(self._client.chat.completions.create(
-            model=self._settings.model, messages=messages, max_tokens=CHECK_TOKENS, temperature=0, stream=False,
-            logprobs=True, top_logprobs=5, extra_body={"grammar": grammar, "cache_prompt": True}), CHECK_TIMEOUT)
-        choice = response.choices[0]
-        first = choice.logprobs.content[0].top_logprobs if choice.logprobs and choice.logprobs.content else []
-        return choice.message.content or "", [(t.token, t.logprob) for t in first]
+    async def _check_tool(self, messages: list[dict[str, Any]], card: Card) -> tuple[str, list[tuple[str, float]]]:
+        """One constrained answer from the model on whether `messages` ask for `card`'s tool, and the
+        top log-probabilities at its "true" or "false" (tool_router.CustomToolRouter.check).
+
+        The local model's answer is started for it and held to a llama.cpp grammar; a hosted
+        model's is held to a strict JSON schema (structured outputs). An option the hosted
+        server refuses (400 naming it) is dropped for the session and the check asked again.
+        """
+        while True:
+            if self.local:
+                request = dict(messages=[*messages, {"role": "assistant", "content": ANSWER_START}],
+                               max_tokens=CHECK_TOKENS, temperature=0, logprobs=True, top_logprobs=5,
+                               extra_body={"grammar": card.grammar(), "cache_prompt": True})
+            else:
+                request = dict(messages=messages, max_completion_tokens=CHECK_TOKENS,
+                               response_format=card.response_format(), **self._check_options)
+            try:
+                # Bounded well below the client's 120 s: the user is waiting, and a check that does not
+                # come back leaves the turn to chat (CustomToolRouter.check logs it).
+                response = await asyncio.wait_for(self._client.chat.completions.create(
+                    model=self._settings.model, stream=False, **request), CHECK_TIMEOUT)
+            except BadRequestError as refused:
+                option = getattr(refused, "param", None)
+                if self.local or option not in self._check_options:
+                    raise
+                logger.info("[VoiceSession] the LLM server refused %s in a custom tool check; asking without it",
+                            option)
+                self._check_options.pop(option)
+                if option == "logprobs":
+                    self._check_options.pop("top_logprobs", None)  # meaningless without it
+                continue
+            choice = response.choices[0]
+            tokens = [(t.token, [(a.token, a.logprob) for a in t.top_logprobs or []])
+                      for t in (choice.logprobs.content or [] if choice.logprobs else [])]
+            return choice.message.content or "", request_top(tokens)
 
     def prefill(self, messages: list[dict[str, Any]]) -> bool:
         """Have llama.cpp read `messages` (the conversation and the user's words so far) while

@@ -8,8 +8,10 @@ none) a sentence wants, it called one for three ordinary questions in four
    close to what the tool says of itself (its description, its name in words, its
    arguments). Most chat stops here, in a few milliseconds, without asking the model.
 2. **A check by the model**, for the tools past the gate: one request per tool, constrained
-   by a grammar (llama.cpp's GBNF) to `{"request": false}` or `{"request": true,
-   "arguments": {...}}`, each argument copied from the user's words or null.
+   to `{"request": false}` or `{"request": true, "arguments": {...}}`, each argument copied
+   from the user's words or null: by a grammar (llama.cpp's GBNF, `Card.grammar`) for the
+   local model, by a JSON schema (`Card.response_format`, OpenAI's structured outputs,
+   which Ollama, vLLM and llama.cpp's server take too) for a hosted one in router mode.
 
 A required argument the user did not say is asked for, never invented: an argument whose
 words are not in what the user said counts as not said (`heard`). The next turn is then
@@ -118,6 +120,17 @@ class Card:
             r'number ::= "-"? [0-9]{1,12} ("." [0-9]{1,6})?',
             'boolean ::= "true" | "false"'])
 
+    def response_format(self) -> dict[str, Any]:
+        """OpenAI's `response_format` for the whole answer, in strict mode: every member required
+        (an argument not said is null), nothing else allowed. For a hosted model in router mode,
+        which takes no grammar and no answer started for it."""
+        arguments = {name: _nullable(spec) for name, spec in self.properties.items()}
+        schema = {"type": "object", "additionalProperties": False, "required": ["request", "arguments"],
+                  "properties": {"request": {"type": "boolean"},
+                                 "arguments": {"type": "object", "additionalProperties": False,
+                                               "required": list(arguments), "properties": arguments}}}
+        return {"type": "json_schema", "json_schema": {"name": "tool_request", "strict": True, "schema": schema}}
+
     def prompt(self) -> str:
         lines = [f"- {name}: {spec.get('description', '')} ({spec.get('type', 'string')})"
                  for name, spec in self.properties.items()]
@@ -137,6 +150,30 @@ def _rule(spec: dict[str, Any]) -> str:
     return kind if kind in ("integer", "number", "boolean") else "string"
 
 
+def _nullable(spec: dict[str, Any]) -> dict[str, Any]:
+    """One argument in the strict schema: its enum or type (anything else a string), or null."""
+    kind = spec.get("type") if spec.get("type") in ("integer", "number", "boolean") else "string"
+    member: dict[str, Any] = {"type": [kind, "null"]}
+    if spec.get("description"):
+        member["description"] = str(spec["description"])
+    if isinstance(spec.get("enum"), list) and spec["enum"]:
+        member["enum"] = [*spec["enum"], None]
+    return member
+
+
+def request_top(tokens: list[tuple[str, list[tuple[str, float]]]]) -> list[tuple[str, float]]:
+    """The top log-probabilities at the answer's "true" or "false": its first such token's.
+
+    [(token, [(alternative, logprob)...])...] as the server gave them. After the answer
+    started for the local model it is the first token; a hosted model writes `{"request":`
+    itself first, and "request" is the schema's first member, so its value comes first.
+    """
+    for token, top in tokens:
+        if token.strip() in ("true", "false"):
+            return top
+    return []
+
+
 def confidence(top: list[tuple[str, float]]) -> float | None:
     """P(request) from the first answer token's top log-probabilities: "true" against "false".
 
@@ -154,11 +191,12 @@ def confidence(top: list[tuple[str, float]]) -> float | None:
 def parse_answer(text: str) -> dict[str, Any] | None:
     """The arguments of an answer that is a request, or None (not one, or unreadable).
 
-    The request puts ANSWER_START in the model's mouth; llama.cpp's answer repeats it.
+    The local model's request puts ANSWER_START in its mouth (llama.cpp's answer may repeat
+    it); a hosted model writes the whole object.
     """
     text = text.strip()
     try:
-        answer = json.loads(text if text.startswith(ANSWER_START) else ANSWER_START + text)
+        answer = json.loads(text if text.startswith("{") else ANSWER_START + text)
     except ValueError:
         return None
     if not isinstance(answer, dict) or answer.get("request") is not True:
@@ -288,8 +326,9 @@ class CustomToolRouter:
         return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
 
     async def decide(self, sentence: str, ask: Any, *, candidates: list[tuple[float, Card]]) -> ToolCall | None:
-        """The call `sentence` asks for, or None. `ask(messages, grammar)` asks the model and
-        returns its answer and the first token's top log-probabilities, [(token, logprob)] (see `check`)."""
+        """The call `sentence` asks for, or None. `ask(messages, card)` asks the model about `card`'s
+        tool, constrained to its answer's form, and returns the answer and the top log-probabilities
+        at its "true" or "false", [(token, logprob)] (see `check`, `request_top`)."""
         pending, self.pending = self.pending, None
         if pending is not None:
             card = next(c for c in self.cards if c.name == pending.tool)
@@ -313,8 +352,8 @@ class CustomToolRouter:
         if earlier is not None:
             user = f"(The assistant had asked: {earlier.question()})\n{sentence}"
         try:
-            text, top = await ask([{"role": "system", "content": card.prompt()}, {"role": "user", "content": user},
-                                   {"role": "assistant", "content": ANSWER_START}], card.grammar())
+            text, top = await ask([{"role": "system", "content": card.prompt()}, {"role": "user", "content": user}],
+                                  card)
         except Exception as exc:  # noqa: BLE001 - a failed check is chat, never a crash of the turn
             logger.warning("[VoiceSession] custom tool check for %s failed: %s", card.name, exc)
             return None

@@ -44,7 +44,8 @@ from bench_bot import (BOT_ENV, Session, Stack, log, normalise, percentile, phas
                        trimmed_question, word_errors)
 from bench_core import UNTHROTTLED, _raise_interrupt, write_results  # noqa: E402
 
-# (what the user says, the tool it asks for or None, words one of which a right answer holds)
+# (what the user says, the tool it asks for or None, words one of which a right answer holds; a
+# word marked "!" is one a right answer never holds: "sunny" is no right reading of "it will rain")
 Turn = tuple[str, str | None, list[str]]
 CONVERSATIONS: list[list[Turn]] = [
     [("Hello Pearl, how are you today?", None, []),
@@ -112,7 +113,8 @@ CONVERSATIONS: list[list[Turn]] = [
     [("Hello Pearl, I have a few questions today.", None, []),
      ("What is the status of my order 4512?", "check_order_status", ["tuesday", "friday", "shipped"]),
      ("What is the capital of Spain?", None, ["madrid"]),
-     ("Will it rain in Paris tomorrow?", "get_weather", ["sunny", "rain"]),
+     ("Will it rain in Paris tomorrow?", "get_weather", ["sunny", "no rain", "not rain", "won't rain", "dry",
+                                                         "!will rain", "!going to rain", "!yes"]),
      ("I really love ordering books online.", None, []),
      ("Can you check where my parcel is?", None, ["order number"]),
      ("It is 7781.", "check_order_status", ["tuesday", "friday", "shipped"]),
@@ -152,6 +154,13 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
+def fact_ok(answer: str, keywords: list[str]) -> bool:
+    """Whether `answer` holds one of the right words and none of the wrong ones ("!")."""
+    text = answer.lower()
+    right = [k for k in keywords if not k.startswith("!")]
+    return any(k in text for k in right) and not any(k[1:] in text for k in keywords if k.startswith("!"))
+
+
 def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[str]) -> dict[str, Any]:
     """One turn's checks, as a user would make them."""
     said, tool, keywords = turn
@@ -160,7 +169,7 @@ def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[st
     return {
         "said": said, "heard": result["user_transcript"], "answer": answer,
         "wer_errors": word_errors(ref, hyp), "wer_words": len(ref),
-        "fact_ok": None if not keywords else any(k in answer.lower() for k in keywords),
+        "fact_ok": None if not keywords else fact_ok(answer, keywords),
         "repeated": _words(answer) in earlier and len(_words(answer).split()) >= 4,
         "cut": not answer or answer[-1] not in ".!?\"')",
         "expected_tool": tool, "tools": tools,

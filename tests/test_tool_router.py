@@ -226,8 +226,10 @@ def test_a_custom_tools_result_is_a_fact_the_model_answers_with_the_question_in_
     open_turn = guards.tool_facts([{"role": "system", "content": "Be brief."}, *exchange])
     assert [m["role"] for m in open_turn] == ["system", "user", "system"]
     assert open_turn[1]["content"] == "Is order 4512 on its way?"
-    assert open_turn[2]["content"].endswith("- The check order status tool for order number 4512 said: shipped.")
+    assert open_turn[2]["content"].endswith("- The check order status tool for order number 4512 said: shipped.\n"
+                                            + guards.ANSWER_FROM_FACTS)
     # Once answered, the exchange is its fact alone (as for the notes tools).
     settled = guards.tool_facts([*exchange, {"role": "assistant", "content": "It has shipped."},
                                  {"role": "user", "content": "Thanks."}])
     assert [m["role"] for m in settled] == ["system", "user"] and settled[1]["content"] == "Thanks."
+    assert guards.ANSWER_FROM_FACTS not in settled[0]["content"]  # only the turn being answered is told

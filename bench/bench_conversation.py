@@ -154,6 +154,13 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
+# The worker's own times of a turn (its voice.latency event), reported as p50 for chat turns and
+# tool turns: from the VAD's stop to the final transcript and to the turn's end, then the LLM's
+# first words after the turn's end (in a tool turn: the custom-tool check, the call and the
+# answer's first words), TTS's first audio after them, and the VAD's stop to the bot's first audio.
+STAGES = ("sttMs", "turnEndMs", "llmFirstTokenMs", "ttsFirstAudioMs", "totalMs")
+
+
 def fact_ok(answer: str, keywords: list[str]) -> bool:
     """Whether `answer` holds one of the right words and none of the wrong ones ("!")."""
     text = answer.lower()
@@ -175,6 +182,7 @@ def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[st
         "expected_tool": tool, "tools": tools,
         "tool_ok": (tool in tools) if tool else not tools,
         "client_ms": result["client_total_ms"],
+        "stages": {k: (result.get("latency") or {}).get(k) for k in STAGES},
     }
 
 
@@ -277,6 +285,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "false_tool_calls": sum(not r["tool_ok"] for r in chat),
         "latency_ms": {"p50": percentile(latency, 50), "p95": percentile(latency, 95), "n": len(latency)},
         "latency_by_turn_p50": {t: percentile(v, 50) for t, v in sorted(by_turn.items())},
+        "stages_p50": {kind: {k: percentile([r["stages"][k] for r in group if (r.get("stages") or {}).get(k) is not None],
+                                            50) for k in STAGES}
+                       for kind, group in (("chat", [r for r in rows if not r["tools"]]),
+                                           ("tool", [r for r in rows if r["tools"]]))},
     }
 
 
@@ -325,6 +337,8 @@ def main() -> int:
     print(f"tool recall              {result['tool_recall']:.0%}   false tool calls {result['false_tool_calls']}")
     print(f"voice-to-voice (client)  p50 {result['latency_ms']['p50']:.0f} ms, p95 {result['latency_ms']['p95']:.0f} ms")
     print("p50 by turn index        " + ", ".join(f"{t}: {v:.0f}" for t, v in result["latency_by_turn_p50"].items()))
+    for kind, stages in result["stages_p50"].items():
+        print(f"worker's stages, {kind:4} p50 " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items() if v is not None))
     path = write_results({"started": dt.datetime.now().isoformat(timespec="seconds"), "summary": result,
                           "turns": rows}, "conversation")
     print(f"results: {path}")

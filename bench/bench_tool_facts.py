@@ -4,7 +4,7 @@ A tool's answer reaches the local model as a fact (voicebot/services/guards.py `
 and the model puts it in words. On the conversation bench the weather tool said "sunny, 21
 degrees, no rain" and the assistant said "Yes, it will rain in Paris tomorrow": a yes/no
 question leads a small model to agree with it. This asks the bot's own request (its prompt,
-the history as `tool_facts` makes it, its sampling) for 24 tool answers, half of which say
+the history as `tool_facts` makes it, its sampling) for 26 tool answers, twelve of which say
 the opposite of what the question assumes, and checks each answer's words: right when it
 holds one of the fact's words and none of the words of a wrong reading.
 
@@ -38,7 +38,7 @@ ITEMS: list[tuple[str, str, dict[str, Any], dict[str, Any], list[str], list[str]
     ("Has order 3309 been shipped yet?", "check_order_status", {"order_number": "3309"},
      {"status": "not shipped yet, being packed"}, ["not", "packed", "packing"], ["has been shipped", "yes"]),
     ("Is my flight BA117 on time?", "flight_status", {"flight_number": "BA117"},
-     {"status": "delayed by 45 minutes"}, ["delayed", "45"], ["on time", "yes"]),
+     {"status": "delayed by 45 minutes"}, ["delayed", "45"], ["is on time", "yes"]),
     ("Is the pharmacy open on Sunday?", "opening_hours", {"place": "pharmacy"},
      {"sunday": "closed", "weekdays": "9 am to 6 pm"}, ["closed", "not open"], ["yes", "is open on sunday"]),
     ("Is my prescription ready to pick up?", "prescription_status", {},
@@ -82,6 +82,11 @@ ITEMS: list[tuple[str, str, dict[str, Any], dict[str, Any], list[str], list[str]
      {"appointments": [{"what": "dentist", "time": "9:30 am"}]}, ["9:30", "nine thirty", "half past nine"], []),
     ("How hot will it be in Madrid today?", "get_weather", {"city": "Madrid"},
      {"forecast": "hot, 34 degrees, clear"}, ["34", "thirty-four", "thirty four"], []),
+    ("I would like to talk to a real person, please.", "transfer_to_human", {},
+     {"transferring": True, "wait": "about two minutes"}, ["transfer", "transferring", "two minutes", "2 minutes"],
+     ["be here to help"]),
+    ("Please book me an appointment on Friday at 3 pm.", "book_appointment", {"day": "Friday", "time": "3 pm"},
+     {"booked": True}, ["booked", "scheduled", "confirmed"], ["not booked", "couldn't", "could not"]),
     ("Did my payment go through?", "payment_status", {},
      {"status": "completed", "amount": "49 euros"}, ["completed", "went through", "yes", "49"],
      ["declined", "did not", "didn't"]),

@@ -155,9 +155,10 @@ def _plain(value: Any) -> str:
 FACTS_HEADER = "Facts from this conversation's tools (use them when asked):"
 # Closes the facts of the turn being answered. A yes/no question leads the small model to agree
 # with it ("Yes, it will rain" from "sunny, no rain"): on bench/bench_tool_facts.py's twelve tool
-# answers that contradict the question, 75-78% of answers were right without it, 82-83% with it
-# (2 x 108 answers); other wordings, or the facts after the question, did worse. The answered
-# exchange leaves only its facts (the request is dropped), so this costs the prompt cache nothing.
+# answers that contradict the question, 75% of answers were right without it, 85% with it (72
+# answers each; docs/llm-models.md); other wordings, or the facts before the question, did worse.
+# The answered exchange leaves only its facts (the request is dropped), so this costs the prompt
+# cache nothing.
 ANSWER_FROM_FACTS = "Answer the user from these facts alone."
 
 

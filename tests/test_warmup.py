@@ -9,17 +9,35 @@ import pytest
 from assistants.models import AssistantRecord
 from voicebot.services import load_bundle
 from voicebot.services.llm import compose_prompt
-from voicebot.session import assistant_prompts
+from voicebot.session import assistant_prompts, tool_check_prompts
 
 PROMPT = ("You are Marlow, the front desk of a small hotel by the sea. Answer guests in one or two short "
           "sentences, and offer to book a table at the restaurant when they mention dinner.")
 
 
+ROOM_TOOL = {"name": "book_room", "description": "Book a room at the hotel for a guest.",
+             "parameters": {"type": "object", "required": ["nights"],
+                            "properties": {"nights": {"type": "integer", "description": "How many nights"}}}}
+
+
+def _room_check_prompt() -> str:
+    """The system prompt the custom-tool router checks the room tool with (its own path to it)."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    from voicebot.services.tool_router import CustomToolRouter
+
+    schema = FunctionSchema(name=ROOM_TOOL["name"], description=ROOM_TOOL["description"],
+                            properties=ROOM_TOOL["parameters"]["properties"],
+                            required=ROOM_TOOL["parameters"]["required"])
+    return CustomToolRouter([schema]).cards[0].prompt()
+
+
 def test_the_worker_warms_every_local_model_and_reads_the_assistants_prompts(settings, caplog):
     settings.VOICE_WARM_MODELS = True
     prompt = compose_prompt(PROMPT, "Marlow")
+    check = _room_check_prompt()
     with caplog.at_level(logging.INFO, logger="voicebot.services"):
-        bundle = load_bundle([prompt])
+        bundle = load_bundle([prompt, check])
     try:
         warmed = [r.getMessage() for r in caplog.records if "models warmed" in r.getMessage()]
         assert len(warmed) == 1
@@ -30,6 +48,13 @@ def test_the_worker_warms_every_local_model_and_reads_the_assistants_prompts(set
             "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "Hi, any rooms?"}]})
         timings = answer.raise_for_status().json()["timings"]
         assert timings["cache_n"] >= 40 and timings["prompt_n"] <= 15, timings
+        # ...and the first check of the assistant's custom tool finds the tool's own prompt there.
+        checked = httpx.post(f"{bundle.llm_base_url}/chat/completions", timeout=120, json={
+            "model": bundle.llm_model, "max_tokens": 2, "cache_prompt": True,
+            "messages": [{"role": "system", "content": check}, {"role": "user", "content": "Two nights, please."},
+                         {"role": "assistant", "content": '{"request":'}]})
+        timings = checked.raise_for_status().json()["timings"]
+        assert timings["cache_n"] >= 80 and timings["prompt_n"] <= 20, timings
     finally:
         del bundle.llm_server
 
@@ -44,6 +69,20 @@ def test_the_prompts_to_warm_are_the_voice_assistants_as_a_join_names_them():
     assert compose_prompt(PROMPT, "Marlow") in prompts
     assert compose_prompt("", "") in prompts  # an assistant with no prompt of its own gets the default
     assert not any("Never used" in p for p in prompts)
+
+
+@pytest.mark.django_db
+def test_the_check_prompts_to_warm_are_those_of_the_voice_assistants_enabled_tools():
+    marlow = AssistantRecord.objects.create(name="Marlow", slug="marlow", persona="Marlow", system_prompt=PROMPT)
+    off = AssistantRecord.objects.create(name="Off", slug="off", voice_enabled=False)
+    common = {"url": "https://tools.example.com/x", "secret": "whsec_warm_0000", "timeout_seconds": 5,
+              "max_retries": 1}
+    marlow.tools.create(**ROOM_TOOL, **common)
+    marlow.tools.create(name="late_checkout", description="Ask for a late checkout.", parameters={},
+                        enabled=False, **common)
+    off.tools.create(name="never_checked", description="Never used.", parameters={}, **common)
+    assert tool_check_prompts(4) == [_room_check_prompt()]  # the very text the router's check sends
+    assert tool_check_prompts(0) == []  # no slot left after the conversations' prompts
 
 
 def _first_request_messages(llm, question: str) -> list[dict]:

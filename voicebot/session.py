@@ -62,6 +62,24 @@ def assistant_prompts(limit: int) -> list[str]:
     return list(dict.fromkeys(compose_prompt(prompt, persona) for prompt, persona in rows))
 
 
+def tool_check_prompts(limit: int) -> list[str]:
+    """The prompts of the voice assistants' custom-tool checks (blocking ORM), most recently edited first.
+
+    The offline model checks each tool past the router's gate with that tool's own prompt
+    (tool_router.check_prompt, ~100-170 tokens); read at a tool's first check, it took
+    1.4-2.4 s on a 2-core machine before the check's 0.1 s, so the first request for each tool
+    was the slow one. The worker reads them at start, into the slots its conversations leave.
+    """
+    from assistants.models import AssistantTool
+
+    from .services.tool_router import check_prompt
+
+    rows = (AssistantTool.objects.filter(enabled=True, assistant__voice_enabled=True)
+            .order_by("-assistant__updated_at", "pk").values_list("name", "description", "parameters")[:limit])
+    return list(dict.fromkeys(check_prompt(name, description or "", (parameters or {}).get("properties") or {})
+                              for name, description, parameters in rows))
+
+
 def _log_prime_failure(task: "asyncio.Task[None]") -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("[BotJoin] could not prime the LLM with the session's prompt: %s", task.exception())

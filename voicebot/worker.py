@@ -221,12 +221,17 @@ class BotWorkerProcess:
         logger.info("[BotJoin] spawned pid=%s for job %s", self.children[job.job_id].pid, job.job_id)
 
     async def _likely_prompts(self) -> list[str]:
-        """The assistants' system prompts, for the warm-up to read into the LLM's cache."""
+        """The assistants' system prompts, then their custom tools' check prompts in the slots left,
+        for the warm-up to read into the LLM's cache."""
         from .services.llm import LOCAL_SLOTS
-        from .session import assistant_prompts
+        from .session import assistant_prompts, tool_check_prompts
+
+        def read() -> list[str]:
+            prompts = assistant_prompts(LOCAL_SLOTS)
+            return prompts + tool_check_prompts(LOCAL_SLOTS - len(prompts))
 
         try:
-            return await database_sync_to_async(assistant_prompts)(LOCAL_SLOTS)
+            return await database_sync_to_async(read)()
         except Exception as exc:  # noqa: BLE001 - an optimisation: the worker starts without it
             logger.warning("[BotJoin] could not read the assistants' prompts to warm the LLM: %s", exc)
             return []

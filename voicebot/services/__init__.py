@@ -270,7 +270,8 @@ def warm_up(bundle: ModelBundle, prompts: Sequence[str] = (), *, slots: int = 0)
 
     A model's first call pays for lazy allocations, ONNX session setup and, for the LLM,
     the system prompt's evaluation (then in llama.cpp's prompt cache): each slot reads
-    one of `prompts`, and the slots left over the default prompt (`slots`: how many to
+    one of `prompts` (the assistants' prompts, then their custom tools' check prompts:
+    worker._likely_prompts), and the slots left over the default prompt (`slots`: how many to
     warm, 0 for all; a spawned bot serves one session and warms one). Returns the
     milliseconds each stage took. Best effort: a stage that fails to warm is logged and
     the worker starts anyway (its first turn is then only slower).

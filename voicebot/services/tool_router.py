@@ -132,14 +132,20 @@ class Card:
         return {"type": "json_schema", "json_schema": {"name": "tool_request", "strict": True, "schema": schema}}
 
     def prompt(self) -> str:
-        lines = [f"- {name}: {spec.get('description', '')} ({spec.get('type', 'string')})"
-                 for name, spec in self.properties.items()]
-        return ("You decide whether a voice assistant's user is asking it to use one tool.\n"
-                f"The tool: {self.name}. {self.description}\n"
-                + ("Its arguments:\n" + "\n".join(lines) + "\n" if lines else "")
-                + "Answer in JSON. \"request\" is true only when the user wants this tool used now. Talking about "
-                  "the topic, a general question, a story or an opinion is not a request. Each argument is copied "
-                  "from the user's own words, or null when they did not say it: never guess one.")
+        return check_prompt(self.name, self.description, self.properties)
+
+
+def check_prompt(name: str, description: str, properties: dict[str, Any]) -> str:
+    """The system prompt of a tool's check: the same for every session with the tool, so a worker
+    reads it into llama.cpp's cache at start (services.warm_up) and a first check does not wait for it."""
+    lines = [f"- {arg}: {spec.get('description', '')} ({spec.get('type', 'string')})"
+             for arg, spec in properties.items()]
+    return ("You decide whether a voice assistant's user is asking it to use one tool.\n"
+            f"The tool: {name}. {description}\n"
+            + ("Its arguments:\n" + "\n".join(lines) + "\n" if lines else "")
+            + "Answer in JSON. \"request\" is true only when the user wants this tool used now. Talking about "
+              "the topic, a general question, a story or an opinion is not a request. Each argument is copied "
+              "from the user's own words, or null when they did not say it: never guess one.")
 
 
 def _rule(spec: dict[str, Any]) -> str:

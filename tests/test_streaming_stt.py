@@ -250,6 +250,13 @@ def test_a_phrase_whisper_repeats_is_heard_once():
     assert collapse_repeats("What is it? What is it for?") == "What is it? What is it for?"
     assert collapse_repeats("No. No, thanks.") == "No. No, thanks."
     assert collapse_repeats("") == ""
+    # One word looped on the silence after the words (a spoken conversation, 2026-12-06) is dropped...
+    assert collapse_repeats("I would like to talk to a real person Lean, Lean, Lean, Lean,") == \
+        "I would like to talk to a real person"
+    # ...kept once inside the sentence, and a user's own few repeats are theirs.
+    assert collapse_repeats("Please please please please call me back.") == "Please call me back."
+    assert collapse_repeats("No, no, no, that's wrong.") == "No, no, no, that's wrong."
+    assert collapse_repeats("My code is 4, 4, 4, 4.") == "My code is 4, 4, 4, 4."  # digits repeat in codes
 
 
 def test_confident_words_are_speech_and_whispers_guess_at_silence_is_not():

@@ -92,7 +92,8 @@ def collapse_repeats(text: str) -> str:
 
     "The local... The local... The local" was one user's "Hello Pearl", and the notes
     router saved it as a note. A piece (up to . ? ! or ...) that repeats the one before
-    it, or begins it again and stops, is dropped.
+    it, or begins it again and stops, is dropped; so is a word looped on the silence after
+    the words (`_without_word_loops`).
     """
     kept: list[str] = []
     for piece in _PIECES.split(text.strip()):
@@ -101,7 +102,34 @@ def collapse_repeats(text: str) -> str:
         if words and before and before[:len(words)] == words:
             continue
         kept.append(piece)
-    return " ".join(kept).strip()
+    return _without_word_loops(" ".join(kept).strip())
+
+
+_TOKEN = re.compile(r"\S+")
+LOOP_WORDS = 4  # one word this many times in a row is Whisper looping, not the user (who says "no, no, no")
+
+
+def _without_word_loops(text: str) -> str:
+    """`text` with a word Whisper repeats LOOP_WORDS times or more, as it does on the silence after
+    the words ("...to a real person Lean, Lean, Lean, Lean,"): a run at the end is dropped (heard in
+    the quiet), one elsewhere kept once."""
+    tokens = _TOKEN.findall(text)
+    bare = [re.sub(r"\W+", "", t.lower()) for t in tokens]
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and bare[j].isalpha() and bare[j] == bare[i]:  # digits repeat in codes
+            j += 1
+        if j - i >= LOOP_WORDS:
+            if j < len(tokens):
+                out.append(tokens[i].rstrip(",;"))
+            i = j
+            continue
+        out.append(tokens[i])
+        i += 1
+    kept = " ".join(out).strip()
+    return kept.rstrip(",;") if kept != text else kept
 
 
 def windowed_whisper_class() -> type:

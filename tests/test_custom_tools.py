@@ -100,6 +100,13 @@ def test_an_unsigned_request_is_refused_by_the_receiver():
 
 # --- end to end: the model calls the tool, the endpoint answers, the user hears it ------------------
 
+def _pearl_with_order_tool(url: str) -> str:
+    """Server-side setup: Pearl without her notes tools, with an order tool served at `url`."""
+    return ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
+            "a.tools.create(name='check_order', description='Look up an order by number.', "
+            f"parameters={ORDER_SCHEMA!r}, url='{url}/order', secret='{SECRET}', timeout_seconds=5, max_retries=1)")
+
+
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
@@ -109,10 +116,7 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
     key = "sk-test-tools-4e1a"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
             SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
-        setup = ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
-                 "a.tools.create(name='check_order', description='Look up an order by number.', "
-                 f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
-                 "timeout_seconds=5, max_retries=1)")
+        setup = _pearl_with_order_tool(endpoint.url)
         with hosted_stack(tmp_path, api.url, key, setup=setup) as (server, worker):
             async def scenario() -> list[dict]:
                 client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
@@ -160,10 +164,7 @@ def test_a_hosted_model_in_router_mode_reaches_the_assistants_tool(tmp_path):
     key = "sk-test-router-e2e-5b"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
             SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
-        setup = ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
-                 "a.tools.create(name='check_order', description='Look up an order by number.', "
-                 f"parameters={ORDER_SCHEMA!r}, url='{endpoint.url}/order', secret='{SECRET}', "
-                 "timeout_seconds=5, max_retries=1)")
+        setup = _pearl_with_order_tool(endpoint.url)
         with hosted_stack(tmp_path, api.url, key, setup=setup, env={"VOICE_LLM_TOOLS": "router"}) as (server, _):
             async def scenario() -> list[dict]:
                 client, peer, _ = await active_session(server, persistence=2, expect_new=True)

@@ -13,7 +13,8 @@ from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
 from voicebot.services import guards
 from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, Card,
-                                           CustomToolRouter, confidence, evidence, heard, parse_answer, request_top)
+                                           CustomToolRouter, as_identifier, confidence, evidence, heard, parse_answer,
+                                           request_top)
 
 ORDER = FunctionSchema(name="check_order_status",
                        description="Look up the delivery status of a customer's order by its order number.",
@@ -123,6 +124,25 @@ def test_an_unsure_request_without_any_argument_heard_is_chat():
     assert _decide(router, "I'm a bit under the weather today.", word) is None
     word.answers[("get_weather", "weather")] = (' true, "arguments": {"city": "Oslo"}}', 0.9)
     assert _decide(router, "What's the weather in Oslo?", word).arguments == {"city": "Oslo"}
+
+
+def test_a_number_or_code_argument_is_its_characters_and_a_garbled_one_is_asked_for():
+    assert as_identifier("order_number", "four five one two") == "4512"
+    assert as_identifier("order_number", "order 4,512") == "4512" and as_identifier("order_number", "#4512") == "4512"
+    assert as_identifier("tracking_code", "J D zero one four six") == "JD0146"
+    assert as_identifier("number_of_guests", "a hundred and fifty") == "150"
+    assert as_identifier("postcode", "SW1A 1AA") == "SW1A 1AA"
+    assert as_identifier("phone_number", "+44 7700 900123") == "+44 7700 900123"
+    assert as_identifier("order_number", "3,300-in-binship") is None and as_identifier("order_number", "my order") is None
+    # Whisper heard "Has order 3309 been shipped yet?" as this (a spoken conversation, 2026-12-06): the
+    # model copied the garble as the number. The user is asked for it instead of the tool called with it.
+    garbled = "A order 3,300-in-binship, yet."
+    model = Model({("check_order_status", garbled): (' true, "arguments": {"order_number": "3,300-in-binship"}}', 0.9)})
+    call = _decide(_router(), garbled, model)
+    assert call.tool == "check_order_status" and call.missing == ("order_number",) and call.arguments == {}
+    said = Model({("check_order_status", "four five"): (' true, "arguments": {"order_number": "four five one two"}}',
+                                                          0.9)})
+    assert _decide(_router(), "Where is order four five one two?", said).arguments == {"order_number": "4512"}
 
 
 def test_a_name_is_a_word_the_transcript_capitalises_inside_a_sentence_and_not_a_day():

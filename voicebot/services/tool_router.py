@@ -242,6 +242,43 @@ def _unformatted(value: Any) -> Any:
     return value.replace(",", "") if isinstance(value, str) and _GROUPED.fullmatch(value.strip()) else value
 
 
+_IDENTIFIER = re.compile(r"\+?[A-Za-z0-9][A-Za-z0-9 .\-/]*")
+_LOWER_WORD = re.compile(r"[a-z]{4,}")  # a word, not a code's letters ("abc123")
+
+
+def identifier_argument(name: str) -> bool:
+    """Whether an argument is a number or code by its name (order_number, tracking_code, postcode)."""
+    return any(word in ("number", "code", "postcode", "id") for word in name.lower().split("_"))
+
+
+def as_identifier(name: str, value: Any) -> Any:
+    """A number or code argument as its characters, or None when the value is no such thing.
+
+    Said in words it becomes digits ("four five one two" -> "4512", "J D zero one" -> "JD01");
+    a leading word of the argument's own name goes ("order 4512" -> "4512"). What is left must be
+    letters and digits with at least one digit and no lower-case word: "3,300-in-binship", Whisper's
+    "3309 been shipped", is not an order number, and the user is asked for it rather than the
+    tool called with it.
+    """
+    if not isinstance(value, str):
+        return value
+    words = value.strip().lstrip("#").split()
+    if words and words[0].lower() in name.lower().split("_"):
+        words = words[1:]
+    bare = [w.lower().strip(",.") for w in words]
+    counted = spoken_numbers(bare) if bare and all(w in _NUMBER_WORDS for w in bare) else set()
+    spelled = [_DIGITS.get(w, w.upper() if len(w) == 1 and w.isalpha() else None) for w in bare]
+    if len(counted) == 1 and not all(w in _DIGITS for w in bare):
+        text = counted.pop()  # "twelve", "a hundred and fifty"
+    elif words and None not in spelled:
+        text = "".join(spelled)  # digit by digit, or spelled out
+    else:
+        text = str(_unformatted(" ".join(words).rstrip(".,")))
+    if not _IDENTIFIER.fullmatch(text) or not any(c.isdigit() for c in text) or _LOWER_WORD.search(text):
+        return None
+    return text
+
+
 def evidence(arguments: dict[str, Any], said: str) -> bool:
     """Whether the arguments carry something specific the user said: a number (an order number,
     a postcode, an amount) or a name (a city, a person), as the transcript capitalises it.
@@ -275,6 +312,7 @@ _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eig
 _TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1000000}
 _DIGITS = {**{w: str(i) for w, i in _UNITS.items() if i < 10}, "oh": "0"}  # "four five one two" -> 4512
+_NUMBER_WORDS = {*_UNITS, *_TENS, *_SCALES, "and", "a"}
 
 
 def spoken_numbers(words: list[str]) -> set[str]:
@@ -369,7 +407,9 @@ class CustomToolRouter:
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
             if name in card.properties and value not in (None, "") and heard(value, sentence):
-                arguments[name] = _unformatted(value)
+                value = as_identifier(name, value) if identifier_argument(name) else _unformatted(value)
+                if value is not None:
+                    arguments[name] = value
         missing = tuple(name for name in card.required if name not in arguments)
         sure = confidence(top)
         if earlier is None and not evidence(arguments, sentence) and sure is not None and sure < BARE_CONFIDENCE:

@@ -73,13 +73,14 @@ async def _start(server, fake, *, expect: str = "active", voice_only: bool = Tru
 
 async def _ask(client, user: SimUser, samples: np.ndarray, mark: int) -> None:
     """Say something; wait for its transcript, the bot's answer and its voice at the user's end."""
-    heard_before = user.loud_frames
+    heard_before = user.loud_ms
     user.say(samples)
     await client.wait_for(lambda e: client.events.index(e) >= mark and is_final_transcript("user")(e),
                           40, "the user's words transcribed")
     await client.wait_for(lambda e: client.events.index(e) >= mark and is_final_transcript("assistant")(e),
                           40, "the bot's answer")
-    await await_until(lambda: user.loud_frames > heard_before + 10, 30, "the bot's voice in the meeting")
+    # 200 ms of it: a one-word answer ("Four.", "Blue.") is ~400 ms of voice.
+    await await_until(lambda: user.loud_ms > heard_before + 200, 30, "the bot's voice in the meeting")
 
 
 async def _end(client, user: SimUser | None) -> None:

@@ -246,6 +246,9 @@ class SimUser:
     loud_rms: float = 500.0
     events: list[dict[str, Any]] = field(default_factory=list)
     loud_frames: int = 0
+    # Milliseconds of the bot's voice heard loud: its chunks vary in size with the transport's
+    # settings (40 ms from Pipecat's), so a one-word answer ("Four.") was under 10 chunks.
+    loud_ms: float = 0.0
     error: dict[str, Any] | None = None
     participant: dict[str, Any] | None = None
     _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
@@ -309,6 +312,7 @@ class SimUser:
                 samples = np.frombuffer(base64.b64decode(message["pcm"]), dtype=np.int16).astype(np.float64)
                 if samples.size and float(np.sqrt(np.mean(samples ** 2))) > self.loud_rms:
                     self.loud_frames += 1
+                    self.loud_ms += 1000 * samples.size / int(message.get("rate") or self.rate)
             else:
                 self.events.append(message)
                 if message["op"] == "ejected":  # like a page Daily threw out: its microphone stops

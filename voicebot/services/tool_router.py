@@ -148,21 +148,29 @@ def check_prompt(name: str, description: str, properties: dict[str, Any]) -> str
               "from the user's own words, or null when they did not say it: never guess one.")
 
 
-def _rule(spec: dict[str, Any]) -> str:
-    """The grammar rule for one argument's value: its enum, else its type (anything else is a string)."""
-    if isinstance(spec.get("enum"), list) and spec["enum"]:
-        return "(" + " | ".join(json.dumps(json.dumps(v)) for v in spec["enum"]) + ")"
+def _kind(spec: dict[str, Any]) -> str:
+    """An argument's JSON type as the check's answer holds it: a scalar type, anything else a string."""
     kind = spec.get("type")
     return kind if kind in ("integer", "number", "boolean") else "string"
 
 
+def _enum(spec: dict[str, Any]) -> list[Any]:
+    return spec["enum"] if isinstance(spec.get("enum"), list) else []
+
+
+def _rule(spec: dict[str, Any]) -> str:
+    """The grammar rule for one argument's value: its enum, else its type (anything else is a string)."""
+    if _enum(spec):
+        return "(" + " | ".join(json.dumps(json.dumps(v)) for v in spec["enum"]) + ")"
+    return _kind(spec)
+
+
 def _nullable(spec: dict[str, Any]) -> dict[str, Any]:
     """One argument in the strict schema: its enum or type (anything else a string), or null."""
-    kind = spec.get("type") if spec.get("type") in ("integer", "number", "boolean") else "string"
-    member: dict[str, Any] = {"type": [kind, "null"]}
+    member: dict[str, Any] = {"type": [_kind(spec), "null"]}
     if spec.get("description"):
         member["description"] = str(spec["description"])
-    if isinstance(spec.get("enum"), list) and spec["enum"]:
+    if _enum(spec):
         member["enum"] = [*spec["enum"], None]
     return member
 

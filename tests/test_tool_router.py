@@ -22,6 +22,10 @@ ORDER = FunctionSchema(name="check_order_status",
                        required=["order_number"])
 WEATHER = FunctionSchema(name="get_weather", description="Get the weather forecast for a city.",
                          properties={"city": {"type": "string", "description": "The city"}}, required=["city"])
+TABLE = FunctionSchema(name="book_table", description="Book a table at the restaurant.",
+                       properties={"party_size": {"type": "integer", "description": "How many people"},
+                                   "time": {"type": "string", "description": "When, like 7:30 pm"}},
+                       required=["party_size"])
 HUMAN = FunctionSchema(name="transfer_to_human", description="Transfer the caller to a human agent.",
                        properties={}, required=[])
 
@@ -143,6 +147,18 @@ def test_a_number_or_code_argument_is_its_characters_and_a_garbled_one_is_asked_
     said = Model({("check_order_status", "four five"): (' true, "arguments": {"order_number": "four five one two"}}',
                                                           0.9)})
     assert _decide(_router(), "Where is order four five one two?", said).arguments == {"order_number": "4512"}
+
+
+def test_a_time_argument_reaches_the_tool_as_a_clock_reads_it():
+    router = CustomToolRouter([TABLE])
+    sentence = "Can I get a table for four at half past seven this evening?"
+    model = Model({("book_table", "half past"): (' true, "arguments": {"party_size": 4, "time": "half past seven this '
+                                                 'evening"}}', 0.9)})
+    assert _decide(router, sentence, model).arguments == {"party_size": 4, "time": "7:30 pm"}
+    # A time the rules do not read is passed on as said: it is still the user's.
+    model = Model({("book_table", "after"): (' true, "arguments": {"party_size": 2, "time": "after the show"}}', 0.9)})
+    assert _decide(router, "A table for two after the show, please.", model).arguments == {
+        "party_size": 2, "time": "after the show"}
 
 
 def test_a_name_is_a_word_the_transcript_capitalises_inside_a_sentence_and_not_a_day():

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .spoken import DIGIT_WORDS, NUMBER_WORDS, clock_time, spoken_numbers
+
 logger = logging.getLogger("voicebot.tools")
 
 # Cosine similarity between a sentence and a tool's description at which the model is asked.
@@ -235,7 +237,7 @@ def heard(value: Any, said: str) -> bool:
         return False
     words = _WORD.findall(said.lower())
     spoken = set(words) | spoken_numbers(words)
-    digits = "".join(_DIGITS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
+    digits = "".join(DIGIT_WORDS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
     spelled = "".join(w if len(w) == 1 and w.isalpha() else " " for w in words).split()  # "j d" -> "jd"
     return all(t in spoken or (t.isdigit() and t in digits) or any(t in run for run in spelled)
                or any(t in w for w in words if len(t) > 3)
@@ -274,9 +276,9 @@ def as_identifier(name: str, value: Any) -> Any:
     if words and words[0].lower() in name.lower().split("_"):
         words = words[1:]
     bare = [w.lower().strip(",.") for w in words]
-    counted = spoken_numbers(bare) if bare and all(w in _NUMBER_WORDS for w in bare) else set()
-    spelled = [_DIGITS.get(w, w.upper() if len(w) == 1 and w.isalpha() else None) for w in bare]
-    if len(counted) == 1 and not all(w in _DIGITS for w in bare):
+    counted = spoken_numbers(bare) if bare and all(w in NUMBER_WORDS for w in bare) else set()
+    spelled = [DIGIT_WORDS.get(w, w.upper() if len(w) == 1 and w.isalpha() else None) for w in bare]
+    if len(counted) == 1 and not all(w in DIGIT_WORDS for w in bare):
         text = counted.pop()  # "twelve", "a hundred and fifty"
     elif words and None not in spelled:
         text = "".join(spelled)  # digit by digit, or spelled out
@@ -285,6 +287,17 @@ def as_identifier(name: str, value: Any) -> Any:
     if not _IDENTIFIER.fullmatch(text) or not any(c.isdigit() for c in text) or _LOWER_WORD.search(text):
         return None
     return text
+
+
+def time_argument(name: str, spec: dict[str, Any]) -> bool:
+    """Whether an argument is a time of day: JSON Schema's "time" format, or named so (time, pickup_time)."""
+    return spec.get("format") == "time" or "time" in name.lower().split("_")
+
+
+def as_time(value: Any) -> Any:
+    """A time argument as a clock reads it ("half past seven" -> "7:30"), or as said when it is no
+    clock time the rules know: a time is still the user's, unlike a garbled order number."""
+    return (clock_time(value) or value) if isinstance(value, str) else value
 
 
 def evidence(arguments: dict[str, Any], said: str) -> bool:
@@ -315,44 +328,6 @@ def _names(said: str) -> set[str]:
             and word.lower() not in _CALENDAR}
 
 
-_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                     "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1000000}
-_DIGITS = {**{w: str(i) for w, i in _UNITS.items() if i < 10}, "oh": "0"}  # "four five one two" -> 4512
-_NUMBER_WORDS = {*_UNITS, *_TENS, *_SCALES, "and", "a"}
-
-
-def spoken_numbers(words: list[str]) -> set[str]:
-    """The numbers said in words ("twelve", "a hundred and fifty", "two thousand"), as digits.
-
-    By hand: no installed package reads number words (num2words, here as a Pipecat dependency,
-    writes them), and this is all a spoken party size or amount needs.
-    """
-    found: set[str] = set()
-    total = current = 0
-    inside = False
-    for i, word in enumerate([*words, ""]):
-        if word in _UNITS and inside and current % 10 and _UNITS[word] < 10:
-            found.add(str(total + current))  # "four five": digits one by one, not 4 + 5
-            total, current = 0, _UNITS[word]
-        elif word in _UNITS or word in _TENS:
-            current += _UNITS.get(word, 0) + _TENS.get(word, 0)
-            inside = True
-        elif word in _SCALES and (inside or (i > 0 and words[i - 1] == "a")):
-            if _SCALES[word] == 100:
-                current = max(current, 1) * 100
-            else:
-                total, current = total + max(current, 1) * _SCALES[word], 0
-            inside = True
-        elif word == "and" and inside:
-            continue
-        else:
-            if inside:
-                found.add(str(total + current))
-            total = current = 0
-            inside = False
-    return found
 
 
 @lru_cache(maxsize=512)
@@ -415,7 +390,11 @@ class CustomToolRouter:
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
             if name in card.properties and value not in (None, "") and heard(value, sentence):
-                value = as_identifier(name, value) if identifier_argument(name) else _unformatted(value)
+                spec = card.properties[name] if isinstance(card.properties[name], dict) else {}
+                if identifier_argument(name):
+                    value = as_identifier(name, value)
+                else:
+                    value = as_time(value) if time_argument(name, spec) else _unformatted(value)
                 if value is not None:
                     arguments[name] = value
         missing = tuple(name for name in card.required if name not in arguments)

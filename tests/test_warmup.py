@@ -152,3 +152,49 @@ def test_warming_whisper_decodes_a_few_tokens_not_every_temperature():
     assert "stt" in warm_up(bundle)
     (kwargs,) = calls
     assert kwargs["max_new_tokens"] <= 8 and kwargs["temperature"] == 0.0 and kwargs["language"] == "en"
+
+
+class _ReadingBundle:
+    """A local-LLM bundle that records the prompts the worker has it read (the real read is the test above)."""
+
+    local_llm = True
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def prime_llm(self, prompt: str) -> None:
+        self.read.append(prompt)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tool_added_while_the_worker_runs_is_read_once_the_worker_is_idle():
+    import asyncio
+
+    from channels.db import database_sync_to_async
+
+    from voicebot.worker import BotWorkerProcess
+
+    marlow = AssistantRecord.objects.create(name="Marlow", slug="marlow", persona="Marlow", system_prompt=PROMPT)
+    worker = BotWorkerProcess(pool_size=2)
+    worker.bundle = bundle = _ReadingBundle()
+    worker.warmed_prompts.add(compose_prompt(PROMPT, "Marlow"))  # read at start
+
+    async def heartbeat_reads() -> list[str]:
+        """What one heartbeat's reading hands the LLM, once it is done."""
+        before = len(bundle.read)
+        await worker._read_new_prompts()
+        if worker._reading is not None:
+            await asyncio.wait_for(worker._reading, 10)
+        return bundle.read[before:]
+
+    async def heartbeats() -> None:
+        assert await heartbeat_reads() == []  # nothing new
+        await database_sync_to_async(marlow.tools.create)(**ROOM_TOOL, url="https://tools.example.com/x",
+                                                          secret="whsec_warm_0000")
+        worker.sessions = {"s1": object()}
+        assert await heartbeat_reads() == []  # a session runs: its answers keep the CPU
+        worker.sessions = {}
+        assert await heartbeat_reads() == [_room_check_prompt()]  # idle: the new tool's check prompt is read
+        assert await heartbeat_reads() == []  # ...once
+
+    asyncio.run(heartbeats())

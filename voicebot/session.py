@@ -68,14 +68,16 @@ def tool_check_prompts(limit: int) -> list[str]:
     The offline model checks each tool past the router's gate with that tool's own prompt
     (tool_router.check_prompt, ~100-170 tokens); read at a tool's first check, it took
     1.4-2.4 s on a 2-core machine before the check's 0.1 s, so the first request for each tool
-    was the slow one. The worker reads them at start, into the slots its conversations leave.
+    was the slow one. The worker reads them at start, into the slots its conversations leave, and
+    those added later once it is idle (worker._read_new_prompts); a tool has no edit time of its
+    own, so within an assistant the newest comes first.
     """
     from assistants.models import AssistantTool
 
     from .services.tool_router import check_prompt
 
     rows = (AssistantTool.objects.filter(enabled=True, assistant__voice_enabled=True)
-            .order_by("-assistant__updated_at", "pk").values_list("name", "description", "parameters")[:limit])
+            .order_by("-assistant__updated_at", "-pk").values_list("name", "description", "parameters")[:limit])
     return list(dict.fromkeys(check_prompt(name, description or "", (parameters or {}).get("properties") or {})
                               for name, description, parameters in rows))
 

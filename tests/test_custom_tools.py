@@ -217,13 +217,13 @@ def _hosted_check(api_url: str, key: str, model: str, sentence: str) -> tuple[ob
     """What a hosted LLM in router mode (no tools sent) makes of `sentence` for the order tool."""
     from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
-    from voicebot.services.llm import VoiceLLMService
+    from voicebot.services.llm import VoiceLLMService, reasoning_options
     from voicebot.services.tool_router import CustomToolRouter
 
     order = FunctionSchema(name="check_order", description="Look up an order's delivery status by its number.",
                            properties=ORDER_SCHEMA["properties"], required=ORDER_SCHEMA["required"])
     llm = VoiceLLMService(base_url=api_url, api_key=key, model=model, system_prompt="", notes_router=True,
-                          local=False)
+                          local=False, **reasoning_options(model))  # as ModelBundle.make_llm builds it
     router = CustomToolRouter([order])
 
     async def decide():
@@ -270,6 +270,11 @@ def test_a_check_option_the_server_refuses_is_dropped_for_the_session(flavour, c
     assert refused and "logprobs" not in options and "top_logprobs" not in options
     assert ("temperature" not in options) == (flavour == "reasoning")
     assert "refused logprobs in a custom tool check" in caplog.text
+    answered = api.requests_to(api.url_prefix + "/chat/completions")[-1].json
+    if flavour == "reasoning":  # it reasons inside the cap: the check's 80 tokens alone would come back empty
+        assert answered["reasoning_effort"] == "low" and answered["max_completion_tokens"] == 80 + 1024
+    else:
+        assert "reasoning_effort" not in answered and answered["max_completion_tokens"] == 80
 
 
 def test_the_fake_refuses_structured_output_requests_openai_would_refuse():

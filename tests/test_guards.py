@@ -445,6 +445,48 @@ def test_a_reasoning_model_is_sent_max_completion_tokens(fake):
     assert not fake.requests_to("/v1/chat/completions", ok=False)
 
 
+def test_a_reasoning_model_gets_room_to_reason_before_its_spoken_answer(fake):
+    """A reasoning model's thinking counts against max_completion_tokens (OpenAI's reasoning guide): with a
+    voice answer's cap alone it is used up before the first word, and the user hears nothing."""
+    from voicebot.services.llm import reasoning_options
+
+    question = [{"role": "user", "content": "What is two plus three?"}]
+    fake.reply_with("Two plus three is five.")
+    cramped = VoiceLLMService(base_url=fake.url, api_key=KEY, model="gpt-5-mini", system_prompt="Be brief.",
+                              notes_router=True, local=False)
+    assert _spoken(cramped, question) == ""  # what a session without the room said
+    assert reasoning_options("gpt-4.1-mini") == {} and reasoning_options("gpt-5-chat-latest") == {}
+    fake.reply_with("Two plus three is five.")
+    llm = VoiceLLMService(base_url=fake.url, api_key=KEY, model="gpt-5-mini", system_prompt="Be brief.",
+                          notes_router=True, local=False, **reasoning_options("gpt-5-mini"))
+    assert _spoken(llm, question) == "Two plus three is five."
+    sent = fake.requests_to("/v1/chat/completions")[-1].json
+    assert sent["reasoning_effort"] == "low" and sent["max_completion_tokens"] == 100 + 1024
+    assert not fake.requests_to("/v1/chat/completions", ok=False)
+
+
+def test_the_fake_reasons_as_openai_documents_it():
+    """The reasoning the test above leans on: counted in the cap and reported; efforts each model takes."""
+    import openai
+
+    from tests.fakes.openai_api import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-test-reasoning") as api:
+        client = openai.OpenAI(api_key="sk-test-reasoning", base_url=api.url, max_retries=0)
+        ask = [{"role": "user", "content": "hi"}]
+        cut = client.chat.completions.create(model="o3-mini", messages=ask, max_completion_tokens=80)
+        assert cut.choices[0].message.content == "" and cut.choices[0].finish_reason == "length"
+        assert cut.usage.completion_tokens_details.reasoning_tokens == 80
+        low = client.chat.completions.create(model="o3-mini", messages=ask, max_completion_tokens=80,
+                                             reasoning_effort="low")
+        assert low.choices[0].message.content and low.usage.completion_tokens_details.reasoning_tokens == 64
+        for model, effort, words in [("gpt-4.1-mini", "low", "not supported with this model"),
+                                     ("gpt-5-mini", "none", "does not support 'none'"),
+                                     ("gpt-5.1", "minimal", "does not support 'minimal'")]:
+            with pytest.raises(openai.BadRequestError, match=words):
+                client.chat.completions.create(model=model, messages=ask, reasoning_effort=effort)
+
+
 # --- the real offline model ---------------------------------------------------------------
 
 QUESTIONS = ["What is the capital of France?", "Can you suggest a name for my puppy?",

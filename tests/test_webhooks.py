@@ -272,3 +272,30 @@ def test_a_stopping_deliverer_gives_its_leases_back(session):
     row = WebhookDelivery.objects.get()
     assert row.lease_until is None and row.status == "pending"
     assert delivery.claim_due() == [row]  # free for the next worker now
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1-mini", "o3-mini"])
+def test_the_summary_is_written_by_a_hosted_model_whether_or_not_it_reasons(model):
+    """A reasoning model refuses a temperature and reasons inside the cap: without room its summary
+    came back empty (the fake, as OpenAI's reasoning guide describes it) or refused."""
+    from tests.fakes.openai_api import FakeOpenAI
+    from voicebot.services import ModelBundle
+    from voicebot.summary import SUMMARY_TOKENS, summariser
+
+    with FakeOpenAI(api_key="sk-test-summary") as api:
+        api.reply_with("The user asked for their notes; they have none.")
+        bundle = ModelBundle(local_llm=False, llm_base_url=api.url, llm_api_key="sk-test-summary", llm_model=model)
+
+        async def summarise() -> str:
+            try:
+                return await summariser(bundle)(None, "User: What notes do I have?\nAssistant: You have none.")
+            finally:
+                await bundle.aclose()
+
+        assert asyncio.run(summarise()) == "The user asked for their notes; they have none."
+        [sent] = api.requests_to("/v1/chat/completions")
+    if model == "o3-mini":
+        assert "temperature" not in sent.json and sent.json["reasoning_effort"] == "low"
+        assert sent.json["max_completion_tokens"] == SUMMARY_TOKENS + 1024
+    else:
+        assert sent.json["temperature"] == 0.2 and sent.json["max_completion_tokens"] == SUMMARY_TOKENS

@@ -391,6 +391,12 @@ VOICE_LLM_REPLY_TOKENS = env.int("VOICE_LLM_REPLY_TOKENS", default=100)
 # A model given the tools may generate this many tokens, so a tool call's arguments fit
 # (the spoken answer still stops at VOICE_LLM_REPLY_TOKENS, on its last whole sentence).
 VOICE_LLM_TOOL_TOKENS = env.int("VOICE_LLM_TOOL_TOKENS", default=400)
+# A hosted model that reasons before it answers (OpenAI's o-series and gpt-5, gpt-oss;
+# voicebot/services/llm.py REASONING_MODEL): its reasoning counts against the completion cap,
+# so every request gets this many tokens more, and asks for this effort ("" sends none; OpenAI's
+# levels are none/minimal, low, medium, high; a voice turn cannot wait for much reasoning).
+VOICE_LLM_REASONING_TOKENS = env.int("VOICE_LLM_REASONING_TOKENS", default=1024)
+VOICE_LLM_REASONING_EFFORT = env.str("VOICE_LLM_REASONING_EFFORT", default="low")
 # llama.cpp's threads for the local model; 0 = as many as the machine has cores, at most 2.
 VOICE_LLM_THREADS = env.int("VOICE_LLM_THREADS", default=0)
 # The packaged local Whisper: "base" (multilingual, asked for English) or "tiny.en" (faster,

@@ -57,7 +57,11 @@ short answer built from the tool's result; otherwise it echoes the user. Like
 OpenAI's models, it stops at ``max_completion_tokens`` (or ``max_tokens``), one
 token per 4 characters: a text or a tool call's JSON arguments cut mid-way, with
 ``finish_reason: "length"``; and a reasoning model (``o1``, ``o3``, ``gpt-5``...)
-refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do.
+refuses ``max_tokens`` with 400 ``unsupported_parameter``, as OpenAI's do, and reasons
+before it writes: ``REASONING_TOKENS`` by ``reasoning_effort`` (medium when not sent;
+a level the model does not take, or the parameter sent to another model, is a 400),
+counted against the cap, so a small cap comes back empty with ``finish_reason:
+"length"``, and reported in ``usage.completion_tokens_details.reasoning_tokens``.
 ``reply_with``, ``call_tool_next`` and ``answer_json_next`` script the next answers.
 ``response_format`` (structured outputs), ``logprobs`` and ``top_logprobs`` are checked
 and answered as ``tests/fakes/structured_outputs.py`` describes: a request with a strict
@@ -194,6 +198,11 @@ def _invalid_type(param: str, expected: str, value: Any) -> ApiError:
 
 # OpenAI's reasoning models, which refuse max_tokens for max_completion_tokens.
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+# What such a model thinks before it writes, by `reasoning_effort` (its default is "medium"): the
+# tokens count against max_completion_tokens, so a small cap is used up before any text, and the
+# answer comes back empty with finish_reason "length" (OpenAI's reasoning guide). The figures are
+# the fake's, of the right size for a short question (OpenAI reports hundreds at medium).
+REASONING_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 256, "high": 1024}
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English
 
 
@@ -204,6 +213,26 @@ def _tokens(text: str) -> int:
 
 def _call(name: str, arguments: dict[str, Any]) -> dict[str, str]:
     return {"id": f"call_{uuid.uuid4().hex[:24]}", "name": name, "arguments": json.dumps(arguments)}
+
+
+def _reasoning_tokens(model: str, effort: Any) -> int:
+    """How many tokens `model` reasons for at `effort` before its answer; a `reasoning_effort` the model
+    does not take is refused with 400, as OpenAI refuses it (no reasoning; a level of another family)."""
+    if not REASONING_MODEL.match(model):
+        if effort is not None:
+            raise ApiError(400, "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                           param="reasoning_effort", code="unsupported_parameter")
+        return 0
+    levels = ["low", "medium", "high"]
+    if model.startswith("gpt-5"):
+        levels.insert(0, "none" if re.match(r"gpt-5\.\d", model) else "minimal")  # 5.1 on: none; 5: minimal
+    if effort is None:
+        return REASONING_TOKENS["medium"]
+    if effort not in levels:
+        raise ApiError(400, f"Unsupported value: 'reasoning_effort' does not support {effort!r} with this model. "
+                       f"Supported values are: {', '.join(repr(level) for level in levels)}.",
+                       param="reasoning_effort", code="unsupported_value")
+    return REASONING_TOKENS[effort]
 
 
 def _within(reply: dict[str, Any], limit: Any) -> dict[str, Any]:
@@ -220,6 +249,14 @@ def _within(reply: dict[str, Any], limit: Any) -> dict[str, Any]:
     if _tokens(reply["text"]) <= limit:
         return reply
     return {"text": reply["text"][:room], "finish": "length"}
+
+
+def _usage(completion_tokens: int, reasoning_tokens: int) -> dict[str, Any]:
+    """A completion's `usage`: reasoning tokens are billed as completion tokens, and reported apart."""
+    completion = completion_tokens + reasoning_tokens
+    return {"prompt_tokens": 50, "completion_tokens": completion, "total_tokens": 50 + completion,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
 def _json_type(value: Any) -> str:
@@ -467,7 +504,12 @@ class FakeOpenAI(LocalHTTPFake):
             raise ApiError(400, f"registry.ollama.ai/library/{model} does not support tools", type="api_error")
         stream = bool(body.get("stream"))
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        reply = _within(self._reply(messages, tools, schema), limit)
+        thinking = _reasoning_tokens(model, body.get("reasoning_effort"))
+        if isinstance(limit, int) and limit <= thinking:
+            reply: dict[str, Any] = {"text": "", "finish": "length"}  # the whole cap went on reasoning
+        else:
+            reply = _within(self._reply(messages, tools, schema), limit - thinking if isinstance(limit, int) else limit)
+        reply["reasoning_tokens"] = min(thinking, limit) if isinstance(limit, int) else thinking
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Response(200, "text/event-stream; charset=utf-8", self._sse(model, reply, include_usage),
@@ -730,8 +772,7 @@ class FakeOpenAI(LocalHTTPFake):
             yield chunk({}, reply.get("finish", "stop"))
             completion_tokens = _tokens(reply["text"])
         if include_usage:
-            yield chunk(None, usage={"prompt_tokens": 50, "completion_tokens": completion_tokens,
-                                     "total_tokens": 50 + completion_tokens})
+            yield chunk(None, usage=_usage(completion_tokens, reply.get("reasoning_tokens", 0)))
         yield b"data: [DONE]\n\n"
 
     @staticmethod
@@ -747,7 +788,7 @@ class FakeOpenAI(LocalHTTPFake):
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "system_fingerprint": "fp_fake", "service_tier": "default",
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}}
+                "usage": _usage(_tokens(reply.get("text") or ""), reply.get("reasoning_tokens", 0))}
 
     # -- transcriptions ------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ class ModelBundle:
                                           quiet_secs=settings.VOICE_STT_QUIET_SECS)
 
     def make_llm(self, *, system_prompt: str) -> Any:
-        from .llm import llm_class
+        from .llm import llm_class, reasoning_options
 
         # The local server on a busy 2-core machine may take several seconds to its first token.
         timeout = 120.0 if self.local_llm else settings.VOICE_HOSTED_TIMEOUT
@@ -131,6 +131,8 @@ class ModelBundle:
                      "default_headers": self.llm_api.headers or None}
         if flavor == "azure":
             extra.update(endpoint=self.llm_base_url, api_version=settings.VOICE_LLM_API_VERSION)
+        if not self.local_llm:
+            extra.update(reasoning_options(self.llm_model))
         return llm_class(flavor)(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
                                system_prompt=system_prompt, local=self.local_llm,
                                notes_router=self.notes_router,

@@ -5,6 +5,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import uuid
 from typing import Any
 
@@ -44,6 +45,25 @@ LOCAL_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.1, "repeat_last_n": 256, "
 RETRY_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.3}
 RETRY_HINT = "Never repeat an earlier answer: answer the user's last message directly, in new words."
 LOOPING = "Sorry, I'm going round in circles. Could you ask me that another way?"
+
+
+# Hosted models that reason before they answer: OpenAI's o-series and gpt-5 (not its chat model),
+# and the open gpt-oss as Groq or vLLM serve it. Their reasoning counts against the completion cap, so
+# a voice answer's 100 tokens, or a tool check's 80, can be used up before the first word: the answer
+# comes back empty, finish_reason "length" (OpenAI's reasoning guide). Such a model gets
+# VOICE_LLM_REASONING_TOKENS more room and VOICE_LLM_REASONING_EFFORT.
+REASONING_MODEL = re.compile(r"(^|/)(o\d|gpt-5(?!-chat)|gpt-oss)")
+
+
+def reasoning_options(model: str) -> dict[str, Any]:
+    """VoiceLLMService's `reasoning_tokens` and `reasoning_effort` for a hosted `model`: the settings'
+    for one that reasons (REASONING_MODEL), nothing for any other."""
+    from django.conf import settings
+
+    if not REASONING_MODEL.search(model):
+        return {}
+    return {"reasoning_tokens": settings.VOICE_LLM_REASONING_TOKENS,
+            "reasoning_effort": settings.VOICE_LLM_REASONING_EFFORT}
 
 
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
@@ -131,7 +151,8 @@ class VoiceLLMService(OpenAILLMService):
                  notes_router: bool, local: bool | None = None, history_tokens: int = HISTORY_TOKENS,
                  reply_tokens: int = MAX_REPLY_TOKENS, tool_tokens: int = TOOL_TOKENS, timeout: float = 60.0,
                  connect_timeout: float = 5.0, http_client: Any = None, max_retries: int = 0,
-                 stream_usage: bool = True, temperature: float | None = None, **kwargs: Any) -> None:
+                 stream_usage: bool = True, temperature: float | None = None, reasoning_tokens: int = 0,
+                 reasoning_effort: str = "", **kwargs: Any) -> None:
         # Read before super().__init__, which builds the client (create_client).
         self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
@@ -139,11 +160,17 @@ class VoiceLLMService(OpenAILLMService):
         # No tools reaching the model (the router): the cap is the spoken answer's. llama.cpp's
         # server knows max_tokens; OpenAI's reasoning models refuse it for max_completion_tokens.
         cap = reply_tokens if notes_router else max(tool_tokens, reply_tokens)
-        limits: dict[str, Any] = {"max_tokens": cap} if local else {"max_completion_tokens": cap}
+        # A hosted model that reasons (`reasoning_tokens`, see REASONING_MODEL) gets that much more room
+        # for its reasoning; the spoken answer is still held to `reply_tokens` by the sentence gate.
+        reasoning = {"reasoning_effort": reasoning_effort} if reasoning_tokens and reasoning_effort else {}
+        self.reasoning_tokens = 0 if local else reasoning_tokens
+        limits: dict[str, Any] = ({"max_tokens": cap} if local
+                                  else {"max_completion_tokens": cap + self.reasoning_tokens})
         if temperature is not None:
             limits["temperature"] = temperature
         super().__init__(api_key=api_key or "none", base_url=base_url,
-                         settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt, **limits),
+                         settings=OpenAILLMService.Settings(model=model, system_instruction=system_prompt,
+                                                            extra={} if local else dict(reasoning), **limits),
                          **kwargs)
         self.notes_router = notes_router
         self.local = local
@@ -157,7 +184,9 @@ class VoiceLLMService(OpenAILLMService):
         self._reading_ahead: asyncio.Task[None] | None = None  # see _read_ahead
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
         self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
-        self._check_options = dict(HOSTED_CHECK_OPTIONS)  # what this session's hosted server has not refused
+        # What this session's hosted server has not refused of a check's options (a reasoning model
+        # refuses temperature and logprobs; its effort goes with them).
+        self._check_options = {**HOSTED_CHECK_OPTIONS, **(reasoning if not local else {})}
 
     def _has_async_tools(self) -> bool:
         """Pipecat's test for appending its async-tool guidance to the system prompt; never with the router.
@@ -427,7 +456,7 @@ class VoiceLLMService(OpenAILLMService):
                                max_tokens=CHECK_TOKENS, temperature=0, logprobs=True, top_logprobs=5,
                                extra_body={"grammar": card.grammar(), "cache_prompt": True})
             else:
-                request = dict(messages=messages, max_completion_tokens=CHECK_TOKENS,
+                request = dict(messages=messages, max_completion_tokens=CHECK_TOKENS + self.reasoning_tokens,
                                response_format=card.response_format(), **self._check_options)
             try:
                 # Bounded well below the client's 120 s: the user is waiting, and a check that does not

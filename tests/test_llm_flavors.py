@@ -64,6 +64,21 @@ def test_groq_serves_a_turn_and_its_tool_calls(settings):
         assert "max_completion_tokens" in chat.json and "n" not in chat.json
 
 
+def test_groqs_gpt_oss_reasons_inside_the_cap_and_still_answers(settings):
+    """Groq's gpt-oss reasons before it answers, and the reasoning counts against the cap: the session's
+    model is given room for it and a low effort (VOICE_LLM_REASONING_*), through the bundle as a worker builds it."""
+    with FakeGroq() as groq:
+        flavor_settings(settings, "groq", groq.url, groq.api_key, "openai/gpt-oss-20b")
+        settings.VOICE_LLM_TOOLS = "router"  # no tools sent: the cap is the spoken answer's 100 tokens
+        llm = load_bundle().make_llm(system_prompt="Be brief.")
+        assert "Hello Groq" in said(ask(llm, "Hello Groq", tools=False))
+        (chat,) = groq.requests_to("/openai/v1/chat/completions", ok=True)
+        assert chat.json["reasoning_effort"] == "low" and chat.json["max_completion_tokens"] == 100 + 1024
+        # Without the room and at the model's own effort, the reasoning used the whole cap: nothing was said.
+        settings.VOICE_LLM_REASONING_TOKENS, settings.VOICE_LLM_REASONING_EFFORT = 0, ""
+        assert said(ask(load_bundle().make_llm(system_prompt="Be brief."), "Hello Groq", tools=False)) == ""
+
+
 def test_a_botched_groq_tool_call_costs_one_turn_not_the_session(settings):
     """Groq answers 400 tool_use_failed when its model's tool call does not parse; Pipecat took
     every 400 for a malformed request and marked the LLM unusable, so the session ended."""

@@ -27,7 +27,7 @@ import re
 import threading
 from typing import Any
 
-from tests.fakes.openai_api import ApiError, FakeOpenAI, RecordedRequest, Response
+from tests.fakes.openai_api import REASONING_TOKENS, ApiError, FakeOpenAI, RecordedRequest, Response
 
 _local = threading.local()
 
@@ -55,6 +55,17 @@ class FakeGroq(FakeOpenAI):
         scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or key.strip() != self.api_key:
             raise ApiError(401, "Invalid API Key", code="invalid_api_key")
+
+    def _reasoning_tokens(self, model: str, effort: Any) -> int:
+        """Groq's gpt-oss models reason at low, medium (their default) or high, inside the cap (Groq's
+        reasoning docs); qwen3 thinks unless told "none"; `_groq_chat` refuses an effort to any other."""
+        if model.startswith("openai/gpt-oss"):
+            if effort not in (None, "low", "medium", "high"):
+                raise ApiError(400, "reasoning_effort must be one of low, medium, high", param="reasoning_effort")
+            return REASONING_TOKENS[effort or "medium"]
+        if model in self.reasoning_models:
+            return 0 if effort == "none" else REASONING_TOKENS["medium"]
+        return 0
 
     def _groq_chat(self, record: RecordedRequest) -> Response:
         body = self._parse_json(record)

@@ -475,6 +475,10 @@ class FakeOpenAI(LocalHTTPFake):
 
     # -- chat completions -----------------------------------------------------------
 
+    def _reasoning_tokens(self, model: str, effort: Any) -> int:
+        """How many tokens `model` reasons for before it answers (a server's own models may differ)."""
+        return _reasoning_tokens(model, effort)
+
     def _chat(self, record: RecordedRequest) -> Response:
         return self._chat_checked(record, self._parse_json(record))
 
@@ -504,7 +508,7 @@ class FakeOpenAI(LocalHTTPFake):
             raise ApiError(400, f"registry.ollama.ai/library/{model} does not support tools", type="api_error")
         stream = bool(body.get("stream"))
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        thinking = _reasoning_tokens(model, body.get("reasoning_effort"))
+        thinking = self._reasoning_tokens(model, body.get("reasoning_effort"))
         if isinstance(limit, int) and limit <= thinking:
             reply: dict[str, Any] = {"text": "", "finish": "length"}  # the whole cap went on reasoning
         else:

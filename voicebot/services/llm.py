@@ -162,7 +162,7 @@ class VoiceLLMService(OpenAILLMService):
         cap = reply_tokens if notes_router else max(tool_tokens, reply_tokens)
         # A hosted model that reasons (`reasoning_tokens`, see REASONING_MODEL) gets that much more room
         # for its reasoning; the spoken answer is still held to `reply_tokens` by the sentence gate.
-        reasoning = {"reasoning_effort": reasoning_effort} if reasoning_tokens and reasoning_effort else {}
+        reasoning = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
         self.reasoning_tokens = 0 if local else reasoning_tokens
         limits: dict[str, Any] = ({"max_tokens": cap} if local
                                   else {"max_completion_tokens": cap + self.reasoning_tokens})

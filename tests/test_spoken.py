@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicebot.services.spoken import clock_time, spoken_numbers
+from voicebot.services.spoken import clock_time, expand_repeats, said_time, spoken_numbers
 
 
 @pytest.mark.parametrize("said, clock", [
@@ -31,3 +31,20 @@ def test_numbers_said_in_words_are_their_digits() -> None:
     assert spoken_numbers("a table for twelve please".split()) == {"12"}
     assert spoken_numbers("a hundred and fifty pounds".split()) == {"150"}
     assert spoken_numbers("four five one two".split()) == {"4", "5", "1", "2"}
+
+
+@pytest.mark.parametrize("sentence, time", [
+    ("There's six of us for tonight at eight.", "8:00 pm"), ("I want to book dinner for 4 at 7 pm.", "7:00 pm"),
+    ("Do you have room for two at 6:45?", "6:45"), ("we were hoping to come in around 7.", "7:00"),
+    ("a table for four at half past seven this evening", "7:30 pm"), ("book for 3 people at noon", "12:00 pm"),
+    # Neither "for 4" (a party size) nor two times, nor a place, is a time.
+    ("Just the two of us, please, for lunch tomorrow.", None), ("at 7 or at 8", None),
+    ("meet me at the station", None),
+])
+def test_the_one_time_a_sentence_says_is_found(sentence: str, time: str | None) -> None:
+    assert said_time(sentence) == time
+
+
+def test_digits_said_twice_or_three_times_are_each_digit() -> None:
+    assert expand_repeats("0 7 7 double 0, 9 double 0".split()) == ["0", "7", "7", "0,", "0,", "9", "0", "0"]
+    assert expand_repeats(["triple", "five"]) == ["five"] * 3

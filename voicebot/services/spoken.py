@@ -45,6 +45,22 @@ def spoken_numbers(words: list[str]) -> set[str]:
     return found
 
 
+_REPEATS = {"double": 2, "triple": 3}
+
+
+def expand_repeats(words: list[str]) -> list[str]:
+    """Digits said the British way, "double 0" and "triple five", as each digit: ["0", "0"]."""
+    out: list[str] = []
+    times = 1
+    for word in words:
+        if word.lower().strip(",.") in _REPEATS:
+            times = _REPEATS[word.lower().strip(",.")]
+            continue
+        out += [word] * times
+        times = 1
+    return out
+
+
 def _small(words: list[str]) -> int | None:
     """A number from 0 to 59 said in one or two words ("seven", "forty five", "45"), else None."""
     if len(words) == 1 and words[0].isdigit():
@@ -118,3 +134,37 @@ def clock_time(said: str) -> str | None:
     if not (0 <= hour <= 23 and 0 <= minutes < 60) or (meridiem and not 1 <= hour <= 12):
         return None
     return f"{hour}:{minutes:02d}" + (f" {meridiem}" if meridiem else "")
+
+
+_LEADS = ("at", "around", "about", "by")  # "for" leads a party size ("a table for 4"), not a time
+_OPENS = ("half", "quarter", "noon", "midday", "midnight")
+_CLOCK_WORD = re.compile(r"\d{1,2}[:.]\d{2}")
+_LONGEST = 5  # words in the longest clock phrase ("quarter to eight in the evening" without its fillers)
+
+
+def said_time(sentence: str) -> str | None:
+    """The one time of day `sentence` says ("a table for four at eight tonight" -> "8:00 pm"), or None
+    when it says none or more than one. A time follows "at", "around", "about" or "by", or is one by its
+    form ("8:30", "7 pm", "half past"); a part of the day said anywhere in the sentence ("tonight at
+    eight") gives a time said without one its am or pm."""
+    text = _MERIDIEM.sub(lambda m: f" {m.group(1)}m ", sentence.lower())
+    words = re.findall(r"\d{1,2}[:.]\d{2}|[a-z']+|\d+", text.replace("-", " "))
+    found: set[str] = set()
+    for i, word in enumerate(words):
+        if word in _LEADS:
+            start = i + 1
+        elif word in _OPENS or _CLOCK_WORD.fullmatch(word) or (word.isdigit() and words[i + 1:i + 2] in (["am"], ["pm"])):
+            start = i
+        else:
+            continue
+        spans = [clock_time(" ".join(words[start:end])) for end in range(start + 1, min(start + _LONGEST, len(words)) + 1)]
+        longest = next((t for t in reversed(spans) if t), None)
+        if longest:
+            found.add(longest)
+    if len(found) != 1:
+        return None
+    time = found.pop()
+    part = next((_PARTS_OF_DAY[w] for w in words if w in _PARTS_OF_DAY), None)
+    if part and " " not in time and 1 <= int(time.split(":")[0]) <= 12:
+        time = f"{time} {part}"
+    return time

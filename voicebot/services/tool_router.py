@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .spoken import DIGIT_WORDS, NUMBER_WORDS, clock_time, spoken_numbers
+from .spoken import DIGIT_WORDS, NUMBER_WORDS, clock_time, expand_repeats, said_time, spoken_numbers
 
 logger = logging.getLogger("voicebot.tools")
 
@@ -272,16 +272,17 @@ def as_identifier(name: str, value: Any) -> Any:
     """
     if not isinstance(value, str):
         return value
-    words = value.strip().lstrip("#").split()
+    words = expand_repeats(value.strip().lstrip("#").split())  # "double 0" -> "0 0"
     if words and words[0].lower() in name.lower().split("_"):
         words = words[1:]
     bare = [w.lower().strip(",.") for w in words]
     counted = spoken_numbers(bare) if bare and all(w in NUMBER_WORDS for w in bare) else set()
-    spelled = [DIGIT_WORDS.get(w, w.upper() if len(w) == 1 and w.isalpha() else None) for w in bare]
+    spelled = [DIGIT_WORDS.get(w, w if w.isdigit() else w.upper() if len(w) == 1 and w.isalpha() else None)
+               for w in bare]
     if len(counted) == 1 and not all(w in DIGIT_WORDS for w in bare):
         text = counted.pop()  # "twelve", "a hundred and fifty"
     elif words and None not in spelled:
-        text = "".join(spelled)  # digit by digit, or spelled out
+        text = "".join(spelled)  # digit by digit ("0 7 7 0 0", "four five"), or spelled out
     else:
         text = str(_unformatted(" ".join(words).rstrip(".,")))
     if not _IDENTIFIER.fullmatch(text) or not any(c.isdigit() for c in text) or _LOWER_WORD.search(text):
@@ -403,4 +404,12 @@ class CustomToolRouter:
             # No number of the tool's was said and the model is unsure it is a request: on the tool's
             # topic ("my flight last year was delayed") a call, or a question for its argument, is wrong.
             return None
+        # A time the user said and the model left out ("for 4 at 7 pm": the small model often gives the
+        # party size alone) is taken from the sentence; after the bar, so it is never the evidence.
+        for name, spec in card.properties.items():
+            if name not in arguments and time_argument(name, spec if isinstance(spec, dict) else {}):
+                said = said_time(sentence)
+                if said is not None:
+                    arguments[name] = said
+                    missing = tuple(m for m in missing if m != name)
         return ToolCall(card.name, arguments, missing, sure)

@@ -138,6 +138,7 @@ def test_a_number_or_code_argument_is_its_characters_and_a_garbled_one_is_asked_
     assert as_identifier("postcode", "SW1A 1AA") == "SW1A 1AA"
     assert as_identifier("phone_number", "+44 7700 900123") == "+44 7700 900123"
     assert as_identifier("phone_number", "0 7 7 double 0, 9 double 0, 5 5 5") == "07700900555"  # said the British way
+    assert heard("07700900555", "Could you get someone to phone me on 0 7 7 double 0, 9 double 0, 5 5 5?")
     assert as_identifier("order_number", "3,300-in-binship") is None and as_identifier("order_number", "my order") is None
     # Whisper heard "Has order 3309 been shipped yet?" as this (a spoken conversation, 2026-12-06): the
     # model copied the garble as the number. The user is asked for it instead of the tool called with it.

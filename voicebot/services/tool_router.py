@@ -235,7 +235,7 @@ def heard(value: Any, said: str) -> bool:
     tokens = _WORD.findall(str(value).lower())
     if not tokens:
         return False
-    words = _WORD.findall(said.lower())
+    words = expand_repeats(_WORD.findall(said.lower()))  # "double 0" is two zeros said
     spoken = set(words) | spoken_numbers(words)
     digits = "".join(DIGIT_WORDS.get(w, w if w.isdigit() else " ") for w in words).replace(" ", "")
     spelled = "".join(w if len(w) == 1 and w.isalpha() else " " for w in words).split()  # "j d" -> "jd"

@@ -417,7 +417,6 @@ class BotWorkerProcess:
             logger.info("[BotJoin] worker %s: sessions ended, RSS %.0f -> %.0f MiB", self.worker_id, before,
                         resident_mib())
 
-
     async def _read_new_prompts(self) -> None:
         """While no session runs, have the local LLM read the prompts of assistants and custom tools
         added or edited since the worker started (or last read), so a new tool's first check does not

@@ -196,5 +196,16 @@ def test_a_tool_added_while_the_worker_runs_is_read_once_the_worker_is_idle():
         worker.sessions = {}
         assert await heartbeat_reads() == [_room_check_prompt()]  # idle: the new tool's check prompt is read
         assert await heartbeat_reads() == []  # ...once
+        # A session that starts during a read stops it: the prompts not yet read wait for the next idle heartbeat.
+        await database_sync_to_async(marlow.tools.create)(name="late_checkout", description="Ask for a late checkout.",
+                                                          parameters={}, url="https://tools.example.com/y",
+                                                          secret="whsec_warm_0001")
+        bundle.prime_llm = lambda prompt: (bundle.read.append(prompt), worker.sessions.update(s2=object()))
+        await database_sync_to_async(marlow.tools.create)(name="spa_booking", description="Book the spa.",
+                                                          parameters={}, url="https://tools.example.com/z",
+                                                          secret="whsec_warm_0002")
+        assert len(await heartbeat_reads()) == 1  # two new prompts; the session came after the first
+        worker.sessions = {}
+        assert len(await heartbeat_reads()) == 1  # the other, at the next idle heartbeat
 
     asyncio.run(heartbeats())

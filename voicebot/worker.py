@@ -434,7 +434,11 @@ class BotWorkerProcess:
     async def _read_prompts(self, prompts: list[str]) -> None:
         started = time.monotonic()
         try:
-            for prompt in prompts:
+            for count, prompt in enumerate(prompts):
+                if self.active_count():  # a session came: its answers come first; the rest at its first check
+                    self.warmed_prompts.difference_update(prompts[count:])
+                    prompts = prompts[:count]
+                    break
                 await asyncio.to_thread(self.bundle.prime_llm, prompt)
         except Exception as exc:  # noqa: BLE001 - an optimisation: the first check reads it instead
             logger.warning("[BotJoin] worker %s could not read new prompts into the LLM's cache: %s", self.worker_id, exc)

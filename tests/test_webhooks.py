@@ -274,6 +274,7 @@ def test_a_stopping_deliverer_gives_its_leases_back(session):
     assert delivery.claim_due() == [row]  # free for the next worker now
 
 
+@pytest.mark.django_db(transaction=True)  # the summariser reads the assistant's models in a thread
 @pytest.mark.parametrize("model", ["gpt-4.1-mini", "o3-mini"])
 def test_the_summary_is_written_by_a_hosted_model_whether_or_not_it_reasons(model):
     """A reasoning model refuses a temperature and reasons inside the cap: without room its summary

@@ -14,7 +14,7 @@ from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from voicebot.services import guards
 from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, Card,
                                            CustomToolRouter, as_identifier, confidence, evidence, heard, parse_answer,
-                                           request_top)
+                                           request_top, time_argument)
 
 ORDER = FunctionSchema(name="check_order_status",
                        description="Look up the delivery status of a customer's order by its order number.",
@@ -164,6 +164,9 @@ def test_a_time_argument_reaches_the_tool_as_a_clock_reads_it():
     # ...but never as evidence: an unsure answer with no argument of its own is still chat.
     model = Model({("book_table", "dinner"): (' true, "arguments": {"party_size": null, "time": null}}', 0.5)})
     assert _decide(router, "We had dinner at 7 pm last night.", model) is None and model.asked
+    # An argument named for a time of day is one; a time zone is not.
+    assert time_argument("pickup_time", {}) and time_argument("when", {"format": "time"})
+    assert not time_argument("time_zone", {})
     # A time the rules do not read is passed on as said: it is still the user's.
     model = Model({("book_table", "after"): (' true, "arguments": {"party_size": 2, "time": "after the show"}}', 0.9)})
     assert _decide(router, "A table for two after the show, please.", model).arguments == {

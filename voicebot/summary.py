@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+
 from webhooks.report import SUMMARY_PROMPT
 
 from .services.assistant_models import for_models

@@ -291,8 +291,10 @@ def as_identifier(name: str, value: Any) -> Any:
 
 
 def time_argument(name: str, spec: dict[str, Any]) -> bool:
-    """Whether an argument is a time of day: JSON Schema's "time" format, or named so (time, pickup_time)."""
-    return spec.get("format") == "time" or "time" in name.lower().split("_")
+    """Whether an argument is a time of day: JSON Schema's "time" format, or named so (time, pickup_time;
+    not time_zone)."""
+    name = name.lower()
+    return spec.get("format") == "time" or name == "time" or name.endswith("_time")
 
 
 def as_time(value: Any) -> Any:

@@ -331,8 +331,6 @@ def _names(said: str) -> set[str]:
             and word.lower() not in _CALENDAR}
 
 
-
-
 @lru_cache(maxsize=512)
 def _encode(text: str) -> np.ndarray:
     """A text's embedding; a worker's sessions share their assistants' tools, so each is encoded once."""

@@ -167,12 +167,15 @@ class _ReadingBundle:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_tool_added_while_the_worker_runs_is_read_once_the_worker_is_idle():
+def test_a_tool_added_while_the_worker_runs_is_read_once_the_worker_is_idle(monkeypatch):
     import asyncio
 
     from channels.db import database_sync_to_async
 
+    from voicebot import worker as worker_module
     from voicebot.worker import BotWorkerProcess
+
+    monkeypatch.setattr(worker_module, "NEW_PROMPTS_EVERY", 0.0)  # every heartbeat looks (30 s in service)
 
     marlow = AssistantRecord.objects.create(name="Marlow", slug="marlow", persona="Marlow", system_prompt=PROMPT)
     worker = BotWorkerProcess(pool_size=2)

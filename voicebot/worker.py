@@ -76,6 +76,7 @@ class BotWorkerProcess:
         self._count_at_heartbeat = 0  # live sessions at the latest heartbeat: fewer now, memory is handed back
         self.warmed_prompts: set[str] = set()  # what the local LLM has read into its cache for the sessions to come
         self._reading: asyncio.Task[None] | None = None  # a read of prompts added since, while idle
+        self._prompts_looked_at = time.monotonic()  # when the database was last asked for new prompts
 
     def active_count(self) -> int:
         return len(self.sessions) + len(self.children)
@@ -423,8 +424,10 @@ class BotWorkerProcess:
         read its prompt while the user waits (1.4-2.4 s on 2 cores, session.tool_check_prompts). Not
         during a session: the read would take the CPU from its answers."""
         if (self.bundle is None or not getattr(self.bundle, "local_llm", False) or self.active_count()
-                or (self._reading is not None and not self._reading.done()) or not settings.VOICE_WARM_MODELS):
+                or (self._reading is not None and not self._reading.done()) or not settings.VOICE_WARM_MODELS
+                or time.monotonic() - self._prompts_looked_at < NEW_PROMPTS_EVERY):
             return
+        self._prompts_looked_at = time.monotonic()
         new = [prompt for prompt in await self._likely_prompts() if prompt not in self.warmed_prompts]
         if not new:
             return
@@ -445,6 +448,12 @@ class BotWorkerProcess:
             return
         logger.info("[BotJoin] worker %s read %d new prompt(s) into the LLM's cache in %.1fs", self.worker_id,
                     len(prompts), time.monotonic() - started)
+
+
+# How often an idle worker asks the database for prompts added since it started (seconds): each
+# heartbeat's two queries took an idle worker from 1.1-1.2% to 1.35-1.4% of a core
+# (bench/bench_idle_worker.py); a new tool waits at most this long to be read.
+NEW_PROMPTS_EVERY = 30.0
 
 
 def loop_nice(bundle: Any) -> int:

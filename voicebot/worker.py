@@ -431,23 +431,22 @@ class BotWorkerProcess:
         new = [prompt for prompt in await self._likely_prompts() if prompt not in self.warmed_prompts]
         if not new:
             return
-        self.warmed_prompts.update(new)
         self._reading = asyncio.get_running_loop().create_task(self._read_prompts(new), name="read-prompts")
 
     async def _read_prompts(self, prompts: list[str]) -> None:
-        started = time.monotonic()
+        started, read = time.monotonic(), 0
         try:
-            for count, prompt in enumerate(prompts):
-                if self.active_count():  # a session came: its answers come first; the rest at its first check
-                    self.warmed_prompts.difference_update(prompts[count:])
-                    prompts = prompts[:count]
+            for prompt in prompts:
+                if self.active_count():  # a session came: its answers come first; the rest at the next idle look
                     break
                 await asyncio.to_thread(self.bundle.prime_llm, prompt)
+                self.warmed_prompts.add(prompt)
+                read += 1
         except Exception as exc:  # noqa: BLE001 - an optimisation: the first check reads it instead
             logger.warning("[BotJoin] worker %s could not read new prompts into the LLM's cache: %s", self.worker_id, exc)
             return
         logger.info("[BotJoin] worker %s read %d new prompt(s) into the LLM's cache in %.1fs", self.worker_id,
-                    len(prompts), time.monotonic() - started)
+                    read, time.monotonic() - started)
 
 
 # How often an idle worker asks the database for prompts added since it started (seconds): each

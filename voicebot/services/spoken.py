@@ -75,9 +75,16 @@ def _small(words: list[str]) -> int | None:
 
 
 _MERIDIEM = re.compile(r"(?<![a-z])([ap])\.?\s?m\b\.?")  # "pm", "p.m.", "7.30pm"
+_CLOCK_WORD = re.compile(r"\d{1,2}[:.]\d{2}")  # "7:30", "7.30"
 _PARTS_OF_DAY = {"morning": "am", "afternoon": "pm", "evening": "pm", "night": "pm", "tonight": "pm"}
 _NAMED = {"noon": (12, 0, "pm"), "midday": (12, 0, "pm"), "midnight": (12, 0, "am")}
 _FILLER = {"at", "about", "around", "in", "the", "oclock", "o'clock", "minutes", "minute", "sharp", "ish", "say"}
+
+
+def _clock_words(text: str) -> list[str]:
+    """`text` as the words a clock time is read from: lower case, "p.m." as "pm", "7:30" one word."""
+    text = _MERIDIEM.sub(lambda m: f" {m.group(1)}m ", text.lower())
+    return re.findall(r"\d{1,2}[:.]\d{2}|[a-z']+|\d+", text.replace("-", " "))
 
 
 def _minutes_and_hour(words: list[str]) -> tuple[int, int] | None:
@@ -115,14 +122,13 @@ def clock_time(said: str) -> str | None:
     "3:00 pm", "noon" -> "12:00 pm", "19:30" -> "19:30". Said without a part of the day it stays
     without one: "seven thirty" may be either, and the tool or the user knows which.
     """
-    text = _MERIDIEM.sub(lambda m: f" {m.group(1)}m ", said.lower())
-    words = re.findall(r"\d{1,2}[:.]\d{2}|[a-z']+|\d+", text.replace("-", " "))
+    words = _clock_words(said)
     meridiem = next((w for w in words if w in ("am", "pm")), None)
     meridiem = meridiem or next((_PARTS_OF_DAY[w] for w in words if w in _PARTS_OF_DAY), None)
     words = [w for w in words if w not in _FILLER and w not in _PARTS_OF_DAY and w not in ("am", "pm", "this")]
     if len(words) == 1 and words[0] in _NAMED:
         hour, minutes, meridiem = _NAMED[words[0]]
-    elif len(words) == 1 and re.fullmatch(r"\d{1,2}[:.]\d{2}", words[0]):
+    elif len(words) == 1 and _CLOCK_WORD.fullmatch(words[0]):
         hour, minutes = (int(n) for n in re.split(r"[:.]", words[0]))
     elif words:
         found = _minutes_and_hour(words)
@@ -138,7 +144,6 @@ def clock_time(said: str) -> str | None:
 
 _LEADS = ("at", "around", "about", "by")  # "for" leads a party size ("a table for 4"), not a time
 _OPENS = ("half", "quarter", "noon", "midday", "midnight")
-_CLOCK_WORD = re.compile(r"\d{1,2}[:.]\d{2}")
 _LONGEST = 5  # words in the longest clock phrase ("quarter to eight in the evening" without its fillers)
 
 
@@ -147,8 +152,7 @@ def said_time(sentence: str) -> str | None:
     when it says none or more than one. A time follows "at", "around", "about" or "by", or is one by its
     form ("8:30", "7 pm", "half past"); a part of the day said anywhere in the sentence ("tonight at
     eight") gives a time said without one its am or pm."""
-    text = _MERIDIEM.sub(lambda m: f" {m.group(1)}m ", sentence.lower())
-    words = re.findall(r"\d{1,2}[:.]\d{2}|[a-z']+|\d+", text.replace("-", " "))
+    words = _clock_words(sentence)
     found: set[str] = set()
     for i, word in enumerate(words):
         if word in _LEADS:

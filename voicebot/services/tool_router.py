@@ -290,11 +290,11 @@ def as_identifier(name: str, value: Any) -> Any:
     return text
 
 
-def time_argument(name: str, spec: dict[str, Any]) -> bool:
+def time_argument(name: str, spec: Any) -> bool:
     """Whether an argument is a time of day: JSON Schema's "time" format, or named so (time, pickup_time;
     not time_zone)."""
     name = name.lower()
-    return spec.get("format") == "time" or name == "time" or name.endswith("_time")
+    return (isinstance(spec, dict) and spec.get("format") == "time") or name == "time" or name.endswith("_time")
 
 
 def as_time(value: Any) -> Any:
@@ -391,11 +391,10 @@ class CustomToolRouter:
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
             if name in card.properties and value not in (None, "") and heard(value, sentence):
-                spec = card.properties[name] if isinstance(card.properties[name], dict) else {}
                 if identifier_argument(name):
                     value = as_identifier(name, value)
                 else:
-                    value = as_time(value) if time_argument(name, spec) else _unformatted(value)
+                    value = as_time(value) if time_argument(name, card.properties[name]) else _unformatted(value)
                 if value is not None:
                     arguments[name] = value
         missing = tuple(name for name in card.required if name not in arguments)
@@ -407,7 +406,7 @@ class CustomToolRouter:
         # A time the user said and the model left out ("for 4 at 7 pm": the small model often gives the
         # party size alone) is taken from the sentence; after the bar, so it is never the evidence.
         for name, spec in card.properties.items():
-            if name not in arguments and time_argument(name, spec if isinstance(spec, dict) else {}):
+            if name not in arguments and time_argument(name, spec):
                 said = said_time(sentence)
                 if said is not None:
                     arguments[name] = said

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from fractions import Fraction
+from typing import Iterator
 
 import numpy as np
 import pytest
-from aiortc import rtp
-from aiortc.codecs.opus import OpusEncoder
+from aiortc import RTCPeerConnection, RTCRtpSender, rtp
+from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
@@ -15,6 +18,43 @@ from voicebot import mediapath
 from voicebot.mediapath import WholeOpusFrameTrack, audio_level_dbov
 
 ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's own, captured before any install()
+ORIGINAL_SEND = RTCRtpSender.send
+
+
+@pytest.fixture
+def installed() -> Iterator[None]:
+    """mediapath.install() for one test, the libraries' own classes back after it."""
+    import pipecat.transports.smallwebrtc.transport as smallwebrtc
+
+    try:
+        mediapath.install()
+        yield
+    finally:
+        smallwebrtc.RawAudioTrack = RawAudioTrack
+        rtp.compute_audio_level_dbov = ORIGINAL_LEVEL
+        RTCRtpSender.send = ORIGINAL_SEND
+
+
+def sound(frames: int, seed: int, rate: int = 24000) -> np.ndarray:
+    """A voiced test signal: a gliding tone with a harmonic under a syllable envelope.
+
+    No noise: Opus codes noise by its energy, not its waveform, so two encodings of noise
+    differ sample by sample however alike they sound.
+    """
+    n = frames * rate // 50
+    t = np.arange(n) / rate
+    pitch = 2 * np.pi * (140 + 60 * np.sin(2 * np.pi * 0.7 * t)) * t
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t + seed)
+    return (7000 * envelope * (np.sin(pitch) + 0.4 * np.sin(3 * pitch))).astype(np.int16)
+
+
+def decoded(payloads: list[bytes]) -> np.ndarray:
+    """What a receiver plays for these Opus payloads (aiortc's decoder, left channel)."""
+    decoder, out = OpusDecoder(), []
+    for index, payload in enumerate(payloads):
+        for made in decoder.decode(JitterFrame(data=payload, timestamp=index * 960)):
+            out.append(made.to_ndarray().reshape(-1, 2)[:, 0].astype(np.float64))
+    return np.concatenate(out)
 
 
 def frame(samples: np.ndarray, layout: str = "mono", rate: int = 24000) -> AudioFrame:
@@ -86,14 +126,101 @@ def test_aiortc_packs_one_opus_packet_per_20_ms_frame_where_10_ms_frames_need_tw
     assert [len(packets) for packets in payloads(240)[2:]] == [1, 0] * 9
 
 
-def test_install_puts_both_where_the_transport_and_the_sender_look_them_up() -> None:
+def test_install_puts_each_where_the_transport_and_the_sender_look_them_up(installed: None) -> None:
     import pipecat.transports.smallwebrtc.transport as smallwebrtc
 
-    try:
-        mediapath.install()
-        mediapath.install()  # idempotent
-        assert smallwebrtc.RawAudioTrack is WholeOpusFrameTrack
-        assert rtp.compute_audio_level_dbov is audio_level_dbov
-    finally:
-        smallwebrtc.RawAudioTrack = RawAudioTrack
-        rtp.compute_audio_level_dbov = ORIGINAL_LEVEL
+    wrapped = RTCRtpSender.send
+    mediapath.install()  # idempotent: the sender's send is wrapped once
+    assert smallwebrtc.RawAudioTrack is WholeOpusFrameTrack
+    assert rtp.compute_audio_level_dbov is audio_level_dbov
+    assert RTCRtpSender.send is wrapped and wrapped is not ORIGINAL_SEND
+
+
+def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() -> None:
+    first, second = sound(25, seed=1), sound(25, seed=2)
+
+    async def run() -> list:
+        track = WholeOpusFrameTrack(sample_rate=24000)
+        track._start -= 3600  # Pipecat's track paces against this clock: no waiting in a test
+        track.send_opus_packets()
+        track.add_audio_bytes(first.tobytes())
+        packets = [await track.recv() for _ in range(25 + 200)]  # then 4 s of the track's own silence
+        track.add_audio_bytes(second.tobytes())
+        packets += [await track.recv() for _ in range(25 + 10)]
+        assert track.opus is not None and track.opus.encoded < 80  # of 261 frames
+        return packets
+
+    packets = asyncio.run(run())
+    ours = [bytes(p) for p in packets]
+    assert [p.pts for p in packets] == [960 * i for i in range(len(packets))]
+    assert all(p.time_base == Fraction(1, 48000) for p in packets)
+
+    # aiortc encoding every frame of the same audio itself, as its sender would have.
+    encoder, theirs = OpusEncoder(), []
+    silence = np.zeros(480, dtype=np.int16)
+    audio = [first[i * 480:(i + 1) * 480] for i in range(25)] + [silence] * 201 \
+        + [second[i * 480:(i + 1) * 480] for i in range(25)] + [silence] * 10
+    for index, samples in enumerate(audio):
+        made = frame(samples)
+        made.pts, made.time_base = index * 480, Fraction(1, 24000)
+        theirs += encoder.encode(made)[0]
+    assert len(ours) == len(theirs) == 260
+    assert ours[:225] == theirs[:225]  # the sound and every silence packet: byte for byte
+    assert len(set(ours[40:225])) == 1 and len(ours[100]) <= 3
+
+    # After the long silence the encoder codes the sound as after a short one: other bytes,
+    # the same sound to a listener.
+    ours_heard, theirs_heard = decoded(ours), decoded(theirs)
+    difference = np.sum((ours_heard - theirs_heard) ** 2)
+    assert 10 * np.log10(np.sum(theirs_heard ** 2) / difference) > 30
+    resumed = ours_heard[226 * 960:251 * 960]
+    assert np.abs(resumed).max() > 3000  # the second sound is there, not silence
+
+
+@pytest.mark.parametrize("codec", ["audio/opus", "audio/PCMU"])
+def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, codec: str) -> None:
+    """Opus agreed: the track hands aiortc packets. G.711 agreed: frames, for aiortc to encode."""
+    async def run() -> None:
+        track = WholeOpusFrameTrack(sample_rate=24000)
+        track.add_audio_bytes(sound(50, seed=3).tobytes())  # 1 s of sound, then silence
+        sender, receiver = RTCPeerConnection(), RTCPeerConnection()
+        levels: list[float] = []
+
+        async def listen(remote) -> None:
+            while True:
+                heard = await remote.recv()
+                levels.append(float(np.abs(heard.to_ndarray()).max()))
+
+        listening: list[asyncio.Task] = []
+        receiver.on("track", lambda remote: listening.append(asyncio.ensure_future(listen(remote))))
+        sender.addTrack(track)
+        sender.getTransceivers()[0].setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == codec])
+        try:
+            await sender.setLocalDescription(await sender.createOffer())
+            await receiver.setRemoteDescription(sender.localDescription)
+            await receiver.setLocalDescription(await receiver.createAnswer())
+            await sender.setRemoteDescription(receiver.localDescription)
+
+            def heard_sound_then_silence() -> bool:
+                loud = [i for i, level in enumerate(levels) if level > 500]
+                return len(loud) >= 40 and len(levels) - loud[-1] > 60
+
+            deadline = time.monotonic() + 30
+            while not heard_sound_then_silence() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert heard_sound_then_silence(), levels[:150]
+            if codec == "audio/opus":
+                assert track.opus is not None  # the sender agreed on Opus and took packets
+                assert track.opus.encoded < len(levels) - 50  # the silence after the sound went unencoded
+            else:
+                assert track.opus is None
+            tail = levels[-50:]
+            assert max(tail) < 50  # and it plays as silence
+        finally:
+            for task in listening:
+                task.cancel()
+            await sender.close()
+            await receiver.close()
+
+    asyncio.run(run())

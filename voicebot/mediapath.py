@@ -11,24 +11,38 @@ the browser hears:
 - Pipecat's `RawAudioTrack` hands aiortc 10 ms frames, but aiortc's Opus encoder packs
   20 ms, so every other frame goes through the track, the sender's loop and a thread-pool
   hop for nothing. `WholeOpusFrameTrack` hands over 20 ms frames: one of each per packet.
+- aiortc's sender encodes every frame in its thread pool, silence included, and a bot is
+  silent most of a call: 144 us a frame here (73 the Opus encode, the rest the hop), 50
+  frames a second a session. Once the sender has negotiated Opus, the track encodes on the
+  event loop itself with aiortc's own encoder (`OpusPackets`) and hands the sender packets,
+  which aiortc takes as they are (its `pack()`: no hop); once the encoder has settled on
+  silence, its packet for silence (3 bytes, the same each time) is sent again without
+  encoding. The browser gets the same packets but for the first ~20 after a long silence,
+  which the encoder now codes as after a short one (decoded, 44 dB apart). aiortc adds no
+  RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 
 Neither library offers these as settings, so `install()` swaps them in where they are
-looked up at run time (aiortc's `rtp.compute_audio_level_dbov`, the transport module's
-`RawAudioTrack`). It is idempotent; a session calls it before it builds its transport.
-`tests/test_mediapath.py` holds both to the originals' output.
+looked up at run time (aiortc's `rtp.compute_audio_level_dbov` and `RTCRtpSender.send`,
+the transport module's `RawAudioTrack`). It is idempotent; a session calls it before it
+builds its transport. `tests/test_mediapath.py` holds each to the originals' output.
 """
 from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
+from typing import Any, Awaitable, Callable
 
 import numpy as np
-from av import AudioFrame
+from aiortc import RTCRtpSender
+from aiortc.codecs.opus import SAMPLES_PER_FRAME, TIME_BASE, OpusEncoder
+from av import AudioFrame, Packet
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
 FRAME_MS = 20  # aiortc's Opus encoder packs 20 ms (960 samples at 48 kHz) a packet
 MIN_AUDIO_LEVEL = -127  # dBov, RFC 6465's floor
 MAX_SAMPLE = 32767
+SETTLED_SILENCE = 3  # the same silence packet this many times in a row: the encoder has settled
 
 
 def audio_level_dbov(frame: AudioFrame) -> int:
@@ -46,6 +60,41 @@ def audio_level_dbov(frame: AudioFrame) -> int:
     return round(min(max(20 * math.log10(rms), MIN_AUDIO_LEVEL), 0))
 
 
+class OpusPackets:
+    """Opus payloads for a track's frames, from aiortc's own encoder, silence encoded once.
+
+    libopus codes digital silence as the same 3-byte packet once its state has settled (a
+    few frames after sound). From then on a silent frame gets that packet without the
+    encoder; the encoder's state is the settled one it would keep, so sound that follows
+    is coded as after a short silence.
+    """
+
+    def __init__(self) -> None:
+        self._encoder = OpusEncoder()  # aiortc's: the settings its sender would use
+        self._silence: bytes | None = None
+        self._last: bytes | None = None
+        self._repeats = 0
+        self.encoded = 0  # frames that went through the encoder
+
+    def encode(self, frame: AudioFrame) -> list[bytes]:
+        """The payloads for one frame (none while the resampler fills, at the start)."""
+        samples = np.frombuffer(frame.planes[0], dtype=np.int16, count=frame.samples * len(frame.layout.channels))
+        silent = not samples.any()
+        if silent and self._silence is not None:
+            return [self._silence]
+        payloads, _ = self._encoder.encode(frame)
+        self.encoded += 1
+        if not silent:
+            self._silence, self._last, self._repeats = None, None, 0
+        elif len(payloads) == 1 and payloads[0] == self._last:
+            self._repeats += 1
+            if self._repeats >= SETTLED_SILENCE - 1:
+                self._silence = payloads[0]
+        else:
+            self._last, self._repeats = (payloads[0] if len(payloads) == 1 else None), 0
+        return payloads
+
+
 class WholeOpusFrameTrack(RawAudioTrack):
     """Pipecat's output track, pacing 20 ms frames instead of 10 ms.
 
@@ -59,6 +108,26 @@ class WholeOpusFrameTrack(RawAudioTrack):
         super().__init__(sample_rate, auto_silence)
         self._samples_per_10ms = sample_rate * FRAME_MS // 1000
         self._bytes_per_10ms = self._samples_per_10ms * 2
+        self.opus: OpusPackets | None = None  # set once the sender has negotiated Opus
+        self._payloads: deque[bytes] = deque()
+        self._packets = 0
+
+    def send_opus_packets(self) -> None:
+        """From now on `recv()` gives Opus packets (the sender negotiated Opus)."""
+        if self.opus is None:  # a second negotiation must not restart the encoder mid-stream
+            self.opus = OpusPackets()
+
+    async def recv(self) -> AudioFrame | Packet:
+        """The next 20 ms: a frame for aiortc to encode, or once Opus is agreed a packet."""
+        if self.opus is None:
+            return await super().recv()
+        while not self._payloads:  # paced by Pipecat's recv(), one frame each 20 ms
+            self._payloads.extend(self.opus.encode(await super().recv()))
+        packet = Packet(self._payloads.popleft())
+        # One packet is 20 ms: the RTP timestamps aiortc's encoder gives, from 0.
+        packet.pts, packet.time_base = self._packets * SAMPLES_PER_FRAME, TIME_BASE
+        self._packets += 1
+        return packet
 
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future:
         ten_ms = self._bytes_per_10ms // 2
@@ -67,10 +136,32 @@ class WholeOpusFrameTrack(RawAudioTrack):
         return super().add_audio_bytes(audio_bytes)  # anything else is refused, as Pipecat's track does
 
 
+Send = Callable[[RTCRtpSender, Any], Awaitable[None]]
+
+
+def tells_the_track_its_codec(send: Send) -> Send:
+    """Wrap `RTCRtpSender.send`, where aiortc starts sending with the negotiated codecs.
+
+    Only there is the codec known: a track whose sender agreed on anything but Opus (G.711
+    for an old client) keeps handing over frames for aiortc to encode.
+    """
+    async def send_telling_the_track(sender: RTCRtpSender, parameters: Any) -> None:
+        track = sender.track
+        if isinstance(track, WholeOpusFrameTrack) and parameters.codecs \
+                and parameters.codecs[0].mimeType.lower() == "audio/opus":
+            track.send_opus_packets()
+        await send(sender, parameters)
+
+    send_telling_the_track.tells_the_track = True  # type: ignore[attr-defined]
+    return send_telling_the_track
+
+
 def install() -> None:
-    """Use the cheaper level meter and 20 ms output frames in this process."""
+    """Use the cheaper level meter, 20 ms output frames and Opus packets in this process."""
     import aiortc.rtp
     import pipecat.transports.smallwebrtc.transport as smallwebrtc
 
     aiortc.rtp.compute_audio_level_dbov = audio_level_dbov
     smallwebrtc.RawAudioTrack = WholeOpusFrameTrack
+    if not getattr(RTCRtpSender.send, "tells_the_track", False):
+        RTCRtpSender.send = tells_the_track_its_codec(RTCRtpSender.send)

@@ -2,23 +2,28 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpSender, rtp
+import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, rtp
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
-from av import AudioFrame
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
 from voicebot import mediapath
-from voicebot.mediapath import WholeOpusFrameTrack, audio_level_dbov
+from voicebot.mediapath import LoopDecoder, LoopDecodingReceiver, WholeOpusFrameTrack, audio_level_dbov
 
 ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's own, captured before any install()
 ORIGINAL_SEND = RTCRtpSender.send
+ORIGINAL_DECODER_WORKER = aiortc.rtcrtpreceiver.decoder_worker
 
 
 @pytest.fixture
@@ -33,6 +38,8 @@ def installed() -> Iterator[None]:
         smallwebrtc.RawAudioTrack = RawAudioTrack
         rtp.compute_audio_level_dbov = ORIGINAL_LEVEL
         RTCRtpSender.send = ORIGINAL_SEND
+        aiortc.rtcpeerconnection.RTCRtpReceiver = RTCRtpReceiver
+        aiortc.rtcrtpreceiver.decoder_worker = ORIGINAL_DECODER_WORKER
 
 
 def sound(frames: int, seed: int, rate: int = 24000) -> np.ndarray:
@@ -126,14 +133,60 @@ def test_aiortc_packs_one_opus_packet_per_20_ms_frame_where_10_ms_frames_need_tw
     assert [len(packets) for packets in payloads(240)[2:]] == [1, 0] * 9
 
 
+def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() -> None:
+    """Mono from libopus, against aiortc's stereo mixed down by the transport's resampler."""
+    encoder, payloads = OpusEncoder(), []
+    audio = sound(100, seed=4)
+    for index in range(100):
+        made = frame(audio[index * 480:(index + 1) * 480])
+        made.pts, made.time_base = index * 480, Fraction(1, 24000)
+        payloads += encoder.encode(made)[0]
+
+    class Receiver:  # what the loop decoder reads of aiortc's receiver: its track's queue
+        class _track:
+            _queue: asyncio.Queue
+
+    async def run() -> tuple[list[AudioFrame], list[AudioFrame]]:
+        Receiver._track._queue = asyncio.Queue()
+        error = threading.Event()
+        decoder = LoopDecoder(Receiver(), error)  # type: ignore[arg-type]
+        codec = RTCRtpSender.getCapabilities("audio").codecs[0]
+        assert codec.mimeType == "audio/opus"
+        for index, payload in enumerate(payloads):
+            decoder.put((codec, JitterFrame(data=payload, timestamp=index * 960)))
+        decoder.put(None)
+        ours = []
+        while (got := Receiver._track._queue.get_nowait()) is not None:
+            ours.append(got)
+        theirs, aiortcs = [], OpusDecoder()
+        for index, payload in enumerate(payloads):
+            theirs += aiortcs.decode(JitterFrame(data=payload, timestamp=index * 960))
+        assert not error.is_set()
+        return ours, theirs
+
+    ours, theirs = asyncio.run(run())
+    assert len(ours) == len(theirs) == len(payloads)
+    assert {f.layout.name for f in ours} == {"mono"} and {f.layout.name for f in theirs} == {"stereo"}
+
+    def as_the_pipeline_takes_it(frames: list[AudioFrame]) -> np.ndarray:
+        resampler = AudioResampler(format="s16", layout="mono", rate=16000)  # the transport's
+        return np.concatenate([g.to_ndarray().ravel() for f in frames for g in resampler.resample(f)]).astype(float)
+
+    mine, aiortc_s = as_the_pipeline_takes_it(ours), as_the_pipeline_takes_it(theirs)
+    assert len(mine) == len(aiortc_s) and np.abs(aiortc_s).max() > 3000
+    assert 10 * np.log10(np.sum(aiortc_s ** 2) / max(np.sum((mine - aiortc_s) ** 2), 1e-9)) > 60
+
+
 def test_install_puts_each_where_the_transport_and_the_sender_look_them_up(installed: None) -> None:
     import pipecat.transports.smallwebrtc.transport as smallwebrtc
 
-    wrapped = RTCRtpSender.send
-    mediapath.install()  # idempotent: the sender's send is wrapped once
+    wrapped, worker = RTCRtpSender.send, aiortc.rtcrtpreceiver.decoder_worker
+    mediapath.install()  # idempotent: each of aiortc's functions is wrapped once
     assert smallwebrtc.RawAudioTrack is WholeOpusFrameTrack
     assert rtp.compute_audio_level_dbov is audio_level_dbov
     assert RTCRtpSender.send is wrapped and wrapped is not ORIGINAL_SEND
+    assert aiortc.rtcrtpreceiver.decoder_worker is worker and worker is not ORIGINAL_DECODER_WORKER
+    assert aiortc.rtcpeerconnection.RTCRtpReceiver is LoopDecodingReceiver
 
 
 def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() -> None:
@@ -185,11 +238,13 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
         track.add_audio_bytes(sound(50, seed=3).tobytes())  # 1 s of sound, then silence
         sender, receiver = RTCPeerConnection(), RTCPeerConnection()
         levels: list[float] = []
+        layouts: set[str] = set()
 
         async def listen(remote) -> None:
             while True:
-                heard = await remote.recv()
+                heard = await remote.recv()  # MediaStreamError once the receiver stops
                 levels.append(float(np.abs(heard.to_ndarray()).max()))
+                layouts.add(heard.layout.name)
 
         listening: list[asyncio.Task] = []
         receiver.on("track", lambda remote: listening.append(asyncio.ensure_future(listen(remote))))
@@ -217,6 +272,15 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
                 assert track.opus is None
             tail = levels[-50:]
             assert max(tail) < 50  # and it plays as silence
+            # The receiving side decoded on the loop (no decoder thread left), to mono for Opus.
+            assert isinstance(receiver.getReceivers()[0], LoopDecodingReceiver)
+            assert not [t for t in threading.enumerate() if t.name == "audio-decoder"]
+            assert layouts == {"mono"}
+            await receiver.close()
+            deadline = time.monotonic() + 10
+            while not listening[0].done() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert isinstance(listening[0].exception(), MediaStreamError)  # the track ended with the receiver
         finally:
             for task in listening:
                 task.cancel()

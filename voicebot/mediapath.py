@@ -1,4 +1,4 @@
-"""A cheaper outbound audio path for the embedded WebRTC transport (issue 14).
+"""A cheaper media path for the embedded WebRTC transport (issue 14).
 
 Profiling a worker at 5 sessions (docs/benchmarks.md, "Where a session's CPU goes") put
 most of a session's CPU in the media path that Pipecat's SmallWebRTC transport and aiortc
@@ -20,24 +20,37 @@ the browser hears:
   encoding. The browser gets the same packets but for the first ~20 after a long silence,
   which the encoder now codes as after a short one (decoded, 44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
+- On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
+  which hands the decoded frame back to the event loop (`run_coroutine_threadsafe`): two
+  thread hops a packet, 50 a second a session, as much CPU again as the decode itself
+  (~45 us each here). `LoopDecodingReceiver` decodes an audio frame on the loop as it
+  completes, and decodes Opus to mono (`MonoOpusDecoder`): the pipeline keeps mono 16 kHz
+  of the user, and libopus's own mono is the samples the resampler's down-mix of aiortc's
+  stereo gave (85 dB apart) for less work.
 
 Neither library offers these as settings, so `install()` swaps them in where they are
 looked up at run time (aiortc's `rtp.compute_audio_level_dbov` and `RTCRtpSender.send`,
-the transport module's `RawAudioTrack`). It is idempotent; a session calls it before it
+the transport module's `RawAudioTrack`, the peer connection's `RTCRtpReceiver`). It is idempotent; a session calls it before it
 builds its transport. `tests/test_mediapath.py` holds each to the originals' output.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import threading
 from collections import deque
 from typing import Any, Awaitable, Callable
 
+import av
 import numpy as np
-from aiortc import RTCRtpSender
-from aiortc.codecs.opus import SAMPLES_PER_FRAME, TIME_BASE, OpusEncoder
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import Decoder, get_decoder
+from aiortc.codecs.opus import SAMPLES_PER_FRAME, TIME_BASE, OpusDecoder, OpusEncoder
 from av import AudioFrame, Packet
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
+
+logger = logging.getLogger("voicebot.mediapath")
 
 FRAME_MS = 20  # aiortc's Opus encoder packs 20 ms (960 samples at 48 kHz) a packet
 MIN_AUDIO_LEVEL = -127  # dBov, RFC 6465's floor
@@ -136,6 +149,73 @@ class WholeOpusFrameTrack(RawAudioTrack):
         return super().add_audio_bytes(audio_bytes)  # anything else is refused, as Pipecat's track does
 
 
+class MonoOpusDecoder(OpusDecoder):
+    """aiortc's Opus decoder, giving mono: libopus mixes down itself, as cheaply as it decodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codec.layout = "mono"
+
+
+def decoder_for(codec: Any) -> Decoder:
+    """Mono for Opus; aiortc's own decoder for any other codec."""
+    return MonoOpusDecoder() if codec.mimeType.lower() == "audio/opus" else get_decoder(codec)
+
+
+class LoopDecoder:
+    """Stands where an audio receiver's decoder queue was: `put()` decodes on the event loop.
+
+    It takes what aiortc's receiver puts on that queue, `(codec, encoded frame)` or None at
+    the end, and gives the receiver's track what aiortc's decoder thread would have.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, decode_error: threading.Event) -> None:
+        self._receiver = receiver
+        self._decode_error = decode_error
+        self._decoder: Decoder | None = None
+        self._codec_name: str | None = None
+
+    def put(self, task: tuple[Any, Any] | None) -> None:
+        frames: asyncio.Queue = self._receiver._track._queue  # the track is set after the receiver is made
+        if task is None:
+            frames.put_nowait(None)  # the track ends, as aiortc's thread ends it
+            return
+        codec, encoded = task
+        if codec.name != self._codec_name:
+            self._decoder, self._codec_name = decoder_for(codec), codec.name
+        try:
+            decoded = self._decoder.decode(encoded)
+        except av.FFmpegError as exc:  # as aiortc's thread: keep the decoder, drop the frame
+            logger.warning("[VoiceSession] failed to decode a %s frame: %s", codec.name, exc)
+            self._decode_error.set()
+            return
+        for frame in decoded:
+            frames.put_nowait(frame)
+
+
+class LoopDecodingReceiver(RTCRtpReceiver):
+    """aiortc's receiver, decoding audio with a `LoopDecoder` (video keeps aiortc's thread).
+
+    aiortc has no setting for where it decodes; its queue and error flag are private, so
+    they are reached by their mangled names.
+    """
+
+    def __init__(self, kind: str, transport: Any) -> None:
+        super().__init__(kind, transport)
+        if kind == "audio":
+            self._RTCRtpReceiver__decoder_queue = LoopDecoder(self, self._RTCRtpReceiver__decoder_error)
+
+
+def no_thread_for_a_loop_decoder(worker: Callable[..., None]) -> Callable[..., None]:
+    """Wrap aiortc's `decoder_worker`, the receiver's thread, to return at once for a LoopDecoder."""
+    def decoder_worker(loop: Any, input_q: Any, output_q: Any, decode_error: Any) -> None:
+        if not isinstance(input_q, LoopDecoder):
+            worker(loop, input_q, output_q, decode_error)
+
+    decoder_worker.wraps_for_loop_decoders = True  # type: ignore[attr-defined]
+    return decoder_worker
+
+
 Send = Callable[[RTCRtpSender, Any], Awaitable[None]]
 
 
@@ -157,7 +237,9 @@ def tells_the_track_its_codec(send: Send) -> Send:
 
 
 def install() -> None:
-    """Use the cheaper level meter, 20 ms output frames and Opus packets in this process."""
+    """Use the cheaper level meter, 20 ms output frames, Opus packets and loop decoding."""
+    import aiortc.rtcpeerconnection
+    import aiortc.rtcrtpreceiver
     import aiortc.rtp
     import pipecat.transports.smallwebrtc.transport as smallwebrtc
 
@@ -165,3 +247,6 @@ def install() -> None:
     smallwebrtc.RawAudioTrack = WholeOpusFrameTrack
     if not getattr(RTCRtpSender.send, "tells_the_track", False):
         RTCRtpSender.send = tells_the_track_its_codec(RTCRtpSender.send)
+    aiortc.rtcpeerconnection.RTCRtpReceiver = LoopDecodingReceiver
+    if not getattr(aiortc.rtcrtpreceiver.decoder_worker, "wraps_for_loop_decoders", False):
+        aiortc.rtcrtpreceiver.decoder_worker = no_thread_for_a_loop_decoder(aiortc.rtcrtpreceiver.decoder_worker)

@@ -195,7 +195,7 @@ class BotSession:
 
         from . import mediapath
 
-        mediapath.install()  # 20 ms output frames, a numpy level meter: issue 14's media path
+        mediapath.install()  # issue 14: the cheaper media path (20 ms frames, Opus packets, loop decoding)
 
         if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
             await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)

@@ -14,7 +14,7 @@ from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from voicebot.services import guards
 from voicebot.services.tool_router import (ANSWER_START, BARE_CONFIDENCE, GATE, NO_ARGUMENTS_GATE, Card,
                                            CustomToolRouter, as_identifier, confidence, evidence, heard, parse_answer,
-                                           request_top, time_argument)
+                                           _encode, request_top, time_argument)
 
 ORDER = FunctionSchema(name="check_order_status",
                        description="Look up the delivery status of a customer's order by its order number.",
@@ -28,6 +28,17 @@ TABLE = FunctionSchema(name="book_table", description="Book a table at the resta
                        required=["party_size"])
 HUMAN = FunctionSchema(name="transfer_to_human", description="Transfer the caller to a human agent.",
                        properties={}, required=[])
+
+
+LEAK = FunctionSchema(
+    name="report_leak",
+    description="Log a water leak, a burst pipe or a loss of water supply so that a repair crew can be sent. Use "
+                "this when the customer says water is leaking, a pipe has burst or their taps have no water at their "
+                "property now. Ask for the postcode if they have not given it. Do not use it for questions about "
+                "water bills, water quality in general, or leaks the customer is only telling a story about.",
+    properties={"postcode": {"type": "string",
+                             "description": 'Postcode of the property, upper case with a space, e.g. "CF10 3AT".'}},
+    required=["postcode"])
 
 
 def _top(p_true: float) -> list[tuple[str, float]]:
@@ -69,6 +80,40 @@ def test_only_sentences_near_a_tool_reach_the_model():
     # its gate is lower.
     scored = router.candidates("representative please")
     assert [card.name for _, card in scored] == ["transfer_to_human"] and GATE > scored[0][0] >= NO_ARGUMENTS_GATE
+
+
+def test_a_postcode_said_with_a_request_does_not_keep_it_under_the_gate():
+    router = CustomToolRouter([LEAK, HUMAN])
+    said = "Water's pouring through the ceiling, we're at NE1 4ST."
+    assert router.cards[0].closeness(_encode(said)) < GATE  # the code's tokens draw the sentence away
+    assert [card.name for _, card in router.candidates(said)] == ["report_leak"]
+    assert router.candidates("I moved to LS6 2AB last year.") == []
+    model = Model({("report_leak", "NE1 4ST"): (' true, "arguments": {"postcode": "NE1 4ST"}}', 0.95)})
+    call = _decide(router, said, model)
+    assert (call.tool, call.arguments, call.missing) == ("report_leak", {"postcode": "NE1 4ST"}, ())
+
+
+def test_a_value_not_of_the_form_its_examples_show_means_the_sentence_is_not_for_the_tool():
+    rates = FunctionSchema(
+        name="exchange_rate", description="Give today's exchange rate between two currencies.",
+        properties={"base": {"type": "string", "description": 'ISO 4217 code, e.g. "GBP", "USD".'},
+                    "quote": {"type": "string", "description": 'ISO 4217 code, e.g. "EUR".'},
+                    "note": {"type": "string", "description": 'Anything else, e.g. "cash", "card".'}},
+        required=["base", "quote"])
+    router = CustomToolRouter([rates])
+    card = router.cards[0]
+    model = Model({
+        ("exchange_rate", "a pound"): (' true, "arguments": {"base": "GBP", "quote": "EUR", "note": null}}', 0.9),
+        ("exchange_rate", "Celsius"): (' true, "arguments": {"base": "Celsius", "quote": "Fahrenheit", '
+                                       '"note": null}}', 0.9),
+        ("exchange_rate", "miles"): (' true, "arguments": {"base": "MILE", "quote": "KM", "note": null}}', 0.9),
+        ("exchange_rate", "cash"): (' true, "arguments": {"base": "usd", "quote": "EUR", "note": "cash"}}', 0.9)})
+    call = asyncio.run(router.check(card, "How many euros is a pound today?", model))
+    assert call is not None and call.arguments == {"base": "GBP", "quote": "EUR"}
+    assert asyncio.run(router.check(card, "What is 30 degrees Celsius in Fahrenheit?", model)) is None
+    assert asyncio.run(router.check(card, "Ten miles in kilometres, please.", model)) is None  # 4 letters, not 3
+    call = asyncio.run(router.check(card, "Dollars to euros, I'm paying in cash.", model))
+    assert call is not None and call.arguments["note"] == "cash"  # words for a word argument
 
 
 def test_a_request_becomes_a_call_with_the_arguments_the_user_said():

@@ -58,6 +58,8 @@ _WORD = re.compile(r"[a-z]+|[0-9]+")  # "3pm" is "3" and "pm"
 _STEM = 5
 _CODE = re.compile(r"[A-Z]{2,4}")  # a currency, country, language or airport code
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")  # "4,512", as Whisper writes a number said aloud
+_QUOTED = re.compile(r'"([^"]+)"')  # an example in a description: e.g. "GBP", "USD"
+_HAS_DIGIT = re.compile(r"\b(?=\w*\d)\w+\b")  # "L1", "8JQ", "4512": a postcode, a reference, a number
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,24 @@ def as_identifier(name: str, value: Any) -> Any:
     return text
 
 
+def code_length(spec: Any) -> int | None:
+    """The length of the codes an argument's description gives as its examples ("ISO 4217 code,
+    e.g. "GBP", "USD"": 3), or None when its examples are not all codes of one length, or it has none."""
+    examples = _QUOTED.findall(str(spec.get("description", ""))) if isinstance(spec, dict) else []
+    lengths = {len(e) for e in examples}
+    if examples and len(lengths) == 1 and all(_CODE.fullmatch(e) for e in examples):
+        return lengths.pop()
+    return None
+
+
+def of_its_form(value: Any, spec: Any) -> bool:
+    """Whether a value has the form the argument's examples show: a code like them (the model writes
+    "USD" for "dollars"); any value for an argument without code examples."""
+    length = code_length(spec)
+    return length is None or (isinstance(value, str) and len(value.strip()) == length
+                               and _CODE.fullmatch(value.strip().upper()) is not None)
+
+
 def time_argument(name: str, spec: Any) -> bool:
     """Whether an argument is a time of day: JSON Schema's "time" format, or named so (time, pickup_time;
     not time_zone)."""
@@ -348,9 +368,18 @@ class CustomToolRouter:
         self.pending: ToolCall | None = None  # a call waiting for an argument the assistant asked for
 
     def candidates(self, sentence: str) -> list[tuple[float, Card]]:
-        """The tools past the gate for `sentence`, closest first (blocking numpy: call in a thread)."""
-        vector = _encode(sentence)
-        scored = sorted(((card.closeness(vector), card) for card in self.cards), key=lambda s: -s[0])
+        """The tools past the gate for `sentence`, closest first (blocking numpy: call in a thread).
+
+        A sentence with codes or numbers in it is also measured without them, and the nearer of
+        the two counts: to the encoder a postcode is a run of tokens with no topic, and it drew
+        "Internet's not working, I'm at L1 8JQ." under the gate (0.23, without it 0.28); a
+        tracking number or a time is a tool's topic itself, so the sentence as said counts too.
+        """
+        vectors = [_encode(sentence)]
+        topic = " ".join(_HAS_DIGIT.sub(" ", sentence).split())
+        if topic and topic != sentence:
+            vectors.append(_encode(topic))
+        scored = sorted(((max(card.closeness(v) for v in vectors), card) for card in self.cards), key=lambda s: -s[0])
         return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
 
     async def decide(self, sentence: str, ask: Any, *, candidates: list[tuple[float, Card]]) -> ToolCall | None:
@@ -390,6 +419,10 @@ class CustomToolRouter:
             return None
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
+            if name in card.properties and value not in (None, "") and not of_its_form(value, card.properties[name]):
+                # "30 degrees Celsius in Fahrenheit" gave a currency tool "Celsius": what the user said
+                # for the argument is not of the kind the tool takes, so the sentence is not for it.
+                return None
             if name in card.properties and value not in (None, "") and heard(value, sentence):
                 if identifier_argument(name):
                     value = as_identifier(name, value)

@@ -47,6 +47,8 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
         print("voice-to-voice latency:", speaking["payload"]["latency"])
         await heard_answer(peer)
         peer.heard.write_wav(str(var / "answer.wav"))
+        # The answer came as Opus packets the session's track encoded (voicebot/mediapath.py).
+        assert "output audio as Opus packets" in open(worker.log.name).read()
         types = {e["type"] for e in client.events}
         assert {"voice.speech.start", "voice.speech.end", "voice.audio.level"} <= types
 

@@ -23,6 +23,7 @@ from voicebot.mediapath import LoopDecoder, LoopDecodingReceiver, WholeOpusFrame
 
 ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's own, captured before any install()
 ORIGINAL_SEND = RTCRtpSender.send
+ORIGINAL_REPLACE = RTCRtpSender.replaceTrack
 ORIGINAL_DECODER_WORKER = aiortc.rtcrtpreceiver.decoder_worker
 
 
@@ -38,6 +39,7 @@ def installed() -> Iterator[None]:
         smallwebrtc.RawAudioTrack = RawAudioTrack
         rtp.compute_audio_level_dbov = ORIGINAL_LEVEL
         RTCRtpSender.send = ORIGINAL_SEND
+        RTCRtpSender.replaceTrack = ORIGINAL_REPLACE
         aiortc.rtcpeerconnection.RTCRtpReceiver = RTCRtpReceiver
         aiortc.rtcrtpreceiver.decoder_worker = ORIGINAL_DECODER_WORKER
 
@@ -180,8 +182,9 @@ def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() 
 def test_install_puts_each_where_the_transport_and_the_sender_look_them_up(installed: None) -> None:
     import pipecat.transports.smallwebrtc.transport as smallwebrtc
 
-    wrapped, worker = RTCRtpSender.send, aiortc.rtcrtpreceiver.decoder_worker
+    wrapped, replace, worker = RTCRtpSender.send, RTCRtpSender.replaceTrack, aiortc.rtcrtpreceiver.decoder_worker
     mediapath.install()  # idempotent: each of aiortc's functions is wrapped once
+    assert RTCRtpSender.replaceTrack is replace and replace is not ORIGINAL_REPLACE
     assert smallwebrtc.RawAudioTrack is WholeOpusFrameTrack
     assert rtp.compute_audio_level_dbov is audio_level_dbov
     assert RTCRtpSender.send is wrapped and wrapped is not ORIGINAL_SEND
@@ -230,9 +233,14 @@ def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() 
     assert np.abs(resumed).max() > 3000  # the second sound is there, not silence
 
 
-@pytest.mark.parametrize("codec", ["audio/opus", "audio/PCMU"])
-def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, codec: str) -> None:
-    """Opus agreed: the track hands aiortc packets. G.711 agreed: frames, for aiortc to encode."""
+@pytest.mark.parametrize("codec, attached", [("audio/opus", "before"), ("audio/PCMU", "before"),
+                                             ("audio/opus", "once connected")])
+def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, codec: str, attached: str) -> None:
+    """Opus agreed: the track hands aiortc packets. G.711 agreed: frames, for aiortc to encode.
+
+    Pipecat's transport attaches its output track once the peer has connected
+    (`replaceTrack` on a sender that is already sending): the track learns the codec then too.
+    """
     async def run() -> None:
         track = WholeOpusFrameTrack(sample_rate=24000)
         track.add_audio_bytes(sound(50, seed=3).tobytes())  # 1 s of sound, then silence
@@ -248,7 +256,10 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
 
         listening: list[asyncio.Task] = []
         receiver.on("track", lambda remote: listening.append(asyncio.ensure_future(listen(remote))))
-        sender.addTrack(track)
+        if attached == "before":
+            sender.addTrack(track)
+        else:
+            sender.addTransceiver("audio", direction="sendrecv")
         sender.getTransceivers()[0].setCodecPreferences(
             [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == codec])
         try:
@@ -256,6 +267,12 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
             await receiver.setRemoteDescription(sender.localDescription)
             await receiver.setLocalDescription(await receiver.createAnswer())
             await sender.setRemoteDescription(receiver.localDescription)
+            if attached != "before":
+                deadline = time.monotonic() + 30
+                while sender.connectionState != "connected" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                assert track.opus is None  # not attached yet
+                sender.getTransceivers()[0].sender.replaceTrack(track)
 
             def heard_sound_then_silence() -> bool:
                 loud = [i for i, level in enumerate(levels) if level > 500]

@@ -18,7 +18,7 @@ the browser hears:
   which aiortc takes as they are (its `pack()`: no hop); once the encoder has settled on
   silence, its packet for silence (3 bytes, the same each time) is sent again without
   encoding. The browser gets the same packets but for the first ~20 after a long silence,
-  which the encoder now codes as after a short one (decoded, 44 dB apart). aiortc adds no
+  which the encoder now codes as after a short one (decoded, 41-44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
   which hands the decoded frame back to the event loop (`run_coroutine_threadsafe`): two
@@ -29,9 +29,10 @@ the browser hears:
   stereo gave (85 dB apart) for less work.
 
 Neither library offers these as settings, so `install()` swaps them in where they are
-looked up at run time (aiortc's `rtp.compute_audio_level_dbov` and `RTCRtpSender.send`,
-the transport module's `RawAudioTrack`, the peer connection's `RTCRtpReceiver`). It is idempotent; a session calls it before it
-builds its transport. `tests/test_mediapath.py` holds each to the originals' output.
+looked up at run time (aiortc's `rtp.compute_audio_level_dbov`, `RTCRtpSender.send` and
+`replaceTrack`, `decoder_worker`, the peer connection module's `RTCRtpReceiver`, the transport module's
+`RawAudioTrack`). It is idempotent; a session calls it before it builds its transport.
+`tests/test_mediapath.py` holds each to the originals' output.
 """
 from __future__ import annotations
 
@@ -129,6 +130,7 @@ class WholeOpusFrameTrack(RawAudioTrack):
         """From now on `recv()` gives Opus packets (the sender negotiated Opus)."""
         if self.opus is None:  # a second negotiation must not restart the encoder mid-stream
             self.opus = OpusPackets()
+            logger.info("[VoiceSession] output audio as Opus packets, settled silence encoded once")
 
     async def recv(self) -> AudioFrame | Packet:
         """The next 20 ms: a frame for aiortc to encode, or once Opus is agreed a packet."""
@@ -217,6 +219,14 @@ def no_thread_for_a_loop_decoder(worker: Callable[..., None]) -> Callable[..., N
 
 
 Send = Callable[[RTCRtpSender, Any], Awaitable[None]]
+ReplaceTrack = Callable[[RTCRtpSender, Any], None]
+
+
+def _tell_the_track(sender: RTCRtpSender) -> None:
+    """Switch the sender's track to Opus packets if the sender has agreed on Opus."""
+    track = sender.track
+    if isinstance(track, WholeOpusFrameTrack) and getattr(sender, "_voice_sends_opus", False):
+        track.send_opus_packets()
 
 
 def tells_the_track_its_codec(send: Send) -> Send:
@@ -226,14 +236,23 @@ def tells_the_track_its_codec(send: Send) -> Send:
     for an old client) keeps handing over frames for aiortc to encode.
     """
     async def send_telling_the_track(sender: RTCRtpSender, parameters: Any) -> None:
-        track = sender.track
-        if isinstance(track, WholeOpusFrameTrack) and parameters.codecs \
-                and parameters.codecs[0].mimeType.lower() == "audio/opus":
-            track.send_opus_packets()
+        sender._voice_sends_opus = bool(parameters.codecs) and parameters.codecs[0].mimeType.lower() == "audio/opus"
+        _tell_the_track(sender)
         await send(sender, parameters)
 
     send_telling_the_track.tells_the_track = True  # type: ignore[attr-defined]
     return send_telling_the_track
+
+
+def tells_a_new_track_its_codec(replace: ReplaceTrack) -> ReplaceTrack:
+    """Wrap `RTCRtpSender.replaceTrack`: Pipecat's transport gives the sender its output track
+    this way once the peer has connected, after `send()`."""
+    def replace_telling_the_track(sender: RTCRtpSender, track: Any) -> None:
+        replace(sender, track)
+        _tell_the_track(sender)
+
+    replace_telling_the_track.tells_the_track = True  # type: ignore[attr-defined]
+    return replace_telling_the_track
 
 
 def install() -> None:
@@ -247,6 +266,8 @@ def install() -> None:
     smallwebrtc.RawAudioTrack = WholeOpusFrameTrack
     if not getattr(RTCRtpSender.send, "tells_the_track", False):
         RTCRtpSender.send = tells_the_track_its_codec(RTCRtpSender.send)
+    if not getattr(RTCRtpSender.replaceTrack, "tells_the_track", False):
+        RTCRtpSender.replaceTrack = tells_a_new_track_its_codec(RTCRtpSender.replaceTrack)
     aiortc.rtcpeerconnection.RTCRtpReceiver = LoopDecodingReceiver
     if not getattr(aiortc.rtcrtpreceiver.decoder_worker, "wraps_for_loop_decoders", False):
         aiortc.rtcrtpreceiver.decoder_worker = no_thread_for_a_loop_decoder(aiortc.rtcrtpreceiver.decoder_worker)

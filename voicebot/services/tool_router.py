@@ -377,7 +377,7 @@ class CustomToolRouter:
         """
         vectors = [_encode(sentence)]
         topic = " ".join(_HAS_DIGIT.sub(" ", sentence).split())
-        if topic and topic != sentence:
+        if topic and _HAS_DIGIT.search(sentence):
             vectors.append(_encode(topic))
         scored = sorted(((max(card.closeness(v) for v in vectors), card) for card in self.cards), key=lambda s: -s[0])
         return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]

@@ -31,7 +31,6 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
     # tiny.en hears espeak-ng's "capital of France" as "capital and friends", though the window
     # hears 68 sentences better overall (bench/bench_stt_window.py, docs/benchmarks.md).
     question = speak_to_wav("What is the capital of Germany?", var / "question.wav")
-    assert "loop=uvloop" in open(worker.log.name).read()  # the default loop (voicebot/eventloop.py)
 
     async def scenario() -> None:
         client, peer, session_id = await active_session(server, persistence=2, expect_new=True)

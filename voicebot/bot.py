@@ -7,6 +7,7 @@ loads the models itself, runs the one session and exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 
@@ -24,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     from voicesessions.models import BotJob
     from voicesessions.queue import BotJobSpec, ClaimedJob
 
-    from . import eventloop
     from .logbridge import route_loguru_to_logging
     from .worker import BotWorkerProcess
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     claimed = ClaimedJob(str(job.pk), BotJobSpec.from_dict(job.payload), job.attempts)
     worker = BotWorkerProcess(pool_size=1, only_job=claimed, claimed_by=args.claimed_by,
                               worker_id=f"{args.claimed_by}-spawn-{os.getpid()}")
-    eventloop.run(worker.run())
+    asyncio.run(worker.run())
 
 
 if __name__ == "__main__":

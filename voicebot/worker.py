@@ -147,8 +147,7 @@ class BotWorkerProcess:
             summarise = summariser(self.bundle) if self.bundle is not None else None
             tasks.append(loop.create_task(deliver_forever(self.stopping, summarise=summarise), name="webhooks"))
         print(f"[BotJoin] worker {self.worker_id} listening on {control_url} "
-              f"pool={self.capacity} mode={'spawn' if self.spawn else 'warm'} "
-              f"loop={type(loop).__module__.split('.')[0]}", flush=True)
+              f"pool={self.capacity} mode={'spawn' if self.spawn else 'warm'}", flush=True)
         try:
             await self.stopping.wait()
         finally:

@@ -329,9 +329,6 @@ VOICE_NO_CAPACITY_RETRY_AFTER = env.int("VOICE_NO_CAPACITY_RETRY_AFTER", default
 # core (voicebot/sharedmodels.py prioritise_turn_model; 0 = the same priority). Unset: 10 when
 # every model is hosted, 0 when the worker runs models itself (its audio must not wait for them).
 VOICE_WORKER_LOOP_NICE = env.int("VOICE_WORKER_LOOP_NICE", default=None)
-# The worker's event loop, which carries every session's audio: "uvloop" (libuv's loop, cheaper
-# per callback, timer and datagram; voicebot/eventloop.py) or "asyncio" (the standard library's).
-VOICE_WORKER_EVENT_LOOP = env.str("VOICE_WORKER_EVENT_LOOP", default="uvloop")
 VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")  # host servers dial
 VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim

@@ -1,10 +1,11 @@
 """Run a bot worker: claim /join jobs and run their Pipecat bots."""
 from __future__ import annotations
 
+import asyncio
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from voicebot import eventloop
 from voicebot.worker import BotWorkerProcess
 
 
@@ -31,4 +32,4 @@ class Command(BaseCommand):
         worker = BotWorkerProcess(pool_size=opts["pool_size"], host=opts["host"], port=opts["port"],
                                   worker_id=opts["worker_id"], spawn=opts["spawn"],
                                   idle_timeout=opts["idle_timeout"], max_sessions=opts["max_sessions"])
-        eventloop.run(worker.run())
+        asyncio.run(worker.run())

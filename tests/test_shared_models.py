@@ -2,6 +2,7 @@
 answers Pipecat's own per-session models give, and two sessions speaking at once never mix."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import wave
 from pathlib import Path
@@ -43,6 +44,30 @@ def test_the_shared_vad_hears_what_pipecats_own_hears(speech):
     shared = _confidences(SharedSileroVADAnalyzer(), speech)
     assert max(own) > 0.9 and min(own[:5]) < 0.1  # speech, after half a second of silence
     assert np.allclose(own, shared, atol=1e-5)
+
+
+def test_20_ms_frames_give_pipecats_vad_states_with_a_thread_trip_only_for_whole_windows(speech):
+    """The states Pipecat's own analyzer gives frame by frame; its thread only for a window's worth."""
+    frames = [speech[i:i + 640] for i in range(0, len(speech) - 639, 640)]  # 20 ms, as the transport reads
+
+    async def states(analyzer) -> tuple[list, int]:
+        analyzer.set_sample_rate(RATE)
+        trips = 0
+        run = analyzer._run_analyzer
+
+        def counted(buffer: bytes):
+            nonlocal trips
+            trips += 1
+            return run(buffer)
+
+        analyzer._run_analyzer = counted
+        return [await analyzer.analyze_audio(frame) for frame in frames], trips
+
+    own, own_trips = asyncio.run(states(SileroVADAnalyzer()))
+    shared, shared_trips = asyncio.run(states(SharedSileroVADAnalyzer()))
+    assert shared == own and len(set(own)) >= 3  # quiet, starting, speaking, stopping: not a constant
+    assert own_trips == len(frames)
+    assert shared_trips == len(frames) * 640 // WINDOW  # one a window: 5 of every 8 frames
 
 
 def test_two_sessions_speaking_at_once_each_keep_their_own_vad_state(speech):

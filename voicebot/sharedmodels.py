@@ -27,7 +27,7 @@ import onnxruntime as ort
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
 
 
 logger = logging.getLogger("voicebot.worker")
@@ -127,6 +127,19 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._model = _StreamState(vad_session())
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+
+    async def analyze_audio(self, buffer: bytes) -> VADState:
+        """Pipecat's, without the trip to the analyzer's thread for audio that completes no window.
+
+        Pipecat hands every 20 ms input frame to its thread, but a Silero window is 32 ms: about
+        one frame in three only adds to the buffer, and its state is the one already known (what
+        Pipecat's `_run_analyzer` returns for it). Only this coroutine touches the buffer
+        between its awaits, so appending here cannot race the thread.
+        """
+        if len(self._vad_buffer) + len(buffer) < self._vad_frames_num_bytes:
+            self._vad_buffer += buffer
+            return self._vad_state
+        return await super().analyze_audio(buffer)
 
 
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):

@@ -5,6 +5,7 @@ import asyncio
 import threading
 import time
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -144,21 +145,18 @@ def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() 
         made.pts, made.time_base = index * 480, Fraction(1, 24000)
         payloads += encoder.encode(made)[0]
 
-    class Receiver:  # what the loop decoder reads of aiortc's receiver: its track's queue
-        class _track:
-            _queue: asyncio.Queue
-
     async def run() -> tuple[list[AudioFrame], list[AudioFrame]]:
-        Receiver._track._queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue()
+        receiver = SimpleNamespace(_track=SimpleNamespace(_queue=queue))  # what the decoder reads of aiortc's
         error = threading.Event()
-        decoder = LoopDecoder(Receiver(), error)  # type: ignore[arg-type]
+        decoder = LoopDecoder(receiver, error)  # type: ignore[arg-type]
         codec = RTCRtpSender.getCapabilities("audio").codecs[0]
         assert codec.mimeType == "audio/opus"
         for index, payload in enumerate(payloads):
             decoder.put((codec, JitterFrame(data=payload, timestamp=index * 960)))
         decoder.put(None)
         ours = []
-        while (got := Receiver._track._queue.get_nowait()) is not None:
+        while (got := queue.get_nowait()) is not None:
             ours.append(got)
         theirs, aiortcs = [], OpusDecoder()
         for index, payload in enumerate(payloads):

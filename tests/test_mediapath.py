@@ -58,6 +58,16 @@ def sound(frames: int, seed: int, rate: int = 24000) -> np.ndarray:
     return (7000 * envelope * (np.sin(pitch) + 0.4 * np.sin(3 * pitch))).astype(np.int16)
 
 
+def aiortc_payloads(audio: np.ndarray, size: int = 480) -> list[list[bytes]]:
+    """What aiortc's own encoder gives for each `size` samples of 24 kHz audio, call by call."""
+    encoder, out = OpusEncoder(), []
+    for start in range(0, len(audio), size):
+        made = frame(audio[start:start + size])
+        made.pts, made.time_base = start, Fraction(1, 24000)
+        out.append(encoder.encode(made)[0])
+    return out
+
+
 def decoded(payloads: list[bytes]) -> np.ndarray:
     """What a receiver plays for these Opus payloads (aiortc's decoder, left channel)."""
     decoder, out = OpusDecoder(), []
@@ -121,29 +131,15 @@ def test_audio_of_an_odd_10_ms_is_padded_not_refused() -> None:
 
 def test_aiortc_packs_one_opus_packet_per_20_ms_frame_where_10_ms_frames_need_two_calls() -> None:
     tone = (8000 * np.sin(np.arange(4800) * 2 * np.pi * 440 / 24000)).astype(np.int16)
-
-    def payloads(size: int) -> list[list[bytes]]:
-        encoder, out = OpusEncoder(), []
-        for start in range(0, len(tone), size):
-            made = frame(tone[start:start + size])
-            made.pts, made.time_base = start, Fraction(1, 24000)
-            out.append(encoder.encode(made)[0])
-        return out
-
     # After the resampler's first buffering, 20 ms frames give a packet a call and Pipecat's
     # 10 ms frames give one every other call: twice the track and sender work per packet.
-    assert [len(packets) for packets in payloads(480)[1:]] == [1] * 9
-    assert [len(packets) for packets in payloads(240)[2:]] == [1, 0] * 9
+    assert [len(packets) for packets in aiortc_payloads(tone, 480)[1:]] == [1] * 9
+    assert [len(packets) for packets in aiortc_payloads(tone, 240)[2:]] == [1, 0] * 9
 
 
 def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() -> None:
     """Mono from libopus, against aiortc's stereo mixed down by the transport's resampler."""
-    encoder, payloads = OpusEncoder(), []
-    audio = sound(100, seed=4)
-    for index in range(100):
-        made = frame(audio[index * 480:(index + 1) * 480])
-        made.pts, made.time_base = index * 480, Fraction(1, 24000)
-        payloads += encoder.encode(made)[0]
+    payloads = [p for call in aiortc_payloads(sound(100, seed=4)) for p in call]
 
     async def run() -> tuple[list[AudioFrame], list[AudioFrame]]:
         queue: asyncio.Queue = asyncio.Queue()
@@ -210,14 +206,9 @@ def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() 
     assert all(p.time_base == Fraction(1, 48000) for p in packets)
 
     # aiortc encoding every frame of the same audio itself, as its sender would have.
-    encoder, theirs = OpusEncoder(), []
     silence = np.zeros(480, dtype=np.int16)
-    audio = [first[i * 480:(i + 1) * 480] for i in range(25)] + [silence] * 201 \
-        + [second[i * 480:(i + 1) * 480] for i in range(25)] + [silence] * 10
-    for index, samples in enumerate(audio):
-        made = frame(samples)
-        made.pts, made.time_base = index * 480, Fraction(1, 24000)
-        theirs += encoder.encode(made)[0]
+    audio = np.concatenate([first, *[silence] * 201, second, *[silence] * 10])
+    theirs = [p for call in aiortc_payloads(audio) for p in call]
     assert len(ours) == len(theirs) == 260
     assert ours[:225] == theirs[:225]  # the sound and every silence packet: byte for byte
     assert len(set(ours[40:225])) == 1 and len(ours[100]) <= 3

@@ -45,6 +45,10 @@ logger = logging.getLogger("voicebot.worker")
 # A hosted-model worker's threads run this many nice steps below its turn model by default
 # (nice 10 weighs 110 against 0's 1024: the verdict gets ~90% of a contended core).
 HOSTED_LOOP_NICE = 10
+# How often an idle worker asks the database for prompts added since it started (seconds): each
+# heartbeat's two queries took an idle worker from 1.1-1.2% to 1.35-1.4% of a core
+# (bench/bench_idle_worker.py); a new tool waits at most this long to be read.
+NEW_PROMPTS_EVERY = 30.0
 
 
 class BotWorkerProcess:
@@ -448,11 +452,6 @@ class BotWorkerProcess:
         logger.info("[BotJoin] worker %s read %d new prompt(s) into the LLM's cache in %.1fs", self.worker_id,
                     read, time.monotonic() - started)
 
-
-# How often an idle worker asks the database for prompts added since it started (seconds): each
-# heartbeat's two queries took an idle worker from 1.1-1.2% to 1.35-1.4% of a core
-# (bench/bench_idle_worker.py); a new tool waits at most this long to be read.
-NEW_PROMPTS_EVERY = 30.0
 
 
 def loop_nice(bundle: Any) -> int:

@@ -376,9 +376,10 @@ class CustomToolRouter:
         tracking number or a time is a tool's topic itself, so the sentence as said counts too.
         """
         vectors = [_encode(sentence)]
-        topic = " ".join(_HAS_DIGIT.sub(" ", sentence).split())
-        if topic and _HAS_DIGIT.search(sentence):
-            vectors.append(_encode(topic))
+        if _HAS_DIGIT.search(sentence):
+            topic = " ".join(_HAS_DIGIT.sub(" ", sentence).split())
+            if topic:
+                vectors.append(_encode(topic))
         scored = sorted(((max(card.closeness(v) for v in vectors), card) for card in self.cards), key=lambda s: -s[0])
         return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
 
@@ -419,11 +420,13 @@ class CustomToolRouter:
             return None
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
-            if name in card.properties and value not in (None, "") and not of_its_form(value, card.properties[name]):
+            if name not in card.properties or value in (None, ""):
+                continue
+            if not of_its_form(value, card.properties[name]):
                 # "30 degrees Celsius in Fahrenheit" gave a currency tool "Celsius": what the user said
                 # for the argument is not of the kind the tool takes, so the sentence is not for it.
                 return None
-            if name in card.properties and value not in (None, "") and heard(value, sentence):
+            if heard(value, sentence):
                 if identifier_argument(name):
                     value = as_identifier(name, value)
                 else:

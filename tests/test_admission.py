@@ -52,6 +52,32 @@ def test_a_loaded_worker_claims_nothing_and_reports_it(settings):
 
 
 @pytest.mark.django_db
+def test_a_busy_worker_hears_its_users_in_longer_frames_and_logs_it(settings, caplog):
+    """mediapath.InputFrames, from the heartbeat's load: fewer trips through the pipeline once CPU is short."""
+    import logging
+
+    from voicebot import mediapath
+    from voicebot.worker import BotWorkerProcess
+
+    settings.VOICE_INPUT_LONG_FRAMES_LOAD = 0.5
+    worker = BotWorkerProcess(pool_size=4)
+    try:
+        mediapath.input_frames.busy_join = 2  # VOICE_INPUT_FRAME_MS = 40, as a session installs it
+        with caplog.at_level(logging.INFO, logger="voicebot.worker"):
+            worker.load.load = 0.62
+            worker._frames_follow_load()
+            assert mediapath.input_frames.join == 2
+            worker.load.load = 0.3
+            worker._frames_follow_load()
+            assert mediapath.input_frames.join == 1
+        said = [r.getMessage() for r in caplog.records if "frames" in r.getMessage()]
+        assert said == [f"[BotJoin] worker {worker.worker_id} at 62% load: the user's audio in 40 ms frames",
+                        f"[BotJoin] worker {worker.worker_id} at 30% load: the user's audio in 20 ms frames"]
+    finally:
+        mediapath.input_frames.join = mediapath.input_frames.busy_join = 1
+
+
+@pytest.mark.django_db
 def test_a_worker_cut_off_past_its_lease_claims_nothing_and_lets_its_sessions_go(settings):
     """The lease (worker.py): failing heartbeats for longer than the dead-worker window less two
     heartbeats end the worker's sessions before anyone else can hand them on. A late heartbeat of a

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     var = tmp_path_factory.mktemp("bot")
-    server = start_server(var, BOT_ENV)
+    # As a busy worker hears its users, in 40 ms frames (mediapath.InputFrames) from the first
+    # heartbeat of a session on; the other real-audio tests hear them as an idle worker does, in 20 ms.
+    server = start_server(var, {**BOT_ENV, "VOICE_INPUT_LONG_FRAMES_LOAD": "0"})
     worker = start_worker(server, "--pool-size", "2")
     yield server, worker, var
     stop_worker(worker)
@@ -34,6 +36,8 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
 
     async def scenario() -> None:
         client, peer, session_id = await active_session(server, persistence=2, expect_new=True)
+        await await_until(lambda: "the user's audio in 40 ms frames" in open(worker.log.name).read(), 10,
+                          "the worker's log of its longer input frames")  # the question is heard in them
         peer.say_wav(str(question))
 
         user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")

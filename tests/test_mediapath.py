@@ -20,7 +20,7 @@ from av import AudioFrame, AudioResampler
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
 from voicebot import mediapath
-from voicebot.mediapath import LoopDecoder, LoopDecodingReceiver, WholeOpusFrameTrack, audio_level_dbov
+from voicebot.mediapath import InputFrames, LoopDecoder, LoopDecodingReceiver, WholeOpusFrameTrack, audio_level_dbov
 
 ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's own, captured before any install()
 ORIGINAL_SEND = RTCRtpSender.send
@@ -43,6 +43,7 @@ def installed() -> Iterator[None]:
         RTCRtpSender.replaceTrack = ORIGINAL_REPLACE
         aiortc.rtcpeerconnection.RTCRtpReceiver = RTCRtpReceiver
         aiortc.rtcrtpreceiver.decoder_worker = ORIGINAL_DECODER_WORKER
+        mediapath.input_frames.join = mediapath.input_frames.busy_join = 1
 
 
 def sound(frames: int, seed: int, rate: int = 24000) -> np.ndarray:
@@ -171,6 +172,65 @@ def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() 
     mine, aiortc_s = as_the_pipeline_takes_it(ours), as_the_pipeline_takes_it(theirs)
     assert len(mine) == len(aiortc_s) and np.abs(aiortc_s).max() > 3000
     assert 10 * np.log10(np.sum(aiortc_s ** 2) / max(np.sum((mine - aiortc_s) ** 2), 1e-9)) > 60
+
+
+def loop_decoded(payloads: list[bytes], join: int, *, then: tuple[int, int] | None = None) -> list[AudioFrame]:
+    """What a LoopDecoder joining `join` frames hands the receiver's track for these Opus payloads, to
+    the end; `then=(packet, join)`: from that packet on, joining that many (the worker's load changed)."""
+    async def run() -> list[AudioFrame]:
+        queue: asyncio.Queue = asyncio.Queue()
+        frames = InputFrames()
+        frames.join = join
+        decoder = LoopDecoder(SimpleNamespace(_track=SimpleNamespace(_queue=queue)), threading.Event(),  # type: ignore[arg-type]
+                              frames)
+        codec = RTCRtpSender.getCapabilities("audio").codecs[0]
+        for index, payload in enumerate(payloads):
+            if then is not None and index == then[0]:
+                frames.join = then[1]
+            decoder.put((codec, JitterFrame(data=payload, timestamp=index * 960)))
+        decoder.put(None)
+        frames = []
+        while (got := queue.get_nowait()) is not None:
+            frames.append(got)
+        return frames
+
+    return asyncio.run(run())
+
+
+def test_the_loop_decoder_hands_the_track_40_ms_frames_of_the_same_audio_and_the_last_20_ms_at_the_end() -> None:
+    """Two packets a frame: half the trips through the pipeline, not a sample changed, none lost."""
+    payloads = [p for call in aiortc_payloads(sound(60, seed=2)) for p in call][:51]  # an odd number of packets
+    single, double = loop_decoded(payloads, join=1), loop_decoded(payloads, join=2)
+    assert len(single) == len(payloads) == 51 and len(double) == 26
+    assert [f.samples for f in double] == [1920] * 25 + [960]  # 40 ms at 48 kHz; the odd one out at the end
+    assert {(f.sample_rate, f.layout.name, f.format.name) for f in double} == {(48000, "mono", "s16")}
+    assert [f.pts for f in double] == [f.pts for f in single[::2]]  # each stamped with its first packet's time
+    whole = np.concatenate([f.to_ndarray().ravel() for f in double])
+    assert np.array_equal(whole, np.concatenate([f.to_ndarray().ravel() for f in single]))
+    assert np.abs(whole).max() > 3000  # speech, not silence
+
+
+def test_frames_change_length_mid_call_without_a_sample_lost_or_repeated() -> None:
+    payloads = [p for call in aiortc_payloads(sound(60, seed=3)) for p in call][:40]
+    single = loop_decoded(payloads, join=1)
+    busy_then_not = loop_decoded(payloads, join=2, then=(21, 1))  # one packet held when the load fell
+    assert [f.samples for f in busy_then_not] == [1920] * 10 + [1920] + [960] * 18
+    assert np.array_equal(np.concatenate([f.to_ndarray().ravel() for f in busy_then_not]),
+                          np.concatenate([f.to_ndarray().ravel() for f in single]))
+    not_then_busy = loop_decoded(payloads, join=1, then=(10, 2))
+    assert [f.samples for f in not_then_busy] == [960] * 10 + [1920] * 15
+
+
+def test_a_worker_takes_longer_frames_once_busy_and_20_ms_again_well_under_it(installed: None) -> None:
+    """Hysteresis: between 80% of the load and the load itself, frames keep the length they have."""
+    frames = InputFrames()
+    frames.busy_join = 2
+    assert [frames.follow_load(load, 0.5) for load in (0.1, 0.45, 0.5, 0.45, 0.41, 0.39, 0.45, 0.7)] == \
+        [1, 1, 2, 2, 2, 1, 1, 2]
+    mediapath.install(input_frame_ms=40)  # settings.VOICE_INPUT_FRAME_MS, as a session installs it
+    assert mediapath.input_frames.busy_join == 2 and mediapath.input_frames.follow_load(0.6, 0.5) == 2
+    mediapath.install(input_frame_ms=20)  # VOICE_INPUT_FRAME_MS=20: never longer
+    assert mediapath.input_frames.follow_load(0.9, 0.5) == 1
 
 
 def test_install_puts_each_where_the_transport_and_the_sender_look_them_up(installed: None) -> None:

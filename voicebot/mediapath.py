@@ -164,22 +164,57 @@ def decoder_for(codec: Any) -> Decoder:
     return MonoOpusDecoder() if codec.mimeType.lower() == "audio/opus" else get_decoder(codec)
 
 
+class InputFrames:
+    """How many decoded packets a frame of the user's audio holds, for every session of a worker.
+
+    Each frame is a trip through the transport's resampler and every processor that reads
+    the user's audio: at 40 ms a frame instead of aiortc's 20, half as many, 13% less of the
+    worker's CPU at 8 sessions on one core. But a frame waits for its second packet, and the
+    VAD sees the end of speech a frame later: ~20 ms more voice-to-voice (docs/benchmarks.md).
+    So a worker with CPU to spare keeps 20 ms frames, and one that is busy, where queueing
+    costs more than that, takes longer ones (`follow_load`, from the worker's heartbeat).
+    """
+
+    def __init__(self) -> None:
+        self.join = 1  # now
+        self.busy_join = 1  # once the worker is busy (install() sets it from VOICE_INPUT_FRAME_MS)
+
+    def follow_load(self, load: float, busy_at: float) -> int:
+        """Longer frames from `busy_at` of the worker's cores, 20 ms again under 80% of it (no
+        flapping at the edge). Returns the join now."""
+        if load >= busy_at:
+            self.join = self.busy_join
+        elif load < 0.8 * busy_at:
+            self.join = 1
+        return self.join
+
+
+input_frames = InputFrames()
+
+
 class LoopDecoder:
     """Stands where an audio receiver's decoder queue was: `put()` decodes on the event loop.
 
     It takes what aiortc's receiver puts on that queue, `(codec, encoded frame)` or None at
-    the end, and gives the receiver's track what aiortc's decoder thread would have.
+    the end, and gives the receiver's track what aiortc's decoder thread would have, as many
+    decoded frames at a time as one as `frames.join` says (`InputFrames`).
     """
 
-    def __init__(self, receiver: RTCRtpReceiver, decode_error: threading.Event) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, decode_error: threading.Event,
+                 frames: InputFrames | None = None) -> None:
         self._receiver = receiver
         self._decode_error = decode_error
         self._decoder: Decoder | None = None
         self._codec_name: str | None = None
+        self._frames = frames or input_frames
+        self._held: list[AudioFrame] = []  # decoded frames waiting for the rest of their join
 
     def put(self, task: tuple[Any, Any] | None) -> None:
         frames: asyncio.Queue = self._receiver._track._queue  # the track is set after the receiver is made
         if task is None:
+            if self._held:
+                frames.put_nowait(joined(self._held))  # what the user said last is not lost
+                self._held = []
             frames.put_nowait(None)  # the track ends, as aiortc's thread ends it
             return
         codec, encoded = task
@@ -192,7 +227,30 @@ class LoopDecoder:
             self._decode_error.set()
             return
         for frame in decoded:
-            frames.put_nowait(frame)
+            if self._held and not same_form(self._held[0], frame):
+                frames.put_nowait(joined(self._held))  # a codec change: no frame mixes two rates
+                self._held = []
+            self._held.append(frame)
+            if len(self._held) >= self._frames.join:
+                frames.put_nowait(joined(self._held))
+                self._held = []
+
+
+def same_form(a: AudioFrame, b: AudioFrame) -> bool:
+    """Whether two frames' samples can be laid end to end: one rate, layout and sample format."""
+    return (a.sample_rate, a.layout.name, a.format.name) == (b.sample_rate, b.layout.name, b.format.name)
+
+
+def joined(frames: list[AudioFrame]) -> AudioFrame:
+    """Frames of one form as one, stamped with the first one's time (what a receiver would play)."""
+    if len(frames) == 1:
+        return frames[0]
+    first = frames[0]
+    # to_ndarray() of packed audio is one row of interleaved samples: laid end to end along it.
+    made = AudioFrame.from_ndarray(np.concatenate([f.to_ndarray() for f in frames], axis=1),
+                                   format=first.format.name, layout=first.layout.name)
+    made.sample_rate, made.pts, made.time_base = first.sample_rate, first.pts, first.time_base
+    return made
 
 
 class LoopDecodingReceiver(RTCRtpReceiver):
@@ -255,8 +313,10 @@ def tells_a_new_track_its_codec(replace: ReplaceTrack) -> ReplaceTrack:
     return replace_telling_the_track
 
 
-def install() -> None:
-    """Use the cheaper level meter, 20 ms output frames, Opus packets and loop decoding."""
+def install(input_frame_ms: int = FRAME_MS) -> None:
+    """Use the cheaper level meter, 20 ms output frames, Opus packets and loop decoding, the
+    user's audio in frames of `input_frame_ms` (a multiple of aiortc's 20 ms) once the worker
+    is busy (`InputFrames`)."""
     import aiortc.rtcpeerconnection
     import aiortc.rtcrtpreceiver
     import aiortc.rtp
@@ -268,6 +328,7 @@ def install() -> None:
         RTCRtpSender.send = tells_the_track_its_codec(RTCRtpSender.send)
     if not getattr(RTCRtpSender.replaceTrack, "tells_the_track", False):
         RTCRtpSender.replaceTrack = tells_a_new_track_its_codec(RTCRtpSender.replaceTrack)
+    input_frames.busy_join = max(1, input_frame_ms // FRAME_MS)
     aiortc.rtcpeerconnection.RTCRtpReceiver = LoopDecodingReceiver
     if not getattr(aiortc.rtcrtpreceiver.decoder_worker, "wraps_for_loop_decoders", False):
         aiortc.rtcrtpreceiver.decoder_worker = no_thread_for_a_loop_decoder(aiortc.rtcrtpreceiver.decoder_worker)

@@ -195,7 +195,8 @@ class BotSession:
 
         from . import mediapath
 
-        mediapath.install()  # issue 14: the cheaper media path (20 ms frames, Opus packets, loop decoding)
+        # Issue 14: the cheaper media path (20 ms frames, Opus packets, loop decoding, longer input frames).
+        mediapath.install(input_frame_ms=settings.VOICE_INPUT_FRAME_MS)
 
         if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
             await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)

@@ -131,8 +131,9 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Pipecat's, without the trip to the analyzer's thread for audio that completes no window.
 
-        Pipecat hands every 20 ms input frame to its thread, but a Silero window is 32 ms: three
-        frames in eight only add to the buffer, and their state is the one already known (what
+        Pipecat hands every input frame to its thread, but a Silero window is 32 ms: of 20 ms
+        frames three in eight only add to the buffer (of 40 ms frames, none: each completes a
+        window, VOICE_INPUT_FRAME_MS), and their state is the one already known (what
         Pipecat's `_run_analyzer` returns for it). Only this coroutine touches the buffer
         between its awaits, so appending here cannot race the thread.
         """

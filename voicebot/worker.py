@@ -326,6 +326,7 @@ class BotWorkerProcess:
                 elif self.let_go:
                     await self._fail_let_go()
                 self.lease_from = started  # renewed as of when the heartbeat was sent
+                self._frames_follow_load()
                 await self._reap()
                 await self._release_memory()
                 await self._read_new_prompts()
@@ -410,6 +411,17 @@ class BotWorkerProcess:
                 del self.children[job_id]
         if self.only_job and not self.sessions:
             self.stopping.set()
+
+    def _frames_follow_load(self) -> None:
+        """The user's audio in longer frames while the worker is busy, 20 ms while it is not
+        (mediapath.InputFrames: CPU against ~20 ms of voice-to-voice)."""
+        from . import mediapath
+
+        before = mediapath.input_frames.join
+        after = mediapath.input_frames.follow_load(self.load.load, settings.VOICE_INPUT_LONG_FRAMES_LOAD)
+        if after != before:
+            logger.info("[BotJoin] worker %s at %.0f%% load: the user's audio in %d ms frames", self.worker_id,
+                        self.load.load * 100, after * mediapath.FRAME_MS)
 
     async def _release_memory(self) -> None:
         """Sessions ended since the last heartbeat: hand what they freed back to the system, or the

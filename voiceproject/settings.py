@@ -333,6 +333,13 @@ VOICE_WORKER_ADVERTISE_HOST = env.str("VOICE_WORKER_ADVERTISE_HOST", default="")
 VOICE_WEBRTC_HOSTS = env.list("VOICE_WEBRTC_HOSTS", default=["127.0.0.1"])  # ICE host candidates
 VOICE_OFFER_WAIT_SECONDS = env.float("VOICE_OFFER_WAIT_SECONDS", default=20.0)  # wait for a worker to claim
 VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's recommended value
+# Once a worker's load reaches VOICE_INPUT_LONG_FRAMES_LOAD (of its cores), the user's audio reaches
+# the pipeline in frames of VOICE_INPUT_FRAME_MS (a multiple of WebRTC's 20 ms packets) instead of
+# 20 ms: each frame is a trip through the transport's resampler and every processor that reads it,
+# and a longer one costs ~20 ms of voice-to-voice (voicebot/mediapath.py InputFrames; issue 14,
+# docs/benchmarks.md). 20 ms again under 80% of that load. VOICE_INPUT_FRAME_MS=20: never.
+VOICE_INPUT_FRAME_MS = env.int("VOICE_INPUT_FRAME_MS", default=40)
+VOICE_INPUT_LONG_FRAMES_LOAD = env.float("VOICE_INPUT_LONG_FRAMES_LOAD", default=0.5)
 VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
 # A final transcript ending with "?" ends the user's turn at once (voicebot/turnend.py).
 VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)

@@ -46,8 +46,9 @@ def test_the_shared_vad_hears_what_pipecats_own_hears(speech):
     assert np.allclose(own, shared, atol=1e-5)
 
 
-def test_20_ms_frames_give_pipecats_vad_states_with_a_thread_trip_only_for_whole_windows(speech):
-    """The states Pipecat's own analyzer gives frame by frame; its thread only for a window's worth."""
+def test_20_ms_frames_give_pipecats_vad_states_on_the_loop_analysing_only_whole_windows(speech):
+    """The states Pipecat's own analyzer gives frame by frame, with no thread of its own, and the
+    analysis run only for a window's worth."""
     frames = [speech[i:i + 640] for i in range(0, len(speech) - 639, 640)]  # 20 ms, as the transport reads
 
     async def states(analyzer) -> tuple[list, int]:
@@ -68,6 +69,9 @@ def test_20_ms_frames_give_pipecats_vad_states_with_a_thread_trip_only_for_whole
     assert shared == own and len(set(own)) >= 3  # quiet, starting, speaking, stopping: not a constant
     assert own_trips == len(frames)
     assert shared_trips == len(frames) * 640 // WINDOW  # one a window: 5 of every 8 frames
+    shared_analyzer = SharedSileroVADAnalyzer()
+    asyncio.run(states(shared_analyzer))
+    assert not shared_analyzer._executor._threads  # Pipecat's executor never started its thread: the loop ran it
 
 
 def test_two_sessions_speaking_at_once_each_keep_their_own_vad_state(speech):

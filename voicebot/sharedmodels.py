@@ -8,7 +8,7 @@ session keeps only what is its own: the VAD's recurrent state and audio context
 (per stream, as in SileroOnnxModel) and the turn analyzer's audio buffer. ONNX
 Runtime's InferenceSession.run is documented as safe to call from several threads at
 once, so the worker's smart-turn threads (one per core, `turn_executor`) need no lock of
-ours; the VAD runs in the event loop, one window at a time.
+ours; the VAD runs on the event loop, one window at a time (`analyze_audio`).
 
 Subclasses of Pipecat's classes that skip only their model loading: everything else
 (thresholds, resets, feature extraction) is Pipecat's.
@@ -129,18 +129,20 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
         self._low_confidence_windows = 0
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
-        """Pipecat's, without the trip to the analyzer's thread for audio that completes no window.
+        """Pipecat's analysis, on the event loop instead of a thread of the analyzer's own.
 
-        Pipecat hands every input frame to its thread, but a Silero window is 32 ms: of 20 ms
-        frames three in eight only add to the buffer (of 40 ms frames, none: each completes a
-        window, VOICE_INPUT_FRAME_MS), and their state is the one already known (what
-        Pipecat's `_run_analyzer` returns for it). Only this coroutine touches the buffer
-        between its awaits, so appending here cannot race the thread.
+        Pipecat gives each analyzer a one-thread executor and sends it every input frame: at 15
+        sessions, 15 threads woken 25-50 times a second, each trip two GIL handoffs with the
+        loop that carries every session's audio. A 40 ms frame costs ~150 us of Silero inference
+        here (one ONNX thread, as Pipecat sets it) and the trip ~45 us more, for nothing: the
+        loop runs it itself (docs/benchmarks.md). Audio that completes no window (three 20 ms
+        frames in eight) only joins the buffer, and its state is the one already known (what
+        `_run_analyzer` returns for it).
         """
         if len(self._vad_buffer) + len(buffer) < self._vad_frames_num_bytes:
             self._vad_buffer += buffer
             return self._vad_state
-        return await super().analyze_audio(buffer)
+        return self._run_analyzer(buffer)
 
 
 class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ from pipecat.tests.utils import run_test
 
 from voicebot.pipeline import UserAudioEnd
 from voicebot.sharedmodels import SharedSmartTurnAnalyzer, turn_executor
-from voicebot.worker import HOSTED_LOOP_NICE, loop_nice
+from voicebot.worker import HOSTED_LONG_FRAMES_LOAD, HOSTED_LOOP_NICE, long_frames_load, loop_nice
 
 # Run in a child: renicing is for good, and this test process must keep its priority.
 _PRIORITIES = """
@@ -52,6 +53,15 @@ def test_a_worker_whose_models_are_all_hosted_lowers_its_threads_and_one_running
     assert (loop_nice(hosted), loop_nice(local)) == (HOSTED_LOOP_NICE, 0)
     settings.VOICE_WORKER_LOOP_NICE = 3  # the setting wins either way
     assert (loop_nice(hosted), loop_nice(local)) == (3, 3)
+
+
+def test_only_a_worker_whose_models_are_all_hosted_takes_longer_input_frames_when_busy(settings):
+    """A local model's threads load the cores, not the loop: its one or two users keep 20 ms frames."""
+    hosted, local = SimpleNamespace(runs_models=False), SimpleNamespace(runs_models=True)
+    settings.VOICE_INPUT_LONG_FRAMES_LOAD = None
+    assert (long_frames_load(hosted), long_frames_load(local)) == (HOSTED_LONG_FRAMES_LOAD, math.inf)
+    settings.VOICE_INPUT_LONG_FRAMES_LOAD = 0.7  # the setting wins either way
+    assert (long_frames_load(hosted), long_frames_load(local)) == (0.7, 0.7)
 
 
 def test_every_sessions_turn_analyzer_runs_on_the_workers_turn_threads_even_after_a_cleanup():

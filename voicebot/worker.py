@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ logger = logging.getLogger("voicebot.worker")
 # A hosted-model worker's threads run this many nice steps below its turn model by default
 # (nice 10 weighs 110 against 0's 1024: the verdict gets ~90% of a contended core).
 HOSTED_LOOP_NICE = 10
+HOSTED_LONG_FRAMES_LOAD = 0.5  # the load from which a hosted-model worker hears its users in longer frames
 # How often an idle worker asks the database for prompts added since it started (seconds): each
 # heartbeat's two queries took an idle worker from 1.1-1.2% to 1.35-1.4% of a core
 # (bench/bench_idle_worker.py); a new tool waits at most this long to be read.
@@ -418,7 +420,7 @@ class BotWorkerProcess:
         from . import mediapath
 
         before = mediapath.input_frames.join
-        after = mediapath.input_frames.follow_load(self.load.load, settings.VOICE_INPUT_LONG_FRAMES_LOAD)
+        after = mediapath.input_frames.follow_load(self.load.load, long_frames_load(self.bundle))
         if after != before:
             logger.info("[BotJoin] worker %s at %.0f%% load: the user's audio in %d ms frames", self.worker_id,
                         self.load.load * 100, after * mediapath.FRAME_MS)
@@ -464,6 +466,15 @@ class BotWorkerProcess:
         logger.info("[BotJoin] worker %s read %d new prompt(s) into the LLM's cache in %.1fs", self.worker_id,
                     read, time.monotonic() - started)
 
+
+
+def long_frames_load(bundle: Any) -> float:
+    """VOICE_INPUT_LONG_FRAMES_LOAD, or its default for `bundle`: HOSTED_LONG_FRAMES_LOAD when no
+    model runs in this worker; never when one does. A local model's threads load the cores, not the
+    loop, and one or two users would pay ~20 ms a turn for CPU the loop does not lack."""
+    if settings.VOICE_INPUT_LONG_FRAMES_LOAD is not None:
+        return settings.VOICE_INPUT_LONG_FRAMES_LOAD
+    return math.inf if bundle is None or bundle.runs_models else HOSTED_LONG_FRAMES_LOAD
 
 
 def loop_nice(bundle: Any) -> int:

@@ -337,9 +337,10 @@ VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's
 # the pipeline in frames of VOICE_INPUT_FRAME_MS (a multiple of WebRTC's 20 ms packets) instead of
 # 20 ms: each frame is a trip through the transport's resampler and every processor that reads it,
 # and a longer one costs ~20 ms of voice-to-voice (voicebot/mediapath.py InputFrames; issue 14,
-# docs/benchmarks.md). 20 ms again under 80% of that load. VOICE_INPUT_FRAME_MS=20: never.
+# docs/benchmarks.md). 20 ms again under 80% of that load. VOICE_INPUT_FRAME_MS=20: never. Unset:
+# 0.5 when every model is hosted, never when the worker runs models itself (voicebot/worker.py).
 VOICE_INPUT_FRAME_MS = env.int("VOICE_INPUT_FRAME_MS", default=40)
-VOICE_INPUT_LONG_FRAMES_LOAD = env.float("VOICE_INPUT_LONG_FRAMES_LOAD", default=0.5)
+VOICE_INPUT_LONG_FRAMES_LOAD = env.float("VOICE_INPUT_LONG_FRAMES_LOAD", default=None)
 VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
 # A final transcript ending with "?" ends the user's turn at once (voicebot/turnend.py).
 VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)

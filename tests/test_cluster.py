@@ -338,7 +338,12 @@ def test_a_worker_cut_off_from_the_database_for_long_ends_its_sessions_and_claim
                60, "the cut-off worker to register again")
     log = bots[victim].text()
     assert "ending 1 session(s) without a word" in log
-    assert seen["again"] not in log  # it never tried the job it could not keep
+    # It never tried the job it could not keep: no line of its bot code (voicebot.*) names that
+    # session. Back in reach, the teardown sweep it runs like any server may end the session once
+    # the user has left (voicesessions.*: "inactive -> ended reason=persistence_elapsed"), which
+    # is not trying it; which process's sweep gets there first is a race.
+    tried = [line for line in log.splitlines() if seen["again"] in line and " voicebot." in line]
+    assert not tried, tried
     jobs = _rows(cluster, "from voicesessions.models import BotJob as J; print(sorted((str(j.session_id), j.worker_id, "
                           f"j.attempts) for j in J.objects.filter(session_id__in=['{seen['session']}', "
                           f"'{seen['again']}'])))")

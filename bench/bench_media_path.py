@@ -3,8 +3,8 @@
 The capacity bench's rounds minutes apart spread by more than these changes, so this
 measures the media path alone: --pairs aiortc peer connections in one process, each side
 sending the other speech half of the time and silence the rest, through Pipecat's output
-track, for --seconds; reported is the process's CPU. Two variants, each in a fresh child
-process pinned to one core, alternating --rounds times so the machine's drift falls on both:
+track, for --seconds; reported is the process's CPU. Three variants, each in a fresh child
+process pinned to one core, alternating --rounds times so the machine's drift falls on all:
 
 - `pipecat`: Pipecat's `RawAudioTrack` and aiortc as they come (bare Pipecat's path);
 - `frames`: the first two of mediapath's changes alone (20 ms frames, the numpy level meter),

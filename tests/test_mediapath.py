@@ -138,30 +138,41 @@ def test_aiortc_packs_one_opus_packet_per_20_ms_frame_where_10_ms_frames_need_tw
     assert [len(packets) for packets in aiortc_payloads(tone, 240)[2:]] == [1, 0] * 9
 
 
-def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() -> None:
-    """Mono from libopus, against aiortc's stereo mixed down by the transport's resampler."""
-    payloads = [p for call in aiortc_payloads(sound(100, seed=4)) for p in call]
-
-    async def run() -> tuple[list[AudioFrame], list[AudioFrame]]:
+def loop_decoded(payloads: list[bytes], join: int = 1, *, then: tuple[int, int] | None = None,
+                 error: threading.Event | None = None) -> list[AudioFrame]:
+    """What a LoopDecoder joining `join` frames hands the receiver's track for these Opus payloads, to
+    the end; `then=(packet, join)`: from that packet on, joining that many (the worker's load changed);
+    `error`: the flag the decoder sets on a frame it cannot decode."""
+    async def run() -> list[AudioFrame]:
         queue: asyncio.Queue = asyncio.Queue()
+        lengths = InputFrames()
+        lengths.join = join
         receiver = SimpleNamespace(_track=SimpleNamespace(_queue=queue))  # what the decoder reads of aiortc's
-        error = threading.Event()
-        decoder = LoopDecoder(receiver, error)  # type: ignore[arg-type]
+        decoder = LoopDecoder(receiver, error or threading.Event(), lengths)  # type: ignore[arg-type]
         codec = RTCRtpSender.getCapabilities("audio").codecs[0]
         assert codec.mimeType == "audio/opus"
         for index, payload in enumerate(payloads):
+            if then is not None and index == then[0]:
+                lengths.join = then[1]
             decoder.put((codec, JitterFrame(data=payload, timestamp=index * 960)))
         decoder.put(None)
-        ours = []
+        handed = []
         while (got := queue.get_nowait()) is not None:
-            ours.append(got)
-        theirs, aiortcs = [], OpusDecoder()
-        for index, payload in enumerate(payloads):
-            theirs += aiortcs.decode(JitterFrame(data=payload, timestamp=index * 960))
-        assert not error.is_set()
-        return ours, theirs
+            handed.append(got)
+        return handed
 
-    ours, theirs = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() -> None:
+    """Mono from libopus, against aiortc's stereo mixed down by the transport's resampler."""
+    payloads = [p for call in aiortc_payloads(sound(100, seed=4)) for p in call]
+    error = threading.Event()
+    ours = loop_decoded(payloads, error=error)
+    theirs, aiortcs = [], OpusDecoder()
+    for index, payload in enumerate(payloads):
+        theirs += aiortcs.decode(JitterFrame(data=payload, timestamp=index * 960))
+    assert not error.is_set()
     assert len(ours) == len(theirs) == len(payloads)
     assert {f.layout.name for f in ours} == {"mono"} and {f.layout.name for f in theirs} == {"stereo"}
 
@@ -172,29 +183,6 @@ def test_the_loop_decoder_gives_the_pipeline_what_aiortcs_decoder_thread_gave() 
     mine, aiortc_s = as_the_pipeline_takes_it(ours), as_the_pipeline_takes_it(theirs)
     assert len(mine) == len(aiortc_s) and np.abs(aiortc_s).max() > 3000
     assert 10 * np.log10(np.sum(aiortc_s ** 2) / max(np.sum((mine - aiortc_s) ** 2), 1e-9)) > 60
-
-
-def loop_decoded(payloads: list[bytes], join: int, *, then: tuple[int, int] | None = None) -> list[AudioFrame]:
-    """What a LoopDecoder joining `join` frames hands the receiver's track for these Opus payloads, to
-    the end; `then=(packet, join)`: from that packet on, joining that many (the worker's load changed)."""
-    async def run() -> list[AudioFrame]:
-        queue: asyncio.Queue = asyncio.Queue()
-        frames = InputFrames()
-        frames.join = join
-        decoder = LoopDecoder(SimpleNamespace(_track=SimpleNamespace(_queue=queue)), threading.Event(),  # type: ignore[arg-type]
-                              frames)
-        codec = RTCRtpSender.getCapabilities("audio").codecs[0]
-        for index, payload in enumerate(payloads):
-            if then is not None and index == then[0]:
-                frames.join = then[1]
-            decoder.put((codec, JitterFrame(data=payload, timestamp=index * 960)))
-        decoder.put(None)
-        frames = []
-        while (got := queue.get_nowait()) is not None:
-            frames.append(got)
-        return frames
-
-    return asyncio.run(run())
 
 
 def test_the_loop_decoder_hands_the_track_40_ms_frames_of_the_same_audio_and_the_last_20_ms_at_the_end() -> None:

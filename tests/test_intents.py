@@ -55,6 +55,10 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
     ("Get rid of that note.", "delete_note", {"title": "", "latest": True}),
     ("Search my notes for passport.", "search_notes", {"query": "passport"}),
     ("What notes do I have?", "list_notes", {}),
+    # "write it down" with the note after it (2026-12-06: answered as chat, the model listing the items)
+    ("Write it down: milk, eggs, bread.", "create_note", {"title": "milk, eggs, bread", "body": "milk, eggs, bread"}),
+    ("Could you write that down for me: gate code 4471.", "create_note",
+     {"title": "gate code 4471", "body": "gate code 4471"}),
     # Whisper tiny's hearing of "Add call the bank to my plumber note." in the conversation bench:
     # "add" as "and", "note" as "node". It used to be answered as chat, and nothing was added.
     ("and call the bank to my Plumber node", "update_note", {"title": "Plumber", "latest": False,

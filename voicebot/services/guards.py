@@ -11,6 +11,8 @@ used by VoiceLLMService.
   already said is caught (the model is looping), and what is left unfinished when the
   token budget runs out is not spoken. An answer's first words go out at its first
   clause break, so the voice starts before the model has written a whole sentence.
+  With the router, a sentence claiming an action no tool took ends the answer
+  unspoken (claims.py).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import difflib
 import json
 import re
 from typing import Any, Iterable
+
+from .claims import claimed
 
 # A rough token count: no tokenizer is at hand for a hosted model, and the budget only
 # needs to be right within a few percent. English runs close to 4 characters a token;
@@ -275,9 +279,12 @@ class SentenceGate:
     - At the end, an unfinished tail is dropped when a sentence was spoken; alone, it is
       spoken with a full stop, so the user hears something rather than silence.
     - A sentence that would take the answer past `budget_tokens` completes it (`full`).
+    - With `claims`, a sentence claiming an action (claims.py: "I'll write that down") ends
+      the answer before it is spoken (`claimed`): no tool ran this turn, so it would be false.
     """
 
-    def __init__(self, said_before: Iterable[str], *, strict: bool = True, budget_tokens: int = 0) -> None:
+    def __init__(self, said_before: Iterable[str], *, strict: bool = True, budget_tokens: int = 0,
+                 claims: bool = False) -> None:
         self.said_before = [s for text in said_before for s in sentences(text)]
         self.strict = strict
         # The spoken answer's budget (0: none): once a sentence would take the answer past
@@ -290,11 +297,18 @@ class SentenceGate:
         self.opening = ""
         self.looping = False
         self.full = False
+        self.claims = claims
+        self.claimed = ""  # the kind of action a sentence claimed (claims.NOTE or claims.ACT)
         self.dropped: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the answer is over, whatever the model writes next."""
+        return self.looping or self.full or bool(self.claimed)
 
     def feed(self, text: str) -> list[str]:
         """Sentences to speak now (each with its trailing space)."""
-        if self.looping or self.full:
+        if self.stopped:
             return []
         self.buffer += text
         out: list[str] = []
@@ -308,6 +322,9 @@ class SentenceGate:
             sentence, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
             if not sentence.strip():
                 continue
+            if self.opening and self._claims(sentence):  # its first words are said; its claim is not
+                self._close_opening()
+                return out
             if self.opening:  # the rest of a sentence whose first words were spoken
                 self.released.append(f"{self.opening} {sentence.strip()}")
                 self.opening = ""
@@ -316,6 +333,9 @@ class SentenceGate:
             verdict = self._check(sentence.strip())
             if verdict == "loop":
                 self.looping = True
+                self.buffer = ""
+                return out
+            if verdict == "claim":
                 self.buffer = ""
                 return out
             if verdict == "ok" and self._over_budget(sentence.strip()):
@@ -341,7 +361,7 @@ class SentenceGate:
                 continue
             if match.end() == len(self.buffer):
                 return ""  # wait for the next word: a model that stops at a comma ends a fragment (finish)
-            if any(_norm(s).startswith(words) for s in self.said_before):
+            if any(_norm(s).startswith(words) for s in self.said_before) or self._claims(clause):
                 return ""
             self.opening, self.buffer = clause, self.buffer[match.end():]
             return clause + " "
@@ -352,6 +372,17 @@ class SentenceGate:
         spoken = sum(len(s) + 1 for s in self.released)
         return bool(self.budget_chars and self.released and spoken + len(sentence) > self.budget_chars)
 
+    def _close_opening(self) -> None:
+        """End the answer at its spoken opening (the rest of its sentence claimed an action)."""
+        self.released.append(self.opening.rstrip(",;:-\u2013\u2014 ") + ".")
+        self.opening, self.buffer = "", ""
+
+    def _claims(self, text: str) -> bool:
+        """Whether `text` claims an action (when claims are watched); notes which kind."""
+        if self.claims:
+            self.claimed = claimed(text)
+        return bool(self.claimed)
+
     def _check(self, sentence: str) -> str:
         if any(same(sentence, s) for s in self.released):
             return "loop"
@@ -360,12 +391,15 @@ class SentenceGate:
                 raise RepeatedAnswer(sentence)
             self.dropped.append(sentence)
             return "drop"
-        return "ok"
+        return "claim" if self._claims(sentence) else "ok"
 
     def finish(self) -> str:
         """What is left to speak once the model stopped."""
         tail, self.buffer = self.buffer.strip(), ""
-        if self.looping or self.full or not tail:
+        if self.stopped or not tail:
+            return ""
+        if self.opening and self._claims(tail):
+            self._close_opening()
             return ""
         if self.opening:  # the first sentence's end: spoken, whatever its state (see `opening`)
             tail = tail if tail[-1] in ".!?\"')]" else tail.rstrip(",;:- ") + "."

@@ -111,8 +111,9 @@ _RULES: list[tuple[str, str]] = [
     # overrulable, unlike "remind me" alone ("remind me how tides work").
     ("create_note", r"\b(?:remind me|don't let me forget|do not let me forget) to\s+(?P<body>\w.+)"),
     ("create_note", r"\b(?:remember|memori[sz]e|keep in mind|make a note of|note down|note that|jot down|write down|"
+                    r"(?:write|jot|note|get|put) (?:it|this|that|these) down|"
                     r"put down|save (?:this|that|the following)|don't let me forget|do not let me forget|"
-                    r"make sure i (?:don't )?(?:remember|forget)|remind me)\b\s*(?:that|to|this|:|,)?\s*(?P<body>.+)"),
+                    r"make sure i (?:don't )?(?:remember|forget)|remind me)\b(?:\s+for me)?\s*(?:that|to|this|:|,)?\s*(?P<body>.+)"),
 ]
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [(tool, re.compile(rule, re.I)) for tool, rule in _RULES]
 # Rules whose words often mean something else ("how many notes in an octave", "remind me
@@ -181,7 +182,7 @@ def decide(sentence: str, probabilities: dict[str, float], threshold: float = TH
     The patterns come first: when one matches, its groups give exact arguments; a match
     by an ambiguous rule is dropped when the classifier (`intent_model.py`) is sure the
     sentence is chat. A sentence no pattern knows is the classifier's to call, and its
-    arguments are then taken from the sentence's shape (`_arguments`).
+    arguments are then taken from the sentence's shape (`arguments_from_shape`).
     """
     if NOT_A_REQUEST.search(sentence):
         return None
@@ -193,7 +194,7 @@ def decide(sentence: str, probabilities: dict[str, float], threshold: float = TH
     tool = max(probabilities, key=probabilities.__getitem__)
     if tool == CHAT or (probabilities[tool] < threshold and probabilities[CHAT] >= SURELY_NOT_CHAT):
         return None
-    return _arguments(tool, sentence)
+    return arguments_from_shape(tool, sentence)
 
 
 def by_pattern(sentence: str) -> Intent | None:
@@ -259,7 +260,7 @@ _ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|
                        r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
 
 
-def _arguments(tool: str, sentence: str) -> Intent:
+def arguments_from_shape(tool: str, sentence: str) -> Intent:
     """Arguments for a tool the classifier chose, taken from the sentence's shape."""
     latest = bool(_LATEST_WORD.search(sentence))
     named, topic_match = _NAMED.search(sentence), _TOPIC.search(sentence)

@@ -16,9 +16,10 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.utils.types import assert_given
 
 from ..provider_errors import ToolCallCut
+from .claims import agrees, offer
 from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tidy_spaces, tool_facts, window
 from .modelfiles import default_llm_path
-from .intents import parse as parse_intent, speak_result
+from .intents import Intent, parse as parse_intent, speak_result
 from .tool_router import ANSWER_START, CHECK_TOKENS, Card, CustomToolRouter, request_top
 
 logger = logging.getLogger("voicebot.llm")
@@ -102,7 +103,7 @@ def refuses_tools(error: BadRequestError) -> bool:
 
 
 class AnswerComplete(Exception):
-    """The spoken answer reached its budget: the rest of the generation is not wanted."""
+    """The spoken answer reached its budget, or claimed an action (claims.py): the rest is not wanted."""
 
 
 def compose_prompt(system_prompt: str, persona: str = "") -> str:
@@ -184,6 +185,7 @@ class VoiceLLMService(OpenAILLMService):
         self._reading_ahead: asyncio.Task[None] | None = None  # see _read_ahead
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
         self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
+        self._offered: Intent | None = None  # the note offered instead of a false claim; a "yes" saves it
         # What this session's hosted server has not refused of a check's options (a reasoning model
         # refuses temperature and logprobs; its effort goes with them).
         self._check_options = {**HOSTED_CHECK_OPTIONS, **(reasoning if not local else {})}
@@ -281,10 +283,15 @@ class VoiceLLMService(OpenAILLMService):
             # could land on a slot without the conversation in its cache.
             await asyncio.wait({self._reading_ahead}, timeout=READ_AHEAD_WAIT)
             self._reading_ahead = None
-        said = earlier_answers(context.get_messages())
+        messages = context.get_messages()
+        said = earlier_answers(messages)
+        # With the router no tool runs once the model is asked, so an answer to the user that
+        # claims an action is false (claims.py); answering a custom tool's result, it is not.
+        watch_claims = self.notes_router and bool(messages) and messages[-1].get("role") == "user"
         try:
             for attempt in range(2):
-                gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens)
+                gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens,
+                                                 claims=watch_claims)
                 self._retrying = attempt > 0
                 try:
                     try:
@@ -303,7 +310,7 @@ class VoiceLLMService(OpenAILLMService):
                     logger.warning("[VoiceSession] the model began with an earlier answer; asking again")
                     logger.debug("[VoiceSession] repeated: %r", str(repeated)[:80])
                     continue
-                await self._spoken(gate, tail)
+                await self._spoken(gate, tail, messages)
                 return
         finally:
             self._gate, self._retrying = None, False
@@ -318,10 +325,19 @@ class VoiceLLMService(OpenAILLMService):
         self._gate = None
         await self._process_context(context)
 
-    async def _spoken(self, gate: SentenceGate, tail: str) -> None:
+    async def _spoken(self, gate: SentenceGate, tail: str, messages: list[dict[str, Any]]) -> None:
         """Speak what the gate kept of the model's answer, and log what it held back."""
         if tail:
             await super()._push_llm_text(tail)
+        if gate.claimed:
+            request = str(messages[-1].get("content") or "")
+            said = offer(gate.claimed, request, can_save=self.has_function("create_note"),
+                         custom_tools=bool(self.custom_tools), after_words=bool(gate.released))
+            self._offered = said.call
+            logger.info("[VoiceSession] the answer claimed an action no tool took (%s): %s", gate.claimed,
+                        "offered to save a note" if said.call else "said it was not done")
+            await super()._push_llm_text(said.spoken)
+            return
         if gate.looping:
             logger.warning("[VoiceSession] the model looped inside an answer; stopped after %d sentence(s)",
                            len(gate.released))
@@ -338,7 +354,7 @@ class VoiceLLMService(OpenAILLMService):
             return
         for sentence in self._gate.feed(text):
             await super()._push_llm_text(sentence)
-        if self._gate.full:
+        if self._gate.stopped and not self._gate.looping:
             raise AnswerComplete  # closes the stream: no paying for words that will not be spoken
 
     async def get_chat_completions(self, context: LLMContext) -> Any:
@@ -406,6 +422,10 @@ class VoiceLLMService(OpenAILLMService):
             return False
         if last.get("role") != "user" or not isinstance(last.get("content"), str):
             return False
+        offered, self._offered = self._offered, None  # an offer is for the next turn only
+        if offered is not None and agrees(last["content"]):
+            await self._call(context, offered.tool, offered.arguments)
+            return True
         # In a thread: the classifier's few milliseconds of numpy would hold up every other
         # session's audio on this worker's event loop.
         intent = await asyncio.to_thread(parse_intent, last["content"])

@@ -3,16 +3,19 @@
 The capacity bench's rounds minutes apart spread by more than these changes, so this
 measures the media path alone: --pairs aiortc peer connections in one process, each side
 sending the other speech half of the time and silence the rest, through Pipecat's output
-track, for --seconds; reported is the process's CPU. Three variants, each in a fresh child
+track, for --seconds; reported is the process's CPU. Four variants, each in a fresh child
 process pinned to one core, alternating --rounds times so the machine's drift falls on all:
 
 - `pipecat`: Pipecat's `RawAudioTrack` and aiortc as they come (bare Pipecat's path);
 - `frames`: the first two of mediapath's changes alone (20 ms frames, the numpy level meter),
   as it was before the Opus packets and the loop decoding;
+- `every`: voicebot/mediapath.py installed, but every packet of settled silence sent, as it
+  was before the output track left most of them out (SILENCE_PACKET_EVERY = 1);
 - `ours`: voicebot/mediapath.py installed (20 ms frames, Opus packets with silence encoded
-  once, decoding on the loop, the numpy level meter).
+  once and one packet in 20 of settled silence sent, decoding on the loop, the numpy level meter).
 
     .venv/bin/python bench/bench_media_path.py [--pairs 8] [--seconds 20] [--rounds 3] [--core 1]
+                                               [--variants pipecat,every,ours]
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-VARIANTS = ("pipecat", "frames", "ours")
+VARIANTS = ("pipecat", "frames", "every", "ours")
 
 
 async def _load(pairs: int, seconds: float, variant: str) -> dict[str, float]:
@@ -39,8 +42,10 @@ async def _load(pairs: int, seconds: float, variant: str) -> dict[str, float]:
 
     from voicebot import mediapath
 
-    if variant == "ours":
+    if variant in ("ours", "every"):
         mediapath.install()
+        if variant == "every":
+            mediapath.SILENCE_PACKET_EVERY = 1
     elif variant == "frames":
         import aiortc.rtp
 
@@ -103,13 +108,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--core", default="1")
     parser.add_argument("--child", choices=VARIANTS)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which to run, 'pipecat' first")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v in VARIANTS]
     if args.child:
         child(args.child, args.pairs, args.seconds)
         return
-    results: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    results: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     for round_ in range(1, args.rounds + 1):
-        for variant in VARIANTS:
+        for variant in variants:
             out = subprocess.run(["taskset", "-c", args.core, sys.executable, __file__, "--child", variant,
                                   "--pairs", str(args.pairs), "--seconds", str(args.seconds)],
                                  capture_output=True, text=True, check=True)
@@ -120,9 +127,9 @@ def main() -> None:
                   f"{figures['frames_per_second']:.0f} frames/s received", flush=True)
     medians = {variant: statistics.median(r["core_percent"] for r in rs) for variant, rs in results.items()}
     print("median % of the core: " + ", ".join(f"{v} {m:.1f}" for v, m in medians.items()))
-    for variant in ("frames", "ours"):
-        ratios = [o["core_percent"] / p["core_percent"] for p, o in zip(results["pipecat"], results[variant])]
-        print(f"{variant} / pipecat by round: {', '.join(f'{r:.3f}' for r in ratios)} "
+    for variant in variants[1:]:
+        ratios = [o["core_percent"] / p["core_percent"] for p, o in zip(results[variants[0]], results[variant])]
+        print(f"{variant} / {variants[0]} by round: {', '.join(f'{r:.3f}' for r in ratios)} "
               f"(median {statistics.median(ratios):.3f})")
 
 

@@ -95,6 +95,28 @@ def at_least(page, selector: str, count: int, *, timeout: float) -> None:
                            timeout=timeout)
 
 
+_INBOUND_AUDIO = """async () => {
+  const stats = await window.voiceSession.pc.getStats();
+  for (const s of stats.values()) if (s.type === 'inbound-rtp' && s.kind === 'audio') return {
+    packets: s.packetsReceived, samples: s.totalSamplesReceived, energy: s.totalAudioEnergy,
+    concealed: s.concealedSamples, silentConcealed: s.silentConcealedSamples};
+  return null; }"""
+
+
+def _the_answers_were_heard_and_the_silence_came_as_dtx(page) -> None:
+    """Chrome's own figures for the bot's audio over the call (its inbound-rtp stats): the answers
+    reached the speaker with their energy; the bot's settled silence came as Opus DTX (one packet
+    in twenty, TOC byte only), so far fewer packets than the 20 ms frames played; and Chrome played
+    the gaps as DTX, not as losses to conceal (concealing them stretched the next answer's start:
+    7.4 s of loud concealment in a call whose gaps followed a normal packet, 0.1 s sending them all)."""
+    stats = page.evaluate(_INBOUND_AUDIO)
+    assert stats and stats["energy"] > 0.01, stats  # the answers' voice was played, not silence
+    frames = stats["samples"] / 960
+    assert frames > 30 * 50, stats  # half a minute and more of the call played
+    assert stats["packets"] < 0.5 * frames, stats  # the bot is silent most of a call
+    assert stats["concealed"] - stats["silentConcealed"] < 0.01 * stats["samples"], stats
+
+
 def test_talk_to_the_assistant_in_the_browser(page, stack):
     from playwright.sync_api import expect
 
@@ -169,6 +191,7 @@ def test_talk_to_the_assistant_in_the_browser(page, stack):
     page.get_by_label("Type to Pearl").fill("Take a note called browser saying it works")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#tools li").first).to_contain_text("create_note", timeout=40_000)
+    _the_answers_were_heard_and_the_silence_came_as_dtx(page)
 
     page.get_by_role("button", name="Stop voice").click()
     expect(status).to_have_text("inactive", timeout=10_000)

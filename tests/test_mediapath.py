@@ -234,21 +234,29 @@ def test_install_puts_each_where_the_transport_and_the_sender_look_them_up(insta
     assert aiortc.rtcpeerconnection.RTCRtpReceiver is LoopDecodingReceiver
 
 
-def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() -> None:
-    first, second = sound(25, seed=1), sound(25, seed=2)
+def _track_packets(first: np.ndarray, second: np.ndarray) -> tuple[WholeOpusFrameTrack, list]:
+    """The track's packets for `first`, 4 s of silence, `second` and 0.2 s of silence (260 frames:
+    the second sound from frame 226, as aiortc's own encoding of it below has it)."""
+    silence = np.zeros(201 * 480, dtype=np.int16)
 
-    async def run() -> list:
+    async def run() -> tuple[WholeOpusFrameTrack, list]:
         track = WholeOpusFrameTrack(sample_rate=24000)
         track._start -= 3600  # Pipecat's track paces against this clock: no waiting in a test
         track.send_opus_packets()
-        track.add_audio_bytes(first.tobytes())
-        packets = [await track.recv() for _ in range(25 + 200)]  # then 4 s of the track's own silence
-        track.add_audio_bytes(second.tobytes())
-        packets += [await track.recv() for _ in range(25 + 10)]
-        assert track.opus is not None and track.opus.encoded < 80  # of 261 frames
-        return packets
+        track.add_audio_bytes(np.concatenate([first, silence, second]).tobytes())  # then the track's own silence
+        packets = []
+        while track._packets < 260:  # a packet left out still counts: its timestamp is skipped
+            packets.append(await track.recv())
+        assert track.opus is not None and track.opus.encoded < 80  # of 260 frames
+        return track, [p for p in packets if p.pts < 260 * 960]
 
-    packets = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once(monkeypatch) -> None:
+    first, second = sound(25, seed=1), sound(25, seed=2)
+    monkeypatch.setattr(mediapath, "SILENCE_PACKET_EVERY", 1)  # every packet sent, to compare them all
+    _track, packets = _track_packets(first, second)
     ours = [bytes(p) for p in packets]
     assert [p.pts for p in packets] == [960 * i for i in range(len(packets))]
     assert all(p.time_base == Fraction(1, 48000) for p in packets)
@@ -270,6 +278,35 @@ def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once() 
     assert np.abs(resumed).max() > 3000  # the second sound is there, not silence
 
 
+def test_in_settled_silence_the_track_sends_one_packet_in_twenty(monkeypatch) -> None:
+    """As an Opus DTX sender: the packets left out are settled silence, their timestamps skipped;
+    sound goes out at once, every packet of it."""
+    first, second = sound(25, seed=1), sound(25, seed=2)
+    track, packets = _track_packets(first, second)
+    sent = {p.pts // 960: bytes(p) for p in packets}
+    assert all(p.time_base == Fraction(1, 48000) for p in packets)
+    assert sorted(sent) == [p.pts // 960 for p in packets]  # in order, never twice
+    assert set(range(25)) <= set(sent) and set(range(226, 251)) <= set(sent)  # every packet of both sounds
+    left_out = set(range(260)) - set(sent)
+    assert 170 <= len(left_out) < 200 and track.left_out >= len(left_out)  # of 4.2 s of silence
+    gaps = list(np.diff(sorted(i for i in sent if 40 <= i < 226)))
+    assert max(gaps) == mediapath.SILENCE_PACKET_EVERY and gaps.count(max(gaps)) >= 7  # 400 ms apart
+    # The packets sent are the ones sending every packet gives, but for settled silence: left out,
+    # or sent as DTX, its TOC byte alone (a receiver's "nothing to play": WebRTC's NetEq takes a
+    # packet of 2 bytes or less for DTX).
+    monkeypatch.setattr(mediapath, "SILENCE_PACKET_EVERY", 1)
+    every = [bytes(p) for p in _track_packets(first, second)[1]]
+    silence = track.opus.silence
+    dtx = {i for i, payload in sent.items() if len(payload) <= 2}
+    assert len(dtx) >= 8 and all(sent[i] == silence[:1] and every[i] == silence for i in dtx)
+    assert all(every[i] == payload for i, payload in sent.items() if i not in dtx)
+    assert {every[i] for i in left_out} == {silence} and len(silence) <= 3
+    order = sorted(sent)
+    heard = decoded([sent[i] for i in order]).reshape(len(order), 960)  # a receiver's frames, in order
+    assert all(not heard[k].any() for k, i in enumerate(order) if 40 <= i < 220)  # silence, sent in the gap
+    assert np.abs(heard[order.index(230):order.index(250)]).max() > 3000  # the second sound, at once after it
+
+
 @pytest.mark.parametrize("codec, attached", [("audio/opus", "before"), ("audio/PCMU", "before"),
                                              ("audio/opus", "once connected")])
 def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, codec: str, attached: str) -> None:
@@ -282,13 +319,13 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
         track = WholeOpusFrameTrack(sample_rate=24000)
         track.add_audio_bytes(sound(50, seed=3).tobytes())  # 1 s of sound, then silence
         sender, receiver = RTCPeerConnection(), RTCPeerConnection()
-        levels: list[float] = []
+        levels: list[tuple[float, float]] = []  # (the frame's time in the stream, s; its peak)
         layouts: set[str] = set()
 
         async def listen(remote) -> None:
             while True:
                 heard = await remote.recv()  # MediaStreamError once the receiver stops
-                levels.append(float(np.abs(heard.to_ndarray()).max()))
+                levels.append((float(heard.time), float(np.abs(heard.to_ndarray()).max())))
                 layouts.add(heard.layout.name)
 
         listening: list[asyncio.Task] = []
@@ -312,8 +349,9 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
                 sender.getTransceivers()[0].sender.replaceTrack(track)
 
             def heard_sound_then_silence() -> bool:
-                loud = [i for i, level in enumerate(levels) if level > 500]
-                return len(loud) >= 40 and len(levels) - loud[-1] > 60
+                # By the stream's time: in settled silence an Opus packet comes every 400 ms.
+                loud = [at for at, level in levels if level > 500]
+                return len(loud) >= 40 and levels[-1][0] - loud[-1] > 1.2
 
             deadline = time.monotonic() + 30
             while not heard_sound_then_silence() and time.monotonic() < deadline:
@@ -321,11 +359,12 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
             assert heard_sound_then_silence(), levels[:150]
             if codec == "audio/opus":
                 assert track.opus is not None  # the sender agreed on Opus and took packets
-                assert track.opus.encoded < len(levels) - 50  # the silence after the sound went unencoded
+                assert track.opus.encoded < track._packets - 50  # the silence after the sound went unencoded
+                assert track.left_out > 0  # and most of it unsent
             else:
                 assert track.opus is None
-            tail = levels[-50:]
-            assert max(tail) < 50  # and it plays as silence
+            last_loud = max(at for at, level in levels if level > 500)
+            assert max(level for at, level in levels if at > last_loud + 0.2) < 50  # and it plays as silence
             # The receiving side decoded on the loop (no decoder thread left), to mono for Opus.
             assert isinstance(receiver.getReceivers()[0], LoopDecodingReceiver)
             assert not [t for t in threading.enumerate() if t.name == "audio-decoder"]

@@ -16,8 +16,9 @@ the browser hears:
   frames a second a session. Once the sender has negotiated Opus, the track encodes on the
   event loop itself with aiortc's own encoder (`OpusPackets`) and hands the sender packets,
   which aiortc takes as they are (its `pack()`: no hop); once the encoder has settled on
-  silence, its packet for silence (3 bytes, the same each time) is sent again without
-  encoding. The browser gets the same packets but for the first ~20 after a long silence,
+  silence, its packet for silence (3 bytes, the same each time) is reused without encoding,
+  and only one packet in 20 of it is sent, as Opus DTX (its TOC byte alone); the browser
+  plays the skipped timestamps as silence. The browser gets the same packets but for the first ~20 after a long silence,
   which the encoder now codes as after a short one (decoded, 41-44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
@@ -61,6 +62,10 @@ FRAME_MS = 20  # aiortc's Opus encoder packs 20 ms (960 samples at 48 kHz) a pac
 MIN_AUDIO_LEVEL = -127  # dBov, RFC 6465's floor
 MAX_SAMPLE = 32767
 SETTLED_SILENCE = 3  # the same silence packet this many times in a row: the encoder has settled
+# In settled silence one packet in this many is sent, as Opus DTX (400 ms apart, as libopus's DTX
+# keeps a receiver informed); the others are left out, their RTP timestamps skipped as a DTX
+# sender skips them. 1: every packet sent as it is (bench/bench_media_path.py's `every`).
+SILENCE_PACKET_EVERY = 20
 
 
 def audio_level_dbov(frame: AudioFrame) -> int:
@@ -93,6 +98,11 @@ class OpusPackets:
         self._last: bytes | None = None
         self._repeats = 0
         self.encoded = 0  # frames that went through the encoder
+
+    @property
+    def silence(self) -> bytes | None:
+        """The settled silence packet (None while sound or the settling goes on)."""
+        return self._silence
 
     def encode(self, frame: AudioFrame) -> list[bytes]:
         """The payloads for one frame (none while the resampler fills, at the start)."""
@@ -129,6 +139,8 @@ class WholeOpusFrameTrack(RawAudioTrack):
         self.opus: OpusPackets | None = None  # set once the sender has negotiated Opus
         self._payloads: deque[bytes] = deque()
         self._packets = 0
+        self._quiet = 0  # settled-silence packets since the last one sent
+        self.left_out = 0  # silence packets not sent (a receiver's jitter buffer plays them as silence)
 
     def send_opus_packets(self) -> None:
         """From now on `recv()` gives Opus packets (the sender negotiated Opus)."""
@@ -137,16 +149,36 @@ class WholeOpusFrameTrack(RawAudioTrack):
             logger.info("[VoiceSession] output audio as Opus packets, settled silence encoded once")
 
     async def recv(self) -> AudioFrame | Packet:
-        """The next 20 ms: a frame for aiortc to encode, or once Opus is agreed a packet."""
+        """The next 20 ms: a frame for aiortc to encode, or once Opus is agreed a packet.
+
+        In settled silence only one packet in SILENCE_PACKET_EVERY is handed over, as an Opus
+        DTX sender does: a bot is silent most of a call, and each packet costs the sender's
+        loop, SRTP and a UDP send. The receiver plays the timestamps between as silence.
+        """
         if self.opus is None:
             return await super().recv()
-        while not self._payloads:  # paced by Pipecat's recv(), one frame each 20 ms
-            self._payloads.extend(self.opus.encode(await super().recv()))
-        packet = Packet(self._payloads.popleft())
-        # One packet is 20 ms: the RTP timestamps aiortc's encoder gives, from 0.
-        packet.pts, packet.time_base = self._packets * SAMPLES_PER_FRAME, TIME_BASE
-        self._packets += 1
-        return packet
+        while True:
+            while not self._payloads:  # paced by Pipecat's recv(), one frame each 20 ms
+                self._payloads.extend(self.opus.encode(await super().recv()))
+            payload = self._payloads.popleft()
+            # One packet is 20 ms: the RTP timestamps aiortc's encoder gives, from 0.
+            pts = self._packets * SAMPLES_PER_FRAME
+            self._packets += 1
+            if payload != self.opus.silence or SILENCE_PACKET_EVERY <= 1:
+                self._quiet = 0
+            else:
+                self._quiet += 1
+                if (self._quiet - 1) % SILENCE_PACKET_EVERY:
+                    self.left_out += 1
+                    continue
+                # The packet sent is DTX's: the silence packet's TOC byte alone (RFC 6716: no
+                # frame data), which a receiver knows as "nothing to play here" (WebRTC's NetEq:
+                # a packet of 2 bytes or less). A gap after a normal packet is a loss to NetEq:
+                # it conceals it, and the next answer began stretched (Chrome's concealedSamples).
+                payload = payload[:1]
+            packet = Packet(payload)
+            packet.pts, packet.time_base = pts, TIME_BASE
+            return packet
 
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future:
         ten_ms = self._bytes_per_10ms // 2

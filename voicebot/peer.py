@@ -23,6 +23,7 @@ from .ice import restrict_host_candidates
 
 RATE = 48000
 FRAME = 960  # 20 ms at 48 kHz
+MAX_SILENCE_FILL_S = 10  # a gap longer than this in what the bot sent is a clock jump, not silence
 
 
 def read_wav_48k_mono(path: str) -> np.ndarray:
@@ -146,6 +147,7 @@ class BotPeer:
         return {"Authorization": f"Bearer {self.room_token}"}
 
     async def _listen(self, track: MediaStreamTrack) -> None:
+        next_pts: int | None = None
         while True:
             try:
                 frame = await track.recv()
@@ -155,6 +157,13 @@ class BotPeer:
             if frame.layout.name == "stereo":
                 samples = samples[::2]
             self.heard.rate = frame.sample_rate
+            # The bot leaves out most packets of settled silence (an Opus DTX sender does too):
+            # a browser's jitter buffer plays the skipped time as silence, and so does this.
+            if next_pts is not None and frame.pts is not None and frame.pts > next_pts:
+                gap = int((frame.pts - next_pts) * frame.time_base * frame.sample_rate)
+                self.heard.pcm += bytes(2 * min(gap, frame.sample_rate * MAX_SILENCE_FILL_S))
+            if frame.pts is not None:
+                next_pts = frame.pts + int(frame.samples / frame.sample_rate / frame.time_base)
             self.heard.pcm += samples.astype(np.int16).tobytes()
             if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) > self.loud_rms:
                 self.heard.loud_frames += 1

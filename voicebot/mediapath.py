@@ -18,8 +18,9 @@ the browser hears:
   which aiortc takes as they are (its `pack()`: no hop); once the encoder has settled on
   silence, its packet for silence (3 bytes, the same each time) is reused without encoding,
   and only one packet in 20 of it is sent, as Opus DTX (its TOC byte alone); the browser
-  plays the skipped timestamps as silence. The browser gets the same packets but for the first ~20 after a long silence,
-  which the encoder now codes as after a short one (decoded, 41-44 dB apart). aiortc adds no
+  plays the skipped timestamps as silence. Sound goes out as aiortc would encode it but for
+  the first ~20 packets after a long silence, which the encoder now codes as after a short
+  one (decoded, 41-44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
   which hands the decoded frame back to the event loop (`run_coroutine_threadsafe`): two

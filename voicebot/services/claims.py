@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from .intents import Intent, arguments_from_shape
+
+NOTE, ACT = "note", "act"
+OFFER_MAX_WORDS = 20  # a longer note is offered without reading it all back
 
 # Who is acting: the assistant, now or about to ("I'll", "I've", "Let me", "I'm going to"), with
 # an optional "go ahead and", "also", "now" before the verb. "I'm" / "I am" only before an -ing
@@ -42,13 +44,10 @@ _ACT_DOING = (r"(?:setting|booking|scheduling|sending|emailing|texting|calling|o
               r"transferring|connecting|paying|buying|turning (?:on|off)|switching (?:on|off))\b")
 # "Noted!", "Got it, saved.": the claim with no subject at all, at the sentence's start.
 _DONE = r"^(?:(?:ok(?:ay)?|sure|got it|done|all right|alright|perfect|great)[,!.]?\s+)?(?:noted|saved|written down|jotted down)\b"
-_CLAIMS = (("note", re.compile(f"{_WILL}{_NOTE_VERBS}|{_DOING}{_NOTE_DOING}|{_DONE}", re.I)),
-           ("act", re.compile(f"{_WILL}{_ACT_VERBS}|{_DOING}{_ACT_DOING}", re.I)))
-# Rhetoric, not a promise: "let me remind you that ...", "I have to say".
+_CLAIMS = ((NOTE, re.compile(f"{_WILL}{_NOTE_VERBS}|{_DOING}{_NOTE_DOING}|{_DONE}", re.I)),
+           (ACT, re.compile(f"{_WILL}{_ACT_VERBS}|{_DOING}{_ACT_DOING}", re.I)))
+# Rhetoric, not a promise: "let me remind you that ...", "let me note that ...".
 _RHETORIC = re.compile(r"\blet me (?:remind|note|just say)\b", re.I)
-
-NOTE, ACT = "note", "act"
-OFFER_MAX_WORDS = 20  # a longer note is offered without reading it all back
 
 
 def claimed(sentence: str) -> str:
@@ -58,6 +57,7 @@ def claimed(sentence: str) -> str:
         if pattern.search(text):
             return kind
     return ""
+
 
 # What the assistant says instead of a claim no tool made good. After words already spoken
 # ("Sure!") it begins "Actually, ..."; alone, a refusal begins "Sorry, ...".

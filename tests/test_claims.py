@@ -31,6 +31,8 @@ MISHEARD = "dot down at my passport x-pires in March"
     ("I'll remember that.", "note"),
     ("I'm keeping track of it.", "note"),
     ("Got it, noted.", "note"),
+    ("I've added milk and eggs to your shopping list.", "note"),
+    ("I'm putting that on your to-do list now.", "note"),
     ("Sure, I'll set an alarm for six tomorrow.", "act"),
     ("I've booked a table for two at seven.", "act"),
     ("I'm transferring you now.", "act"),
@@ -45,6 +47,7 @@ def test_a_claimed_action_is_recognised(sentence, kind):
     "Let me remind you that octopuses have three hearts.", "I have to say, that's a great plan.",
     "I'd write it down somewhere safe.", "You could set an alarm.", "I'll help you with that.",
     "I just love that idea!", "I have a great idea.", "Sure, please transfer me to a human.",
+    "You could add milk to your shopping list.", "I'd put it on your list of things to ask the doctor.",
 ])
 def test_advice_and_manners_are_not_claims(sentence):
     assert claims.claimed(sentence) == ""

@@ -32,10 +32,12 @@ _DOING = r"\b(?:i'm|i am)\s+" + _ADVERBS
 # model echoes ("I'll dot down ..."); "<verb> (it|that|this) down" whatever the verb.
 _NOTE_VERBS = (r"(?:write|wrote|written|jot|jotted|dot|note|noted|save|saved|record|recorded|store|stored|log|logged|"
                r"keep track|kept track|remember|make a note|made a note|take a note|took a note|taken a note|"
-               r"add(?:ed)? (?:it|that|this|them) to your (?:notes|list)|put (?:it|that|this) (?:down|in)|"
+               r"(?:add|added|put) [\w' ,-]{1,40}? (?:to|on|in|into) your (?:[\w'-]+ )?(?:notes?|list|memo)|"
+               r"put (?:it|that|this) (?:down|in)|"
                r"set (?:you )?a reminder|\w+ (?:it|that|this) down)\b")
 _NOTE_DOING = (r"(?:writing|jotting|noting|saving|recording|storing|logging|keeping track|making a note|taking a note|"
-               r"adding (?:it|that|this|them) to your (?:notes|list)|putting (?:it|that|this) (?:down|in))\b")
+               r"(?:adding|putting) [\w' ,-]{1,40}? (?:to|on|in|into) your (?:[\w'-]+ )?(?:notes?|list|memo)|"
+               r"putting (?:it|that|this) (?:down|in))\b")
 # Acting in the world: what only a tool could do, and no tool ran.
 _ACT_VERBS = (r"(?:set|book|booked|schedule|scheduled|send|sent|email|emailed|text|texted|call|called|order|ordered|"
               r"reserve|reserved|cancel|cancell?ed|transfer|transferred|connect|connected|pay|paid|buy|bought|"

@@ -349,3 +349,29 @@ def test_a_segment_taken_for_silence_is_logged_with_its_figures(caplog):
         assert stt._transcribe(bytes(16000 * 2)) == "Thank you."
     line = next(r.getMessage() for r in caplog.records if "for silence" in r.getMessage())
     assert "' Goodbye for now.'" in line and "no speech 0.83" in line and "log-probability -1.20" in line, line
+
+
+def test_whispers_temperature_fallback_is_a_setting():
+    """VOICE_STT_FALLBACK=0: the first decode stands. The conversation bench's two garbled
+    utterances took 3.1-3.9 s of fallback decodes; without them, 0.4-0.8 s and worse words."""
+    from types import SimpleNamespace, SimpleNamespace as Segment
+
+    from django.test import override_settings
+
+    from voicebot.services import ModelBundle
+
+    asked: list[object] = []
+
+    class Model:
+        def transcribe(self, audio, **kwargs):
+            asked.append(kwargs["temperature"])
+            return iter([Segment(text=" Hello.", no_speech_prob=0.1, avg_logprob=-0.3)]), None
+
+    assert StreamingWhisperSTTService(Model())._transcribe(bytes(3200)) == "Hello."
+    assert StreamingWhisperSTTService(Model(), fallback=False)._transcribe(bytes(3200)) == "Hello."
+    assert asked == [(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 0.0]  # faster-whisper's own fallback, or none
+    # The worker's bundle builds the session's recogniser from the setting.
+    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_model=Model())
+    with override_settings(VOICE_STT_FALLBACK=False):
+        assert ModelBundle.make_stt(local).temperature == 0.0
+    assert ModelBundle.make_stt(local).temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the default

@@ -417,6 +417,10 @@ VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
 # Seconds of quiet at the end of the user's speech after which local Whisper starts the decode
 # that becomes the final, before the VAD reports the stop (0: decode at the stop).
 VOICE_STT_QUIET_SECS = env.float("VOICE_STT_QUIET_SECS", default=0.1)
+# Local Whisper's temperature fallback: an utterance whose decode looks unsure (low
+# log-probability, or repeating itself) is decoded again at higher temperatures, five sampled
+# candidates each, which took 3-4 s of a turn on the conversation bench's garbled utterances.
+VOICE_STT_FALLBACK = env.bool("VOICE_STT_FALLBACK", default=True)
 # The local LLM reads the conversation and the user's words so far into its prompt cache while
 # the user speaks, so a turn's request reads only its last words (voicebot/prefill.py).
 VOICE_LLM_PREFILL = env.bool("VOICE_LLM_PREFILL", default=True)

@@ -117,7 +117,8 @@ class ModelBundle:
         if not settings.VOICE_STT_INTERIM:
             return SharedWhisperSTTService(self.stt_model)
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS,
-                                          quiet_secs=settings.VOICE_STT_QUIET_SECS)
+                                          quiet_secs=settings.VOICE_STT_QUIET_SECS,
+                                          fallback=settings.VOICE_STT_FALLBACK)
 
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import llm_class, reasoning_options

@@ -216,9 +216,12 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
     """
 
     def __init__(self, model: Any, *, vad_stop_secs: float = 0.2, interim_every: float = 0.5,
-                 quiet_secs: float = 0.1, **kwargs: Any) -> None:
+                 quiet_secs: float = 0.1, fallback: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.vad_stop_secs = vad_stop_secs
+        # faster-whisper decodes again at higher temperatures (five candidates each) when a decode
+        # looks unsure; False: the first decode stands (see VOICE_STT_FALLBACK).
+        self.temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if fallback else 0.0
         self.interim_every = interim_every
         self.quiet_secs = quiet_secs  # 0: no decode started by the quiet
         self._loudest = 0.0  # this utterance's loudest frame (RMS)
@@ -280,7 +283,8 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         # A segment taken for silence is logged with its figures (a turn heard as nothing is what a
         # user cannot tell from a hung bot); those faster-whisper skips itself, its own logger
         # ("faster_whisper", DEBUG) reports.
-        segments, _ = self._model.transcribe(audio, language="en", max_new_tokens=int(len(audio) / 16000 * 8) + 8)
+        segments, _ = self._model.transcribe(audio, language="en", max_new_tokens=int(len(audio) / 16000 * 8) + 8,
+                                             temperature=self.temperature)
         limit = self._settings.no_speech_prob
         limit = limit if isinstance(limit, float) else 1.0
         words = []

@@ -354,7 +354,7 @@ class VoiceLLMService(OpenAILLMService):
             return
         for sentence in self._gate.feed(text):
             await super()._push_llm_text(sentence)
-        if self._gate.stopped and not self._gate.looping:
+        if self._gate.full or self._gate.claimed:
             raise AnswerComplete  # closes the stream: no paying for words that will not be spoken
 
     async def get_chat_completions(self, context: LLMContext) -> Any:

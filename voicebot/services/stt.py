@@ -22,6 +22,8 @@ logger = logging.getLogger("voicebot.stt")
 # on the conversation bench's spoken turns, 12-13% WER against tiny.en's 18%, and every
 # notes request heard (tiny.en: 82%), at the same latency (docs/benchmarks.md).
 WHISPER_MODELS = ("base", "tiny.en")
+# faster-whisper's own default: decoded again at each temperature while a decode looks unsure.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def whisper_model_path(name: str = "base") -> str:
@@ -221,7 +223,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         self.vad_stop_secs = vad_stop_secs
         # faster-whisper decodes again at higher temperatures (five candidates each) when a decode
         # looks unsure; False: the first decode stands (see VOICE_STT_FALLBACK).
-        self.temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if fallback else 0.0
+        self.temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES if fallback else 0.0
         self.interim_every = interim_every
         self.quiet_secs = quiet_secs  # 0: no decode started by the quiet
         self._loudest = 0.0  # this utterance's loudest frame (RMS)

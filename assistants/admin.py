@@ -13,7 +13,8 @@ class AssistantToolInline(admin.StackedInline):
 
     model = AssistantTool
     extra = 0
-    fields = ["name", "description", "parameters", "url", "secret", "timeout_seconds", "max_retries", "enabled"]
+    fields = ["name", "description", "parameters", "start_message", "url", "secret", "timeout_seconds", "max_retries",
+              "enabled"]
 
 
 @admin.register(AssistantRecord)

@@ -385,6 +385,10 @@ class AssistantRecord(models.Model):
 BUILTIN_TOOLS = frozenset({"create_note", "list_notes", "read_note", "update_note", "delete_note", "search_notes",
                            "end_call"})
 MAX_TOOL_TIMEOUT, MAX_TOOL_RETRIES = 30, 5
+# What a tool says while its endpoint works, unless its admin words it otherwise: a hosted platform
+# (VAPI) says a filler like this one when a tool call starts, and a local model's answer after the
+# call takes seconds (docs/benchmarks.md), which is silence on the line without it.
+DEFAULT_START_MESSAGE = "One moment."
 
 
 def _no_builtin_name(name: str) -> None:
@@ -407,6 +411,10 @@ class AssistantTool(models.Model):
         default=dict, blank=True,
         help_text='A JSON Schema object, e.g. {"type": "object", "properties": {"day": {"type": "string"}}, '
                   '"required": ["day"]}. Empty: no arguments.')
+    start_message = models.CharField(
+        "said as the call starts", max_length=200, blank=True, default=DEFAULT_START_MESSAGE,
+        help_text="Spoken at once, while the endpoint works and the answer is made, so the user is not "
+                  "left in silence (a hosted platform's request-start message). Blank: nothing is said.")
     url = models.URLField("endpoint", max_length=500, help_text="Receives each call as a signed JSON POST.")
     secret = models.CharField(
         "signing secret", max_length=100, default=_new_secret, blank=True,
@@ -433,6 +441,7 @@ class AssistantTool(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        self.start_message = (self.start_message or "").strip()  # spaces alone would be spoken as a pause
         if self.parameters in (None, ""):
             self.parameters = {}
         if self.parameters == {}:
@@ -453,7 +462,8 @@ class AssistantTool(models.Model):
         """The tool as a job carries it: its definition, not its secret (the worker reads that by `id`)."""
         return {"id": self.pk, "name": self.name, "description": self.description,
                 "parameters": self.parameters or {"type": "object", "properties": {}},
-                "url": self.url, "timeoutSeconds": self.timeout_seconds, "retries": self.max_retries}
+                "url": self.url, "timeoutSeconds": self.timeout_seconds, "retries": self.max_retries,
+                "startMessage": self.start_message}
 
 
 class VoiceRollout(models.Model):

@@ -493,7 +493,9 @@ class Session:
         said_at = time.monotonic()
         peer.say_wav(str(wav))
         i_talk, talk = await wait_event(client, mark, speaking(True), timeout, f"bot speaking after {text!r}")
-        i_final, final = await wait_event(client, mark, is_final_transcript("assistant"), timeout,
+        # The answer, not a tool's start message said while its endpoint works ("One moment.").
+        i_final, final = await wait_event(client, mark, lambda e: is_final_transcript("assistant")(e) and
+                                          e["payload"].get("kind") != "startMessage", timeout,
                                           f"assistant transcript after {text!r}")
         # The answer is over when the bot stopped speaking and did not start again (a pause
         # between TTS chunks may give speaking false -> true inside one answer).
@@ -507,12 +509,18 @@ class Session:
             index, restarts = again[0] + 1, restarts + 1
         heard_to = len(peer.heard.pcm)
         user_texts = [e["payload"]["text"] for e in client.events[mark:i_talk] if is_final_transcript("user")(e)]
+        held = [e["payload"]["text"] for e in client.events[mark:i_final]
+                if is_final_transcript("assistant")(e) and e["payload"].get("kind") == "startMessage"]
+        # With a start message, the worker's time from the end of speech to the answer's own audio.
+        answer_ms = next((e["payload"]["latency"]["answerMs"] for e in client.events[i_talk:]
+                          if speaking(True)(e) and "answerMs" in (e["payload"].get("latency") or {})), None)
         ended, loud = peer.mic.speech_ended_at, peer.heard.first_loud_at
         client_ms = round((loud - ended) * 1000, 1) if ended and loud and ended > said_at else None
         wall_offset = time.time() - time.monotonic()  # to line the client's instants up with the worker's log
         return {"question": text, "user_transcript": " ".join(user_texts).strip(),
                 "user_final_transcripts": len(user_texts), "assistant": final["payload"]["text"],
                 "interrupted": bool(final["payload"].get("interrupted")), "latency": talk["payload"].get("latency"),
+                "start_message": " ".join(held), "answer_ms": answer_ms,
                 "client_total_ms": client_ms, "heard_span": (heard_from, heard_to), "rate": peer.heard.rate,
                 "speaking_restarts": restarts, "pipecat_log": pipecat_turn_log(self.worker_log, log_from),
                 "speech_end_wall": ended + wall_offset if ended else None,

@@ -182,6 +182,9 @@ def judge(turn: Turn, result: dict[str, Any], earlier: list[str], tools: list[st
         "expected_tool": tool, "tools": tools,
         "tool_ok": (tool in tools) if tool else not tools,
         "client_ms": result["client_total_ms"],
+        # A custom tool's turn may begin with its start message ("One moment."): client_ms is the time
+        # to that, answer_ms the worker's from the VAD's stop to the answer's own audio.
+        "start_message": result.get("start_message", ""), "answer_ms": result.get("answer_ms"),
         "stages": {k: (result.get("latency") or {}).get(k) for k in STAGES},
     }
 
@@ -257,8 +260,9 @@ async def converse(stack: Stack, username: str, script: list[Turn], audio: Path,
             out.append(row)
             flags = [f for f, bad in (("WRONG", row["fact_ok"] is False), ("REPEAT", row["repeated"]),
                                       ("CUT", row["cut"]), ("TOOL?", not row["tool_ok"])) if bad]
+            held = f"[{row['start_message']} then {row['answer_ms']} ms] " if row["start_message"] else ""
             log(f"  c{n} t{i:02d} {row['client_ms']} ms {' '.join(flags) or 'ok'}: {row['heard']!r} -> "
-                f"{row['answer'][:90]!r}{' ' + str(tools) if tools else ''}")
+                f"{held}{row['answer'][:90]!r}{' ' + str(tools) if tools else ''}")
             await asyncio.sleep(0.3)
     finally:
         await session.close()
@@ -284,6 +288,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "tool_recall": sum(r["tool_ok"] for r in requests) / max(1, len(requests)),
         "false_tool_calls": sum(not r["tool_ok"] for r in chat),
         "latency_ms": {"p50": percentile(latency, 50), "p95": percentile(latency, 95), "n": len(latency)},
+        "held_turns": sum(bool(r.get("start_message")) for r in rows),
+        "answer_ms_after_start_message": {
+            "p50": percentile([r["answer_ms"] for r in rows if r.get("answer_ms") is not None], 50),
+            "max": max([r["answer_ms"] for r in rows if r.get("answer_ms") is not None], default=None)},
         "latency_by_turn_p50": {t: percentile(v, 50) for t, v in sorted(by_turn.items())},
         "stages_p50": {kind: {k: percentile([r["stages"][k] for r in group if (r.get("stages") or {}).get(k) is not None],
                                             50) for k in STAGES}
@@ -336,6 +344,10 @@ def main() -> int:
     print(f"answers cut mid-sentence {result['cut_answers']}")
     print(f"tool recall              {result['tool_recall']:.0%}   false tool calls {result['false_tool_calls']}")
     print(f"voice-to-voice (client)  p50 {result['latency_ms']['p50']:.0f} ms, p95 {result['latency_ms']['p95']:.0f} ms")
+    if result["held_turns"]:
+        held = result["answer_ms_after_start_message"]
+        print(f"turns begun with a tool's start message {result['held_turns']}: the answer's own audio "
+              f"p50 {held['p50'] or 0:.0f} ms, max {held['max'] or 0:.0f} ms after the VAD's stop (worker)")
     print("p50 by turn index        " + ", ".join(f"{t}: {v:.0f}" for t, v in result["latency_by_turn_p50"].items()))
     for kind, stages in result["stages_p50"].items():
         print(f"worker's stages, {kind:4} p50 " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items() if v is not None))

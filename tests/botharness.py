@@ -134,6 +134,15 @@ def is_final_transcript(role: str):
     return lambda e: e["type"] == "voice.transcript" and e["payload"].get("role") == role and e["payload"].get("final")
 
 
+def is_answer(e: dict) -> bool:
+    """The assistant's answer on the page, not a tool's start message said while the tool works."""
+    return is_final_transcript("assistant")(e) and e["payload"].get("kind") != "startMessage"
+
+
+def is_start_message(e: dict) -> bool:
+    return is_final_transcript("assistant")(e) and e["payload"].get("kind") == "startMessage"
+
+
 async def active_session(server: LiveServer, *, persistence: int = 30, username: str = "demo",
                          expect_new: bool = False) -> tuple[Client, Any, str]:
     """Sign in, get the room, join a bot, connect a WebRTC peer; return once the session is active.

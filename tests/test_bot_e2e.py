@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.botharness import (BOT_ENV, active_session, is_final_transcript, is_status, speak_to_wav,
-                              start_worker, stop_worker)
+from tests.botharness import (BOT_ENV, active_session, is_answer, is_final_transcript, is_start_message, is_status,
+                              speak_to_wav, start_worker, stop_worker)
 from tests.livesrv import start_server
 from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
@@ -300,7 +300,11 @@ def test_the_offline_model_reaches_an_assistants_custom_tool(stack):
                 assert call["payload"]["name"] == "check_order_status"
                 assert call["payload"]["arguments"] == {"order_number": "4512"}
                 await client.wait_for(after(mark, lambda e: e["type"] == "voice.tool.result"), 30, "the result")
-                answer = await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "the answer")
+                answer = await client.wait_for(after(mark, is_answer), 60, "the answer")
+                # Said while the endpoint and the model worked; on the page, not in the model's conversation.
+                held = [e["payload"]["text"] for e in client.events[mark:client.events.index(answer)]
+                        if is_start_message(e)]
+                assert held == ["One moment."]
                 mark = await say("Please look up the delivery status of my order.")
                 question = await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "a question")
                 assert question["payload"]["text"] == "Sure. What is the order number?"
@@ -308,7 +312,7 @@ def test_the_offline_model_reaches_an_assistants_custom_tool(stack):
                 mark = await say("It is 7781.")
                 second = await client.wait_for(after(mark, lambda e: e["type"] == "voice.tool.call"), 60, "the call")
                 assert second["payload"]["arguments"] == {"order_number": "7781"}
-                await client.wait_for(after(mark, is_final_transcript("assistant")), 60, "the second answer")
+                await client.wait_for(after(mark, is_answer), 60, "the second answer")
                 calls = [e for e in client.events if e["type"] == "voice.tool.call"]
                 await _end(client, peer)
                 return answer, calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -50,6 +51,62 @@ def test_a_tool_is_checked_in_the_admin_sense(assistant):
     assert tool.secret.startswith("whsec_") and len(tool.secret) > 40
     assert SECRET not in json.dumps(tool.job_spec()) and tool.secret not in json.dumps(tool.job_spec())
     assert tool.job_spec()["parameters"] == ORDER_SCHEMA
+
+
+def test_a_tools_start_message_is_said_by_default_and_reaches_the_worker_as_written(assistant):
+    from voicebot.custom_tools import load
+
+    default = AssistantTool.objects.create(assistant=assistant, name="check_order", description="Look up an order.",
+                                           parameters=ORDER_SCHEMA, url="https://tools.example.com/order")
+    quiet = AssistantTool.objects.create(assistant=assistant, name="ping", description="Ping.",
+                                         url="https://tools.example.com/ping", start_message="   ")
+    worded = AssistantTool.objects.create(assistant=assistant, name="find_room", description="Find a room.",
+                                          url="https://tools.example.com/room",
+                                          start_message="  Let me look at the bookings. ")
+    assert [default.start_message, quiet.start_message, worded.start_message] == [
+        "One moment.", "", "Let me look at the bookings."]
+    loaded = {t.name: t.start_message for t in load([default.job_spec(), quiet.job_spec(), worded.job_spec()])}
+    assert loaded == {"check_order": "One moment.", "ping": "", "find_room": "Let me look at the bookings."}
+
+
+def test_a_held_turn_reports_the_time_to_its_answer_after_the_start_message(monkeypatch):
+    """A custom tool's turn: the bot speaks the start message first, then the answer. The first speaking
+    event carries the turn's stages as always; the second the time from the same end of speech to the
+    answer's own audio (what the conversation bench reports for such turns)."""
+    from pipecat.frames.frames import BotStartedSpeakingFrame, BotStoppedSpeakingFrame, VADUserStoppedSpeakingFrame
+    from pipecat.observers.base_observer import FramePushed
+    from pipecat.processors.frame_processor import FrameDirection
+
+    from voicebot import forwarder as module
+    from voicebot.forwarder import EventForwarder
+
+    clock = [50.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    forwarder = EventForwarder("session-1")
+    sent: list[tuple[str, dict]] = []
+    forwarder.emit = lambda kind, payload: sent.append((kind, payload))  # type: ignore[method-assign]
+
+    def push(frame, at: float) -> None:
+        clock[0] = at
+        asyncio.run(forwarder.on_push_frame(FramePushed(source=None, destination=None, frame=frame,
+                                                        direction=FrameDirection.DOWNSTREAM, timestamp=0)))
+
+    def speaking() -> list[dict]:
+        return [p["latency"] for kind, p in sent if kind == "voice.bot.speaking" and p["speaking"]]
+
+    push(VADUserStoppedSpeakingFrame(), 50.0)
+    forwarder.holding_on()
+    push(BotStartedSpeakingFrame(), 50.9)  # "One moment."
+    push(BotStoppedSpeakingFrame(), 51.6)
+    push(BotStartedSpeakingFrame(), 53.4)  # the answer
+    assert speaking()[0]["totalMs"] == 900.0
+    assert speaking()[1] == {"answerMs": 3400.0}
+    # The next turn without a tool: no answer time carried over from the last one.
+    push(VADUserStoppedSpeakingFrame(), 60.0)
+    push(BotStartedSpeakingFrame(), 61.0)
+    push(BotStoppedSpeakingFrame(), 62.0)
+    push(BotStartedSpeakingFrame(), 63.0)  # the same answer resumed after a pause: not timed
+    assert speaking()[2]["totalMs"] == 1000.0 and speaking()[3] is None
 
 
 def _tool(url: str, **fields) -> HttpTool:
@@ -100,17 +157,18 @@ def test_an_unsigned_request_is_refused_by_the_receiver():
 
 # --- end to end: the model calls the tool, the endpoint answers, the user hears it ------------------
 
-def _pearl_with_order_tool(url: str) -> str:
+def _pearl_with_order_tool(url: str, **more: Any) -> str:
     """Server-side setup: Pearl without her notes tools, with an order tool served at `url`."""
     return ("a = A.objects.get(slug='pearl'); a.notes_tools = False; a.save(); "
             "a.tools.create(name='check_order', description='Look up an order by number.', "
-            f"parameters={ORDER_SCHEMA!r}, url='{url}/order', secret='{SECRET}', timeout_seconds=5, max_retries=1)")
+            f"parameters={ORDER_SCHEMA!r}, url='{url}/order', secret='{SECRET}', timeout_seconds=5, max_retries=1"
+            + "".join(f", {k}={v!r}" for k, v in more.items()) + ")")
 
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
-    from tests.botharness import active_session, hosted_stack, is_final_transcript
+    from tests.botharness import active_session, hosted_stack, is_answer, is_start_message
     from tests.fakes.openai_api import FakeOpenAI
 
     key = "sk-test-tools-4e1a"
@@ -123,7 +181,10 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
                 api.call_tool_next("check_order", {"order": "42"})
                 await client.ws.send(json.dumps({"type": "user-message", "content": "Where is order 42?"}))
                 result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 30, "the tool's result")
-                said = await client.wait_for(is_final_transcript("assistant"), 30, "the spoken answer")
+                said = await client.wait_for(is_answer, 30, "the spoken answer")
+                held = await client.wait_for(is_start_message, 30, "the tool's start message")
+                # Said while the endpoint worked: before its result reached the page.
+                assert client.events.index(held) < client.events.index(result)
                 # The endpoint fails next: the user hears an apology, not silence or an invention.
                 endpoint.answer_next(500, {"error": "down"})
                 endpoint.answer_next(500, {"error": "down"})
@@ -131,24 +192,26 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
                 await client.ws.send(json.dumps({"type": "user-message", "content": "And order 43?"}))
                 await client.wait_for(lambda e: e["type"] == "voice.tool.result" and e is not result, 30,
                                       "the failed call's result")
-                await client.wait_for(lambda e: is_final_transcript("assistant")(e) and e is not said, 30,
-                                      "the answer after the failure")
+                await client.wait_for(lambda e: is_answer(e) and e is not said, 30, "the answer after the failure")
                 await peer.close()
                 await client.close()
-                return [result, said, session_id]
+                return [result, said, session_id, held]
 
-            result, said, session_id = asyncio.run(scenario())
+            result, said, session_id, held = asyncio.run(scenario())
     first, *retried = endpoint.signed()
     assert first.json["arguments"] == {"order": "42"} and first.json["sessionId"] == session_id
     assert first.json["assistant"] == "pearl" and first.json["userId"]
     assert [r.status for r in retried] == [500, 500] and retried[0].json["arguments"] == {"order": "43"}
     assert result["payload"]["name"] == "check_order"
     assert "shipped on Tuesday" in said["payload"]["text"]  # the fake model speaks the tool's result
+    assert held["payload"]["text"] == "One moment."  # a new tool's start message, as a hosted platform's filler
     chats = api.requests_to("/v1/chat/completions", ok=True)
     tools = {t["function"]["name"] for t in chats[0].json["tools"]}
     assert "check_order" in tools and "list_notes" not in tools  # notes tools off for this assistant
     tool_messages = [m for m in chats[-1].json["messages"] if m["role"] == "tool"]
     assert "could not be reached" in tool_messages[-1]["content"] and "Apologise" in tool_messages[-1]["content"]
+    # The start message was said, not answered: the model never sees it as its own words to follow.
+    assert not any("One moment" in str(m.get("content")) for m in chats[-1].json["messages"])
     worker.log.seek(0)
     assert SECRET not in worker.log.read()
 
@@ -158,13 +221,13 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
 def test_a_hosted_model_in_router_mode_reaches_the_assistants_tool(tmp_path):
     """VOICE_LLM_TOOLS=router (a server whose model takes no tools): the router asks the hosted model
     whether the turn wants the tool, calls it, and the model answers from the result as a fact."""
-    from tests.botharness import active_session, hosted_stack, is_final_transcript
+    from tests.botharness import active_session, hosted_stack, is_final_transcript, is_start_message
     from tests.fakes.openai_api import FakeOpenAI
 
     key = "sk-test-router-e2e-5b"
     with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
             SignedReceiver(SECRET, reply={"result": {"status": "shipped on Tuesday"}}) as endpoint:
-        setup = _pearl_with_order_tool(endpoint.url)
+        setup = _pearl_with_order_tool(endpoint.url, start_message="")  # an admin who wants no filler
         with hosted_stack(tmp_path, api.url, key, setup=setup, env={"VOICE_LLM_TOOLS": "router"}) as (server, _):
             async def scenario() -> list[dict]:
                 client, peer, _ = await active_session(server, persistence=2, expect_new=True)
@@ -173,14 +236,17 @@ def test_a_hosted_model_in_router_mode_reaches_the_assistants_tool(tmp_path):
                 await client.ws.send(json.dumps({"type": "user-message", "content": "Where is order 42?"}))
                 result = await client.wait_for(lambda e: e["type"] == "voice.tool.result", 30, "the tool's result")
                 said = await client.wait_for(is_final_transcript("assistant"), 30, "the spoken answer")
+                # Events reach the page in the order they were made: a start message would be here.
+                held = [e for e in client.events if is_start_message(e)]
                 await peer.close()
                 await client.close()
-                return [result, said]
+                return [result, said, held]
 
-            result, said = asyncio.run(scenario())
+            result, said, held = asyncio.run(scenario())
     [signed] = endpoint.signed()
     assert signed.json["arguments"] == {"order": "42"} and result["payload"]["name"] == "check_order"
     assert said["payload"]["text"] == "Your order 42 shipped on Tuesday."
+    assert held == []  # the tool's start message is blank: nothing said while it worked
     check, answer = [r.json for r in api.requests_to("/v1/chat/completions", ok=True)]
     assert check["response_format"]["type"] == "json_schema" and "tools" not in check
     assert "Where is order 42?" in check["messages"][-1]["content"]

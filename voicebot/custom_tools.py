@@ -5,7 +5,8 @@ context, signed with the tool's secret (`X-Voice-Signature`, assistants/signing.
 within the tool's timeout per attempt and its bounded retries (no answer, 5xx, 429;
 a 4xx is final). The endpoint's answer goes back to the model as the tool's result,
 and the model speaks it; a failure goes back as a short error the model is told to
-apologise for, so the user hears a polite sentence, and it is logged.
+apologise for, so the user hears a polite sentence, and it is logged. While the endpoint
+works, the user hears the tool's start message ("One moment."), as on a hosted platform.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.services.llm_service import FunctionCallParams, LLMService
@@ -37,6 +38,7 @@ class HttpTool:
     timeout: float
     retries: int
     secret: str = field(repr=False)
+    start_message: str = ""  # said as a call starts (AssistantTool.start_message); blank: nothing
 
     @property
     def schema(self) -> FunctionSchema:
@@ -55,14 +57,21 @@ def load(specs: list[dict[str, Any]]) -> list[HttpTool]:
                    .values_list("pk", "secret"))
     return [HttpTool(name=s["name"], description=s["description"], parameters=s.get("parameters") or {},
                      url=s["url"], timeout=float(s.get("timeoutSeconds", 10)), retries=int(s.get("retries", 1)),
-                     secret=secrets[s["id"]])
+                     secret=secrets[s["id"]], start_message=s.get("startMessage", ""))
             for s in specs if s["id"] in secrets]
 
 
-def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any], http: Any) -> None:
-    """Bind each tool's handler to this session (`context`: sessionId, userId, assistant)."""
+def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any], http: Any,
+             announce: Callable[[str], Awaitable[None]] | None = None) -> None:
+    """Bind each tool's handler to this session (`context`: sessionId, userId, assistant).
+
+    `announce` speaks a tool's start message as its call begins: the endpoint's answer and the
+    model's words after it take seconds (a local model reads the answer before it speaks).
+    """
     for tool in tools:
         async def run(params: FunctionCallParams, tool: HttpTool = tool) -> None:
+            if tool.start_message and announce is not None:
+                await announce(tool.start_message)
             result = await call(tool, dict(params.arguments or {}), context=context, http=http,
                                 tool_call_id=params.tool_call_id)
             await params.result_callback(result)

@@ -89,6 +89,10 @@ class EventForwarder(BaseObserver):
         self.on_fatal: Callable[[ProviderError], Awaitable[None]] | None = None
         self._fatal_told = False
         self._told: set[str] = set()  # error codes told the user since their latest turn began
+        # A tool's start message is being said ("One moment."): the turn's answer comes after it, and
+        # its time from the end of the user's speech is reported too (`answerMs`, see holding_on).
+        self._holding = False
+        self._answer_from: float | None = None
 
     async def _error(self, frame: ErrorFrame) -> None:
         """A failure, told to the user in our words; the provider's own text goes to the log only."""
@@ -107,6 +111,11 @@ class EventForwarder(BaseObserver):
             return
         self._told.add(error.code)
         self.emit(E.ERROR, error.payload())
+
+    def holding_on(self) -> None:
+        """A tool's start message is about to be said: the bot's next start of speech is that message,
+        and the one after it the turn's answer, timed from the same end of speech (`answerMs`)."""
+        self._holding = True
 
     # --- event production (on the pipeline's loop, never blocking) ----------
     def emit(self, event_type: str, payload: dict[str, Any]) -> None:
@@ -132,11 +141,14 @@ class EventForwarder(BaseObserver):
             self._level("bot", frame.audio, now)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self.timer.reset()
+            self._holding, self._answer_from = False, None  # a new turn: the last one's answer is not timed
             self.timer.vad_stop = now
         elif isinstance(frame, LLMMessagesAppendFrame):  # a typed turn
             self._told.clear()
+            self._answer_from = None
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._told.clear()
+            self._holding, self._answer_from = False, None
             self.emit(E.SPEECH_START, {"role": "user"})
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self.timer.user_stop = now
@@ -163,6 +175,12 @@ class EventForwarder(BaseObserver):
             latency = self.timer.report(now)
             if latency:
                 self.turns.append(latency)
+                if self._holding:  # the start message's audio: the answer is still to come
+                    self._answer_from = self.timer.vad_stop
+            elif self._answer_from is not None:
+                latency = {"answerMs": round((now - self._answer_from) * 1000, 1)}
+                self._answer_from = None
+            self._holding = False
             self.emit(E.BOT_SPEAKING, {"speaking": True, "latency": latency})
             self.timer.reset()
         elif isinstance(frame, BotStoppedSpeakingFrame):

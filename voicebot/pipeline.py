@@ -36,7 +36,7 @@ class PipelineOwner(Protocol):
 
     def system_prompt(self) -> str: ...
 
-    async def say(self, text: str, kind: str) -> None: ...
+    async def say(self, text: str, kind: str, *, remember: bool = True) -> None: ...
 
     async def end(self, reason: str) -> None: ...
 
@@ -89,8 +89,11 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     if behaviour.notes_tools:
         register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
     if bot.custom_tools:
+        # A tool's start message is not put in the conversation: the model would take "One moment."
+        # for an answer of its own, to follow or to repeat.
         custom_tools.register(llm, bot.custom_tools, http=bundle.http("tools"), context={
-            "sessionId": spec.session_id, "userId": spec.user_id, "assistant": spec.assistant})
+            "sessionId": spec.session_id, "userId": spec.user_id, "assistant": spec.assistant},
+            announce=lambda text: bot.say(text, "startMessage", remember=False))
         llm.custom_tools = [tool.schema for tool in bot.custom_tools]  # routed for a model that makes no calls
     monitor = CallMonitor(behaviour, bot, ends_at=_when(spec.ends_at))
     if behaviour.end_call_tool:

@@ -278,14 +278,16 @@ class BotSession:
             await self.monitor.start(greet=greet)
 
     # --- what the assistant does on its own (behaviour.CallMonitor) ------------
-    async def say(self, text: str, kind: str) -> None:
-        """Speak `text` (a first message, a silence prompt...): into the conversation, on the page as the
-        assistant's words (`kind` says which line it is)."""
+    async def say(self, text: str, kind: str, *, remember: bool = True) -> None:
+        """Speak `text` (a first message, a silence prompt, a tool's start message...): on the page as the
+        assistant's words (`kind` says which line it is), and into the conversation if `remember`."""
         if self.pipeline_worker is None or self.forwarder is None:
             return
         self.forwarder.emit(VoiceEventType.TRANSCRIPT, {"role": "assistant", "text": text, "final": True,
                                                         "kind": kind})
-        await self.pipeline_worker.queue_frames([TTSSpeakFrame(text)])
+        if kind == "startMessage":
+            self.forwarder.holding_on()
+        await self.pipeline_worker.queue_frames([TTSSpeakFrame(text, append_to_context=remember)])
 
     async def end(self, reason: str) -> None:
         """The assistant ends the conversation: the session ends with `reason`, and the bot leaves."""

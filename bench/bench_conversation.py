@@ -230,7 +230,18 @@ def tools_for(stack: Stack, n: int) -> Iterator[None]:
         yield
         return
     with custom_tools_receiver() as endpoint:
+        worker_log = Path(stack.worker.log.name)
+        mark = worker_log.stat().st_size
         give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True)
+        # As in a deployment where the tools were set before the call: an idle worker reads a new tool's
+        # check prompt within NEW_PROMPTS_EVERY (voicebot/worker.py); without it the first check of each
+        # tool reads ~100-170 tokens while the user waits (1.4-2.4 s on 2 cores).
+        deadline = time.monotonic() + 120
+        while b"new prompt(s) into the LLM's cache" not in worker_log.read_bytes()[mark:]:
+            if time.monotonic() > deadline:
+                log("  the worker did not read the tools' prompts within 120 s: the first checks will")
+                break
+            time.sleep(0.5)
         try:
             yield
         finally:

@@ -37,6 +37,11 @@ MISHEARD = "dot down at my passport x-pires in March"
     ("I've booked a table for two at seven.", "act"),
     ("I'm transferring you now.", "act"),
     ("I'll go ahead and send the email.", "act"),
+    ("Sure, I'll look it up.", "act"),
+    ("Let me check on that for you.", "act"),
+    ("I'll find out where your parcel is.", "act"),
+    ("I'm checking your order now.", "act"),
+    ("I'm looking into it.", "act"),
 ])
 def test_a_claimed_action_is_recognised(sentence, kind):
     assert claims.claimed(sentence) == kind
@@ -48,6 +53,8 @@ def test_a_claimed_action_is_recognised(sentence, kind):
     "I'd write it down somewhere safe.", "You could set an alarm.", "I'll help you with that.",
     "I just love that idea!", "I have a great idea.", "Sure, please transfer me to a human.",
     "You could add milk to your shopping list.", "I'd put it on your list of things to ask the doctor.",
+    "You can look it up on the carrier's website.", "Let me explain how forecasts work.",
+    "It's worth checking the tyre pressure first.", "Check the label before you wash it.",
 ])
 def test_advice_and_manners_are_not_claims(sentence):
     assert claims.claimed(sentence) == ""

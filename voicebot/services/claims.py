@@ -39,11 +39,18 @@ _NOTE_DOING = (r"(?:writing|jotting|noting|saving|recording|storing|logging|keep
                r"(?:adding|putting) [\w' ,-]{1,40}? (?:to|on|in|into) your (?:[\w'-]+ )?(?:notes?|list|memo)|"
                r"putting (?:it|that|this) (?:down|in))\b")
 # Acting in the world: what only a tool could do, and no tool ran.
+# A lookup is one too: "Sure, I'll look it up." was a whole answer on the conversation bench when the
+# router missed "Can you check where my parcel is?" (heard "... my power solid is"), and the user was
+# left waiting for a result that never came. Only the forms that promise a lookup ("look it up",
+# "check on/for/that", "find out"): "let me explain", "you can look it up" are not claims.
+_LOOKUP = (r"look (?:it|that|this|them|those) up|look up|look into|check (?:on|for|that|this|it|your|whether|if|with)|"
+           r"checked|find out|found out|track (?:it|that|your)|locate")
+_LOOKING = r"looking (?:it |that |this )?(?:up|into)|checking (?:on|for|that|this|it|your|whether|if|with)|tracking|locating"
 _ACT_VERBS = (r"(?:set|book|booked|schedule|scheduled|send|sent|email|emailed|text|texted|call|called|order|ordered|"
               r"reserve|reserved|cancel|cancell?ed|transfer|transferred|connect|connected|pay|paid|buy|bought|"
-              r"remind|reminded|turn(?:ed)? (?:on|off)|switch(?:ed)? (?:on|off))\b")
+              r"remind|reminded|turn(?:ed)? (?:on|off)|switch(?:ed)? (?:on|off)|" + _LOOKUP + r")\b")
 _ACT_DOING = (r"(?:setting|booking|scheduling|sending|emailing|texting|calling|ordering|reserving|cancell?ing|"
-              r"transferring|connecting|paying|buying|turning (?:on|off)|switching (?:on|off))\b")
+              r"transferring|connecting|paying|buying|turning (?:on|off)|switching (?:on|off)|" + _LOOKING + r")\b")
 # "Noted!", "Got it, saved.": the claim with no subject at all, at the sentence's start.
 _DONE = r"^(?:(?:ok(?:ay)?|sure|got it|done|all right|alright|perfect|great)[,!.]?\s+)?(?:noted|saved|written down|jotted down)\b"
 _CLAIMS = ((NOTE, re.compile(f"{_WILL}{_NOTE_VERBS}|{_DOING}{_NOTE_DOING}|{_DONE}", re.I)),

@@ -13,8 +13,8 @@ class AssistantToolInline(admin.StackedInline):
 
     model = AssistantTool
     extra = 0
-    fields = ["name", "description", "parameters", "start_message", "url", "secret", "timeout_seconds", "max_retries",
-              "enabled"]
+    fields = ["name", "description", "parameters", "url", "secret", "timeout_seconds", "max_retries",
+              ("start_message", "failed_message"), ("delayed_message", "delayed_after_seconds"), "enabled"]
 
 
 @admin.register(AssistantRecord)

@@ -389,6 +389,10 @@ MAX_TOOL_TIMEOUT, MAX_TOOL_RETRIES = 30, 5
 # (VAPI) says a filler like this one when a tool call starts, and a local model's answer after the
 # call takes seconds (docs/benchmarks.md), which is silence on the line without it.
 DEFAULT_START_MESSAGE = "One moment."
+# Said when the endpoint has not answered after `delayed_after_seconds` (a hosted platform's
+# request-response-delayed message): a tool may take its timeout and a retry, 20 s by default.
+DEFAULT_DELAYED_MESSAGE = "Sorry, this is taking a little longer."
+DEFAULT_DELAYED_AFTER = 4.0
 
 
 def _no_builtin_name(name: str) -> None:
@@ -415,6 +419,18 @@ class AssistantTool(models.Model):
         "said as the call starts", max_length=200, blank=True, default=DEFAULT_START_MESSAGE,
         help_text="Spoken at once, while the endpoint works and the answer is made, so the user is not "
                   "left in silence (a hosted platform's request-start message). Blank: nothing is said.")
+    delayed_message = models.CharField(
+        "said when the endpoint is slow", max_length=200, blank=True, default=DEFAULT_DELAYED_MESSAGE,
+        help_text="Spoken once when the endpoint has not answered after the delay below (a hosted platform's "
+                  "request-response-delayed message). Blank: nothing is said.")
+    delayed_after_seconds = models.FloatField(
+        "delay before it (s)", default=DEFAULT_DELAYED_AFTER,
+        validators=[MinValueValidator(0.5), MaxValueValidator(MAX_TOOL_TIMEOUT)])
+    failed_message = models.CharField(
+        "said when the call fails", max_length=200, blank=True,
+        help_text="Spoken instead of the model's own words when the endpoint fails after its retries, e.g. "
+                  "\"I couldn't reach the booking system just now.\" (a hosted platform's request-failed message). "
+                  "Blank: the model apologises in its own words.")
     url = models.URLField("endpoint", max_length=500, help_text="Receives each call as a signed JSON POST.")
     secret = models.CharField(
         "signing secret", max_length=100, default=_new_secret, blank=True,
@@ -441,7 +457,10 @@ class AssistantTool(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        self.start_message = (self.start_message or "").strip()  # spaces alone would be spoken as a pause
+        # Spaces alone would be spoken as a pause.
+        self.start_message = (self.start_message or "").strip()
+        self.delayed_message = (self.delayed_message or "").strip()
+        self.failed_message = (self.failed_message or "").strip()
         if self.parameters in (None, ""):
             self.parameters = {}
         if self.parameters == {}:
@@ -463,7 +482,8 @@ class AssistantTool(models.Model):
         return {"id": self.pk, "name": self.name, "description": self.description,
                 "parameters": self.parameters or {"type": "object", "properties": {}},
                 "url": self.url, "timeoutSeconds": self.timeout_seconds, "retries": self.max_retries,
-                "startMessage": self.start_message}
+                "startMessage": self.start_message, "delayedMessage": self.delayed_message,
+                "delayedAfterSeconds": self.delayed_after_seconds, "failedMessage": self.failed_message}
 
 
 class VoiceRollout(models.Model):

@@ -88,6 +88,7 @@ from bench_core import UNTHROTTLED, _raise_interrupt, write_results  # noqa: E40
 RESULTS_DIR = ROOT / "bench" / "results"
 VAD_STOP_MS = 200.0  # settings.VOICE_VAD_STOP_SECS default; read from the server's env below
 SETTLE_S = 2.0  # after a peer connects, before reading memory
+WHILE_TOOLS_WORK = ("startMessage", "delayedMessage")  # a custom tool's lines before the turn's answer
 AUDIO_TAIL_S = 0.6  # after `speaking: false`, for the last audio still in flight to arrive
 T0 = time.monotonic()
 
@@ -493,9 +494,9 @@ class Session:
         said_at = time.monotonic()
         peer.say_wav(str(wav))
         i_talk, talk = await wait_event(client, mark, speaking(True), timeout, f"bot speaking after {text!r}")
-        # The answer, not a tool's start message said while its endpoint works ("One moment.").
+        # The answer, not a tool's start or delayed message said while its endpoint works ("One moment.").
         i_final, final = await wait_event(client, mark, lambda e: is_final_transcript("assistant")(e) and
-                                          e["payload"].get("kind") != "startMessage", timeout,
+                                          e["payload"].get("kind") not in WHILE_TOOLS_WORK, timeout,
                                           f"assistant transcript after {text!r}")
         # The answer is over when the bot stopped speaking and did not start again (a pause
         # between TTS chunks may give speaking false -> true inside one answer).
@@ -510,7 +511,7 @@ class Session:
         heard_to = len(peer.heard.pcm)
         user_texts = [e["payload"]["text"] for e in client.events[mark:i_talk] if is_final_transcript("user")(e)]
         held = [e["payload"]["text"] for e in client.events[mark:i_final]
-                if is_final_transcript("assistant")(e) and e["payload"].get("kind") == "startMessage"]
+                if is_final_transcript("assistant")(e) and e["payload"].get("kind") in WHILE_TOOLS_WORK]
         # With a start message, the worker's time from the end of speech to the answer's own audio.
         answer_ms = next((e["payload"]["latency"]["answerMs"] for e in client.events[i_talk:]
                           if speaking(True)(e) and "answerMs" in (e["payload"].get("latency") or {})), None)

@@ -213,18 +213,20 @@ def custom_tools_receiver() -> Any:
     return PerTool("whsec_bench_conversation_tools")
 
 
-def give_pearl_tools(stack: Stack, url: str, secret: str, on: bool) -> None:
-    """Put CUSTOM_TOOLS on the demo assistant (or take them off), through Django's ORM."""
+def give_pearl_tools(stack: Stack, url: str, secret: str, on: bool, start_message: str | None = None) -> None:
+    """Put CUSTOM_TOOLS on the demo assistant (or take them off), through Django's ORM; each with its
+    default start message, or `start_message` ("" for none)."""
     code = "from assistants.models import AssistantRecord as A; a = A.objects.get(slug='pearl'); a.tools.all().delete()"
+    more = "" if start_message is None else f", start_message={start_message!r}"
     if on:
         for name, description, parameters, _ in CUSTOM_TOOLS:
             code += (f"; a.tools.create(name={name!r}, description={description!r}, parameters={parameters!r}, "
-                     f"url='{url}/{name}', secret={secret!r}, timeout_seconds=10, max_retries=1)")
+                     f"url='{url}/{name}', secret={secret!r}, timeout_seconds=10, max_retries=1{more})")
     stack.server.manage("shell", "-c", code)
 
 
 @contextmanager
-def tools_for(stack: Stack, n: int) -> Iterator[None]:
+def tools_for(stack: Stack, n: int, start_message: str | None = None) -> Iterator[None]:
     """Conversation `n`'s custom tools on Pearl while it runs (only conversation 4 has them)."""
     if n != WITH_CUSTOM_TOOLS:
         yield
@@ -232,7 +234,7 @@ def tools_for(stack: Stack, n: int) -> Iterator[None]:
     with custom_tools_receiver() as endpoint:
         worker_log = Path(stack.worker.log.name)
         mark = worker_log.stat().st_size
-        give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True)
+        give_pearl_tools(stack, endpoint.url, endpoint.secret, on=True, start_message=start_message)
         # As in a deployment where the tools were set before the call: an idle worker reads a new tool's
         # check prompt within NEW_PROMPTS_EVERY (voicebot/worker.py); without it the first check of each
         # tool reads ~100-170 tokens while the user waits (1.4-2.4 s on 2 cores).
@@ -316,6 +318,8 @@ def main() -> int:
     # The fourth (custom tools) runs with --only 4; the default is the first three, as before.
     parser.add_argument("--conversations", type=int, default=3)
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--start-message", help="the custom tools' start message (default: the tools' own; "
+                        "'' for none)")
     parser.add_argument("--only", help="which conversations, e.g. 2,3 (default: the first --conversations)")
     args = parser.parse_args()
     chosen = ([int(n) for n in args.only.split(",")] if args.only
@@ -339,7 +343,7 @@ def main() -> int:
             with sqlite3.connect(stack.var / "db.sqlite3", timeout=10) as db:
                 db.execute("DELETE FROM voicebot_note WHERE user_id = (SELECT id FROM auth_user WHERE username = ?)",
                            (user,))
-            with tools_for(stack, n):
+            with tools_for(stack, n, args.start_message):
                 rows += [{**r, "conversation": n} for r in
                          asyncio.run(converse(stack, user, script[:args.turns], audio, n))]
     finally:

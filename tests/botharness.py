@@ -135,8 +135,8 @@ def is_final_transcript(role: str):
 
 
 def is_answer(e: dict) -> bool:
-    """The assistant's answer on the page, not a tool's start message said while the tool works."""
-    return is_final_transcript("assistant")(e) and e["payload"].get("kind") != "startMessage"
+    """The assistant's answer on the page, not a tool's start or delayed message said while it works."""
+    return is_final_transcript("assistant")(e) and e["payload"].get("kind") not in ("startMessage", "delayedMessage")
 
 
 def is_start_message(e: dict) -> bool:

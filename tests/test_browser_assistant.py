@@ -104,6 +104,10 @@ def test_an_admin_made_assistant_with_its_own_voice_first_message_tool_and_webho
             expect(page.locator("#tools li").first).to_contain_text("check_order", timeout=60_000)
             expect(page.locator("#messages li[data-role=assistant]").filter(has_text="shipped on Tuesday")
                    ).to_have_count(1, timeout=60_000)
+            # Said while the endpoint worked: the tool's start message (its default), a line of its own.
+            held = page.locator("#messages li[data-kind=startMessage]")
+            expect(held).to_have_count(1)
+            expect(held).to_contain_text("One moment.")
 
             # The microphone picker: another microphone mid-call, and the assistant still hears.
             picker = page.get_by_label("Microphone")

@@ -53,7 +53,7 @@ def test_a_tool_is_checked_in_the_admin_sense(assistant):
     assert tool.job_spec()["parameters"] == ORDER_SCHEMA
 
 
-def test_a_tools_start_message_is_said_by_default_and_reaches_the_worker_as_written(assistant):
+def test_a_tools_messages_have_defaults_and_reach_the_worker_as_written(assistant):
     from voicebot.custom_tools import load
 
     default = AssistantTool.objects.create(assistant=assistant, name="check_order", description="Look up an order.",
@@ -67,6 +67,85 @@ def test_a_tools_start_message_is_said_by_default_and_reaches_the_worker_as_writ
         "One moment.", "", "Let me look at the bookings."]
     loaded = {t.name: t.start_message for t in load([default.job_spec(), quiet.job_spec(), worded.job_spec()])}
     assert loaded == {"check_order": "One moment.", "ping": "", "find_room": "Let me look at the bookings."}
+    [tool] = load([default.job_spec()])
+    assert (tool.delayed_message, tool.delayed_after, tool.failed_message) == (
+        "Sorry, this is taking a little longer.", 4.0, "")
+    with pytest.raises(ValidationError) as caught:
+        AssistantTool.objects.create(assistant=assistant, name="slow", description="Slow.",
+                                     url="https://tools.example.com/slow", delayed_after_seconds=0)
+    assert "delayed_after_seconds" in caught.value.message_dict
+
+
+class _Endpoint:
+    """An endpoint as the handler's HTTP client sees it: each call waits for `release` (a slow
+    endpoint the test lets go of), then answers the next status."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses, self.release, self.calls = list(statuses), asyncio.Event(), 0
+
+    async def post(self, url: str, **kwargs: Any) -> Any:
+        self.calls += 1
+        await self.release.wait()
+        status = self.statuses.pop(0)
+        return type("Response", (), {"status_code": status, "text": "",
+                                     "json": lambda self: {"result": {"status": "shipped"}}})()
+
+
+def _run_handler(tool: HttpTool, endpoint: _Endpoint, *, release_on: str = "") -> tuple[list, list]:
+    """Register `tool` as a session would, run one call of it, and return what was said (text, kind)
+    and what the model was given [(result, properties)]."""
+    from voicebot.custom_tools import register
+
+    said: list[tuple[str, str]] = []
+    given: list[tuple[dict, Any]] = []
+    handlers: dict[str, Any] = {}
+    llm = type("LLM", (), {"register_function": lambda self, name, fn, **kw: handlers.__setitem__(name, fn)})()
+
+    async def announce(text: str, kind: str) -> None:
+        said.append((text, kind))
+        if kind == release_on:
+            endpoint.release.set()
+
+    async def result_callback(result: dict, *, properties: Any = None) -> None:
+        given.append((result, properties))
+
+    async def run() -> None:
+        if not release_on:
+            endpoint.release.set()
+        register(llm, [tool], context=CONTEXT, http=endpoint, announce=announce)
+        params = type("Params", (), {"arguments": {"order": "42"}, "tool_call_id": "call_1",
+                                     "result_callback": staticmethod(result_callback)})()
+        await handlers[tool.name](params)
+
+    asyncio.run(run())
+    return said, given
+
+
+def test_a_slow_endpoint_gets_the_tools_delayed_message_and_its_answer_is_still_taken():
+    tool = _tool("https://tools.example.com/order", start_message="One moment.",
+                 delayed_message="Sorry, this is taking a little longer.", delayed_after=0.05)
+    endpoint = _Endpoint(200)  # answers only once the delayed message has been said
+    said, given = _run_handler(tool, endpoint, release_on="delayedMessage")
+    assert said == [("One moment.", "startMessage"), ("Sorry, this is taking a little longer.", "delayedMessage")]
+    assert given == [({"ok": True, "result": {"status": "shipped"}}, None)] and endpoint.calls == 1
+
+
+def test_a_quick_endpoint_gets_no_delayed_message():
+    tool = _tool("https://tools.example.com/order", start_message="", delayed_message="Sorry, a few more seconds.",
+                 delayed_after=60)
+    said, given = _run_handler(tool, _Endpoint(200))
+    assert said == [] and given[0][0]["ok"] is True
+
+
+def test_a_failed_call_says_the_tools_failed_message_and_the_model_is_not_asked():
+    tool = _tool("https://tools.example.com/order", failed_message="I couldn't reach the order system just now.")
+    said, given = _run_handler(tool, _Endpoint(503, 503))  # the try and its retry
+    assert said == [("I couldn't reach the order system just now.", "failedMessage")]
+    [(result, properties)] = given
+    assert result["ok"] is False and properties.run_llm is False  # in the conversation; no answer asked for
+    # Without one, the model is given the failure and asked to apologise, as before.
+    said, given = _run_handler(_tool("https://tools.example.com/order"), _Endpoint(503, 503))
+    assert said == [] and given[0][0]["ok"] is False and given[0][1] is None
 
 
 def test_a_held_turn_reports_the_time_to_its_answer_after_the_start_message(monkeypatch):
@@ -218,6 +297,49 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
 
 @pytest.mark.server
 @pytest.mark.timeout(240)
+def test_a_failed_call_is_answered_with_the_tools_failed_message(tmp_path):
+    """The endpoint is down: the user hears the tool's failed message at once, the model is not asked
+    for an apology, and on the next turn the model sees the failure."""
+    from tests.botharness import active_session, hosted_stack, is_answer
+    from tests.fakes.openai_api import FakeOpenAI
+
+    key = "sk-test-failed-msg-77"
+    sorry = "I couldn't reach the order system just now."
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, SignedReceiver(SECRET) as endpoint:
+        endpoint.answer_next(503, {"error": "down"})
+        endpoint.answer_next(503, {"error": "down"})
+        setup = _pearl_with_order_tool(endpoint.url, failed_message=sorry)
+        with hosted_stack(tmp_path, api.url, key, setup=setup) as (server, _):
+            async def scenario() -> list[dict]:
+                client, peer, _ = await active_session(server, persistence=2, expect_new=True)
+                api.call_tool_next("check_order", {"order": "42"})
+                await client.ws.send(json.dumps({"type": "user-message", "content": "Where is order 42?"}))
+                said = await client.wait_for(is_answer, 30, "the failed message")
+                # The user answers once they have heard it: the failure reaches the conversation behind
+                # the message's audio (Pipecat keeps a tool's result in order with what is spoken).
+                heard = client.events.index(said)
+                await client.wait_for(lambda e: client.events.index(e) > heard and e["type"] == "voice.bot.speaking"
+                                      and not e["payload"]["speaking"], 30, "the message heard")
+                mark = len(client.events)
+                await client.ws.send(json.dumps({"type": "user-message", "content": "Never mind. Thanks!"}))
+                await client.wait_for(lambda e: client.events.index(e) >= mark and is_answer(e), 30, "the next answer")
+                await peer.close()
+                await client.close()
+                return [said]
+
+            [said] = asyncio.run(scenario())
+    assert said["payload"]["text"] == sorry and said["payload"]["kind"] == "failedMessage"
+    assert len(endpoint.signed()) == 2  # the try and its retry
+    chats = api.requests_to("/v1/chat/completions", ok=True)
+    assert len(chats) == 2  # the call, then the next turn: no request for an apology in between
+    history = chats[-1].json["messages"]
+    tool_message = next(m for m in history if m["role"] == "tool")
+    assert "could not be reached" in tool_message["content"]  # the model knows the call failed
+    assert history[-1]["content"] == "Never mind. Thanks!"
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
 def test_a_hosted_model_in_router_mode_reaches_the_assistants_tool(tmp_path):
     """VOICE_LLM_TOOLS=router (a server whose model takes no tools): the router asks the hosted model
     whether the turn wants the tool, calls it, and the model answers from the result as a fact."""
@@ -264,16 +386,19 @@ def test_an_admin_gives_an_assistant_a_tool_and_turns_its_notes_tools_off(admin_
         "tools-0-name": "check_order", "tools-0-description": "Look up an order.",
         "tools-0-parameters": json.dumps(ORDER_SCHEMA), "tools-0-url": "https://tools.example.com/order",
         "tools-0-secret": SECRET, "tools-0-timeout_seconds": "5", "tools-0-max_retries": "2",
+        "tools-0-start_message": "Let me check that order.", "tools-0-failed_message": "",
+        "tools-0-delayed_message": "Sorry, this is taking a little longer.", "tools-0-delayed_after_seconds": "3",
         "tools-0-enabled": "on"}))
     assert res.status_code == 302, res.context["adminform"].form.errors if res.context else res
     tool = AssistantTool.objects.get(assistant__slug="nova")
     assert (tool.name, tool.url, tool.secret, tool.max_retries) == (
         "check_order", "https://tools.example.com/order", SECRET, 2)
+    assert (tool.start_message, tool.delayed_after_seconds, tool.failed_message) == ("Let me check that order.", 3, "")
     assert tool.assistant.behaviour["notesTools"] is False
     bad = admin_client.post(ADD_ASSISTANT, add_form_data(**{
         "slug": "bad-tool", "tools-TOTAL_FORMS": "1", "tools-0-name": "end_call", "tools-0-description": "x",
         "tools-0-parameters": "{}", "tools-0-url": "https://x.example.com", "tools-0-secret": SECRET,
-        "tools-0-timeout_seconds": "5", "tools-0-max_retries": "1"}))
+        "tools-0-timeout_seconds": "5", "tools-0-max_retries": "1", "tools-0-delayed_after_seconds": "4"}))
     assert bad.status_code == 200 and "built-in" in bad.content.decode()
 
 

@@ -5,8 +5,12 @@ context, signed with the tool's secret (`X-Voice-Signature`, assistants/signing.
 within the tool's timeout per attempt and its bounded retries (no answer, 5xx, 429;
 a 4xx is final). The endpoint's answer goes back to the model as the tool's result,
 and the model speaks it; a failure goes back as a short error the model is told to
-apologise for, so the user hears a polite sentence, and it is logged. While the endpoint
-works, the user hears the tool's start message ("One moment."), as on a hosted platform.
+apologise for, so the user hears a polite sentence, and it is logged.
+
+What the user hears while a call runs is the tool's own, as on a hosted platform: its start
+message as the call begins ("One moment."), its delayed message once the endpoint has been
+slow for a while ("Sorry, this is taking a little longer."), and its failed message, when it
+has one, instead of the model's words after a failure.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.frames.frames import FunctionCallResultProperties
 from pipecat.services.llm_service import FunctionCallParams, LLMService
 
 from assistants.signing import HEADER, sign
@@ -39,6 +44,9 @@ class HttpTool:
     retries: int
     secret: str = field(repr=False)
     start_message: str = ""  # said as a call starts (AssistantTool.start_message); blank: nothing
+    delayed_message: str = ""  # said once the endpoint has not answered after `delayed_after` seconds
+    delayed_after: float = 4.0
+    failed_message: str = ""  # said instead of the model's words after a failed call; blank: the model's
 
     @property
     def schema(self) -> FunctionSchema:
@@ -57,27 +65,51 @@ def load(specs: list[dict[str, Any]]) -> list[HttpTool]:
                    .values_list("pk", "secret"))
     return [HttpTool(name=s["name"], description=s["description"], parameters=s.get("parameters") or {},
                      url=s["url"], timeout=float(s.get("timeoutSeconds", 10)), retries=int(s.get("retries", 1)),
-                     secret=secrets[s["id"]], start_message=s.get("startMessage", ""))
+                     secret=secrets[s["id"]], start_message=s.get("startMessage", ""),
+                     delayed_message=s.get("delayedMessage", ""), delayed_after=float(s.get("delayedAfterSeconds", 4.0)),
+                     failed_message=s.get("failedMessage", ""))
             for s in specs if s["id"] in secrets]
 
 
+Announce = Callable[[str, str], Awaitable[None]]  # (text, kind): speak a tool's message to the user
+
+
 def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any], http: Any,
-             announce: Callable[[str], Awaitable[None]] | None = None) -> None:
+             announce: Announce | None = None) -> None:
     """Bind each tool's handler to this session (`context`: sessionId, userId, assistant).
 
-    `announce` speaks a tool's start message as its call begins: the endpoint's answer and the
-    model's words after it take seconds (a local model reads the answer before it speaks).
+    `announce(text, kind)` speaks a tool's messages ("startMessage", "delayedMessage",
+    "failedMessage"): the endpoint's answer and the model's words after it take seconds (a
+    local model reads the answer before it speaks), and a slow endpoint may take its timeout
+    and a retry.
     """
     for tool in tools:
         async def run(params: FunctionCallParams, tool: HttpTool = tool) -> None:
-            if tool.start_message and announce is not None:
-                await announce(tool.start_message)
-            result = await call(tool, dict(params.arguments or {}), context=context, http=http,
-                                tool_call_id=params.tool_call_id)
+            say = announce if announce is not None else _silent
+            if tool.start_message:
+                await say(tool.start_message, "startMessage")
+            calling = asyncio.ensure_future(call(tool, dict(params.arguments or {}), context=context, http=http,
+                                                 tool_call_id=params.tool_call_id))
+            if tool.delayed_message:
+                # asyncio.wait leaves the call running: only the wait ends.
+                done, _ = await asyncio.wait({calling}, timeout=tool.delayed_after)
+                if not done:
+                    await say(tool.delayed_message, "delayedMessage")
+            result = await calling
+            if not result.get("ok") and tool.failed_message:
+                # The tool's own words, at once: the model is not asked (it would take seconds to
+                # apologise, and might invent a result). The failure still reaches the model as the result.
+                await say(tool.failed_message, "failedMessage")
+                await params.result_callback(result, properties=FunctionCallResultProperties(run_llm=False))
+                return
             await params.result_callback(result)
 
         # A call the user talked over still completes: the endpoint may have acted on it.
         llm.register_function(tool.name, run, cancel_on_interruption=False)
+
+
+async def _silent(text: str, kind: str) -> None:
+    """No one to speak to (a session without a voice: the tests' pipelines)."""
 
 
 class _Retry(Exception):

@@ -113,8 +113,8 @@ class EventForwarder(BaseObserver):
         self.emit(E.ERROR, error.payload())
 
     def holding_on(self) -> None:
-        """A tool's start message is about to be said: the bot's next start of speech is that message,
-        and the one after it the turn's answer, timed from the same end of speech (`answerMs`)."""
+        """A tool's start or delayed message is about to be said: the bot's next start of speech is that
+        message, and the turn's answer comes later, timed from the same end of speech (`answerMs`)."""
         self._holding = True
 
     # --- event production (on the pipeline's loop, never blocking) ----------
@@ -177,7 +177,7 @@ class EventForwarder(BaseObserver):
                 self.turns.append(latency)
                 if self._holding:  # the start message's audio: the answer is still to come
                     self._answer_from = self.timer.vad_stop
-            elif self._answer_from is not None:
+            elif self._answer_from is not None and not self._holding:
                 latency = {"answerMs": round((now - self._answer_from) * 1000, 1)}
                 self._answer_from = None
             self._holding = False

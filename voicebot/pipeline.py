@@ -89,11 +89,11 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     if behaviour.notes_tools:
         register_notes_tools(llm, user_id=int(spec.user_id), session_id=spec.session_id)
     if bot.custom_tools:
-        # A tool's start message is not put in the conversation: the model would take "One moment."
-        # for an answer of its own, to follow or to repeat.
+        # A tool's messages are not put in the conversation: the model would take "One moment." for an
+        # answer of its own, to follow or to repeat. A failure reaches it as the tool's result.
         custom_tools.register(llm, bot.custom_tools, http=bundle.http("tools"), context={
             "sessionId": spec.session_id, "userId": spec.user_id, "assistant": spec.assistant},
-            announce=lambda text: bot.say(text, "startMessage", remember=False))
+            announce=lambda text, kind: bot.say(text, kind, remember=False))
         llm.custom_tools = [tool.schema for tool in bot.custom_tools]  # routed for a model that makes no calls
     monitor = CallMonitor(behaviour, bot, ends_at=_when(spec.ends_at))
     if behaviour.end_call_tool:

@@ -285,7 +285,7 @@ class BotSession:
             return
         self.forwarder.emit(VoiceEventType.TRANSCRIPT, {"role": "assistant", "text": text, "final": True,
                                                         "kind": kind})
-        if kind == "startMessage":
+        if kind in ("startMessage", "delayedMessage"):  # said while the answer is still to come
             self.forwarder.holding_on()
         await self.pipeline_worker.queue_frames([TTSSpeakFrame(text, append_to_context=remember)])
 

@@ -61,7 +61,7 @@
     const item = document.createElement("li");
     item.className = "message " + role;
     item.dataset.role = role;
-    if (kind) item.dataset.kind = kind; // firstMessage, silencePrompt, endCallMessage, durationWarning, startMessage
+    if (kind) item.dataset.kind = kind; // firstMessage, silencePrompt, endCallMessage, durationWarning; a tool's startMessage, delayedMessage, failedMessage
     const who = document.createElement("strong");
     who.textContent = role === "user" ? "You: " : name + ": ";
     item.append(who, document.createTextNode(textContent));

@@ -14,7 +14,8 @@ class AssistantToolInline(admin.StackedInline):
     model = AssistantTool
     extra = 0
     fields = ["name", "description", "parameters", "url", "secret", "timeout_seconds", "max_retries",
-              ("start_message", "failed_message"), ("delayed_message", "delayed_after_seconds"), "enabled"]
+              ("start_message", "failed_message"), ("delayed_message", "delayed_after_seconds"), "complete_message",
+              "enabled"]
 
 
 @admin.register(AssistantRecord)

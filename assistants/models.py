@@ -395,6 +395,26 @@ DEFAULT_DELAYED_MESSAGE = "Sorry, this is taking a little longer."
 DEFAULT_DELAYED_AFTER = 4.0
 
 
+def placeholders(message: str) -> list[str]:
+    """The `{name}` placeholders of a tool's complete message; ValueError for any other kind of field
+    (an index, an attribute, a format spec): the endpoint's answer is filled in as words, not code."""
+    import string
+
+    names = []
+    try:
+        for _, name, spec, conversion in string.Formatter().parse(message):
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                raise ValueError(f"{{{name}}}: only {{name}} placeholders, a member of the endpoint's answer.")
+            names.append(name)
+    except ValueError as exc:
+        if "placeholders" in str(exc):
+            raise
+        raise ValueError(f"Not a valid message: {exc}. Write a literal brace as {{{{ or }}}}.") from None
+    return names
+
+
 def _no_builtin_name(name: str) -> None:
     if name in BUILTIN_TOOLS:
         raise ValidationError(f"{name} is a built-in tool's name.")
@@ -431,6 +451,12 @@ class AssistantTool(models.Model):
         help_text="Spoken instead of the model's own words when the endpoint fails after its retries, e.g. "
                   "\"I couldn't reach the booking system just now.\" (a hosted platform's request-failed message). "
                   "Blank: the model apologises in its own words.")
+    complete_message = models.CharField(
+        "said when the call succeeds", max_length=300, blank=True,
+        help_text="Spoken instead of the model's own words when the endpoint answers (a hosted platform's "
+                  "request-complete message); {name} is replaced by the answer's member of that name, e.g. "
+                  "\"I'm transferring you now. The wait is {wait}.\" An answer without it is left to the model. "
+                  "Blank: the model puts the answer in words.")
     url = models.URLField("endpoint", max_length=500, help_text="Receives each call as a signed JSON POST.")
     secret = models.CharField(
         "signing secret", max_length=100, default=_new_secret, blank=True,
@@ -461,6 +487,11 @@ class AssistantTool(models.Model):
         self.start_message = (self.start_message or "").strip()
         self.delayed_message = (self.delayed_message or "").strip()
         self.failed_message = (self.failed_message or "").strip()
+        self.complete_message = (self.complete_message or "").strip()
+        try:
+            placeholders(self.complete_message)
+        except ValueError as exc:
+            raise ValidationError({"complete_message": str(exc)}) from None
         if self.parameters in (None, ""):
             self.parameters = {}
         if self.parameters == {}:
@@ -483,7 +514,8 @@ class AssistantTool(models.Model):
                 "parameters": self.parameters or {"type": "object", "properties": {}},
                 "url": self.url, "timeoutSeconds": self.timeout_seconds, "retries": self.max_retries,
                 "startMessage": self.start_message, "delayedMessage": self.delayed_message,
-                "delayedAfterSeconds": self.delayed_after_seconds, "failedMessage": self.failed_message}
+                "delayedAfterSeconds": self.delayed_after_seconds, "failedMessage": self.failed_message,
+                "completeMessage": self.complete_message}
 
 
 class VoiceRollout(models.Model):

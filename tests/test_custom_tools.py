@@ -148,6 +148,48 @@ def test_a_failed_call_says_the_tools_failed_message_and_the_model_is_not_asked(
     assert said == [] and given[0][0]["ok"] is False and given[0][1] is None
 
 
+def test_a_complete_message_is_the_endpoints_answer_in_the_tools_own_words():
+    from voicebot.custom_tools import filled
+
+    message = "I'm transferring you now. The wait is {wait}."
+    tool = _tool("https://tools.example.com/human", start_message="", complete_message=message)
+    endpoint = _Endpoint(200)
+    endpoint_answer = {"transferring": True, "wait": "about two minutes"}
+    endpoint.post = _answering(endpoint, endpoint_answer)  # type: ignore[method-assign]
+    said, given = _run_handler(tool, endpoint)
+    assert said == [("I'm transferring you now. The wait is about two minutes.", "completeMessage")]
+    [(result, properties)] = given
+    assert result == {"ok": True, "result": endpoint_answer} and properties.run_llm is False
+    # An answer without a member the message needs is left to the model, as without a message.
+    assert filled(message, {"transferring": True}) == "" and filled(message, "queued") == ""
+    assert filled("Open now: {open}. Closes {closes}; {{sic}}.", {"open": True, "closes": "10 pm"}) == \
+        "Open now: yes. Closes 10 pm; {sic}."
+
+
+def _answering(endpoint: _Endpoint, answer: dict) -> Any:
+    async def post(url: str, **kwargs: Any) -> Any:
+        endpoint.calls += 1
+        return type("Response", (), {"status_code": 200, "text": "", "json": lambda self: {"result": answer}})()
+    return post
+
+
+@pytest.mark.parametrize("message, ok", [
+    ("Booked for {day} at {time}.", True), ("Done.", True), ("Literal {{braces}}.", True),
+    ("The {order.status}.", False), ("Item {items[0]}.", False), ("{0} left.", False), ("{wait!r}", False),
+    ("{wait:>10}", False), ("Unclosed {wait", False),
+])
+def test_a_complete_messages_placeholders_are_names_of_the_answers_members(assistant, message, ok):
+    make = lambda: AssistantTool.objects.create(  # noqa: E731
+        assistant=assistant, name="book", description="Book.", url="https://tools.example.com/book",
+        complete_message=message)
+    if ok:
+        assert make().complete_message == message
+    else:
+        with pytest.raises(ValidationError) as caught:
+            make()
+        assert "complete_message" in caught.value.message_dict
+
+
 def test_a_held_turn_reports_the_time_to_its_answer_after_the_start_message(monkeypatch):
     """A custom tool's turn: the bot speaks the start message first, then the answer. The first speaking
     event carries the turn's stages as always; the second the time from the same end of speech to the

@@ -9,8 +9,8 @@ apologise for, so the user hears a polite sentence, and it is logged.
 
 What the user hears while a call runs is the tool's own, as on a hosted platform: its start
 message as the call begins ("One moment."), its delayed message once the endpoint has been
-slow for a while ("Sorry, this is taking a little longer."), and its failed message, when it
-has one, instead of the model's words after a failure.
+slow for a while ("Sorry, this is taking a little longer."), and its failed and complete
+messages, when it has them, instead of the model's words after a failure or an answer.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class HttpTool:
     delayed_message: str = ""  # said once the endpoint has not answered after `delayed_after` seconds
     delayed_after: float = 4.0
     failed_message: str = ""  # said instead of the model's words after a failed call; blank: the model's
+    complete_message: str = ""  # said instead of the model's words after an answer, its {names} filled in
 
     @property
     def schema(self) -> FunctionSchema:
@@ -67,7 +68,7 @@ def load(specs: list[dict[str, Any]]) -> list[HttpTool]:
                      url=s["url"], timeout=float(s.get("timeoutSeconds", 10)), retries=int(s.get("retries", 1)),
                      secret=secrets[s["id"]], start_message=s.get("startMessage", ""),
                      delayed_message=s.get("delayedMessage", ""), delayed_after=float(s.get("delayedAfterSeconds", 4.0)),
-                     failed_message=s.get("failedMessage", ""))
+                     failed_message=s.get("failedMessage", ""), complete_message=s.get("completeMessage", ""))
             for s in specs if s["id"] in secrets]
 
 
@@ -102,10 +103,40 @@ def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any],
                 await say(tool.failed_message, "failedMessage")
                 await params.result_callback(result, properties=FunctionCallResultProperties(run_llm=False))
                 return
+            complete = filled(tool.complete_message, result.get("result")) if result.get("ok") else ""
+            if complete:
+                await say(complete, "completeMessage")
+                await params.result_callback(result, properties=FunctionCallResultProperties(run_llm=False))
+                return
             await params.result_callback(result)
 
         # A call the user talked over still completes: the endpoint may have acted on it.
         llm.register_function(tool.name, run, cancel_on_interruption=False)
+
+
+def filled(message: str, answer: Any) -> str:
+    """`message` with each {name} replaced by the endpoint's answer's member of that name; "" when the
+    message is blank or the answer lacks one (the model then words the answer itself, as without it)."""
+    if not message:
+        return ""
+    from assistants.models import placeholders
+
+    names = placeholders(message)
+    values = answer if isinstance(answer, dict) else {}
+    missing = [name for name in names if values.get(name) in (None, "")]
+    if missing:
+        logger.warning("[VoiceSession] a tool's complete message needs %s, which its answer lacks: the model "
+                       "words the answer", ", ".join(missing))
+        return ""
+    return message.format_map({name: _spoken(values[name]) for name in names})
+
+
+def _spoken(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_spoken(v) for v in value)
+    return str(value)
 
 
 async def _silent(text: str, kind: str) -> None:

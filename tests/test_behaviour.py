@@ -398,3 +398,34 @@ def test_the_max_duration_warning_is_spoken_before_the_cut_off(tmp_path):
 
         asyncio.run(scenario())
     assert "We have half a minute left." in [r.json["input"] for r in api.requests_to("/v1/audio/speech", ok=True)]
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_the_first_message_is_in_the_models_context(tmp_path):
+    """Spoken first, and the model's first request holds it as the assistant's words."""
+    import json
+
+    from tests.botharness import active_session, hosted_stack, is_answer
+    from tests.fakes.openai_api import FakeOpenAI
+
+    key = "sk-test-first-ctx-1"
+    first = "Hello, this is the front desk. How can I help?"
+    with FakeOpenAI(api_key=key, max_speech_seconds=1.0) as api, \
+            hosted_stack(tmp_path, api.url, key, setup=pearl(first_message=first)) as (server, _):
+        async def scenario() -> None:
+            client, peer, _ = await active_session(server, persistence=2, expect_new=True)
+            said = await client.wait_for(lambda e: is_answer(e) and e["payload"].get("kind") == "firstMessage", 30,
+                                         "the first message")
+            i = client.events.index(said)
+            await client.wait_for(lambda e: client.events.index(e) > i and e["type"] == "voice.bot.speaking"
+                                  and not e["payload"]["speaking"], 30, "heard")
+            mark = len(client.events)
+            await client.ws.send(json.dumps({"type": "user-message", "content": "What time is checkout?"}))
+            await client.wait_for(lambda e: client.events.index(e) >= mark and is_answer(e), 30, "the answer")
+            await peer.close()
+            await client.close()
+
+        asyncio.run(scenario())
+    chats = api.requests_to("/v1/chat/completions", ok=True)
+    assert {"role": "assistant", "content": first} in chats[0].json["messages"]

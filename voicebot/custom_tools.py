@@ -67,7 +67,8 @@ def load(specs: list[dict[str, Any]]) -> list[HttpTool]:
     return [HttpTool(name=s["name"], description=s["description"], parameters=s.get("parameters") or {},
                      url=s["url"], timeout=float(s.get("timeoutSeconds", 10)), retries=int(s.get("retries", 1)),
                      secret=secrets[s["id"]], start_message=s.get("startMessage", ""),
-                     delayed_message=s.get("delayedMessage", ""), delayed_after=float(s.get("delayedAfterSeconds", 4.0)),
+                     delayed_message=s.get("delayedMessage", ""),
+                     delayed_after=float(s.get("delayedAfterSeconds", 4.0)),
                      failed_message=s.get("failedMessage", ""), complete_message=s.get("completeMessage", ""))
             for s in specs if s["id"] in secrets]
 
@@ -80,9 +81,9 @@ def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any],
     """Bind each tool's handler to this session (`context`: sessionId, userId, assistant).
 
     `announce(text, kind)` speaks a tool's messages ("startMessage", "delayedMessage",
-    "failedMessage"): the endpoint's answer and the model's words after it take seconds (a
-    local model reads the answer before it speaks), and a slow endpoint may take its timeout
-    and a retry.
+    "failedMessage", "completeMessage"): the endpoint's answer and the model's words after it
+    take seconds (a local model reads the answer before it speaks), and a slow endpoint may
+    take its timeout and a retry.
     """
     for tool in tools:
         async def run(params: FunctionCallParams, tool: HttpTool = tool) -> None:
@@ -97,21 +98,26 @@ def register(llm: LLMService, tools: list[HttpTool], *, context: dict[str, Any],
                 if not done:
                     await say(tool.delayed_message, "delayedMessage")
             result = await calling
-            if not result.get("ok") and tool.failed_message:
-                # The tool's own words, at once: the model is not asked (it would take seconds to
-                # apologise, and might invent a result). The failure still reaches the model as the result.
-                await say(tool.failed_message, "failedMessage")
-                await params.result_callback(result, properties=FunctionCallResultProperties(run_llm=False))
-                return
-            complete = filled(tool.complete_message, result.get("result")) if result.get("ok") else ""
-            if complete:
-                await say(complete, "completeMessage")
+            own = own_words(tool, result)
+            if own is not None:
+                # At once, and the model is not asked: it would take seconds, and might word the answer
+                # wrongly or invent one. The result still reaches it, for the turns after.
+                await say(*own)
                 await params.result_callback(result, properties=FunctionCallResultProperties(run_llm=False))
                 return
             await params.result_callback(result)
 
         # A call the user talked over still completes: the endpoint may have acted on it.
         llm.register_function(tool.name, run, cancel_on_interruption=False)
+
+
+def own_words(tool: HttpTool, result: dict[str, Any]) -> tuple[str, str] | None:
+    """The tool's own words for `result` and their kind, instead of the model's: its failed message
+    after a failure, its complete message filled in after an answer; None when it has none."""
+    if not result.get("ok"):
+        return (tool.failed_message, "failedMessage") if tool.failed_message else None
+    complete = filled(tool.complete_message, result.get("result"))
+    return (complete, "completeMessage") if complete else None
 
 
 def filled(message: str, answer: Any) -> str:

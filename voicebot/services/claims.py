@@ -45,7 +45,8 @@ _NOTE_DOING = (r"(?:writing|jotting|noting|saving|recording|storing|logging|keep
 # "check on/for/that", "find out"): "let me explain", "you can look it up" are not claims.
 _LOOKUP = (r"look (?:it|that|this|them|those) up|look up|look into|check (?:on|for|that|this|it|your|whether|if|with)|"
            r"checked|find out|found out|track (?:it|that|your)|locate")
-_LOOKING = r"looking (?:it |that |this )?(?:up|into)|checking (?:on|for|that|this|it|your|whether|if|with)|tracking|locating"
+_LOOKING = (r"looking (?:it |that |this )?(?:up|into)|checking (?:on|for|that|this|it|your|whether|if|with)|"
+            r"tracking|locating")
 _ACT_VERBS = (r"(?:set|book|booked|schedule|scheduled|send|sent|email|emailed|text|texted|call|called|order|ordered|"
               r"reserve|reserved|cancel|cancell?ed|transfer|transferred|connect|connected|pay|paid|buy|bought|"
               r"remind|reminded|turn(?:ed)? (?:on|off)|switch(?:ed)? (?:on|off)|" + _LOOKUP + r")\b")

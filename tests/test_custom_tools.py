@@ -532,3 +532,48 @@ def test_the_fake_refuses_structured_output_requests_openai_would_refuse():
             with pytest.raises(openai.BadRequestError, match=words):
                 client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": "hi"}],
                                                **extra)
+
+
+def test_the_same_routed_call_is_not_made_twice_for_a_late_piece_of_the_same_words():
+    """Whisper's late "Lean." after "I would like to talk to a real person." came as a second turn of
+    the same words on the conversation bench, and the router requested the transfer twice."""
+    import time
+
+    from pipecat.frames.frames import LLMContextFrame
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.tests.utils import run_test
+
+    from tests.fakes.openai_api import FakeOpenAI
+    from tests.test_tool_router import HUMAN, ORDER, Model
+    from voicebot.services.llm import DUPLICATE_CALL_SECONDS, VoiceLLMService
+
+    model = Model({("transfer_to_human", "real person"): (' true, "arguments": {}}', 0.9),
+                   ("check_order_status", "4512"): (' true, "arguments": {"order_number": "4512"}}', 0.97)})
+    calls: list[str] = []
+
+    async def run(params) -> None:
+        calls.append(f"{params.function_name} {dict(params.arguments)}")
+        await params.result_callback({"ok": True, "result": {"transferring": True}})
+
+    def service(url: str) -> VoiceLLMService:
+        llm = VoiceLLMService(base_url=url, api_key="sk-test-twice-0", model="gpt-4.1-mini",
+                              system_prompt="Be brief.", notes_router=True, local=False)
+        llm.custom_tools = [ORDER, HUMAN]
+        llm._check_tool = model  # type: ignore[method-assign]
+        llm.register_function("transfer_to_human", run)
+        llm.register_function("check_order_status", run)
+        return llm
+
+    turns = [[{"role": "user", "content": "I would like to talk to a real person."}],
+             [{"role": "user", "content": "I would like to talk to a real person. Lean."}],
+             [{"role": "user", "content": "Where is my order 4512?"}]]
+    with FakeOpenAI(api_key="sk-test-twice-0") as api:
+        asyncio.run(run_test(service(api.url), start_timeout=60, frames_to_send=[
+            LLMContextFrame(LLMContext(messages=m)) for m in turns]))
+        assert calls == ["transfer_to_human {}", "check_order_status {'order_number': '4512'}"]
+        # Past the window the same request is a request again.
+        later = service(api.url)
+        later._last_call = (("check_order_status", '{"order_number": "4512"}'),
+                            time.monotonic() - DUPLICATE_CALL_SECONDS - 1)
+        asyncio.run(run_test(later, start_timeout=60, frames_to_send=[LLMContextFrame(LLMContext(messages=turns[2]))]))
+    assert calls[2:] == ["check_order_status {'order_number': '4512'}"]

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from typing import Any
 
@@ -74,6 +75,10 @@ CHECK_TIMEOUT = 15.0  # seconds a custom-tool check may take (tool_router.py) be
 # reasoning models both): the session then asks without it (`_check_tool`).
 HOSTED_CHECK_OPTIONS = {"temperature": 0, "logprobs": True, "top_logprobs": 5}
 READ_AHEAD_WAIT = 5.0  # seconds a turn waits for the notes exchange's read-ahead before it asks anyway
+# A routed call the same as the one before (tool and arguments) within this many seconds is not made
+# again: on the conversation bench Whisper's late "Lean." after "I would like to talk to a real
+# person." came as a second turn of the same words, and the transfer was requested twice.
+DUPLICATE_CALL_SECONDS = 10.0
 
 
 # Pipecat's own class for each OpenAI-compatible server (VOICE_LLM_FLAVOR), and whether
@@ -186,6 +191,7 @@ class VoiceLLMService(OpenAILLMService):
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
         self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
         self._offered: Intent | None = None  # the note offered instead of a false claim; a "yes" saves it
+        self._last_call: tuple[tuple[str, str], float] | None = None  # the latest routed call, and when
         # What this session's hosted server has not refused of a check's options (a reasoning model
         # refuses temperature and logprobs; its effort goes with them).
         self._check_options = {**HOSTED_CHECK_OPTIONS, **(reasoning if not local else {})}
@@ -438,9 +444,20 @@ class VoiceLLMService(OpenAILLMService):
         return True
 
     async def _call(self, context: LLMContext, tool: str, arguments: dict[str, Any]) -> None:
-        """Run `tool` as if the model had called it: the same frames, events and context entries."""
+        """Run `tool` as if the model had called it: the same frames, events and context entries.
+        Not the same call twice within DUPLICATE_CALL_SECONDS: a booking or a transfer made twice."""
+        key, now = (tool, json.dumps(arguments, sort_keys=True, default=str)), time.monotonic()
+        if self._last_call is not None and self._last_call[0] == key and now - self._last_call[1] < DUPLICATE_CALL_SECONDS:
+            logger.warning("[VoiceSession] %s asked for again with the same arguments within %.0fs: not run twice",
+                           tool, DUPLICATE_CALL_SECONDS)
+            return
+        # A speculative run (the turn not yet over) has its calls withdrawn, not made (Pipecat's
+        # run_function_calls): only a call made counts as the one before.
+        speculative = bool(getattr(getattr(self, "_speculation_gate", None), "is_speculating", False))
         await self.run_function_calls([FunctionCallFromLLM(
             function_name=tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}", arguments=arguments, context=context)])
+        if not speculative:
+            self._last_call = (key, now)
 
     async def _route_custom(self, context: LLMContext, text: str) -> bool:
         """Call the custom tool the user asks for (tool_router.py), or ask for an argument they left out:

@@ -89,8 +89,8 @@ class EventForwarder(BaseObserver):
         self.on_fatal: Callable[[ProviderError], Awaitable[None]] | None = None
         self._fatal_told = False
         self._told: set[str] = set()  # error codes told the user since their latest turn began
-        # A tool's start message is being said ("One moment."): the turn's answer comes after it, and
-        # its time from the end of the user's speech is reported too (`answerMs`, see holding_on).
+        # A tool's start or delayed message is being said ("One moment."): the turn's answer comes after
+        # it, and its time from the end of the user's speech is reported too (`answerMs`, see holding_on).
         self._holding = False
         self._answer_from: float | None = None
 
@@ -175,7 +175,7 @@ class EventForwarder(BaseObserver):
             latency = self.timer.report(now)
             if latency:
                 self.turns.append(latency)
-                if self._holding:  # the start message's audio: the answer is still to come
+                if self._holding:  # a tool's start message: the answer is still to come
                     self._answer_from = self.timer.vad_stop
             elif self._answer_from is not None and not self._holding:
                 latency = {"answerMs": round((now - self._answer_from) * 1000, 1)}

@@ -447,7 +447,8 @@ class VoiceLLMService(OpenAILLMService):
         """Run `tool` as if the model had called it: the same frames, events and context entries.
         Not the same call twice within DUPLICATE_CALL_SECONDS: a booking or a transfer made twice."""
         key, now = (tool, json.dumps(arguments, sort_keys=True, default=str)), time.monotonic()
-        if self._last_call is not None and self._last_call[0] == key and now - self._last_call[1] < DUPLICATE_CALL_SECONDS:
+        last = self._last_call
+        if last is not None and last[0] == key and now - last[1] < DUPLICATE_CALL_SECONDS:
             logger.warning("[VoiceSession] %s asked for again with the same arguments within %.0fs: not run twice",
                            tool, DUPLICATE_CALL_SECONDS)
             return

@@ -143,6 +143,18 @@ def is_start_message(e: dict) -> bool:
     return is_final_transcript("assistant")(e) and e["payload"].get("kind") == "startMessage"
 
 
+async def reply_once_heard(client: Client, said: dict, text: str, timeout: float = 30) -> dict:
+    """Type `text` once the bot has finished saying `said` (as a user answers what they heard), and
+    return the assistant's answer to it."""
+    after = client.events.index(said)
+    await client.wait_for(lambda e: client.events.index(e) > after and e["type"] == "voice.bot.speaking"
+                          and not e["payload"]["speaking"], timeout, f"{said['payload'].get('text')!r} heard")
+    mark = len(client.events)
+    await client.ws.send(json.dumps({"type": "user-message", "content": text}))
+    return await client.wait_for(lambda e: client.events.index(e) >= mark and is_answer(e), timeout,
+                                 f"the answer to {text!r}")
+
+
 async def active_session(server: LiveServer, *, persistence: int = 30, username: str = "demo",
                          expect_new: bool = False) -> tuple[Client, Any, str]:
     """Sign in, get the room, join a bot, connect a WebRTC peer; return once the session is active.

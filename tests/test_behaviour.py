@@ -404,9 +404,7 @@ def test_the_max_duration_warning_is_spoken_before_the_cut_off(tmp_path):
 @pytest.mark.timeout(240)
 def test_the_first_message_is_in_the_models_context(tmp_path):
     """Spoken first, and the model's first request holds it as the assistant's words."""
-    import json
-
-    from tests.botharness import active_session, hosted_stack, is_answer
+    from tests.botharness import active_session, hosted_stack, is_answer, reply_once_heard
     from tests.fakes.openai_api import FakeOpenAI
 
     key = "sk-test-first-ctx-1"
@@ -417,12 +415,7 @@ def test_the_first_message_is_in_the_models_context(tmp_path):
             client, peer, _ = await active_session(server, persistence=2, expect_new=True)
             said = await client.wait_for(lambda e: is_answer(e) and e["payload"].get("kind") == "firstMessage", 30,
                                          "the first message")
-            i = client.events.index(said)
-            await client.wait_for(lambda e: client.events.index(e) > i and e["type"] == "voice.bot.speaking"
-                                  and not e["payload"]["speaking"], 30, "heard")
-            mark = len(client.events)
-            await client.ws.send(json.dumps({"type": "user-message", "content": "What time is checkout?"}))
-            await client.wait_for(lambda e: client.events.index(e) >= mark and is_answer(e), 30, "the answer")
+            await reply_once_heard(client, said, "What time is checkout?")
             await peer.close()
             await client.close()
 

@@ -342,7 +342,7 @@ def test_the_model_calls_the_assistants_tool_and_speaks_its_answer(tmp_path):
 def test_a_failed_call_is_answered_with_the_tools_failed_message(tmp_path):
     """The endpoint is down: the user hears the tool's failed message at once, the model is not asked
     for an apology, and on the next turn the model sees the failure."""
-    from tests.botharness import active_session, hosted_stack, is_answer
+    from tests.botharness import active_session, hosted_stack, is_answer, reply_once_heard
     from tests.fakes.openai_api import FakeOpenAI
 
     key = "sk-test-failed-msg-77"
@@ -359,12 +359,7 @@ def test_a_failed_call_is_answered_with_the_tools_failed_message(tmp_path):
                 said = await client.wait_for(is_answer, 30, "the failed message")
                 # The user answers once they have heard it: the failure reaches the conversation behind
                 # the message's audio (Pipecat keeps a tool's result in order with what is spoken).
-                heard = client.events.index(said)
-                await client.wait_for(lambda e: client.events.index(e) > heard and e["type"] == "voice.bot.speaking"
-                                      and not e["payload"]["speaking"], 30, "the message heard")
-                mark = len(client.events)
-                await client.ws.send(json.dumps({"type": "user-message", "content": "Never mind. Thanks!"}))
-                await client.wait_for(lambda e: client.events.index(e) >= mark and is_answer(e), 30, "the next answer")
+                await reply_once_heard(client, said, "Never mind. Thanks!")
                 await peer.close()
                 await client.close()
                 return [said]

@@ -156,6 +156,27 @@ def test_an_answer_given_before_is_caught():
     assert _speak(gate, "You have 1: 1 day. Paris is the capital of France.") == "Paris is the capital of France."
 
 
+def test_an_answer_that_says_the_users_earlier_words_back_is_caught():
+    """After a tool's facts the small model answered with the user's first words of the call
+    ("The lobe girl, I have a few questions today.", conversation bench, 2026-12-06)."""
+    history = [{"role": "user", "content": "Hello Pearl, I have a few questions today."},
+               {"role": "assistant", "content": "Sure, go ahead and ask!"},
+               {"role": "user", "content": "My dog is called Rex"},
+               {"role": "assistant", "content": "What a lovely name."},
+               {"role": "user", "content": "What is my dog called?"}]
+    heard = guards.earlier_words(history)
+    assert heard == ["Hello Pearl, I have a few questions today.", "My dog is called Rex"]
+    with pytest.raises(guards.RepeatedAnswer):  # nothing said first: not even its opening clause
+        _pieces(guards.SentenceGate([], heard_before=heard), "Hello Pearl, I have a few questions today.")
+    with pytest.raises(guards.RepeatedAnswer):  # the user's words without their full stop
+        _speak(guards.SentenceGate([], heard_before=heard), "My dog is called Rex.")
+    # Only the very words: an answer built on them is an answer.
+    assert _speak(guards.SentenceGate([], heard_before=heard), "Your dog is called Rex.") == "Your dog is called Rex."
+    # The latest message is not among them: an answer may begin by restating the question.
+    assert _speak(guards.SentenceGate([], heard_before=heard), "What is my dog called? Rex.") == (
+        "What is my dog called? Rex.")
+
+
 def test_a_loop_inside_an_answer_stops_it():
     gate = guards.SentenceGate([])
     text = "I like to go for a walk. I like to go for a walk. I like to go for a walk."
@@ -296,6 +317,36 @@ def test_the_same_question_asked_again_may_get_the_same_answer(fake):
     assert guards.earlier_answers(history) == []
     other = [*history[:2], {"role": "user", "content": "Which river runs through the capital of France?"}]
     assert guards.earlier_answers(other) == ["The capital city of France is Paris."]
+
+
+def test_the_service_asks_again_when_the_model_says_the_users_earlier_words(fake):
+    fake.reply_with("Hello Pearl, I have a few questions today.", "Mercury is the closest planet to the Sun.")
+    history = [{"role": "user", "content": "Hello Pearl, I have a few questions today."},
+               {"role": "assistant", "content": "Sure, go ahead and ask!"},
+               {"role": "user", "content": "Which planet is closest to the Sun?"}]
+    assert _spoken(_llm(fake), history) == "Mercury is the closest planet to the Sun."
+    assert len(fake.requests_to("/v1/chat/completions", ok=True)) == 2
+
+
+def test_a_custom_tools_answer_the_model_fumbles_is_said_as_it_came(fake):
+    """Asked again (hotter, with the hint), the small model made a tool's answer up ("arriving
+    Thursday or Wednesday" from "arriving Friday"): the tool's own words are said instead."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    fake.reply_with("Hello Pearl, I have a few questions today.", "It arrives Thursday or Wednesday.")
+    llm = _llm(fake)
+    llm.custom_tools = [FunctionSchema(name="check_order_status", description="An order's status.",
+                                       properties={"order_number": {"type": "string"}}, required=["order_number"])]
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "check_order_status", "arguments": json.dumps({"order_number": "7781"})}}
+    history = [{"role": "user", "content": "Hello Pearl, I have a few questions today."},
+               {"role": "assistant", "content": "Sure, go ahead and ask!"},
+               {"role": "user", "content": "Where is my order 7781?"},
+               {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "call_1",
+                "content": json.dumps({"ok": True, "result": {"status": "shipped on Tuesday, arriving Friday"}})}]
+    assert _spoken(llm, history) == "Here's what I found: status: shipped on Tuesday, arriving Friday."
+    assert len(fake.requests_to("/v1/chat/completions", ok=True)) == 1  # not asked again
 
 
 def test_the_service_drops_a_second_repeat_and_says_so(fake):

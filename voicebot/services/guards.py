@@ -266,6 +266,34 @@ def earlier_answers(messages: list[dict[str, Any]]) -> list[str]:
     return said
 
 
+def earlier_words(messages: list[dict[str, Any]]) -> list[str]:
+    """What the user said before their latest message, which an answer must not parrot.
+
+    After a tool's facts the small local model sometimes answered with the user's first
+    words of the call, verbatim ("The lobe girl, I have a few questions today." for an order's
+    status; conversation bench, 2026-12-06): in 4 of 6 samples of that context. Never a right
+    answer, unlike an earlier answer of its own, which may be (`earlier_answers`). The latest
+    message is left out: an answer may well begin by restating the question.
+    """
+    users = [_text(m) for m in messages if m.get("role") == "user"]
+    return users[:-1]
+
+
+def _pieces(text: str) -> list[str]:
+    """`text`'s sentences, its last one even without end punctuation (the user's words often have none)."""
+    return [p.strip() for p in _SENTENCE_END.split(text.strip() + " ") if p.strip()]
+
+
+def facts_spoken(result: Any) -> str:
+    """A custom tool's answer said plainly, for a turn whose model answer could not be used."""
+    if isinstance(result, dict) and not result.get("ok", True):
+        return "Sorry, that didn't work."
+    fields = {k: v for k, v in result.items() if k != "ok"} if isinstance(result, dict) else result
+    value = fields["result"] if isinstance(fields, dict) and set(fields) == {"result"} else fields
+    plain = _plain(value).strip().rstrip(".!?")
+    return f"Here's what I found: {plain[:300]}." if plain else "Done."
+
+
 class RepeatedAnswer(Exception):
     """The answer began with a sentence the assistant already said: ask the model again."""
 
@@ -273,8 +301,8 @@ class RepeatedAnswer(Exception):
 class SentenceGate:
     """Releases an answer as whole sentences, checking each against what was said before.
 
-    - The first sentence repeating an earlier answer raises RepeatedAnswer
-      (`strict`), or is dropped when the model was already asked again.
+    - The first sentence repeating an earlier answer, or words the user said before, raises
+      RepeatedAnswer (`strict`), or is dropped when the model was already asked again.
     - A sentence repeating one of this answer ends the answer there (a loop).
     - At the end, an unfinished tail is dropped when a sentence was spoken; alone, it is
       spoken with a full stop, so the user hears something rather than silence.
@@ -284,8 +312,12 @@ class SentenceGate:
     """
 
     def __init__(self, said_before: Iterable[str], *, strict: bool = True, budget_tokens: int = 0,
-                 claims: bool = False) -> None:
+                 claims: bool = False, heard_before: Iterable[str] = ()) -> None:
         self.said_before = [s for text in said_before for s in sentences(text)]
+        # The user's earlier words (`earlier_words`), each of which an answer must not say back:
+        # only an exact match counts ("Your dog is called Rex." may well follow "My dog is called Rex.").
+        self.heard_before = {n for text in heard_before for n in map(_norm, _pieces(text))
+                             if len(n.split()) >= MIN_WORDS_TO_COMPARE}
         self.strict = strict
         # The spoken answer's budget (0: none): once a sentence would take the answer past
         # it, the answer is complete (`full`), so it ends on the last whole sentence within it.
@@ -361,7 +393,8 @@ class SentenceGate:
                 continue
             if match.end() == len(self.buffer):
                 return ""  # wait for the next word: a model that stops at a comma ends a fragment (finish)
-            if any(_norm(s).startswith(words) for s in self.said_before) or self._claims(clause):
+            if (any(_norm(s).startswith(words) for s in self.said_before)
+                    or any(h.startswith(words) for h in self.heard_before) or self._claims(clause)):
                 return ""
             self.opening, self.buffer = clause, self.buffer[match.end():]
             return clause + " "
@@ -386,7 +419,7 @@ class SentenceGate:
     def _check(self, sentence: str) -> str:
         if any(same(sentence, s) for s in self.released):
             return "loop"
-        if any(same(sentence, s) for s in self.said_before):
+        if any(same(sentence, s) for s in self.said_before) or _norm(sentence) in self.heard_before:
             if self.strict and not self.released:
                 raise RepeatedAnswer(sentence)
             self.dropped.append(sentence)

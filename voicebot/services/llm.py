@@ -18,7 +18,8 @@ from pipecat.utils.types import assert_given
 
 from ..provider_errors import ToolCallCut
 from .claims import agrees, offer
-from .guards import RepeatedAnswer, SentenceGate, alternate, earlier_answers, tidy_spaces, tool_facts, window
+from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, earlier_words, facts_spoken, tidy_spaces,
+                     tool_facts, window)
 from .modelfiles import default_llm_path
 from .intents import Intent, parse as parse_intent, speak_result
 from .tool_router import ANSWER_START, CHECK_TOKENS, Card, CustomToolRouter, request_top
@@ -293,14 +294,15 @@ class VoiceLLMService(OpenAILLMService):
             await asyncio.wait({self._reading_ahead}, timeout=READ_AHEAD_WAIT)
             self._reading_ahead = None
         messages = context.get_messages()
-        said = earlier_answers(messages)
+        said, heard = earlier_answers(messages), earlier_words(messages)
+        result = self._custom_result(messages)  # this turn answers a custom tool's result
         # With the router no tool runs once the model is asked, so an answer to the user that
         # claims an action is false (claims.py); answering a custom tool's result, it is not.
         watch_claims = self.notes_router and bool(messages) and messages[-1].get("role") == "user"
         try:
             for attempt in range(2):
                 gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens,
-                                                 claims=watch_claims)
+                                                 claims=watch_claims, heard_before=heard)
                 self._retrying = attempt > 0
                 try:
                     try:
@@ -316,13 +318,31 @@ class VoiceLLMService(OpenAILLMService):
                     tail = ""  # the stream was closed on the answer's last whole sentence
                 except RepeatedAnswer as repeated:
                     # The model's words stay out of INFO+ logs (like Pipecat's prompts): DEBUG only.
-                    logger.warning("[VoiceSession] the model began with an earlier answer; asking again")
+                    logger.warning("[VoiceSession] the model began with an earlier answer or the user's "
+                                   "earlier words; %s", "asking again" if result is None else "not asking again")
                     logger.debug("[VoiceSession] repeated: %r", str(repeated)[:80])
+                    if result is not None:
+                        # Asked again, hotter and with the hint, the small model made up a tool's answer
+                        # ("arriving Thursday or Wednesday" from "arriving Friday"): the answer is said plainly.
+                        logger.warning("[VoiceSession] the tool's answer is said as it came")
+                        await super()._push_llm_text(facts_spoken(result))
+                        return
                     continue
                 await self._spoken(gate, tail, messages)
                 return
         finally:
             self._gate, self._retrying = None, False
+
+    def _custom_result(self, messages: list[dict[str, Any]]) -> Any:
+        """The custom tool's result this turn answers (parsed), or None for any other turn."""
+        last = messages[-1] if messages else {}
+        if last.get("role") != "tool" or _tool_name(messages, last.get("tool_call_id")) not in {
+                schema.name for schema in self.custom_tools}:
+            return None
+        try:
+            return json.loads(last.get("content") or "{}")
+        except (TypeError, ValueError):
+            return {"result": last.get("content")}
 
     async def _without_tools(self, context: LLMContext) -> None:
         """The server refused the tools (Ollama does, for a model without tool support): from now on

@@ -118,6 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument("--yes-no", action="store_true", help="let answers begin with Yes or No "
+                        "(the bot's sampling before FACTS_SAMPLING)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     import django
@@ -127,7 +129,7 @@ def main() -> None:
 
     from bench_llm_models import stream_chat
     from django.conf import settings
-    from voicebot.services.llm import LOCAL_SAMPLING, MAX_REPLY_TOKENS, start_local_server
+    from voicebot.services.llm import FACTS_SAMPLING, LOCAL_SAMPLING, MAX_REPLY_TOKENS, start_local_server
 
     _server, base = start_local_server(settings.VOICE_LLM_MODEL_PATH or None)
     results: list[tuple[int, bool, str]] = []
@@ -136,7 +138,8 @@ def main() -> None:
         for index, (question, tool, arguments, answer, good, bad) in enumerate(ITEMS):
             for seed in range(args.seeds):
                 reply = stream_chat(client, base, messages_for(question, tool, arguments, answer), seed,
-                                    max_tokens=MAX_REPLY_TOKENS, temperature=0.2, **LOCAL_SAMPLING)
+                                    max_tokens=MAX_REPLY_TOKENS, temperature=0.2, **LOCAL_SAMPLING,
+                                    **({} if args.yes_no else FACTS_SAMPLING))
                 text = reply.get("text") or reply.get("error", "")
                 results.append((index, right(text, good, bad), text.strip()))
                 if args.show:

@@ -561,6 +561,29 @@ def local_server():
     del server
 
 
+def test_an_answer_to_a_tools_facts_cannot_begin_with_yes(local_server):
+    """"Will it be cold in Oslo tomorrow?" with "mild, 14 degrees" was answered "Yes, it will be cold":
+    the small model commits at its first word. Told to begin with "Yes", it does in a chat turn; in a
+    turn answering a custom tool's facts it cannot, and says the fact."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    def pearl() -> VoiceLLMService:
+        llm = VoiceLLMService(base_url=local_server, api_key="local", model="local", notes_router=True,
+                              system_prompt="Your name is Pearl. Begin every answer with the word Yes.")
+        llm.custom_tools = [FunctionSchema(name="get_weather", description="The weather forecast for a city.",
+                                           properties={"city": {"type": "string"}}, required=["city"])]
+        return llm
+
+    chat = _spoken(pearl(), [{"role": "user", "content": "Is the sky blue on a clear day?"}])
+    assert chat.startswith("Yes"), chat
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    answer = _spoken(pearl(), [{"role": "user", "content": "Will it be cold in Oslo tomorrow?"},
+                               {"role": "assistant", "content": None, "tool_calls": [call]},
+                               {"role": "tool", "tool_call_id": "call_1",
+                                "content": json.dumps({"ok": True, "result": {"forecast": "mild, 14 degrees"}})}])
+    assert answer and not answer.startswith(("Yes", "No")), answer
+
+
 def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
     """The breakdown users heard: after a notes answer, every later answer copied it; and
     simple facts were wrong. The default model answers them, and recalls the tool's result."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 
 import pytest
@@ -182,6 +183,18 @@ def test_an_unsure_request_without_any_argument_heard_is_chat():
     assert _decide(router, "I'm a bit under the weather today.", word) is None
     word.answers[("get_weather", "weather")] = (' true, "arguments": {"city": "Oslo"}}', 0.9)
     assert _decide(router, "What's the weather in Oslo?", word).arguments == {"city": "Oslo"}
+
+
+def test_a_tool_not_called_says_why_in_the_log(caplog):
+    """An admin whose tool was not called reads why: the model's answer and its P, or the evidence."""
+    router = _router()
+    caplog.set_level(logging.INFO, logger="voicebot.tools")
+    no = Model({("get_weather", "Paris"): (' false}', 0.3)})
+    assert _decide(router, "Will it rain in Paris tomorrow?", no) is None
+    assert "custom tool get_weather not called: the model judged it no request (P=0.30)" in caplog.text
+    barely = Model({("get_weather", "Spain"): (' true, "arguments": {"city": "Spain"}}', NAME_CONFIDENCE - 0.02)})
+    assert _decide(router, "What is the capital in Spain?", barely) is None
+    assert f"custom tool get_weather not called: P={NAME_CONFIDENCE - 0.02:.2f} without enough evidence" in caplog.text
 
 
 def test_a_number_or_code_argument_is_its_characters_and_a_garbled_one_is_asked_for():

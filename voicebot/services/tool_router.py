@@ -212,6 +212,11 @@ def confidence(top: list[tuple[str, float]]) -> float | None:
     return p["true"] / total if total > 0 else None
 
 
+def _p(value: float | None) -> str:
+    """A probability for the log ("?" when the server gave none)."""
+    return "?" if value is None else f"{value:.2f}"
+
+
 def parse_answer(text: str) -> dict[str, Any] | None:
     """The arguments of an answer that is a request, or None (not one, or unreadable).
 
@@ -423,6 +428,8 @@ class CustomToolRouter:
             return None
         given = parse_answer(text)
         if given is None:
+            logger.info("[VoiceSession] custom tool %s not called: the model judged it no request (P=%s)",
+                        card.name, _p(confidence(top)))
             return None
         arguments = dict(earlier.arguments) if earlier is not None else {}
         for name, value in given.items():
@@ -431,6 +438,8 @@ class CustomToolRouter:
             if not of_its_form(value, card.properties[name]):
                 # "30 degrees Celsius in Fahrenheit" gave a currency tool "Celsius": what the user said
                 # for the argument is not of the kind the tool takes, so the sentence is not for it.
+                logger.info("[VoiceSession] custom tool %s not called: its %s as heard is not of its form",
+                            card.name, name)
                 return None
             if heard(value, sentence):
                 if identifier_argument(name):
@@ -447,6 +456,8 @@ class CustomToolRouter:
                 # No number of the tool's was said (or only a name, and the model barely leans to a
                 # request) and the model is unsure it is one: on the tool's topic ("my flight last
                 # year was delayed") a call, or a question for its argument, is wrong.
+                logger.info("[VoiceSession] custom tool %s not called: P=%s without %s evidence in the words",
+                            card.name, _p(sure), "enough" if said else "any")
                 return None
         # A time the user said and the model left out ("for 4 at 7 pm": the small model often gives the
         # party size alone) is taken from the sentence; after the bar, so it is never the evidence.

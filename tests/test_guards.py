@@ -644,6 +644,80 @@ def test_after_a_notes_answer_the_next_turn_reads_only_the_new_question(local_se
     assert prompt - cached <= 25, usage  # the question and the template's markers, not the notes exchange
 
 
+ORDER_TOOL = {"name": "check_order_status", "description": "Look up an order's delivery status by its number.",
+              "properties": {"order_number": {"type": "string"}}, "required": ["order_number"]}
+
+
+def _order_call(number: str, status: str, call_id: str) -> list[dict]:
+    call = {"id": call_id, "type": "function",
+            "function": {"name": "check_order_status", "arguments": json.dumps({"order_number": number})}}
+    return [{"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"ok": True, "result": {"status": status}})}]
+
+
+def test_a_custom_tools_facts_are_read_up_to_its_answer_while_it_runs(local_server, caplog):
+    """The answer to a custom tool read ~50 new prompt tokens (its facts) after the tool came back: ~1 s
+    at this machine's prompt speed. Its facts up to the tool's own words are known when the call is made
+    (`guards.facts_ahead`) and read while the tool runs; the answer then reads the rest. Measured by
+    llama.cpp's own count of cached tokens, against the same answer without the read."""
+    import logging
+
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    def pearl(tools: bool = True) -> VoiceLLMService:  # without tools, the request is answered, not routed
+        llm = VoiceLLMService(base_url=local_server, api_key="local", model="local", notes_router=True,
+                              system_prompt="Your name is Pearl. You are a helpful voice assistant.")
+        llm.custom_tools = [FunctionSchema(**ORDER_TOOL)] if tools else []
+        return llm
+
+    asked = [{"role": "user", "content": "Hello Pearl."},
+             {"role": "assistant", "content": "Hello! How can I help you today?"},
+             {"role": "user", "content": "Where is my order? The number is 4512."}]
+    caplog.set_level(logging.DEBUG, logger="voicebot.llm")
+
+    def new_tokens(read_ahead: bool, number: str) -> int:
+        request = [*asked[:2], {**asked[2], "content": asked[2]["content"].replace("4512", number)}]
+        _spoken(pearl(tools=False), request)  # the cache as the turn leaves it: the conversation, the request
+        if read_ahead:
+            asyncio.run(pearl()._read(guards.facts_ahead(request, "check_order_status", {"order_number": number})))
+        caplog.clear()
+        answer = _spoken(pearl(), [*request, *_order_call(number, "shipped on Tuesday, arriving Friday", "c1")])
+        assert "friday" in answer.lower(), answer
+        usage = [tuple(map(int, m)) for m in re.findall(r"llm tokens: prompt=(\d+) cached=(\d+)", caplog.text)]
+        assert len(usage) == 1, caplog.text
+        return usage[0][0] - usage[0][1]
+
+    without, ahead = new_tokens(False, "4512"), new_tokens(True, "7781")
+    assert ahead <= without - 15, (without, ahead)
+
+
+def test_a_custom_tool_call_reads_its_facts_ahead_and_a_notes_call_does_not(monkeypatch):
+    """The read is made when the router calls a custom tool on the local model: not for a notes tool (its
+    result is spoken from a template), nor in a speculative run (its calls are withdrawn)."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    llm = VoiceLLMService(base_url="http://127.0.0.1:9/v1", api_key="local", model="local", notes_router=True,
+                          system_prompt="Be brief.")
+    llm.custom_tools = [FunctionSchema(**ORDER_TOOL)]
+    read: list[list[dict]] = []
+
+    async def made(calls):
+        return None
+
+    monkeypatch.setattr(llm, "run_function_calls", made)
+    monkeypatch.setattr(llm, "_read_ahead", read.append)
+    context = LLMContext(messages=[{"role": "user", "content": "Where is order 4512?"}])
+    asyncio.run(llm._call(context, "check_order_status", {"order_number": "4512"}))
+    assert read and read[0][-1]["content"].endswith("The check order status tool for order number 4512 said:")
+    asyncio.run(llm._call(context, "list_notes", {}))
+    assert len(read) == 1
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(llm, "_speculation_gate", SimpleNamespace(is_speculating=True), raising=False)
+    asyncio.run(llm._call(context, "check_order_status", {"order_number": "4513"}))
+    assert len(read) == 1
+
+
 def _turn_tokens(local_server: str, caplog, *, prefill: bool) -> tuple[int, int]:
     """One spoken turn after a short conversation: llama.cpp's prompt and cached token counts.
     With `prefill`, the interim transcripts pass UserWordsPrefill on their way, as in the pipeline."""

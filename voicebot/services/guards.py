@@ -142,9 +142,22 @@ def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
                 else f'Notes mentioning "{result.get("query", "")}": {"; ".join(titles)}.')
     fields = {k: v for k, v in result.items() if k != "ok"}
     value = fields["result"] if set(fields) == {"result"} else fields  # a custom tool's answer (custom_tools.py)
-    asked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in arguments.items() if v not in (None, ""))
     # In words, not JSON: a small model reads "status: shipped on Tuesday" as something to say.
-    return f"The {name.replace('_', ' ')} tool{f' for {asked}' if asked else ''} said: {_plain(value)[:300]}."
+    return f"{_fact_opening(name, arguments)} {_plain(value)[:300]}."
+
+
+def _fact_opening(name: str, arguments: dict[str, Any]) -> str:
+    """A custom tool's fact up to its answer: "The check order status tool for order number 4512 said:"."""
+    asked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in arguments.items() if v not in (None, ""))
+    return f"The {name.replace('_', ' ')} tool{f' for {asked}' if asked else ''} said:"
+
+
+def facts_ahead(messages: list[dict[str, Any]], name: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prompt of the answer to a custom tool call, as far as it is known before the tool answers:
+    the conversation with the request, then its facts up to the tool's words. Read into llama.cpp's
+    cache while the tool runs and its start message is said, the answer reads only the tool's words
+    (`tool_facts` gives the answer's prompt the same beginning, token for token)."""
+    return [*messages, {"role": "system", "content": f"{FACTS_HEADER}\n- {_fact_opening(name, arguments)}"}]
 
 
 def _plain(value: Any) -> str:

@@ -18,8 +18,8 @@ from pipecat.utils.types import assert_given
 
 from ..provider_errors import ToolCallCut
 from .claims import agrees, offer
-from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, earlier_words, facts_spoken, tidy_spaces,
-                     tool_facts, window)
+from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, earlier_words, facts_ahead,
+                     facts_spoken, tidy_spaces, tool_facts, window)
 from .modelfiles import default_llm_path
 from .intents import Intent, parse as parse_intent, speak_result
 from .tool_router import ANSWER_START, CHECK_TOKENS, Card, CustomToolRouter, request_top
@@ -483,6 +483,10 @@ class VoiceLLMService(OpenAILLMService):
         # A speculative run (the turn not yet over) has its calls withdrawn, not made (Pipecat's
         # run_function_calls): only a call made counts as the one before.
         speculative = bool(getattr(getattr(self, "_speculation_gate", None), "is_speculating", False))
+        if self.local and not speculative and tool in {schema.name for schema in self.custom_tools}:
+            # The answer's prompt up to the tool's words, read while the tool runs and its start message
+            # is said: the answer then reads only those words (~15 of ~50 new tokens).
+            self._read_ahead(facts_ahead(context.get_messages(), tool, arguments))
         await self.run_function_calls([FunctionCallFromLLM(
             function_name=tool, tool_call_id=f"call_{uuid.uuid4().hex[:12]}", arguments=arguments, context=context)])
         if not speculative:
@@ -563,17 +567,22 @@ class VoiceLLMService(OpenAILLMService):
         return True
 
     def _read_ahead(self, messages: list[dict[str, Any]]) -> None:
-        self._reading_ahead = self.create_task(self._read(messages), name="read-ahead")
+        # After any read still running (the user's words): one slot of llama.cpp's, in order.
+        self._reading_ahead = self.create_task(self._read(messages, after=self._reading_ahead), name="read-ahead")
 
-    async def _read(self, messages: list[dict[str, Any]]) -> None:
+    async def _read(self, messages: list[dict[str, Any]], after: asyncio.Task[None] | None = None) -> None:
         """Send `messages` to llama.cpp asking for one token, so its prompt cache holds them.
 
         The model wrote every earlier answer itself, so its cache holds them, and a turn
         reads only what is new. Read ahead: a notes exchange (the request, the tool's facts
-        and the spoken result, 30-40 tokens it never saw, read while the result is spoken)
-        and the user's words while they speak (`prefill`). `cache_prompt` keeps them; the
-        next turn waits for a read still running (`_process_context`), so both use one slot.
+        and the spoken result, 30-40 tokens it never saw, read while the result is spoken),
+        the user's words while they speak (`prefill`), and a custom tool's facts up to its
+        answer while it runs (`guards.facts_ahead`). `cache_prompt` keeps them; a read waits
+        for the one before it (`after`) and the next turn for a read still running
+        (`_process_context`), so all use one slot.
         """
+        if after is not None and not after.done():
+            await asyncio.wait({after})
         try:
             upcoming = LLMContext(messages=messages)
             params_from_context = await self.get_llm_adapter().get_llm_invocation_params(

@@ -548,7 +548,7 @@ QUESTIONS = ["What is the capital of France?", "Can you suggest a name for my pu
              "How many legs does a spider have?", "What should I cook for dinner tonight?",
              "Is it going to be hard to learn the piano?", "What colour is the sky on a clear day?",
              "Tell me something about the moon.", "How do I keep my plants alive?",
-             "What is two plus three?", "Thanks. Remind me, what was the title you just told me?",
+             "What is two plus three?", "Thanks. Remind me, what was the title of my note?",
              "Give me a tip for sleeping better.", "What do bees make?"]
 
 
@@ -607,7 +607,7 @@ def test_the_offline_model_holds_a_conversation_after_a_tool_call(local_server):
     assert re.search(r"\b(eight|8)\b", said["How many legs does a spider have?"]), answers
     assert re.search(r"\b(five|5)\b", said["What is two plus three?"]), answers
     assert "honey" in said["What do bees make?"], answers
-    assert "1 day" in said["Thanks. Remind me, what was the title you just told me?"], answers  # the tool's fact, recalled
+    assert "1 day" in said["Thanks. Remind me, what was the title of my note?"], answers  # the tool's fact, recalled
     assert all(a and a[-1] in ".!?\"')" for a in answers), answers
     normalised = [guards._norm(a) for a in answers]
     assert len(set(normalised)) == len(normalised), answers

@@ -140,10 +140,16 @@ def _fact(name: str, arguments: dict[str, Any], result: Any) -> str:
         titles = [str(n.get("title", "")) for n in result.get("notes", []) if isinstance(n, dict)]
         return (f'No note mentions "{result.get("query", "")}".' if not titles
                 else f'Notes mentioning "{result.get("query", "")}": {"; ".join(titles)}.')
-    fields = {k: v for k, v in result.items() if k != "ok"}
-    value = fields["result"] if set(fields) == {"result"} else fields  # a custom tool's answer (custom_tools.py)
     # In words, not JSON: a small model reads "status: shipped on Tuesday" as something to say.
-    return f"{_fact_opening(name, arguments)} {_plain(value)[:300]}."
+    return f"{_fact_opening(name, arguments)} {_plain(_answer_of(result))[:300]}."
+
+
+def _answer_of(result: Any) -> Any:
+    """A custom tool's answer within its result (custom_tools.py wraps it: {"ok": true, "result": ...})."""
+    if not isinstance(result, dict):
+        return result
+    fields = {k: v for k, v in result.items() if k != "ok"}
+    return fields["result"] if set(fields) == {"result"} else fields
 
 
 def _fact_opening(name: str, arguments: dict[str, Any]) -> str:
@@ -301,9 +307,7 @@ def facts_spoken(result: Any) -> str:
     """A custom tool's answer said plainly, for a turn whose model answer could not be used."""
     if isinstance(result, dict) and not result.get("ok", True):
         return "Sorry, that didn't work."
-    fields = {k: v for k, v in result.items() if k != "ok"} if isinstance(result, dict) else result
-    value = fields["result"] if isinstance(fields, dict) and set(fields) == {"result"} else fields
-    plain = _plain(value).strip().rstrip(".!?")
+    plain = _plain(_answer_of(result)).strip().rstrip(".!?")
     return f"Here's what I found: {plain[:300]}." if plain else "Done."
 
 

@@ -341,11 +341,14 @@ class VoiceLLMService(OpenAILLMService):
         finally:
             self._gate, self._retrying = None, False
 
+    def _is_custom(self, tool: str | None) -> bool:
+        """Whether `tool` is one of the assistant's custom tools (not a notes tool)."""
+        return any(schema.name == tool for schema in self.custom_tools)
+
     def _custom_result(self, messages: list[dict[str, Any]]) -> Any:
         """The custom tool's result this turn answers (parsed), or None for any other turn."""
         last = messages[-1] if messages else {}
-        if last.get("role") != "tool" or _tool_name(messages, last.get("tool_call_id")) not in {
-                schema.name for schema in self.custom_tools}:
+        if last.get("role") != "tool" or not self._is_custom(_tool_name(messages, last.get("tool_call_id"))):
             return None
         try:
             return json.loads(last.get("content") or "{}")
@@ -444,7 +447,7 @@ class VoiceLLMService(OpenAILLMService):
         last = messages[-1] if messages else {}
         if last.get("role") == "tool":
             tool = _tool_name(messages, last.get("tool_call_id"))
-            if tool in {schema.name for schema in self.custom_tools}:
+            if self._is_custom(tool):
                 return False
             try:
                 result = json.loads(last.get("content") or "{}")
@@ -483,7 +486,7 @@ class VoiceLLMService(OpenAILLMService):
         # A speculative run (the turn not yet over) has its calls withdrawn, not made (Pipecat's
         # run_function_calls): only a call made counts as the one before.
         speculative = bool(getattr(getattr(self, "_speculation_gate", None), "is_speculating", False))
-        if self.local and not speculative and tool in {schema.name for schema in self.custom_tools}:
+        if self.local and not speculative and self._is_custom(tool):
             # The answer's prompt up to the tool's words, read while the tool runs and its start message
             # is said: the answer then reads only those words (~15 of ~50 new tokens).
             self._read_ahead(facts_ahead(context.get_messages(), tool, arguments))

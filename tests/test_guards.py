@@ -691,6 +691,34 @@ def test_a_custom_tools_facts_are_read_up_to_its_answer_while_it_runs(local_serv
     assert ahead <= without - 15, (without, ahead)
 
 
+def test_the_offline_models_check_asks_the_arguments_only_of_a_request(local_server):
+    """A custom tool check on the real model: a request is asked for its verdict, then for its arguments
+    after the opening the grammar forces (read with the prompt, not decoded token by token); a sentence
+    that is no request costs the verdict alone. The call is the one the user asked for."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    from voicebot.services.tool_router import ANSWER_START, CustomToolRouter
+
+    llm = VoiceLLMService(base_url=local_server, api_key="local", model="local", notes_router=True,
+                          system_prompt="Be brief.")
+    router = CustomToolRouter([FunctionSchema(**ORDER_TOOL)])
+    card = router.cards[0]
+    asked: list[list[dict]] = []
+    checked = llm._checked
+
+    async def recorded(card, request):
+        asked.append(request["messages"])
+        return await checked(card, request)
+
+    llm._checked = recorded  # type: ignore[method-assign]
+    call = asyncio.run(router.check(card, "Has order 3309 been shipped yet?", llm._check_tool))
+    assert call is not None and call.arguments == {"order_number": "3309"} and not call.missing, call
+    assert [m[-1]["content"] for m in asked] == [ANSWER_START, ANSWER_START + card.arguments_opening()]
+    asked.clear()
+    assert asyncio.run(router.check(card, "Tell me a joke about penguins.", llm._check_tool)) is None
+    assert len(asked) == 1
+
+
 def test_a_custom_tool_call_reads_its_facts_ahead_and_a_notes_call_does_not(monkeypatch):
     """The read is made when the router calls a custom tool on the local model: not for a notes tool (its
     result is spoken from a template), nor in a speculative run (its calls are withdrawn)."""

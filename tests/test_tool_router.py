@@ -296,6 +296,22 @@ def test_the_grammar_allows_only_a_refusal_or_the_tools_arguments():
     assert "never guess" in order.prompt() and order.description in order.prompt()
 
 
+def test_the_local_check_asks_for_the_verdict_then_the_arguments_after_their_opening():
+    """The two steps of the offline model's check read back as the one answer they replace: the
+    opening the grammar would force is written into the second request, the rest held to its form."""
+    cards = {c.name: c for c in _router().cards}
+    order, human = cards["check_order_status"], cards["transfer_to_human"]
+    assert order.arguments_opening() == ' true, "arguments": {"order_number":'
+    assert order.arguments_grammar().splitlines()[0] == 'root ::= " "? (string | "null") "}}"'
+    assert parse_answer(order.arguments_opening() + ' "4512"}}') == {"order_number": "4512"}
+    assert parse_answer(order.arguments_opening() + " null}}") == {"order_number": None}
+    assert parse_answer(human.arguments_opening()) == {}  # no arguments: the verdict is the whole answer
+    table = Card.of(TABLE, _encode)
+    assert table.arguments_opening().endswith('{"party_size":')
+    assert table.arguments_grammar().splitlines()[0] == (
+        'root ::= " "? (integer | "null") "," " "? "\\"time\\":" " "? (string | "null") "}}"')
+
+
 def test_a_hosted_models_answer_is_held_to_a_strict_schema_of_the_same_form():
     """The schema a hosted model in router mode answers to: valid under OpenAI's strict-mode rules
     (every member required, nothing else allowed; an argument not said is null), and its answers

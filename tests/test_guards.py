@@ -177,6 +177,19 @@ def test_an_answer_that_says_the_users_earlier_words_back_is_caught():
         "What is my dog called? Rex.")
 
 
+def test_an_answer_to_a_tool_that_nearly_copies_the_users_earlier_words_is_caught():
+    """"The lobe girl has a few questions today." for an order's status (conversation bench, 2026-12-07):
+    the user's first words with one changed. In the answer to a custom tool's result (`heard_alike`), a
+    near copy counts; in a chat turn only the very words do."""
+    heard = ["The lobe girl, I have a few questions today.", "Can you check where my parcel is?"]
+    with pytest.raises(guards.RepeatedAnswer):
+        _speak(guards.SentenceGate([], heard_before=heard, heard_alike=True), "The lobe girl has a few questions today.")
+    assert _speak(guards.SentenceGate([], heard_before=heard), "The lobe girl has a few questions today.") == (
+        "The lobe girl has a few questions today.")
+    answer = "Your order 4512 was shipped on Tuesday and arrives on Friday."
+    assert _speak(guards.SentenceGate([], heard_before=heard, heard_alike=True), answer) == answer
+
+
 def test_a_loop_inside_an_answer_stops_it():
     gate = guards.SentenceGate([])
     text = "I like to go for a walk. I like to go for a walk. I like to go for a walk."
@@ -328,12 +341,15 @@ def test_the_service_asks_again_when_the_model_says_the_users_earlier_words(fake
     assert len(fake.requests_to("/v1/chat/completions", ok=True)) == 2
 
 
-def test_a_custom_tools_answer_the_model_fumbles_is_said_as_it_came(fake):
+@pytest.mark.parametrize("fumbled", ["Hello Pearl, I have a few questions today.",
+                                     "Hello Pearl has a few questions today."])
+def test_a_custom_tools_answer_the_model_fumbles_is_said_as_it_came(fake, fumbled):
     """Asked again (hotter, with the hint), the small model made a tool's answer up ("arriving
-    Thursday or Wednesday" from "arriving Friday"): the tool's own words are said instead."""
+    Thursday or Wednesday" from "arriving Friday"): the tool's own words are said instead, after the
+    user's earlier words as they were and after a near copy of them."""
     from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
-    fake.reply_with("Hello Pearl, I have a few questions today.", "It arrives Thursday or Wednesday.")
+    fake.reply_with(fumbled, "It arrives Thursday or Wednesday.")
     llm = _llm(fake)
     llm.custom_tools = [FunctionSchema(name="check_order_status", description="An order's status.",
                                        properties={"order_number": {"type": "string"}}, required=["order_number"])]

@@ -329,12 +329,18 @@ class SentenceGate:
     """
 
     def __init__(self, said_before: Iterable[str], *, strict: bool = True, budget_tokens: int = 0,
-                 claims: bool = False, heard_before: Iterable[str] = ()) -> None:
+                 claims: bool = False, heard_before: Iterable[str] = (), heard_alike: bool = False) -> None:
         self.said_before = [s for text in said_before for s in sentences(text)]
         # The user's earlier words (`earlier_words`), each of which an answer must not say back:
         # only an exact match counts ("Your dog is called Rex." may well follow "My dog is called Rex.").
         self.heard_before = {n for text in heard_before for n in map(_norm, _pieces(text))
                              if len(n.split()) >= MIN_WORDS_TO_COMPARE}
+        # `heard_alike`: near copies count too (`same`). For the answer to a custom tool's result: the
+        # model gave "The lobe girl has a few questions today." for an order's status, the user's first
+        # words of the call ("The lobe girl, I have ...") with one changed (conversation bench,
+        # 2026-12-07); a tool's answer is never the user's earlier words, and a sentence caught there is
+        # replaced by the tool's answer said plainly (llm.py), not by silence.
+        self.heard_alike = [p for text in heard_before for p in _pieces(text)] if heard_alike else []
         self.strict = strict
         # The spoken answer's budget (0: none): once a sentence would take the answer past
         # it, the answer is complete (`full`), so it ends on the last whole sentence within it.
@@ -436,7 +442,8 @@ class SentenceGate:
     def _check(self, sentence: str) -> str:
         if any(same(sentence, s) for s in self.released):
             return "loop"
-        if any(same(sentence, s) for s in self.said_before) or _norm(sentence) in self.heard_before:
+        if (any(same(sentence, s) for s in self.said_before) or _norm(sentence) in self.heard_before
+                or any(same(sentence, h) for h in self.heard_alike)):
             if self.strict and not self.released:
                 raise RepeatedAnswer(sentence)
             self.dropped.append(sentence)

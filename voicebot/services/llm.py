@@ -310,7 +310,8 @@ class VoiceLLMService(OpenAILLMService):
         try:
             for attempt in range(2):
                 gate = self._gate = SentenceGate(said, strict=attempt == 0, budget_tokens=self.reply_tokens,
-                                                 claims=watch_claims, heard_before=heard)
+                                                 claims=watch_claims, heard_before=heard,
+                                                 heard_alike=result is not None)
                 self._retrying = attempt > 0
                 try:
                     try:

@@ -92,6 +92,16 @@ def test_tool_exchanges_become_facts_and_leave_the_chat():
     assert out[0] == messages[0]  # the system prompt, and so llama.cpp's cached prefix, is unchanged
 
 
+def test_a_tools_yes_or_no_is_a_word_in_its_facts_and_when_said_plainly():
+    """A tool's true or false reaches the model, and the user when its answer is said plainly, as
+    "yes" or "no": "transferring: True" was read aloud as it was written."""
+    result = {"ok": True, "result": {"transferring": True, "queue_full": False, "wait": "about two minutes"}}
+    assert guards.facts_spoken(result) == (
+        "Here's what I found: transferring: yes; queue full: no; wait: about two minutes.")
+    facts = guards.tool_facts(_exchange("A person, please.", "transfer_to_human", {}, result, "", "c1"))
+    assert "said: transferring: yes; queue full: no;" in json.dumps(facts)
+
+
 def test_a_new_tool_fact_leaves_the_earlier_prompt_as_it_was():
     """llama.cpp reuses the cached prompt up to the first changed token: a fact must not
     change the start of the prompt, or every answer after a tool call re-reads the history."""

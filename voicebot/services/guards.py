@@ -172,6 +172,8 @@ def _plain(value: Any) -> str:
         return "; ".join(f"{str(k).replace('_', ' ')}: {_plain(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_plain(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"  # Python's True/False are no words to say, nor to read
     return str(value)
 
 

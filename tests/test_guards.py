@@ -193,7 +193,8 @@ def test_an_answer_to_a_tool_that_nearly_copies_the_users_earlier_words_is_caugh
     near copy counts; in a chat turn only the very words do."""
     heard = ["The lobe girl, I have a few questions today.", "Can you check where my parcel is?"]
     with pytest.raises(guards.RepeatedAnswer):
-        _speak(guards.SentenceGate([], heard_before=heard, heard_alike=True), "The lobe girl has a few questions today.")
+        _speak(guards.SentenceGate([], heard_before=heard, heard_alike=True),
+               "The lobe girl has a few questions today.")
     assert _speak(guards.SentenceGate([], heard_before=heard), "The lobe girl has a few questions today.") == (
         "The lobe girl has a few questions today.")
     answer = "Your order 4512 was shipped on Tuesday and arrives on Friday."

@@ -9,9 +9,10 @@ none) a sentence wants, it called one for three ordinary questions in four
    arguments). Most chat stops here, in a few milliseconds, without asking the model.
 2. **A check by the model**, for the tools past the gate: one request per tool, constrained
    to `{"request": false}` or `{"request": true, "arguments": {...}}`, each argument copied
-   from the user's words or null: by a grammar (llama.cpp's GBNF: the verdict, then the arguments of a request) for the
-   local model, by a JSON schema (`Card.response_format`, OpenAI's structured outputs,
-   which Ollama, vLLM and llama.cpp's server take too) for a hosted one in router mode.
+   from the user's words or null: by llama.cpp grammars for the local model (the verdict,
+   then a request's arguments: `VERDICT_GRAMMAR`, `Card.arguments_grammar`), by a JSON
+   schema (`Card.response_format`, OpenAI's structured outputs, which Ollama, vLLM and
+   llama.cpp's server take too) for a hosted one in router mode.
 
 A required argument the user did not say is asked for, never invented: an argument whose
 words are not in what the user said counts as not said (`heard`). The next turn is then
@@ -123,21 +124,6 @@ class Card:
         """Each argument as GBNF: its quoted name, and its value or null."""
         return [(f'"\\"{name}\\":"', f'" "? ({_rule(spec)} | "null")') for name, spec in self.properties.items()]
 
-    def grammar(self) -> str:
-        """llama.cpp's GBNF for the whole answer after ANSWER_START: JSON on one line.
-
-        Written here rather than sent as a JSON schema: llama.cpp's schema grammar lets the
-        model indent its JSON (30 tokens for a two-line answer, 2.4 s on 2 busy cores). The
-        single spaces a model writes after ":" and "," are allowed: forbidding them made it
-        choose between tokens it would never write ("true" against " false"), which decided
-        at random. The local check asks in two steps (VERDICT_GRAMMAR, then
-        `arguments_grammar`); this is the same answer in one, as a reference for them.
-        """
-        arguments = ' "," " "? '.join(f"{name} {value}" for name, value in self._members())
-        return "\n".join([
-            f'root ::= " "? ("false}}" | "true," " "? "\\"arguments\\":" " "? "{{" {arguments} "}}}}")',
-            *VALUE_RULES])
-
     def arguments_opening(self) -> str:
         """What follows ANSWER_START in an answer that is a request, up to its first argument's value:
         ` true, "arguments": {"order_number":`. The grammar forces every token of it, and the model
@@ -148,7 +134,14 @@ class Card:
 
     def arguments_grammar(self) -> str:
         """llama.cpp's GBNF for the rest of a request after `arguments_opening`: the first argument's
-        value (or null), the others as in `grammar`, and the closing braces."""
+        value (or null), the others with their names, and the closing braces. JSON on one line.
+
+        Written here rather than sent as a JSON schema: llama.cpp's schema grammar lets the
+        model indent its JSON (30 tokens for a two-line answer, 2.4 s on 2 busy cores). The
+        single space a model writes after ":" and "," is allowed: forbidding it made the model
+        choose between tokens it would never write (in the verdict, "true" against " false"),
+        which decided at random.
+        """
         (_, value), *others = self._members()
         rest = "".join(f' "," " "? {name} {other}' for name, other in others)
         return "\n".join([f'root ::= {value}{rest} "}}}}"', *VALUE_RULES])

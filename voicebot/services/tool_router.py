@@ -120,10 +120,6 @@ class Card:
         """The closeness at which the model is asked about this tool."""
         return GATE if self.properties else NO_ARGUMENTS_GATE
 
-    def _members(self) -> list[tuple[str, str]]:
-        """Each argument as GBNF: its quoted name, and its value or null."""
-        return [(f'"\\"{name}\\":"', f'" "? ({_rule(spec)} | "null")') for name, spec in self.properties.items()]
-
     def arguments_opening(self) -> str:
         """What follows ANSWER_START in an answer that is a request, up to its first argument's value:
         ` true, "arguments": {"order_number":`. The grammar forces every token of it, and the model
@@ -142,9 +138,12 @@ class Card:
         choose between tokens it would never write (in the verdict, "true" against " false"),
         which decided at random.
         """
-        (_, value), *others = self._members()
-        rest = "".join(f' "," " "? {name} {other}' for name, other in others)
-        return "\n".join([f'root ::= {value}{rest} "}}}}"', *VALUE_RULES])
+        def value(spec: dict[str, Any]) -> str:
+            return f'" "? ({_rule(spec)} | "null")'
+
+        (_, first), *others = self.properties.items()
+        rest = "".join(f' "," " "? "\\"{name}\\":" {value(spec)}' for name, spec in others)
+        return "\n".join([f'root ::= {value(first)}{rest} "}}}}"', *VALUE_RULES])
 
     def response_format(self) -> dict[str, Any]:
         """OpenAI's `response_format` for the whole answer, in strict mode: every member required

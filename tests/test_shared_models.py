@@ -74,6 +74,61 @@ def test_20_ms_frames_give_pipecats_vad_states_on_the_loop_analysing_only_whole_
     assert not shared_analyzer._executor._threads  # Pipecat's executor never started its thread: the loop ran it
 
 
+def _turns(states: list) -> list[tuple[int, str]]:
+    """Where the user's speech was heard to start and to end: (frame, QUIET / SPEAKING), as the
+    pipeline acts on them (a STARTING that fell back, a STOPPING that recovered, acts on nothing)."""
+    turns, speaking = [], False
+    for i, state in enumerate(states):
+        if state.name == "SPEAKING" and not speaking:
+            turns.append((i, "SPEAKING"))
+            speaking = True
+        elif state.name == "QUIET" and speaking:
+            turns.append((i, "QUIET"))
+            speaking = False
+    return turns
+
+
+@pytest.fixture(scope="module")
+def three_sentences(tmp_path_factory) -> bytes:
+    """Three questions with 1.5 s of silence after each: a user who waits for the answers."""
+    folder = tmp_path_factory.mktemp("sentences")
+    pcm = b""
+    for n, text in enumerate(["What is the weather like in Paris today?", "And tomorrow, will it rain?", "Thanks."]):
+        raw, wav = folder / f"raw{n}.wav", folder / f"s{n}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+        subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(wav), "pad", "0.5", "1.5"],
+                       check=True)
+        with wave.open(str(wav)) as w:
+            pcm += w.readframes(w.getnframes())
+    return pcm
+
+
+@pytest.mark.parametrize("noise", [0, 3, 300], ids=["digital silence", "near silence", "a noisy line"])
+def test_the_vad_left_out_of_the_users_silence_hears_the_same_turns(three_sentences, noise):
+    """With the silence gate, the model is not run on silence, and every sentence still starts and ends
+    on the frame Pipecat's own analyzer gives; on a line with noise it runs on every window, as before."""
+    pcm = three_sentences
+    if noise:
+        samples = np.frombuffer(pcm, dtype=np.int16) + np.random.default_rng(3).normal(0, noise, len(pcm) // 2)
+        pcm = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+    frames = [pcm[i:i + 1280] for i in range(0, len(pcm) - 1279, 1280)]  # 40 ms, as a busy worker reads
+
+    async def states(analyzer) -> list:
+        analyzer.set_sample_rate(RATE)
+        return [await analyzer.analyze_audio(frame) for frame in frames]
+
+    own = asyncio.run(states(SileroVADAnalyzer()))
+    gated = SharedSileroVADAnalyzer(silence_gate=True)
+    heard = asyncio.run(states(gated))
+    assert [state for _, state in _turns(own)] == ["SPEAKING", "QUIET"] * 3
+    assert _turns(heard) == _turns(own)
+    windows = len(frames) * 1280 // WINDOW
+    if noise > 100:  # -40 dBFS of noise is over the absolute gate: the model hears it all
+        assert gated.windows_left_out == 0 and heard == own
+    else:  # the 1.5 s after each sentence, less the 400 ms the volume still hears it
+        assert gated.windows_left_out > windows * 0.35
+
+
 def test_two_sessions_speaking_at_once_each_keep_their_own_vad_state(speech):
     """Windows of two streams interleaved through the one model give each stream what it gives alone."""
     noise = (np.random.default_rng(7).normal(0, 300, len(speech) // 2)).astype("<i2").tobytes()

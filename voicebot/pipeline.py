@@ -101,7 +101,8 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
 
     # The worker's one VAD and turn model, each connection with only its own state (sharedmodels.py).
     vad = SharedSileroVADAnalyzer(params=VADParams(stop_secs=settings.VOICE_VAD_STOP_SECS,
-                                             min_volume=settings.VOICE_VAD_MIN_VOLUME))
+                                                   min_volume=settings.VOICE_VAD_MIN_VOLUME),
+                                  silence_gate=settings.VOICE_VAD_SILENCE_GATE)
     # Pipecat's smart-turn model decides when the user is done; when it judges a
     # turn unfinished it waits for more speech, by default 3 s. Capped here:
     # a short spoken question judged "incomplete" should not cost seconds.

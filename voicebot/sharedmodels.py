@@ -28,6 +28,7 @@ from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroOnnxModel, SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADState
+from pipecat.audio.volume import VOLUME_WINDOW_SECS
 
 
 logger = logging.getLogger("voicebot.worker")
@@ -120,13 +121,55 @@ class _StreamState(SileroOnnxModel):
 
 
 class SharedSileroVADAnalyzer(SileroVADAnalyzer):
-    """Pipecat's Silero VAD analyzer on the worker's one VAD session."""
+    """Pipecat's Silero VAD analyzer on the worker's one VAD session.
 
-    def __init__(self, *, sample_rate: int | None = None, params: Any = None) -> None:
+    With `silence_gate`, a window is not given to the model while the user is silent: when the
+    last 400 ms measure below BS.1770's absolute gate (Pipecat's volume 0: a muted microphone, the
+    browser's noise suppression between sentences, a quiet room) and the smoothed volume is under
+    `min_volume`. Pipecat calls such a window quiet whatever the model says (speaking needs both
+    the confidence and the volume), so the VAD's states are Pipecat's; what differs is the model's
+    recurrent state, which is reset when the silence begins (as Pipecat resets it in clear
+    non-speech every 2 s) instead of carried through it. The first sound lifts the 400 ms volume
+    above 0 at once, so the model hears a sentence from its first window. A session spends most
+    of its time listening to silence (the bot talks, the user thinks): at ~150 us a window, 31
+    windows a second, that was the largest share of a session's CPU on the loop
+    (docs/benchmarks.md, issue 14). The model's own silence is still heard on a noisy line.
+    """
+
+    def __init__(self, *, sample_rate: int | None = None, params: Any = None, silence_gate: bool = False) -> None:
         VADAnalyzer.__init__(self, sample_rate=sample_rate, params=params)
         self._model = _StreamState(vad_session())
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
+        self._silence_gate = silence_gate
+        self._volume_ahead: float | None = None  # the window's volume, measured before its confidence
+        self._model_resting = False  # windows are being left out: the model was reset for the silence
+        self._heard = 0  # bytes of audio so far: Pipecat's volume reads 0 until it has 400 ms
+        self.windows_left_out = 0
+
+    def voice_confidence(self, buffer: bytes) -> float:
+        """Pipecat's confidence, or 0 for a window the model need not hear (see the class)."""
+        if not self._silence_gate:
+            return super().voice_confidence(buffer)
+        # Pipecat measures the volume right after the confidence (`_run_analyzer`); measured first,
+        # it decides whether the model runs, and `_get_smoothed_volume` hands it back unchanged.
+        self._volume_ahead = VADAnalyzer._get_smoothed_volume(self, buffer)
+        self._heard += len(buffer)
+        if (self._heard < VOLUME_WINDOW_SECS * self.sample_rate * 2 or self._volume_tracker.volume > 0
+                or self._volume_ahead >= self._params.min_volume):
+            self._model_resting = False
+            return super().voice_confidence(buffer)
+        if not self._model_resting:
+            self._model.reset_states()
+            self._windows_since_reset = 0
+            self._model_resting = True
+        self._low_confidence_windows += 1
+        self.windows_left_out += 1
+        return 0.0
+
+    def _get_smoothed_volume(self, audio: bytes) -> float:
+        volume, self._volume_ahead = self._volume_ahead, None
+        return volume if volume is not None else super()._get_smoothed_volume(audio)
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
         """Pipecat's analysis, on the event loop instead of a thread of the analyzer's own.

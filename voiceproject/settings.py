@@ -348,6 +348,9 @@ VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)
 # answer is held and spoken when the turn ends, dropped if the user goes on (voicebot/turnend.py).
 VOICE_TURN_SPECULATE = env.bool("VOICE_TURN_SPECULATE", default=True)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
+# The VAD model is not run on the user's silence (the last 400 ms below BS.1770's absolute gate,
+# which Pipecat calls quiet whatever the model says): voicebot/sharedmodels.py, issue 14.
+VOICE_VAD_SILENCE_GATE = env.bool("VOICE_VAD_SILENCE_GATE", default=True)
 # Bot models. "local": offline, from pip-shipped model files; "openai": any
 # OpenAI-compatible API (VOICE_LLM_BASE_URL, VOICE_LLM_API_KEY, VOICE_LLM_MODEL).
 VOICE_LLM = env.str("VOICE_LLM", default="local")

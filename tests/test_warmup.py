@@ -212,3 +212,37 @@ def test_a_tool_added_while_the_worker_runs_is_read_once_the_worker_is_idle(monk
         assert len(await heartbeat_reads()) == 1  # the other, at the next idle heartbeat
 
     asyncio.run(heartbeats())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_worker_reads_every_tools_check_prompt_not_only_those_the_slots_left_room_for(monkeypatch):
+    """At start the worker reads as many check prompts as its LLM has slots left (it is not ready until
+    they are read); llama.cpp keeps every prompt read in its host-memory cache, so once idle it reads
+    the rest, and an assistant's fifth tool is not read while its user waits."""
+    import asyncio
+
+    from voicebot import worker as worker_module
+    from voicebot.services.llm import LOCAL_SLOTS
+    from voicebot.worker import BotWorkerProcess
+
+    monkeypatch.setattr(worker_module, "NEW_PROMPTS_EVERY", 0.0)
+    marlow = AssistantRecord.objects.create(name="Marlow", slug="marlow", persona="Marlow", system_prompt=PROMPT)
+    names = [f"tool_{n}" for n in range(LOCAL_SLOTS + 2)]
+    for name in names:
+        marlow.tools.create(name=name, description=f"Does {name}.", parameters={},
+                            url="https://tools.example.com/x", secret="whsec_warm_0000")
+    worker = BotWorkerProcess(pool_size=2)
+    worker.bundle = bundle = _ReadingBundle()
+
+    async def start_then_idle() -> tuple[list[str], list[str]]:
+        at_start = await worker._likely_prompts()
+        worker.warmed_prompts.update(at_start)  # what run() does once load_bundle has read them
+        await worker._read_new_prompts()
+        await asyncio.wait_for(worker._reading, 10)
+        return at_start, bundle.read
+
+    at_start, when_idle = asyncio.run(start_then_idle())
+    assert len(at_start) == LOCAL_SLOTS  # Marlow's prompt and the tools' in the slots left
+    checked = lambda prompts: {name for name in names if any(f"The tool: {name}." in p for p in prompts)}  # noqa: E731
+    assert len(checked(at_start)) == LOCAL_SLOTS - 1
+    assert checked(at_start) | checked(when_idle) == set(names) and not checked(at_start) & checked(when_idle)

@@ -68,9 +68,9 @@ def tool_check_prompts(limit: int) -> list[str]:
     The offline model checks each tool past the router's gate with that tool's own prompt
     (tool_router.check_prompt, ~100-170 tokens); read at a tool's first check, it took
     1.4-2.4 s on a 2-core machine before the check's 0.1 s, so the first request for each tool
-    was the slow one. The worker reads them at start, into the slots its conversations leave, and
-    those added later once it is idle (worker._read_new_prompts); a tool has no edit time of its
-    own, so within an assistant the newest comes first.
+    was the slow one. The worker reads them at start, as many as the slots its conversations leave,
+    and the others, with those added later, once it is idle (worker._read_new_prompts); a tool has
+    no edit time of its own, so within an assistant the newest comes first.
     """
     from assistants.models import AssistantTool
 

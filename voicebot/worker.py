@@ -51,6 +51,7 @@ HOSTED_LONG_FRAMES_LOAD = 0.5  # the load from which a hosted-model worker hears
 # heartbeat's two queries took an idle worker from 1.1-1.2% to 1.35-1.4% of a core
 # (bench/bench_idle_worker.py); a new tool waits at most this long to be read.
 NEW_PROMPTS_EVERY = 30.0
+CACHED_TOOL_PROMPTS = 64  # custom tools' check prompts an idle worker reads ahead (~4 MiB of cache each)
 
 
 class BotWorkerProcess:
@@ -233,15 +234,21 @@ class BotWorkerProcess:
         self.children[job.job_id] = subprocess.Popen(cmd, cwd=settings.BASE_DIR)
         logger.info("[BotJoin] spawned pid=%s for job %s", self.children[job.job_id].pid, job.job_id)
 
-    async def _likely_prompts(self) -> list[str]:
-        """The assistants' system prompts, then their custom tools' check prompts in the slots left,
-        for the warm-up to read into the LLM's cache."""
+    async def _likely_prompts(self, *, every_tool: bool = False) -> list[str]:
+        """The assistants' system prompts, then their custom tools' check prompts, for the warm-up to
+        read into the LLM's cache: at start only as many tools' as the slots left (the worker is not
+        ready until they are read, ~2 s each on 2 cores), once idle `every_tool` (up to
+        CACHED_TOOL_PROMPTS). llama.cpp's server keeps every prompt it has read in a cache in host
+        memory (`cache_ram_mib`, 8 GiB by default) and takes it back into whichever slot a request
+        gets: nine check prompts read one after another through four slots were each found again
+        (docs/benchmarks.md, 2026-12-07), so an assistant's fifth tool need not be read while its
+        user waits."""
         from .services.llm import LOCAL_SLOTS
         from .session import assistant_prompts, tool_check_prompts
 
         def read() -> list[str]:
             prompts = assistant_prompts(LOCAL_SLOTS)
-            return prompts + tool_check_prompts(LOCAL_SLOTS - len(prompts))
+            return prompts + tool_check_prompts(CACHED_TOOL_PROMPTS if every_tool else LOCAL_SLOTS - len(prompts))
 
         try:
             return await database_sync_to_async(read)()
@@ -446,7 +453,7 @@ class BotWorkerProcess:
                 or time.monotonic() - self._prompts_looked_at < NEW_PROMPTS_EVERY):
             return
         self._prompts_looked_at = time.monotonic()
-        new = [prompt for prompt in await self._likely_prompts() if prompt not in self.warmed_prompts]
+        new = [prompt for prompt in await self._likely_prompts(every_tool=True) if prompt not in self.warmed_prompts]
         if not new:
             return
         self._reading = asyncio.get_running_loop().create_task(self._read_prompts(new), name="read-prompts")

@@ -760,6 +760,68 @@ def test_the_offline_models_check_asks_the_arguments_only_of_a_request(local_ser
     assert joke is None and len(asked) == 1
 
 
+@pytest.fixture(scope="module")
+def two_slot_server():
+    """The offline model with two slots, as a worker's server has several: a check can go to another."""
+    from voicebot.services.llm import start_local_server
+
+    server, url = start_local_server(parallel=2)
+    yield url
+    del server
+
+
+def test_a_withdrawn_turns_check_finishes_and_the_next_check_of_the_tool_finds_its_prompt(two_slot_server,
+                                                                                            monkeypatch, caplog):
+    """The user paused, the answer begun ahead checked the tool, and the user went on: that turn is
+    withdrawn while llama.cpp reads its check. Cancelled, llama.cpp went on reading it for a while, and
+    the next turn's check of the same tool, sent at once, found that slot busy and read the tool's whole
+    prompt again in another (3.5 s against 0.2 s on 2 cores). Now the withdrawn check finishes first."""
+    import logging
+
+    import httpx
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    from voicebot.services import llm as llm_module
+    from voicebot.services.tool_router import CustomToolRouter
+
+    monkeypatch.setattr(llm_module, "CHECK_TIMEOUT", 120.0)  # a busy test machine reads prompts slower
+    caplog.set_level(logging.DEBUG, logger="voicebot.llm")
+    llm = VoiceLLMService(base_url=two_slot_server, api_key="local", model="local", notes_router=True,
+                          system_prompt="Be brief.")
+    router = CustomToolRouter([FunctionSchema(**ORDER_TOOL)])
+    card = router.cards[0]
+    slots = two_slot_server.removesuffix("/v1") + "/slots"
+
+    async def reading() -> None:
+        """Until llama.cpp is at work on a request (bounded)."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(1000):
+                if any(slot["is_processing"] for slot in (await client.get(slots)).json()):
+                    return
+                await asyncio.sleep(0.01)
+        raise AssertionError("llama.cpp never began the check")
+
+    async def turns() -> object:
+        try:
+            await router.check(card, "Is order 3309 on its way?", llm._check_tool)  # the tool's prompt is read
+            caplog.clear()
+            withdrawn = asyncio.create_task(router.check(card, "Has order 3309 been shipped", llm._check_tool))
+            await reading()
+            withdrawn.cancel()
+            await asyncio.gather(withdrawn, return_exceptions=True)
+            return await router.check(card, "Has order 3309 been shipped yet?", llm._check_tool)
+        finally:
+            await llm._client.close()
+
+    call = asyncio.run(turns())
+    assert call is not None and call.arguments == {"order_number": "3309"}
+    checks = [tuple(map(int, m)) for m in re.findall(r"tool check check_order_status: \d+ ms, prompt=(\d+) cached=(\d+)",
+                                                     caplog.text)]
+    # The withdrawn turn's verdict, then the next turn's verdict and arguments, each reading only the user's words.
+    assert all(cached >= prompt - 25 for prompt, cached in checks), checks
+    assert len(checks) == 3, caplog.text
+
+
 def test_a_custom_tool_call_reads_its_facts_ahead_and_a_notes_call_does_not(monkeypatch):
     """The read is made when the router calls a custom tool on the local model: not for a notes tool (its
     result is spoken from a template), nor in a speculative run (its calls are withdrawn)."""

@@ -202,6 +202,7 @@ class VoiceLLMService(OpenAILLMService):
         # What this session's hosted server has not refused of a check's options (a reasoning model
         # refuses temperature and logprobs; its effort goes with them).
         self._check_options = {**HOSTED_CHECK_OPTIONS, **(reasoning if not local else {})}
+        self._checks: dict[str, asyncio.Task[Any]] = {}  # a tool's check request still with llama.cpp (_checked)
 
     def _has_async_tools(self) -> bool:
         """Pipecat's test for appending its async-tool guidance to the system prompt; never with the router.
@@ -570,7 +571,25 @@ class VoiceLLMService(OpenAILLMService):
 
     async def _checked(self, card: Card, request: dict[str, Any]) -> Any:
         """One request of a custom tool check, bounded well below the client's 120 s: the user is waiting,
-        and a check that does not come back leaves the turn to chat (CustomToolRouter.check logs it)."""
+        and a check that does not come back leaves the turn to chat (CustomToolRouter.check logs it).
+
+        On the local model a tool's checks go to llama.cpp one at a time, and one whose turn was withdrawn
+        (the user went on speaking: turnend.py) is left to finish rather than cancelled. llama.cpp moves
+        the tool's prompt out of its cache into the slot that reads the check, and goes on with it for a
+        while after the client has gone; the next turn's check of the same tool, sent at once, found that
+        slot busy and read the whole prompt again in another (3.5 s against 0.2 s on 2 cores,
+        docs/benchmarks.md). Waiting for the withdrawn one costs at most what is left of it.
+        """
+        if not self.local:
+            return await self._ask_check(card, request)
+        while (ahead := self._checks.get(card.name)) is not None and not ahead.done():
+            await asyncio.wait({ahead})
+        self._checks[card.name] = task = asyncio.get_running_loop().create_task(
+            self._ask_check(card, request), name=f"check-{card.name}")
+        task.add_done_callback(_retrieved)  # a withdrawn turn's check fails or ends unread
+        return await asyncio.shield(task)
+
+    async def _ask_check(self, card: Card, request: dict[str, Any]) -> Any:
         started = time.monotonic()
         response = await asyncio.wait_for(self._client.chat.completions.create(
             model=self._settings.model, stream=False, **request), CHECK_TIMEOUT)
@@ -630,6 +649,12 @@ class VoiceLLMService(OpenAILLMService):
             await self._client.chat.completions.create(**params)
         except Exception as exc:  # noqa: BLE001 - only a speed-up: the next turn reads it all then
             logger.debug("[VoiceSession] reading ahead failed: %s", exc)
+
+
+def _retrieved(task: "asyncio.Task[Any]") -> None:
+    """Mark a background check's failure as seen: its turn, if still waiting, gets it from the shield."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _tool_name(messages: list[dict[str, Any]], tool_call_id: str | None) -> str | None:

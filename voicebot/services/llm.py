@@ -646,7 +646,13 @@ class VoiceLLMService(OpenAILLMService):
                 self._window_start = start  # the real request moves the window, not this one
             params.pop("stream_options", None)
             params.update(stream=False, max_tokens=1)
-            await self._client.chat.completions.create(**params)
+            started = time.monotonic()
+            response = await self._client.chat.completions.create(**params)
+            usage = response.usage
+            # A turn may wait for this read (_process_context): what it cost, as for a tool check.
+            logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s cached=%s", (time.monotonic() - started) * 1000,
+                         getattr(usage, "prompt_tokens", None),
+                         getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None))
         except Exception as exc:  # noqa: BLE001 - only a speed-up: the next turn reads it all then
             logger.debug("[VoiceSession] reading ahead failed: %s", exc)
 

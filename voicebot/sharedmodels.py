@@ -133,7 +133,8 @@ class SharedSileroVADAnalyzer(SileroVADAnalyzer):
     above 0 at once, so the model hears a sentence from its first window. A session spends most
     of its time listening to silence (the bot talks, the user thinks): at ~150 us a window, 31
     windows a second, that was the largest share of a session's CPU on the loop
-    (docs/benchmarks.md, issue 14). The model's own silence is still heard on a noisy line.
+    (docs/benchmarks.md, issue 14). On a noisy line (noise over the gate) the model hears every
+    window, as before.
     """
 
     def __init__(self, *, sample_rate: int | None = None, params: Any = None, silence_gate: bool = False) -> None:

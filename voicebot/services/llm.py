@@ -593,13 +593,11 @@ class VoiceLLMService(OpenAILLMService):
         started = time.monotonic()
         response = await asyncio.wait_for(self._client.chat.completions.create(
             model=self._settings.model, stream=False, **request), CHECK_TIMEOUT)
-        usage = response.usage
-        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
         # What a check cost: it stands between the user and the answer, so its prompt should come
         # from llama.cpp's cache (all but the user's words).
+        prompt, cached, completion = _usage(response)
         logger.debug("[VoiceSession] tool check %s: %.0f ms, prompt=%s cached=%s completion=%s", card.name,
-                     (time.monotonic() - started) * 1000, getattr(usage, "prompt_tokens", None), cached,
-                     getattr(usage, "completion_tokens", None))
+                     (time.monotonic() - started) * 1000, prompt, cached, completion)
         return response
 
     def prefill(self, messages: list[dict[str, Any]]) -> bool:
@@ -648,13 +646,20 @@ class VoiceLLMService(OpenAILLMService):
             params.update(stream=False, max_tokens=1)
             started = time.monotonic()
             response = await self._client.chat.completions.create(**params)
-            usage = response.usage
+            prompt, cached, _ = _usage(response)
             # A turn may wait for this read (_process_context): what it cost, as for a tool check.
             logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s cached=%s", (time.monotonic() - started) * 1000,
-                         getattr(usage, "prompt_tokens", None),
-                         getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None))
+                         prompt, cached)
         except Exception as exc:  # noqa: BLE001 - only a speed-up: the next turn reads it all then
             logger.debug("[VoiceSession] reading ahead failed: %s", exc)
+
+
+def _usage(response: Any) -> tuple[int | None, int | None, int | None]:
+    """A non-streamed answer's prompt tokens, those of them from llama.cpp's cache, and its completion tokens."""
+    usage = response.usage
+    return (getattr(usage, "prompt_tokens", None),
+            getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None),
+            getattr(usage, "completion_tokens", None))
 
 
 def _retrieved(task: "asyncio.Task[Any]") -> None:

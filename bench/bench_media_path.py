@@ -11,11 +11,14 @@ process pinned to one core, alternating --rounds times so the machine's drift fa
   as it was before the Opus packets and the loop decoding;
 - `every`: voicebot/mediapath.py installed, but every packet of settled silence sent, as it
   was before the output track left most of them out (SILENCE_PACKET_EVERY = 1);
-- `ours`: voicebot/mediapath.py installed (20 ms frames, Opus packets with silence encoded
-  once and one packet in 20 of settled silence sent, decoding on the loop, the numpy level meter).
+- `stereo`: voicebot/mediapath.py installed, but the voice coded as aiortc codes it (up-mixed to
+  stereo, libopus's complexity 10), as it was before `voice_encoder`;
+- `ours`: voicebot/mediapath.py installed (20 ms frames, Opus packets from a mono encoder at
+  complexity 5 with silence encoded once and one packet in 20 of settled silence sent, decoding
+  on the loop, the numpy level meter).
 
     .venv/bin/python bench/bench_media_path.py [--pairs 8] [--seconds 20] [--rounds 3] [--core 1]
-                                               [--variants pipecat,every,ours]
+                                               [--variants pipecat,every,stereo,ours]
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-VARIANTS = ("pipecat", "frames", "every", "ours")
+VARIANTS = ("pipecat", "frames", "every", "stereo", "ours")
 
 
 async def _load(pairs: int, seconds: float, variant: str) -> dict[str, float]:
@@ -42,10 +45,14 @@ async def _load(pairs: int, seconds: float, variant: str) -> dict[str, float]:
 
     from voicebot import mediapath
 
-    if variant in ("ours", "every"):
+    if variant in ("ours", "every", "stereo"):
         mediapath.install()
         if variant == "every":
             mediapath.SILENCE_PACKET_EVERY = 1
+        if variant == "stereo":
+            from aiortc.codecs.opus import OpusEncoder
+
+            mediapath.voice_encoder = lambda complexity: OpusEncoder()
     elif variant == "frames":
         import aiortc.rtp
 

@@ -59,9 +59,9 @@ def sound(frames: int, seed: int, rate: int = 24000) -> np.ndarray:
     return (7000 * envelope * (np.sin(pitch) + 0.4 * np.sin(3 * pitch))).astype(np.int16)
 
 
-def aiortc_payloads(audio: np.ndarray, size: int = 480) -> list[list[bytes]]:
-    """What aiortc's own encoder gives for each `size` samples of 24 kHz audio, call by call."""
-    encoder, out = OpusEncoder(), []
+def aiortc_payloads(audio: np.ndarray, size: int = 480, encoder: OpusEncoder | None = None) -> list[list[bytes]]:
+    """What aiortc's own encoder (or `encoder`) gives for each `size` samples of 24 kHz audio, call by call."""
+    encoder, out = encoder or OpusEncoder(), []
     for start in range(0, len(audio), size):
         made = frame(audio[start:start + size])
         made.pts, made.time_base = start, Fraction(1, 24000)
@@ -253,7 +253,24 @@ def _track_packets(first: np.ndarray, second: np.ndarray) -> tuple[WholeOpusFram
     return asyncio.run(run())
 
 
-def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once(monkeypatch) -> None:
+def test_the_voice_is_coded_as_mono_and_heard_as_aiortcs_stereo_coding_of_it_but_3_db_louder() -> None:
+    """aiortc codes a mono voice up-mixed to stereo, at libopus's complexity 10; the bot's voice
+    is coded as mono at complexity 5 (`voice_encoder`): the same sound, 3 dB louder (aiortc's up-mix
+    lowers each channel by 3 dB), in packets a receiver decodes as it did."""
+    audio = sound(100, seed=4)
+    aiortcs = [p for call in aiortc_payloads(audio) for p in call]
+    theirs = decoded(aiortcs)
+    payloads = [p for call in aiortc_payloads(audio, encoder=mediapath.voice_encoder(mediapath.OPUS_COMPLEXITY))
+                for p in call]
+    assert mediapath.OPUS_COMPLEXITY == 5 and len(payloads) == len(aiortcs) >= 98  # as aiortc's, a frame behind
+    assert all(not payload[0] & 0b100 for payload in payloads)  # the TOC's stereo flag (RFC 6716, 3.1): mono
+    ours = decoded(payloads)
+    gain = np.dot(theirs, ours) / np.dot(ours, ours)
+    assert gain == pytest.approx(10 ** (-3 / 20), abs=0.01)
+    assert 10 * np.log10(np.sum(theirs ** 2) / np.sum((theirs - gain * ours) ** 2)) > 28
+
+
+def test_the_track_sends_the_voice_encoders_packets_and_encodes_settled_silence_once(monkeypatch) -> None:
     first, second = sound(25, seed=1), sound(25, seed=2)
     monkeypatch.setattr(mediapath, "SILENCE_PACKET_EVERY", 1)  # every packet sent, to compare them all
     _track, packets = _track_packets(first, second)
@@ -261,10 +278,11 @@ def test_the_track_sends_aiortcs_own_packets_and_encodes_settled_silence_once(mo
     assert [p.pts for p in packets] == [960 * i for i in range(len(packets))]
     assert all(p.time_base == Fraction(1, 48000) for p in packets)
 
-    # aiortc encoding every frame of the same audio itself, as its sender would have.
+    # The same encoder coding every frame of the same audio, as aiortc's sender would have.
     silence = np.zeros(480, dtype=np.int16)
     audio = np.concatenate([first, *[silence] * 201, second, *[silence] * 10])
-    theirs = [p for call in aiortc_payloads(audio) for p in call]
+    theirs = [p for call in aiortc_payloads(audio, encoder=mediapath.voice_encoder(mediapath.OPUS_COMPLEXITY))
+              for p in call]
     assert len(ours) == len(theirs) == 260
     assert ours[:225] == theirs[:225]  # the sound and every silence packet: byte for byte
     assert len(set(ours[40:225])) == 1 and len(ours[100]) <= 3

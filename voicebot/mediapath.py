@@ -18,9 +18,10 @@ the browser hears:
   which aiortc takes as they are (its `pack()`: no hop); once the encoder has settled on
   silence, its packet for silence (3 bytes, the same each time) is reused without encoding,
   and only one packet in 20 of it is sent, as Opus DTX (its TOC byte alone); the browser
-  plays the skipped timestamps as silence. Sound goes out as aiortc would encode it but for
-  the first ~20 packets after a long silence, which the encoder now codes as after a short
-  one (decoded, 41-44 dB apart). aiortc adds no
+  plays the skipped timestamps as silence. The encoder is aiortc's, coding mono at libopus's
+  complexity 5 where aiortc up-mixes to stereo at 10 (`voice_encoder`): the same sound, 3 dB
+  louder, for about half the encoder's time. The first ~20 packets after a long silence are
+  coded as after a short one (decoded, 41-44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
   which hands the decoded frame back to the event loop (`run_coroutine_threadsafe`): two
@@ -67,6 +68,11 @@ SETTLED_SILENCE = 3  # the same silence packet this many times in a row: the enc
 # keeps a receiver informed); the others are left out, their RTP timestamps skipped as a DTX
 # sender skips them. 1: every packet sent as it is (bench/bench_media_path.py's `every`).
 SILENCE_PACKET_EVERY = 20
+# libopus's complexity (0-10) for the bot's voice. aiortc leaves libopus's 10: at the 96 kbit/s
+# it asks for, speech is coded in CELT mode, where 5 gives the same spectrum to a listener
+# (log-spectral distance from the source within 0.1 dB) for about half the encoder's time
+# (docs/benchmarks.md, "The bot's voice coded as mono"). install() sets it (VOICE_OPUS_COMPLEXITY).
+OPUS_COMPLEXITY = 5
 
 
 def audio_level_dbov(frame: AudioFrame) -> int:
@@ -84,6 +90,22 @@ def audio_level_dbov(frame: AudioFrame) -> int:
     return round(min(max(20 * math.log10(rms), MIN_AUDIO_LEVEL), 0))
 
 
+def voice_encoder(complexity: int) -> OpusEncoder:
+    """aiortc's Opus encoder (its bitrate, frame size and VoIP mode), coding mono at `complexity`.
+
+    A TTS voice is one channel; aiortc up-mixes every frame to stereo and codes both, which
+    took ~40% of the encoder's time for nothing. A mono Opus stream is what a WebRTC
+    receiver expects unless it asked for stereo (RFC 7587: `stereo=0` is the default), and
+    its decoder plays it on both channels.
+    """
+    encoder = OpusEncoder()
+    encoder.codec.layout = "mono"
+    encoder.resampler = av.AudioResampler(format="s16", layout="mono", rate=encoder.codec.sample_rate,
+                                          frame_size=SAMPLES_PER_FRAME)
+    encoder.codec.options = {**encoder.codec.options, "compression_level": str(complexity)}
+    return encoder
+
+
 class OpusPackets:
     """Opus payloads for a track's frames, from aiortc's own encoder, silence encoded once.
 
@@ -93,8 +115,8 @@ class OpusPackets:
     is coded as after a short silence.
     """
 
-    def __init__(self) -> None:
-        self._encoder = OpusEncoder()  # aiortc's: the settings its sender would use
+    def __init__(self, complexity: int | None = None) -> None:
+        self._encoder = voice_encoder(OPUS_COMPLEXITY if complexity is None else complexity)
         self._silence: bytes | None = None
         self._last: bytes | None = None
         self._repeats = 0
@@ -350,10 +372,12 @@ def tells_a_new_track_its_codec(replace: ReplaceTrack) -> ReplaceTrack:
     return replace_telling_the_track
 
 
-def install(input_frame_ms: int = FRAME_MS) -> None:
-    """Use the cheaper level meter, 20 ms output frames, Opus packets and loop decoding, the
-    user's audio in frames of `input_frame_ms` (a multiple of aiortc's 20 ms) once the worker
-    is busy (`InputFrames`)."""
+def install(input_frame_ms: int = FRAME_MS, opus_complexity: int = OPUS_COMPLEXITY) -> None:
+    """Use the cheaper level meter, 20 ms output frames, Opus packets (mono, at `opus_complexity`)
+    and loop decoding, the user's audio in frames of `input_frame_ms` (a multiple of aiortc's
+    20 ms) once the worker is busy (`InputFrames`)."""
+    global OPUS_COMPLEXITY
+    OPUS_COMPLEXITY = max(0, min(10, opus_complexity))
     import aiortc.rtcpeerconnection
     import aiortc.rtcrtpreceiver
     import aiortc.rtp

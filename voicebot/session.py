@@ -196,7 +196,7 @@ class BotSession:
         from . import mediapath
 
         # Issue 14: the cheaper media path (20 ms frames, Opus packets, loop decoding, longer input frames).
-        mediapath.install(input_frame_ms=settings.VOICE_INPUT_FRAME_MS)
+        mediapath.install(input_frame_ms=settings.VOICE_INPUT_FRAME_MS, opus_complexity=settings.VOICE_OPUS_COMPLEXITY)
 
         if pc_id and self.connection is not None and self.connection.pc_id == pc_id:
             await self.connection.renegotiate(sdp=sdp, type=sdp_type, restart_pc=restart_pc)

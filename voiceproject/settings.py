@@ -341,6 +341,8 @@ VOICE_VAD_STOP_SECS = env.float("VOICE_VAD_STOP_SECS", default=0.2)  # Pipecat's
 # 0.5 when every model is hosted, never when the worker runs models itself (voicebot/worker.py).
 VOICE_INPUT_FRAME_MS = env.int("VOICE_INPUT_FRAME_MS", default=40)
 VOICE_INPUT_LONG_FRAMES_LOAD = env.float("VOICE_INPUT_LONG_FRAMES_LOAD", default=None)
+# libopus's complexity (0-10) for the bot's voice, coded as mono (voicebot/mediapath.py); aiortc's is 10.
+VOICE_OPUS_COMPLEXITY = env.int("VOICE_OPUS_COMPLEXITY", default=5)
 VOICE_TURN_INCOMPLETE_WAIT_SECS = env.float("VOICE_TURN_INCOMPLETE_WAIT_SECS", default=1.0)
 # A final transcript ending with "?" ends the user's turn at once (voicebot/turnend.py).
 VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)

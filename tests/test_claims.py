@@ -42,6 +42,10 @@ MISHEARD = "dot down at my passport x-pires in March"
     ("I'll find out where your parcel is.", "act"),
     ("I'm checking your order now.", "act"),
     ("I'm looking into it.", "act"),
+    ('To find out where your power solid is, you can use the "Find Power Solid" tool.', "act"),
+    ("You can use the Check Order Status tool for that.", "act"),
+    ("Try using the check_order_status function.", "act"),
+    ("You can find it with the \u201cPower Solid Location\u201d tool.", "act"),
 ])
 def test_a_claimed_action_is_recognised(sentence, kind):
     assert claims.claimed(sentence) == kind
@@ -55,6 +59,8 @@ def test_a_claimed_action_is_recognised(sentence, kind):
     "You could add milk to your shopping list.", "I'd put it on your list of things to ask the doctor.",
     "You can look it up on the carrier's website.", "Let me explain how forecasts work.",
     "It's worth checking the tyre pressure first.", "Check the label before you wash it.",
+    "You could use a multi tool for that.", "Use the right tool for the job.", "A hammer is a useful tool.",
+    "Try the search function on their website.",
 ])
 def test_advice_and_manners_are_not_claims(sentence):
     assert claims.claimed(sentence) == ""
@@ -109,6 +115,16 @@ def test_a_claim_is_never_spoken_as_an_early_clause():
     assert _pieces(gate, "That sounds like a very sensible plan, so I'll note it for you.") == [
         "That sounds like a very sensible plan,"]
     assert gate.claimed == "note" and gate.released == ["That sounds like a very sensible plan."]
+
+
+def test_an_answer_sending_the_user_to_a_tool_ends_before_the_tool_is_named():
+    """Conversation bench, 2026-12-07: a request Whisper garbled reached no tool, and the model named one."""
+    gate = guards.SentenceGate([], claims=True)
+    said = _pieces(gate, 'To find out where your power solid is, you can use the "Find Power Solid" tool. '
+                         "Please provide your order number.")
+    assert said == ["To find out where your power solid is,"] and gate.claimed == "act"
+    assert claims.offer(gate.claimed, "Can you check where my power solid is?", can_save=True, custom_tools=True,
+                        after_words=True).spoken == f"Actually, {claims.ASK_AGAIN}"
 
 
 # --- VoiceLLMService with the router, against the scripted fake ---------------------------------

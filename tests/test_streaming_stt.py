@@ -278,6 +278,7 @@ def test_confident_words_are_speech_and_whispers_guess_at_silence_is_not():
     assert not is_speech(Segment(no_speech_prob=0.5, avg_logprob=-1.2), limit)  # unsure words in the grey zone
     for no_speech, logprob in ((0.63, -0.75), (0.69, -0.53), (0.68, -0.58)):  # "Goodbye for now."
         assert is_speech(Segment(" Goodbye for now.", no_speech_prob=no_speech, avg_logprob=logprob), limit)
+    assert is_speech(Segment(" Goodbye, Pearl.", no_speech_prob=0.60, avg_logprob=-0.84), limit)  # lost at -0.8
     assert not is_speech(Segment(" Goodbye.", no_speech_prob=0.92, avg_logprob=-0.3), limit)  # all but sure
     assert not is_speech(Segment(" . . . . .", no_speech_prob=0.1, avg_logprob=-0.2), limit)  # no word in it
 

@@ -52,6 +52,14 @@ _ACT_VERBS = (r"(?:set|book|booked|schedule|scheduled|send|sent|email|emailed|te
               r"remind|reminded|turn(?:ed)? (?:on|off)|switch(?:ed)? (?:on|off)|" + _LOOKUP + r")\b")
 _ACT_DOING = (r"(?:setting|booking|scheduling|sending|emailing|texting|calling|ordering|reserving|cancell?ing|"
               r"transferring|connecting|paying|buying|turning (?:on|off)|switching (?:on|off)|" + _LOOKING + r")\b")
+# Sending the user to a tool by name: the user has no tools, the assistant's are its own, and none
+# ran this turn. On the conversation bench Whisper heard "Can you check where my parcel is?" as
+# "... my power solid is", no tool's check heard a request, and the model answered 'you can use the
+# "Find Power Solid" tool. Please pro...' (2026-12-07). Only a tool named as one (in quotes, in
+# capitals or as an identifier) counts: "use a multi tool" is advice.
+_TOOL_NAME = r"(?:\"[^\"]{1,40}\"|\u201c[^\u201d]{1,40}\u201d|'[^']{1,40}'|[a-z]+(?:_[a-z]+)+|(?:[A-Z][\w'-]*\s+){1,5})"
+_TOOL_TALK = re.compile(r"\b(?i:use|using|try|call|run|with|through|via) (?i:the|our|my|this|that|a|an)\s+"
+                        + _TOOL_NAME + r"\s*(?i:tool|function)s?\b")
 # "Noted!", "Got it, saved.": the claim with no subject at all, at the sentence's start.
 _DONE = r"^(?:(?:ok(?:ay)?|sure|got it|done|all right|alright|perfect|great)[,!.]?\s+)?(?:noted|saved|written down|jotted down)\b"
 _CLAIMS = ((NOTE, re.compile(f"{_WILL}{_NOTE_VERBS}|{_DOING}{_NOTE_DOING}|{_DONE}", re.I)),
@@ -61,12 +69,13 @@ _RHETORIC = re.compile(r"\blet me (?:remind|note|just say)\b", re.I)
 
 
 def claimed(sentence: str) -> str:
-    """NOTE or ACT when `sentence` says the assistant did or will do something, else ""."""
+    """NOTE or ACT when `sentence` says the assistant did or will do something (or sends the user
+    to a tool to do it), else ""."""
     text = _RHETORIC.sub("", sentence.strip())
     for kind, pattern in _CLAIMS:
         if pattern.search(text):
             return kind
-    return ""
+    return ACT if _TOOL_TALK.search(text) else ""
 
 
 # What the assistant says instead of a claim no tool made good. After words already spoken

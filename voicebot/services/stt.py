@@ -58,8 +58,9 @@ def encoder_frames(content: int, full: int = 3000) -> int:
 NO_SPEECH_THRESHOLD, LOGPROB_THRESHOLD = 0.6, -1.0
 # Over that no-speech threshold, words at least this confident are still speech (Whisper's own
 # rule keeps anything over -1.0; its guesses at silence came at -0.93), unless Whisper is all
-# but sure there is no speech.
-CONFIDENT_LOGPROB, SURE_OF_SILENCE = -0.8, 0.9
+# but sure there is no speech. -0.8 lost a user's "Goodbye, Pearl." (0.60, -0.84; conversation
+# bench, 2026-12-07): -0.9 keeps it and still leaves out every guess at silence seen.
+CONFIDENT_LOGPROB, SURE_OF_SILENCE = -0.9, 0.9
 _WORD = re.compile(r"\w")
 
 
@@ -72,9 +73,9 @@ def is_speech(segment: Any, no_speech_limit: float) -> bool:
     (the turn went to the LLM empty). Whisper's own rule (skip only when the probability
     is over 0.6 and the words are not confident) lets through its "you" on silence
     (0.98 and -0.93). So: under the limit it is speech; up to 0.6 with words over -1.0;
-    up to 0.9 with words over -0.8: Whisper base heard a user's "Goodbye for now." through
+    up to 0.9 with words over -0.9: Whisper base heard a user's "Goodbye for now." through
     WebRTC as exactly that at 0.63-0.69 and -0.53 to -0.75, and the turn went unanswered
-    (conversation bench, 2026-12-05). Text with no word in it (". . . .", Whisper's mark
+    (conversation bench, 2026-12-05); "Goodbye, Pearl." at 0.60 and -0.84 (2026-12-07). Text with no word in it (". . . .", Whisper's mark
     for a sound) is never speech.
     """
     if not _WORD.search(segment.text):

@@ -75,8 +75,8 @@ def is_speech(segment: Any, no_speech_limit: float) -> bool:
     (0.98 and -0.93). So: under the limit it is speech; up to 0.6 with words over -1.0;
     up to 0.9 with words over -0.9: Whisper base heard a user's "Goodbye for now." through
     WebRTC as exactly that at 0.63-0.69 and -0.53 to -0.75, and the turn went unanswered
-    (conversation bench, 2026-12-05); "Goodbye, Pearl." at 0.60 and -0.84 (2026-12-07). Text with no word in it (". . . .", Whisper's mark
-    for a sound) is never speech.
+    (conversation bench, 2026-12-05); "Goodbye, Pearl." at 0.60 and -0.84 (2026-12-07).
+    Text with no word in it (". . . .", Whisper's mark for a sound) is never speech.
     """
     if not _WORD.search(segment.text):
         return False

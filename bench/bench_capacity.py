@@ -74,8 +74,16 @@ WORKER_CORE, CLIENT_CORE = 0, 1
 
 
 def pin(pid: int, core: int) -> None:
-    """Every thread of `pid` onto `core` (threads it starts later inherit it)."""
-    subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], check=True, capture_output=True)
+    """Every thread of `pid` onto `core` (threads it starts later inherit it).
+
+    `taskset -a` walks the process's threads and fails when one ends during the walk (seen once
+    in a run of the media-path A/B, 2026-12-07): tried again, a few times, before giving up.
+    """
+    for attempt in range(5):
+        done = subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(pid)], capture_output=True)
+        if done.returncode == 0 or attempt == 4:
+            done.check_returncode()
+            return
 
 
 def p95(values: list[float]) -> float:

@@ -155,3 +155,31 @@ def test_the_shared_turn_model_judges_a_turn_as_pipecats_own_does(speech):
     expected = own._predict_endpoint(audio)
     assert shared._predict_endpoint(audio) == pytest.approx(expected)
     assert shared._session is other._session and shared._session is not own._session
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_the_volume_under_the_absolute_gate_is_known_without_measuring_it_and_is_pipecats(rate):
+    """GatedVolumeTracker reads 0 where BS.1770's meter would measure -inf, and measures the rest:
+    the same volume as Pipecat's tracker for quiet to loud noise and tones up to Nyquist, where the
+    K-weighting adds the most."""
+    from pipecat.audio.volume import AudioVolumeTracker
+
+    from voicebot.sharedmodels import GatedVolumeTracker
+
+    n = int(0.4 * rate)
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(5)
+    shapes = {"noise": rng.normal(0, 1, n), "tone near Nyquist": np.sin(2 * np.pi * (rate / 2 - 80) * t) * np.sqrt(2),
+              "low tone": np.sin(2 * np.pi * 120 * t) * np.sqrt(2), "digital silence": np.zeros(n)}
+    skipped = measured = 0
+    for name, shape in shapes.items():
+        for rms in (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 14, 20, 40, 200, 3000):  # in LSB of 16 bits
+            pcm = np.clip(np.round(shape * rms), -32768, 32767).astype("<i2").tobytes()
+            own, gated = AudioVolumeTracker(), GatedVolumeTracker()
+            own.update(pcm, rate)
+            gated.update(pcm, rate)
+            shortcut = gated._under_absolute_gate()
+            assert gated.volume == own.volume, (name, rms, shortcut)
+            skipped += shortcut
+            measured += not shortcut and own.volume > 0
+    assert skipped >= 15 and measured >= 15  # both sides of the gate were reached

@@ -325,6 +325,46 @@ def test_in_settled_silence_the_track_sends_one_packet_in_twenty(monkeypatch) ->
     assert np.abs(heard[order.index(230):order.index(250)]).max() > 3000  # the second sound, at once after it
 
 
+def test_in_settled_silence_the_track_wakes_once_for_the_packets_it_leaves_out() -> None:
+    """Paced in real time: through 2 s of its own silence the track builds a frame only for the
+    packets it sends (not one every 20 ms), and audio added in the middle of a skip still starts in
+    the frame Pipecat's pacing gives it: the first one due after it was added."""
+    async def run() -> None:
+        track = WholeOpusFrameTrack(sample_rate=24000)
+        track.send_opus_packets()
+        built, encode = [0], track.opus.encode
+
+        def counted(frame):
+            built[0] += 1
+            return encode(frame)
+
+        track.opus.encode = counted
+        track.add_audio_bytes(sound(10, seed=1).tobytes())  # 200 ms of sound, then the track's own silence
+        packets = []
+        while track._packets < 110:
+            packets.append(await track.recv())
+        assert built[0] < 40 and track.skipped_wakeups >= 60  # 110 frames, ~85 of them settled silence
+        sent = [p.pts // 960 for p in packets]
+        assert sent == sorted(sent) and len(set(sent)) == len(sent)
+        added: list[float] = []
+
+        async def speak() -> None:  # while the sender is waiting on the track, as aiortc's does
+            await asyncio.sleep(0.13)  # into a skip: the next sent packet is up to 400 ms away
+            added.append(time.time())
+            track.add_audio_bytes(sound(5, seed=2).tobytes())
+
+        speaking = asyncio.ensure_future(speak())
+        while True:
+            packet = await track.recv()
+            if len(bytes(packet)) > 3:  # sound, not silence or DTX
+                break
+        await speaking
+        due = (added[0] - track._start) / 0.02  # frames since the start, when the audio came
+        assert due <= packet.pts // 960 <= due + 1
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("codec, attached", [("audio/opus", "before"), ("audio/PCMU", "before"),
                                              ("audio/opus", "once connected")])
 def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, codec: str, attached: str) -> None:

@@ -47,6 +47,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable
 
@@ -164,6 +165,9 @@ class WholeOpusFrameTrack(RawAudioTrack):
         self._packets = 0
         self._quiet = 0  # settled-silence packets since the last one sent
         self.left_out = 0  # silence packets not sent (a receiver's jitter buffer plays them as silence)
+        self._audio_added = asyncio.Event()
+        self._audio_at = 0.0  # when audio was last added (time.time(), Pipecat's pacing clock)
+        self.skipped_wakeups = 0  # frames of settled silence left out without waking for each
 
     def send_opus_packets(self) -> None:
         """From now on `recv()` gives Opus packets (the sender negotiated Opus)."""
@@ -182,6 +186,7 @@ class WholeOpusFrameTrack(RawAudioTrack):
             return await super().recv()
         while True:
             while not self._payloads:  # paced by Pipecat's recv(), one frame each 20 ms
+                await self._sleep_through_silence()
                 self._payloads.extend(self.opus.encode(await super().recv()))
             payload = self._payloads.popleft()
             # One packet is 20 ms: the RTP timestamps aiortc's encoder gives, from 0.
@@ -203,7 +208,42 @@ class WholeOpusFrameTrack(RawAudioTrack):
             packet.pts, packet.time_base = pts, TIME_BASE
             return packet
 
+    async def _sleep_through_silence(self) -> None:
+        """In settled silence, wait once for the frames that will be left out, not once a frame.
+
+        Pipecat's track wakes every 20 ms to build a frame of silence, which the encoder then
+        answers with the cached silence packet and the DTX rule leaves out: 19 wakeups in 20 for
+        nothing, 50 a second a session. Here the track sleeps until the last of those frames is
+        due, or until audio is added, and counts the frames due before the audio came as left
+        out; their timestamps are skipped as before, and audio starts in the frame it would have.
+        """
+        if (self.opus.silence is None or self._quiet == 0 or SILENCE_PACKET_EVERY <= 1
+                or self._chunk_queue or self._timestamp == 0):
+            return
+        left = (-self._quiet) % SILENCE_PACKET_EVERY  # frames before the next one that is sent
+        if not left:
+            return
+        frame_secs = self._samples_per_10ms / self._sample_rate  # the track's frame (20 ms here)
+        due = self._start + self._timestamp / self._sample_rate  # when the next frame is due
+        self._audio_added.clear()
+        until = due + (left - 1) * frame_secs
+        if until > time.time():
+            try:
+                await asyncio.wait_for(self._audio_added.wait(), until - time.time())
+            except asyncio.TimeoutError:
+                pass
+        # Frames due before audio was added (or by now) were silence: left out without building them.
+        heard = self._audio_at if self._chunk_queue else time.time()
+        frames = min(left, max(0, math.floor((heard - due) / frame_secs) + 1))
+        self._timestamp += frames * self._samples_per_10ms
+        self._packets += frames
+        self._quiet += frames
+        self.left_out += frames
+        self.skipped_wakeups += frames
+
     def add_audio_bytes(self, audio_bytes: bytes) -> asyncio.Future:
+        self._audio_at = time.time()
+        self._audio_added.set()
         ten_ms = self._bytes_per_10ms // 2
         if len(audio_bytes) % self._bytes_per_10ms == ten_ms:  # whole 10 ms, not whole 20 ms
             audio_bytes += bytes(ten_ms)

@@ -19,9 +19,9 @@ the browser hears:
   silence, its packet for silence (3 bytes, the same each time) is reused without encoding,
   and only one packet in 20 of it is sent, as Opus DTX (its TOC byte alone); the browser
   plays the skipped timestamps as silence. Between those packets the track sleeps until the
-  next is due or audio comes, rather than waking to build each frame it leaves out. The encoder is aiortc's, coding mono at libopus's
-  complexity 5 where aiortc up-mixes to stereo at 10 (`voice_encoder`): the same sound, 3 dB
-  louder, for about half the encoder's time. The first ~20 packets after a long silence are
+  next is due or audio comes, rather than waking to build each frame it leaves out. The
+  encoder is aiortc's, coding mono at libopus's complexity 5 where aiortc up-mixes to stereo
+  at 10 (`voice_encoder`): the same sound, 3 dB louder, for about half the encoder's time. The first ~20 packets after a long silence are
   coded as after a short one (decoded, 41-44 dB apart). aiortc adds no
   RFC 6465 level header to packets it did not encode; nothing of ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,

@@ -132,8 +132,8 @@ K_WEIGHTING_POWER_BOUND = 4.0
 class GatedVolumeTracker(AudioVolumeTracker):
     """Pipecat's volume tracker, knowing a window under BS.1770's absolute gate without measuring it.
 
-    Pipecat measures the last 400 ms's loudness for every VAD window (a C BS.1770 meter, a few
-    hundred microseconds: 4% of the worker's samples at 10 sessions, most of it on silence).
+    Pipecat measures the last 400 ms's loudness for every VAD window (a C BS.1770 meter, ~57 us a
+    window here: 4% of the worker's samples at 10 sessions, most of it on silence).
     Audio whose plain mean square, times the K-weighting's largest power gain, is under the gate
     measures -inf LUFS, which Pipecat's volume reads as 0: so it reads 0 here at the cost of a
     dot product (up to ~5 LSB of noise RMS at 16 bits). Anything louder is measured as before.

@@ -21,9 +21,10 @@ the browser hears:
   plays the skipped timestamps as silence. Between those packets the track sleeps until the
   next is due or audio comes, rather than waking to build each frame it leaves out. The
   encoder is aiortc's, coding mono at libopus's complexity 5 where aiortc up-mixes to stereo
-  at 10 (`voice_encoder`): the same sound, 3 dB louder, for about half the encoder's time. The first ~20 packets after a long silence are
-  coded as after a short one (decoded, 41-44 dB apart). aiortc adds no
-  RFC 6465 level header to packets it did not encode; nothing of ours reads it.
+  at 10 (`voice_encoder`): the same sound, 3 dB louder, for about half the encoder's time.
+  The first ~20 packets after a long silence are coded as after a short one (decoded, 41-44
+  dB apart). aiortc adds no RFC 6465 level header to packets it did not encode; nothing of
+  ours reads it.
 - On the way in, aiortc hands each received frame to a decoder thread of the receiver's,
   which hands the decoded frame back to the event loop (`run_coroutine_threadsafe`): two
   thread hops a packet, 50 a second a session, as much CPU again as the decode itself
@@ -117,8 +118,8 @@ class OpusPackets:
     is coded as after a short silence.
     """
 
-    def __init__(self, complexity: int | None = None) -> None:
-        self._encoder = voice_encoder(OPUS_COMPLEXITY if complexity is None else complexity)
+    def __init__(self) -> None:
+        self._encoder = voice_encoder(OPUS_COMPLEXITY)
         self._silence: bytes | None = None
         self._last: bytes | None = None
         self._repeats = 0

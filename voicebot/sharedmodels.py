@@ -147,7 +147,7 @@ class GatedVolumeTracker(AudioVolumeTracker):
 
     def _under_absolute_gate(self) -> bool:
         samples = np.frombuffer(self._buffer, dtype=np.int16).astype(np.float64)
-        mean_square = float(np.dot(samples, samples)) / (max(1, len(samples)) * 32768.0 ** 2)
+        mean_square = float(np.dot(samples, samples)) / (len(samples) * 32768.0 ** 2)  # a full window
         return mean_square * K_WEIGHTING_POWER_BOUND < ABSOLUTE_GATE_MEAN_SQUARE
 
 

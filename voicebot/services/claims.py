@@ -63,7 +63,8 @@ _TOOL_TALK = re.compile(r"\b(?i:use|using|try|call|run|with|through|via) (?i:the
 # "Noted!", "Got it, saved.": the claim with no subject at all, at the sentence's start.
 _DONE = r"^(?:(?:ok(?:ay)?|sure|got it|done|all right|alright|perfect|great)[,!.]?\s+)?(?:noted|saved|written down|jotted down)\b"
 _CLAIMS = ((NOTE, re.compile(f"{_WILL}{_NOTE_VERBS}|{_DOING}{_NOTE_DOING}|{_DONE}", re.I)),
-           (ACT, re.compile(f"{_WILL}{_ACT_VERBS}|{_DOING}{_ACT_DOING}", re.I)))
+           (ACT, re.compile(f"{_WILL}{_ACT_VERBS}|{_DOING}{_ACT_DOING}", re.I)),
+           (ACT, _TOOL_TALK))
 # Rhetoric, not a promise: "let me remind you that ...", "let me note that ...".
 _RHETORIC = re.compile(r"\blet me (?:remind|note|just say)\b", re.I)
 
@@ -75,7 +76,7 @@ def claimed(sentence: str) -> str:
     for kind, pattern in _CLAIMS:
         if pattern.search(text):
             return kind
-    return ACT if _TOOL_TALK.search(text) else ""
+    return ""
 
 
 # What the assistant says instead of a claim no tool made good. After words already spoken

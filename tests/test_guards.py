@@ -881,6 +881,11 @@ def _turn_tokens(local_server: str, caplog, *, prefill: bool) -> tuple[int, int]
     assert "paris" in "".join(f.text for f in down if isinstance(f, LLMTextFrame)).lower()
     usage = [tuple(map(int, m)) for m in re.findall(r"llm tokens: prompt=(\d+) cached=(\d+)", caplog.text)]
     assert len(usage) == 1, caplog.text
+    if prefill:
+        # The read ahead read only the user's words, without the chat template's end of the message
+        # ("Could you please tell me what": 6 tokens; a second interim came while it read).
+        reads = [int(n) for n in re.findall(r"read ahead: \d+ ms, prompt=\d+ new=(\d+) \(open-ended\)", caplog.text)]
+        assert reads and reads[0] <= 6, caplog.text
     return usage[-1]
 
 

@@ -136,6 +136,60 @@ def test_the_final_decode_starts_when_the_user_goes_quiet_not_when_the_vad_stops
     assert stt.finals_from_interim == 1  # the decode begun at the quiet was the final: none after the stop
 
 
+def test_a_decode_waits_for_the_llms_read_ahead_running_and_then_gives_the_final(whisper, tmp_path):
+    """Whisper and llama.cpp never compute at once (computegate.py): a decode asked for while a read
+    ahead runs starts when it ends, and no read begins while the decode waits or runs."""
+    from voicebot.computegate import gate
+
+    pcm = _speech(tmp_path, "What is the capital of France")
+    stt = StreamingWhisperSTTService(whisper, vad_stop_secs=0.2, interim_every=1000)
+
+    async def run() -> Collect:
+        worker, sink, running = await _started(stt)
+        reading, release = asyncio.Event(), asyncio.Event()
+
+        async def read_ahead() -> None:
+            async with gate().read():
+                reading.set()
+                await release.wait()
+
+        reader = asyncio.create_task(read_ahead())
+        await reading.wait()
+        await worker.queue_frame(VADUserStartedSpeakingFrame())
+        for i in range(0, len(pcm), FRAME):
+            await worker.queue_frame(InputAudioRawFrame(pcm[i:i + FRAME], RATE, 1))
+        for _ in range(10):
+            await worker.queue_frame(InputAudioRawFrame(bytes(FRAME), RATE, 1))
+        await await_until(lambda: len(stt._audio_buffer) == len(pcm) + 10 * FRAME, 30, "all audio taken in")
+        await worker.queue_frame(VADUserStoppedSpeakingFrame(stop_secs=0.2))
+        await await_until(lambda: stt._finals is not None, 30, "the final asked for")
+        assert gate().decoding == 0 and not stt._finals.done()  # the decode waits for the read
+
+        async def second_read() -> None:
+            async with gate().read():
+                seen.append((gate().decoding, len(decoded)))
+
+        second = asyncio.create_task(second_read())
+        release.set()
+        await reader
+        await await_until(lambda: any(type(f) is TranscriptionFrame for f in sink.frames), 60, "final transcript")
+        await asyncio.wait_for(second, 30)
+        await worker.queue_frame(EndFrame())
+        await asyncio.wait_for(running, 60)
+        return sink
+
+    decoded: list[bytes] = []
+    transcribe = stt._transcribe
+    stt._transcribe = lambda pcm: decoded.append(pcm) or transcribe(pcm)  # type: ignore[method-assign]
+    seen: list[tuple[int, int]] = []
+    sink = asyncio.run(run())
+    (final,) = [f.text for f in sink.frames if type(f) is TranscriptionFrame]
+    assert "france" in final.lower()
+    # The read asked for while the decodes waited began after all of them (a pause inside the sentence
+    # may have started one more), with none running.
+    assert decoded and seen == [(0, len(decoded))]
+
+
 def test_the_encoder_window_follows_the_audio_with_a_margin():
     from voicebot.services.stt import WINDOW_MARGIN_FRAMES, encoder_frames
 

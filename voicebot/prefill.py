@@ -22,10 +22,11 @@ class UserWordsPrefill(FrameProcessor):
     segments of the turn go first, joined with spaces as the user aggregator joins them, so
     the prompt read ahead is a prefix of the turn's.
 
-    A read still running when the user stops shares the 2 cores with Whisper's final decode.
     On the conversation bench (docs/benchmarks.md), reading at every second new word took
     the LLM's first token from ~900 to ~610 ms p50 and the final transcript from ~140 to
     ~270 ms after the VAD stop; one read a turn, ~770 and ~200 ms. Every second word won.
+    Since then a read never runs beside a Whisper decode (computegate.py) and reads only
+    the words (not the chat template's end of the message; `VoiceLLMService._read_open`).
     """
 
     def __init__(self, llm: Any, context: Any, *, min_new_words: int = 2, max_reads: int = 0) -> None:

@@ -16,6 +16,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.utils.types import assert_given
 
+from ..computegate import gate
 from ..provider_errors import ToolCallCut
 from .claims import agrees, offer
 from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, earlier_words, facts_ahead,
@@ -194,7 +195,8 @@ class VoiceLLMService(OpenAILLMService):
         self._window_start = 0  # where the history window begins (it only moves forward)
         self._gate: SentenceGate | None = None
         self._retrying = False
-        self._reading_ahead: asyncio.Task[None] | None = None  # see _read_ahead
+        self._reading_ahead: asyncio.Task[None] | None = None  # the latest read ahead asked for (_read_ahead)
+        self._read_running: asyncio.Task[None] | None = None  # the one llama.cpp is reading now
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
         self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
         self._offered: Intent | None = None  # the note offered instead of a false claim; a "yes" saves it
@@ -297,11 +299,13 @@ class VoiceLLMService(OpenAILLMService):
     async def _process_context(self, context: LLMContext) -> None:
         if self.notes_router and await self._route_tools(context):
             return  # a routed request or a notes result never asks the model: no read to wait for
-        if self._reading_ahead is not None:
+        reading, self._reading_ahead = self._reading_ahead, None
+        if reading is not None and reading is not self._read_running:
+            reading.cancel()  # not begun (behind a Whisper decode, or another read): this request reads it all
+        if self._read_running is not None:
             # The read-ahead and this turn would otherwise run in two llama.cpp slots, and this one
             # could land on a slot without the conversation in its cache.
-            await asyncio.wait({self._reading_ahead}, timeout=READ_AHEAD_WAIT)
-            self._reading_ahead = None
+            await asyncio.wait({self._read_running}, timeout=READ_AHEAD_WAIT)
         messages = context.get_messages()
         said, heard = earlier_answers(messages), earlier_words(messages)
         result = self._custom_result(messages)  # this turn answers a custom tool's result
@@ -612,14 +616,16 @@ class VoiceLLMService(OpenAILLMService):
         """
         if not self.local or (self._reading_ahead is not None and not self._reading_ahead.done()):
             return False
-        self._read_ahead(messages)
+        self._read_ahead(messages, open_end=True)
         return True
 
-    def _read_ahead(self, messages: list[dict[str, Any]]) -> None:
+    def _read_ahead(self, messages: list[dict[str, Any]], *, open_end: bool = False) -> None:
         # After any read still running (the user's words): one slot of llama.cpp's, in order.
-        self._reading_ahead = self.create_task(self._read(messages, after=self._reading_ahead), name="read-ahead")
+        self._reading_ahead = self.create_task(self._read(messages, after=self._reading_ahead, open_end=open_end),
+                                               name="read-ahead")
 
-    async def _read(self, messages: list[dict[str, Any]], after: asyncio.Task[None] | None = None) -> None:
+    async def _read(self, messages: list[dict[str, Any]], after: asyncio.Task[None] | None = None, *,
+                    open_end: bool = False) -> None:
         """Send `messages` to llama.cpp asking for one token, so its prompt cache holds them.
 
         The model wrote every earlier answer itself, so its cache holds them, and a turn
@@ -629,9 +635,20 @@ class VoiceLLMService(OpenAILLMService):
         answer while it runs (`guards.facts_ahead`). `cache_prompt` keeps them; a read waits
         for the one before it (`after`) and the next turn for a read still running
         (`_process_context`), so all use one slot.
+
+        `open_end`: the last message is the user's words so far, read without the chat
+        template's end of the message (`_read_open`).
         """
         if after is not None and not after.done():
             await asyncio.wait({after})
+        async with gate().read():  # never beside a Whisper decode (computegate.py)
+            self._read_running = asyncio.current_task()
+            try:
+                await self._read_now(messages, open_end=open_end)
+            finally:
+                self._read_running = None
+
+    async def _read_now(self, messages: list[dict[str, Any]], *, open_end: bool = False) -> None:
         try:
             upcoming = LLMContext(messages=messages)
             params_from_context = await self.get_llm_adapter().get_llm_invocation_params(
@@ -645,6 +662,8 @@ class VoiceLLMService(OpenAILLMService):
             params.pop("stream_options", None)
             params.update(stream=False, max_tokens=1)
             started = time.monotonic()
+            if open_end and await self._read_open(params):
+                return
             response = await self._client.chat.completions.create(**params)
             prompt, cached, _ = _usage(response)
             # A turn may wait for this read (_process_context): what it cost, as for a tool check.
@@ -652,6 +671,31 @@ class VoiceLLMService(OpenAILLMService):
                          prompt, cached)
         except Exception as exc:  # noqa: BLE001 - only a speed-up: the next turn reads it all then
             logger.debug("[VoiceSession] reading ahead failed: %s", exc)
+
+    async def _read_open(self, params: dict[str, Any]) -> bool:
+        """Read the request in `params` up to the end of the user's words, without the chat
+        template's end of their message; False when the words are not found in the template.
+
+        Read as a chat request, the user's words so far came with the template's end of the
+        message and the assistant's turn (~5 tokens with Qwen's), which the next read and
+        the turn's request, their words going on, had to read again: a read of one new word
+        cost 6 tokens (~240 ms on 2 cores), read open-ended 1-2 (~90 ms). llama.cpp renders
+        its own template (`/apply-template`, no inference), and `/completion` reads the
+        prompt cut after the words into the same prompt cache.
+        """
+        words = str(params["messages"][-1].get("content") or "")
+        root = str(self._client.base_url).rstrip("/").removesuffix("/v1")
+        body = {"messages": params["messages"], **({"tools": params["tools"]} if params.get("tools") else {})}
+        rendered = (await self._client.post(f"{root}/apply-template", body=body, cast_to=object))["prompt"]
+        cut = rendered.rfind(words) if words else -1
+        if cut < 0:
+            return False
+        started = time.monotonic()
+        read = await self._client.post(f"{root}/completion", cast_to=object, body={
+            "prompt": rendered[:cut + len(words)], "n_predict": 0, "cache_prompt": True})
+        logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s new=%s (open-ended)", (time.monotonic() - started) * 1000,
+                     read.get("tokens_evaluated"), (read.get("timings") or {}).get("prompt_n"))
+        return True
 
 
 def _usage(response: Any) -> tuple[int | None, int | None, int | None]:

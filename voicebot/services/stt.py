@@ -15,6 +15,8 @@ from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from ..computegate import gate
+
 logger = logging.getLogger("voicebot.stt")
 
 
@@ -267,13 +269,18 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         self._quiet_bytes = self._quiet_bytes + len(pcm) if rms < 0.05 * self._loudest else 0
 
     async def _interim(self, pcm: bytes, utterance: int) -> str:
-        text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
+        text = await self._words_of(pcm)
         if utterance == self._utterance:
             self._decoded_len, self._decoded_text = len(pcm), text
             self._last_words = text or self._last_words
             if text and self._user_speaking:
                 await self.push_frame(InterimTranscriptionFrame(text, self._user_id, time_now_iso8601(), Language.EN))
         return text
+
+    async def _words_of(self, pcm: bytes) -> str:
+        """`pcm`'s words, decoded in a thread, never beside a read ahead (computegate.py)."""
+        async with gate().decode():
+            return await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence())
 
     def _transcribe(self, pcm: bytes) -> str:
         import numpy as np
@@ -338,7 +345,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
             self.finals_from_interim += 1
         else:
             self._record_stt_audio_usage(pcm)
-            text = await asyncio.to_thread(self._transcribe, pcm + self._trailing_silence()) or heard_so_far
+            text = await self._words_of(pcm) or heard_so_far
         if previous is not None:
             await asyncio.wait({previous})  # an earlier utterance's final goes first
         await self.stop_processing_metrics()

@@ -718,6 +718,47 @@ def test_a_custom_tools_facts_are_read_up_to_its_answer_while_it_runs(local_serv
     assert ahead <= without - 15, (without, ahead)
 
 
+def test_after_a_custom_tools_answer_the_next_turn_reads_only_the_users_words(local_server, caplog):
+    """The next turn's prompt keeps only a tool exchange's facts (no request, no answer), so it differs
+    from the answer's from the request on. Once the answer is given, the conversation as the next turn
+    will send it is read (`_read_after_answer`), and the next turn reads only the user's words."""
+    import logging
+
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+
+    def pearl(reads: list | None = None) -> VoiceLLMService:
+        llm = VoiceLLMService(base_url=local_server, api_key="local", model="local", notes_router=True, local=True,
+                              system_prompt="Your name is Pearl. You are a helpful voice assistant.")
+        llm.custom_tools = [FunctionSchema(**ORDER_TOOL)]
+        if reads is not None:
+            llm._read_ahead = lambda messages, **kwargs: reads.append(messages)  # type: ignore[method-assign]
+        return llm
+
+    caplog.set_level(logging.DEBUG, logger="voicebot.llm")
+
+    def next_turn_new_tokens(number: str, *, read_after: bool) -> int:
+        exchange = [{"role": "user", "content": "Hello Pearl."},
+                    {"role": "assistant", "content": "Hello! How can I help you today?"},
+                    {"role": "user", "content": f"Where is my order? The number is {number}."},
+                    *_order_call(number, "shipped on Tuesday, arriving Friday", f"c{number}")]
+        reads: list = []
+        answer = _spoken(pearl(reads), exchange)
+        assert "friday" in answer.lower() and len(reads) == 1, (answer, reads)
+        if read_after:
+            asyncio.run(pearl()._read(reads[0]))
+        caplog.clear()
+        llm = pearl()
+        llm.custom_tools = []  # the next sentence is chat: no tool check in the one slot between
+        _spoken(llm, [*exchange, {"role": "assistant", "content": answer},
+                      {"role": "user", "content": "Thank you, that is all for today."}])
+        usage = [tuple(map(int, m)) for m in re.findall(r"llm tokens: prompt=(\d+) cached=(\d+)", caplog.text)]
+        assert len(usage) == 1, caplog.text
+        return usage[0][0] - usage[0][1]
+
+    without, after = next_turn_new_tokens("4512", read_after=False), next_turn_new_tokens("7781", read_after=True)
+    assert after <= without - 20, (without, after)
+
+
 def test_the_offline_models_check_asks_the_arguments_only_of_a_request(local_server, monkeypatch):
     """A custom tool check on the real model: a request is asked for its verdict, then for its arguments
     after the opening the grammar forces (read with the prompt, not decoded token by token); a sentence

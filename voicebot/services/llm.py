@@ -340,12 +340,27 @@ class VoiceLLMService(OpenAILLMService):
                         # Asked again, hotter and with the hint, the small model made up a tool's answer
                         # ("arriving Thursday or Wednesday" from "arriving Friday"): the answer is said plainly.
                         await super()._push_llm_text(facts_spoken(result))
+                        self._read_after_answer(messages)
                         return
                     continue
                 await self._spoken(gate, tail, messages)
+                if result is not None:
+                    self._read_after_answer(messages)
                 return
         finally:
             self._gate, self._retrying = None, False
+
+    def _read_after_answer(self, messages: list[dict[str, Any]]) -> None:
+        """Once a custom tool's result is answered, read the conversation as the next turn sends it.
+
+        The next turn's prompt keeps only the exchange's facts (`guards.tool_facts`: no request, no
+        answer), so it differs from the answer's from the request on: 40-55 tokens to read again,
+        which a short next utterance with no words read ahead paid in its turn (conversation 4,
+        2026-12-07: "Uro-tromo, and Juliet." read 55 new tokens, 7.7 s to its answer's end). Read
+        while the answer is spoken, as a notes exchange is (`_route_tools`).
+        """
+        if self.local:
+            self._read_ahead([*messages, {"role": "assistant", "content": ""}])
 
     def _is_custom(self, tool: str | None) -> bool:
         """Whether `tool` is one of the assistant's custom tools (not a notes tool)."""

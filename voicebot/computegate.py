@@ -9,10 +9,12 @@ alone and ~490 ms beside the reads.
 
 So they take turns. A read ahead (`VoiceLLMService._read`) only saves part of a later
 request, while a decode is what the user's turn waits for: a read waits while a decode
-runs or waits, and a decode waits only for the reads already running, which read a few
-words each (`VoiceLLMService._read_open`: ~90 ms). Decodes run beside each other (several
-sessions), and so do reads. The turn's own LLM request does not wait: nothing is worth
-more than its answer.
+runs or waits, and a decode waits only for the reads already running. While the user
+speaks those read a few words each (`VoiceLLMService._read_open`: ~90 ms on idle cores);
+a notes exchange's or a custom tool's answer is read while the bot speaks (up to ~2 s on
+busy cores), so a user who cuts in then has their first decode wait for what is left of
+it. Decodes run beside each other (several sessions), and so do reads. The turn's own LLM
+request does not wait: nothing is worth more than its answer.
 
 All of a worker's sessions run on its one event loop, so one gate per loop serves them all.
 """

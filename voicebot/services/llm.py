@@ -708,8 +708,9 @@ class VoiceLLMService(OpenAILLMService):
         started = time.monotonic()
         read = await self._client.post(f"{root}/completion", cast_to=object, body={
             "prompt": rendered[:cut + len(words)], "n_predict": 0, "cache_prompt": True})
-        logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s new=%s (open-ended)", (time.monotonic() - started) * 1000,
-                     read.get("tokens_evaluated"), (read.get("timings") or {}).get("prompt_n"))
+        logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s new=%s (open-ended)",
+                     (time.monotonic() - started) * 1000, read.get("tokens_evaluated"),
+                     (read.get("timings") or {}).get("prompt_n"))
         return True
 
 

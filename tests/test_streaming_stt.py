@@ -430,3 +430,27 @@ def test_whispers_temperature_fallback_is_a_setting():
     with override_settings(VOICE_STT_FALLBACK=False):
         assert ModelBundle.make_stt(local).temperature == 0.0
     assert ModelBundle.make_stt(local).temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the default
+
+
+def test_whisper_is_told_the_assistants_name_and_hears_it(whisper, tmp_path):
+    """A name Whisper never heard is taken for common words ("Goodbye Pearl." in the tests' voice came
+    out "Don't buy furl!", and the farewell was lost). Told the session's persona, it hears it."""
+    speech = _speech(tmp_path, "Pearl, what time is it?")  # "Girl, what time is it?" untold
+    told = StreamingWhisperSTTService(whisper, hotwords="Pearl")._transcribe(speech)
+    untold = StreamingWhisperSTTService(whisper)._transcribe(speech)
+    assert "pearl" in told.lower(), told
+    assert "pearl" not in untold.lower(), untold  # what the hint is for
+
+
+def test_the_session_gives_its_persona_to_local_whisper_unless_the_setting_is_off():
+    from types import SimpleNamespace
+
+    from django.test import override_settings
+
+    from voicebot.services import ModelBundle
+
+    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_model=object())
+    with override_settings(VOICE_STT_INTERIM=True):
+        assert ModelBundle.make_stt(local, name="Pearl").hotwords == "Pearl"
+        with override_settings(VOICE_STT_NAME_HINT=False):
+            assert ModelBundle.make_stt(local, name="Pearl").hotwords == ""

@@ -82,7 +82,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     """
     bundle = bot.bundle
     spec = bot.spec
-    stt = bundle.make_stt(language=spec.language)
+    stt = bundle.make_stt(language=spec.language, name=spec.persona)
     llm = bundle.make_llm(system_prompt=bot.system_prompt())
     tts = bundle.make_tts(voice=spec.voice, parameters=spec.voice_parameters)
     behaviour = Behaviour.from_job(spec.behaviour)

@@ -98,7 +98,9 @@ class ModelBundle:
         for client in clients:
             await client.aclose()
 
-    def make_stt(self, *, language: str = "en") -> Any:
+    def make_stt(self, *, language: str = "en", name: str = "") -> Any:
+        """The session's STT; `name` is the assistant's, which local Whisper and OpenAI's
+        transcription API are told to expect (VOICE_STT_NAME_HINT)."""
         if self.stt_provider == "deepgram":
             from .streaming import make_deepgram_stt
 
@@ -111,14 +113,16 @@ class ModelBundle:
             from .hosted import make_openai_stt
 
             return make_openai_stt(self.stt_api, language=language, http=self.http("stt"),
-                                   retries=settings.VOICE_HOSTED_RETRIES)
+                                   retries=settings.VOICE_HOSTED_RETRIES,
+                                   name=name if settings.VOICE_STT_NAME_HINT else "")
         from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
         if not settings.VOICE_STT_INTERIM:
             return SharedWhisperSTTService(self.stt_model)
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS,
                                           quiet_secs=settings.VOICE_STT_QUIET_SECS,
-                                          fallback=settings.VOICE_STT_FALLBACK)
+                                          fallback=settings.VOICE_STT_FALLBACK,
+                                          hotwords=name if settings.VOICE_STT_NAME_HINT else "")
 
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import llm_class, reasoning_options

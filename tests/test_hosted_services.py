@@ -255,6 +255,42 @@ def test_the_transcription_language_is_the_sessions_or_left_to_the_provider(fake
     assert request.form.get("language") == ([sent] if sent else None)
 
 
+@pytest.mark.parametrize("hint, model, sent", [(True, "gpt-4o-transcribe", ["Pearl"]), (False, "gpt-4o-transcribe", None),
+                                                (True, "gpt-4o-transcribe-diarize", None)])
+def test_the_assistants_name_goes_to_the_transcription_api_as_its_prompt(fake, hint, model, sent):
+    """OpenAI's guide gives the prompt for names the model would spell wrong; VOICE_STT_NAME_HINT=0 sends
+    none, nor does the diarizing model get one (it refuses it)."""
+    from django.test import override_settings
+
+    from voicebot.services.hosted import HostedAPI
+
+    bundle = ModelBundle()
+    bundle.stt_api = HostedAPI(base_url=fake.url, api_key=STT_KEY, model=model)
+
+    async def run() -> str:
+        try:
+            return (await bundle.make_stt(language="en", name="Pearl")._transcribe(_wav())).text
+        finally:
+            await bundle.aclose()
+
+    with override_settings(VOICE_STT_NAME_HINT=hint):
+        assert asyncio.run(run()) == "what notes do I have"
+    (request,) = fake.requests_to("/v1/audio/transcriptions", ok=True)
+    assert request.form.get("prompt") == sent
+
+
+def test_the_fake_refuses_a_prompt_to_the_diarizing_model_as_openai_documents(fake):
+    import httpx
+
+    def post(model: str) -> httpx.Response:
+        return httpx.post(f"{fake.url}/audio/transcriptions", headers={"Authorization": f"Bearer {STT_KEY}"},
+                          data={"model": model, "prompt": "Pearl"}, files={"file": ("a.wav", _wav(), "audio/wav")})
+
+    refused = post("gpt-4o-transcribe-diarize")
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "prompt"
+    assert post("gpt-4o-transcribe").status_code == 200
+
+
 def test_pipecats_llm_request_carries_the_notes_tools_and_streams_a_tool_call(fake):
     llm = VoiceLLMService(base_url=fake.url, api_key=STT_KEY, model="gpt-4.1-mini", system_prompt="Be brief.",
                           notes_router=False)

@@ -840,6 +840,9 @@ class FakeOpenAI(LocalHTTPFake):
             raise ApiError(400, f"response_format '{response_format}' is not compatible with model '{model}'. "
                            f"Use {' or '.join(repr(f) for f in allowed)}.", param="response_format",
                            code="unsupported_value")
+        if "prompt" in form and "diarize" in model:  # the API reference: "not supported when using gpt-4o-transcribe-diarize"
+            raise ApiError(400, f"Unsupported parameter: 'prompt' is not supported with model '{model}'.",
+                           param="prompt", code="unsupported_parameter")
         language = form.get("language")
         if language is not None and not re.fullmatch(r"[a-z]{2,3}", language):
             raise ApiError(400, f"Invalid language '{language}'. Language parameter must be specified in "

@@ -229,6 +229,27 @@ def test_deepgram_is_asked_to_detect_the_language_when_the_session_leaves_it(set
     assert str(bundle.make_stt(language="de")._settings.language) == "de"
 
 
+@pytest.mark.parametrize("model, boosted", [("nova-3-general", ("keyterm", ["Pearl"])),
+                                            ("nova-2-general", ("keywords", ["Pearl"])), ("whisper", None)])
+def test_deepgram_is_told_the_assistants_name_as_the_model_takes_it(settings, deepgram, model, boosted, tmp_path):
+    """Nova-3 boosts a keyterm, the older models a keyword; each refuses the other (the fake, as the docs say)."""
+    from tests.botharness import speak_to_wav
+
+    streaming_settings(settings, stt_url=deepgram.url)
+    settings.VOICE_STT_MODEL = model
+    bundle = load_bundle()
+    wav = speak_to_wav("Hello Pearl.", tmp_path / "hello.wav")
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(speech_frames(wav))
+
+    asyncio.run(run_service(bundle.make_stt(language="en", name="Pearl"), feed,
+                            lambda seen: bool(deepgram.accepted()), timeout=30))
+    (handshake,) = deepgram.accepted()
+    sent = {k: v for k, v in handshake.query.items() if k in ("keyterm", "keywords")}
+    assert sent == (dict([boosted]) if boosted else {})
+
+
 def test_a_refused_deepgram_key_is_one_fatal_auth_error(settings, deepgram):
     streaming_settings(settings, stt_url=deepgram.url)
     settings.VOICE_STT_API_KEY = "dg-wrong-key"

@@ -100,6 +100,12 @@ class FakeDeepgram(LocalWebsocketFake):
         model, language = handshake.param("model") or "base", handshake.param("language") or "en"
         if model not in MODELS or language not in LANGUAGES or (language == "multi" and not model.startswith("nova-3")):
             raise bad("No such model/language/tier combination found.")
+        # Deepgram's docs: Keyterm Prompting "is only available for ... the Nova-3 Model", Keywords
+        # "only ... with Nova-2, Nova-1, Enhanced, and Base".
+        if handshake.param("keyterm") is not None and not model.startswith("nova-3"):
+            raise bad("Keyterm Prompting is only available for Nova-3 models; use keywords.")
+        if handshake.param("keywords") is not None and (model.startswith("nova-3") or model == "whisper"):
+            raise bad(f"Keywords are not supported for {model}; use keyterm with Nova-3.")
         encoding, rate = handshake.param("encoding"), handshake.param("sample_rate")
         if encoding is not None and encoding not in ENCODINGS:
             raise bad(f"Invalid encoding: {encoding}.")

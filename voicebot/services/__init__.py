@@ -99,12 +99,13 @@ class ModelBundle:
             await client.aclose()
 
     def make_stt(self, *, language: str = "en", name: str = "") -> Any:
-        """The session's STT; `name` is the assistant's, which local Whisper and OpenAI's
-        transcription API are told to expect (VOICE_STT_NAME_HINT)."""
+        """The session's STT; `name` is the assistant's, which local Whisper, OpenAI's transcription API
+        and Deepgram are told to expect (VOICE_STT_NAME_HINT)."""
         if self.stt_provider == "deepgram":
             from .streaming import make_deepgram_stt
 
-            return make_deepgram_stt(self.stt_api, language=language)
+            return make_deepgram_stt(self.stt_api, language=language,
+                                     name=name if settings.VOICE_STT_NAME_HINT else "")
         if self.stt_provider == "openai-realtime":
             from .streaming import make_openai_realtime_stt
 

@@ -59,12 +59,19 @@ def deepgram_language(language: str, model: str) -> Any:
     return "en"
 
 
-def make_deepgram_stt(api: HostedAPI, *, language: str = "en") -> Any:
-    """DeepgramSTTService: audio streamed over one websocket per session, interim and final transcripts back."""
+def make_deepgram_stt(api: HostedAPI, *, language: str = "en", name: str = "") -> Any:
+    """DeepgramSTTService: audio streamed over one websocket per session, interim and final transcripts back.
+    `name`, the assistant's, is boosted the way the model takes it: Nova-3 as a keyterm, Nova-2 and the
+    older models as a keyword (Deepgram's docs: each is only available for those); Whisper, neither."""
     from pipecat.services.deepgram.stt import DeepgramSTTService
 
+    boost: dict[str, Any] = {}
+    if name and api.model.startswith("nova-3"):
+        boost["keyterm"] = [name]
+    elif name and not api.model.startswith("whisper"):
+        boost["keywords"] = [name]
     settings = DeepgramSTTService.Settings(model=api.model, language=deepgram_language(language, api.model),
-                                           interim_results=True, punctuate=True, smart_format=True)
+                                           interim_results=True, punctuate=True, smart_format=True, **boost)
     return DeepgramSTTService(api_key=api.api_key, base_url=api.base_url, settings=settings)
 
 

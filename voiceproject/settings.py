@@ -426,9 +426,10 @@ VOICE_STT_QUIET_SECS = env.float("VOICE_STT_QUIET_SECS", default=0.1)
 # log-probability, or repeating itself) is decoded again at higher temperatures, five sampled
 # candidates each, which took 3-4 s of a turn on the conversation bench's garbled utterances.
 VOICE_STT_FALLBACK = env.bool("VOICE_STT_FALLBACK", default=True)
-# Local Whisper is told the assistant's name (the session's persona, as faster-whisper's
-# hotwords): a name it has never heard is otherwise taken for common words ("Goodbye Pearl."
-# heard as "Don't buy furl!"). 0: no hint.
+# The transcriber is told the assistant's name (the session's persona): local Whisper as
+# faster-whisper's hotwords, OpenAI's transcription API as its prompt, Deepgram as a keyterm or
+# keyword. A name it has never heard is otherwise taken for common words ("Goodbye Pearl." heard
+# as "Don't buy furl!"). 0: no hint.
 VOICE_STT_NAME_HINT = env.bool("VOICE_STT_NAME_HINT", default=True)
 # The local LLM reads the conversation and the user's words so far into its prompt cache while
 # the user speaks, so a turn's request reads only its last words (voicebot/prefill.py).

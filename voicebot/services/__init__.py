@@ -101,11 +101,11 @@ class ModelBundle:
     def make_stt(self, *, language: str = "en", name: str = "") -> Any:
         """The session's STT; `name` is the assistant's, which local Whisper, OpenAI's transcription API
         and Deepgram are told to expect (VOICE_STT_NAME_HINT)."""
+        name = name if settings.VOICE_STT_NAME_HINT else ""
         if self.stt_provider == "deepgram":
             from .streaming import make_deepgram_stt
 
-            return make_deepgram_stt(self.stt_api, language=language,
-                                     name=name if settings.VOICE_STT_NAME_HINT else "")
+            return make_deepgram_stt(self.stt_api, language=language, name=name)
         if self.stt_provider == "openai-realtime":
             from .streaming import make_openai_realtime_stt
 
@@ -114,8 +114,7 @@ class ModelBundle:
             from .hosted import make_openai_stt
 
             return make_openai_stt(self.stt_api, language=language, http=self.http("stt"),
-                                   retries=settings.VOICE_HOSTED_RETRIES,
-                                   name=name if settings.VOICE_STT_NAME_HINT else "")
+                                   retries=settings.VOICE_HOSTED_RETRIES, name=name)
         from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
         if not settings.VOICE_STT_INTERIM:
@@ -123,7 +122,7 @@ class ModelBundle:
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS,
                                           quiet_secs=settings.VOICE_STT_QUIET_SECS,
                                           fallback=settings.VOICE_STT_FALLBACK,
-                                          hotwords=name if settings.VOICE_STT_NAME_HINT else "")
+                                          hotwords=name)
 
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import llm_class, reasoning_options

@@ -317,6 +317,26 @@ def test_openai_realtime_transcribes_each_spoken_segment_with_whole_interim_tran
     assert {"type": "input_audio_buffer.commit"} in handshake.texts and not realtime.errors
 
 
+@pytest.mark.parametrize("model, prompt", [("gpt-4o-transcribe", "Pearl"), ("gpt-realtime-whisper", None)])
+def test_openai_realtime_is_told_the_assistants_name_where_the_model_takes_a_prompt(settings, realtime, model,
+                                                                                    prompt, tmp_path):
+    from tests.botharness import speak_to_wav
+
+    realtime_settings(settings, realtime.url)
+    settings.VOICE_STT_MODEL = model
+    bundle = load_bundle()
+    wav = speak_to_wav("Hello Pearl.", tmp_path / "hello.wav")
+
+    async def feed(task: PipelineWorker) -> None:
+        await task.queue_frames(speech_frames(wav))
+
+    frames = asyncio.run(run_service(bundle.make_stt(language="en", name="Pearl"), feed,
+                                     lambda seen: any(isinstance(f, TranscriptionFrame) for f in seen)))
+    assert [f.text for f in frames if isinstance(f, TranscriptionFrame)] == ["What notes do I have?"]
+    (session,) = realtime.sessions  # the fake refuses a prompt to gpt-realtime-whisper, as OpenAI does
+    assert session["audio"]["input"]["transcription"].get("prompt") == prompt
+
+
 def test_an_empty_realtime_commit_is_not_a_failure(settings, realtime):
     realtime_settings(settings, realtime.url)
     bundle = load_bundle()

@@ -442,6 +442,19 @@ def test_whisper_is_told_the_assistants_name_and_hears_it(whisper, tmp_path):
     assert "pearl" not in untold.lower(), untold  # what the hint is for
 
 
+def test_pipecats_own_whisper_decode_is_told_the_name_too(whisper, tmp_path):
+    """VOICE_STT_INTERIM=0: Pipecat's WhisperSTTService decodes each utterance, with the hint as its setting."""
+    from voicebot.services.stt import SharedWhisperSTTService
+
+    speech = _speech(tmp_path, "Pearl, what time is it?")
+
+    async def heard(stt: SharedWhisperSTTService) -> str:
+        return " ".join([frame.text async for frame in stt.run_stt(speech)])
+
+    assert "pearl" in asyncio.run(heard(SharedWhisperSTTService(whisper, hotwords="Pearl"))).lower()
+    assert "pearl" not in asyncio.run(heard(SharedWhisperSTTService(whisper))).lower()
+
+
 def test_the_session_gives_its_persona_to_local_whisper_unless_the_setting_is_off():
     from types import SimpleNamespace
 
@@ -454,3 +467,5 @@ def test_the_session_gives_its_persona_to_local_whisper_unless_the_setting_is_of
         assert ModelBundle.make_stt(local, name="Pearl").hotwords == "Pearl"
         with override_settings(VOICE_STT_NAME_HINT=False):
             assert ModelBundle.make_stt(local, name="Pearl").hotwords == ""
+    with override_settings(VOICE_STT_INTERIM=False):  # Pipecat's own decode
+        assert ModelBundle.make_stt(local, name="Pearl")._settings.hotwords == "Pearl"

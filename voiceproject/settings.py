@@ -427,7 +427,7 @@ VOICE_STT_QUIET_SECS = env.float("VOICE_STT_QUIET_SECS", default=0.1)
 # candidates each, which took 3-4 s of a turn on the conversation bench's garbled utterances.
 VOICE_STT_FALLBACK = env.bool("VOICE_STT_FALLBACK", default=True)
 # The transcriber is told the assistant's name (the session's persona): local Whisper as
-# faster-whisper's hotwords, OpenAI's transcription API as its prompt, Deepgram as a keyterm or
+# faster-whisper's hotwords, OpenAI's transcription APIs as their prompt, Deepgram as a keyterm or
 # keyword. A name it has never heard is otherwise taken for common words ("Goodbye Pearl." heard
 # as "Don't buy furl!"). 0: no hint.
 VOICE_STT_NAME_HINT = env.bool("VOICE_STT_NAME_HINT", default=True)

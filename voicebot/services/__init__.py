@@ -99,8 +99,8 @@ class ModelBundle:
             await client.aclose()
 
     def make_stt(self, *, language: str = "en", name: str = "") -> Any:
-        """The session's STT; `name` is the assistant's, which local Whisper, OpenAI's transcription API
-        and Deepgram are told to expect (VOICE_STT_NAME_HINT)."""
+        """The session's STT; `name` is the assistant's, which every transcriber is told to expect
+        (VOICE_STT_NAME_HINT)."""
         name = name if settings.VOICE_STT_NAME_HINT else ""
         if self.stt_provider == "deepgram":
             from .streaming import make_deepgram_stt
@@ -109,7 +109,7 @@ class ModelBundle:
         if self.stt_provider == "openai-realtime":
             from .streaming import make_openai_realtime_stt
 
-            return make_openai_realtime_stt(self.stt_api, language=language)
+            return make_openai_realtime_stt(self.stt_api, language=language, name=name)
         if self.stt_api is not None:
             from .hosted import make_openai_stt
 
@@ -118,7 +118,7 @@ class ModelBundle:
         from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
         if not settings.VOICE_STT_INTERIM:
-            return SharedWhisperSTTService(self.stt_model)
+            return SharedWhisperSTTService(self.stt_model, hotwords=name)
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS,
                                           quiet_secs=settings.VOICE_STT_QUIET_SECS,
                                           fallback=settings.VOICE_STT_FALLBACK,

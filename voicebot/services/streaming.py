@@ -116,11 +116,14 @@ def realtime_stt_class() -> type:
     return WholeInterimRealtimeSTTService
 
 
-def make_openai_realtime_stt(api: HostedAPI, *, language: str = "en") -> Any:
-    """OpenAI's realtime transcription: audio streamed on one socket per session, committed at the VAD's stop."""
-    from pipecat.services.openai.stt import OpenAIRealtimeSTTService
+def make_openai_realtime_stt(api: HostedAPI, *, language: str = "en", name: str = "") -> Any:
+    """OpenAI's realtime transcription: audio streamed on one socket per session, committed at the VAD's stop.
+    `name`, the assistant's, is the transcription's `prompt`, except for gpt-realtime-whisper, which refuses
+    one (Pipecat would drop it with a warning at every session)."""
+    from pipecat.services.openai.stt import OPENAI_REALTIME_WHISPER_MODEL, OpenAIRealtimeSTTService
 
-    settings = OpenAIRealtimeSTTService.Settings(model=api.model, language=stt_language(language))
+    prompt = name if name and api.model != OPENAI_REALTIME_WHISPER_MODEL else None
+    settings = OpenAIRealtimeSTTService.Settings(model=api.model, language=stt_language(language), prompt=prompt)
     return realtime_stt_class()(api_key=api.api_key, base_url=api.base_url, settings=settings)
 
 

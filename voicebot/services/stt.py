@@ -186,9 +186,12 @@ class SharedWhisperSTTService(WhisperSTTService):
     here the worker loaded it once from disk, and each session reuses it.
     """
 
-    def __init__(self, model: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, hotwords: str = "", **kwargs: Any) -> None:
         self._shared_model = model
-        super().__init__(settings=WhisperSTTService.Settings(model="shared", language=Language.EN),
+        # `hotwords`: the assistant's name (StreamingWhisperSTTService says why); Pipecat's own decode
+        # passes its setting to faster-whisper.
+        super().__init__(settings=WhisperSTTService.Settings(model="shared", language=Language.EN,
+                                                             hotwords=hotwords.strip() or None),
                          device="cpu", compute_type="int8", ttfs_p99_latency=1.0, **kwargs)
 
     def _load(self) -> None:
@@ -222,7 +225,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
 
     def __init__(self, model: Any, *, vad_stop_secs: float = 0.2, interim_every: float = 0.5,
                  quiet_secs: float = 0.1, fallback: bool = True, hotwords: str = "", **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
+        super().__init__(model, hotwords=hotwords, **kwargs)
         self.vad_stop_secs = vad_stop_secs
         # Words the user is likely to say that Whisper cannot know: the assistant's name. faster-whisper
         # puts them before the decode as earlier text (its `hotwords`). On the conversation bench's 80

@@ -5,8 +5,10 @@
 - Handshake: ``Authorization: Token <key>`` (or ``Bearer <temporary token>``); a
   missing or wrong key is refused with 401 ``INVALID_AUTH``. The options are query
   parameters; an unknown model, an unknown encoding, an encoding without a
-  ``sample_rate``, a boolean that is not ``true``/``false`` or ``utterance_end_ms``
-  without ``interim_results=true`` are refused with 400.
+  ``sample_rate``, a boolean that is not ``true``/``false``, ``utterance_end_ms``
+  without ``interim_results=true``, ``keyterm`` to a model other than Nova-3 or
+  ``keywords`` to Nova-3 or Whisper (each "only available" for the others) are
+  refused with 400.
 - Binary messages are audio in the declared encoding (here ``linear16`` is read;
   other encodings are accepted and heard as silence). Text messages are control
   messages: ``KeepAlive``, ``Finalize`` (finish the pending audio now; its result

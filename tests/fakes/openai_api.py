@@ -38,7 +38,8 @@ Python SDK's types, which are generated from OpenAI's OpenAPI spec:
   (array fields as the SDK sends them, ``include[]`` etc.); ``response_format`` one
   of json/text/srt/verbose_json/vtt/diarized_json (gpt-4o-transcribe and
   gpt-4o-mini-transcribe: json only; the diarize model: json, text or
-  diarized_json); ``language`` in ISO-639-1 form; ``temperature`` 0..1. A
+  diarized_json); no ``prompt`` to the diarize model; ``language`` in ISO-639-1
+  form; ``temperature`` 0..1. A
   WAV file must parse as WAV. Answers ``{"text": ...}`` (or the chosen format).
 - ``POST /v1/audio/speech`` (JSON): ``model``, ``input`` (at most 4096
   characters) and ``voice`` (a built-in voice name or ``{"id": ...}``) required;

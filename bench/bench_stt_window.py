@@ -20,6 +20,11 @@ window cut, as the bot runs them), beside the packaged tiny.en.
 compares beam sizes instead (the default model, window cut): faster-whisper's default
 beam of 5, which the bot uses, against others (1: greedy decoding).
 
+    .venv/bin/python bench/bench_stt_window.py --hotwords Pearl
+
+compares the default model without and with the assistant's name as faster-whisper's
+hotwords (VOICE_STT_NAME_HINT), and prints the sentences heard differently.
+
 About 2 minutes on 2 cores. Prints the table; writes nothing.
 """
 from __future__ import annotations
@@ -58,9 +63,9 @@ def speech(text: str, voice: list[str], folder: Path) -> np.ndarray:
     return np.concatenate([pcm.astype(np.float32) / 32768, np.zeros(3200, np.float32)])
 
 
-def decode(model: object, audio: np.ndarray, beam: int = 5) -> str:
+def decode(model: object, audio: np.ndarray, beam: int = 5, hotwords: str | None = None) -> str:
     segments, _ = model.transcribe(audio, language="en", beam_size=beam,  # type: ignore[attr-defined]
-                                   max_new_tokens=int(len(audio) / 16000 * 8) + 8)
+                                   max_new_tokens=int(len(audio) / 16000 * 8) + 8, hotwords=hotwords)
     return collapse_repeats(" ".join(s.text.strip() for s in segments))
 
 
@@ -70,34 +75,45 @@ def main() -> int:
                         help="a CTranslate2 Whisper model to compare with tiny.en (window cut)")
     parser.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
                         help="beam sizes to compare on the default model, window cut (e.g. 5,1)")
+    parser.add_argument("--hotwords", default="", help="compare the default model without and with these hotwords")
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
     cut = load_whisper(windowed=True)  # the default model (base)
-    models = {"cut to the audio": (cut, 5)}  # label -> (model, beam size)
-    if args.beams:
-        models = {f"beam {beam}": (cut, beam) for beam in args.beams}
+    models = {"cut to the audio": (cut, 5, None)}  # label -> (model, beam size, hotwords)
+    if args.hotwords:
+        models = {"no hotwords": (cut, 5, None), f"hotwords {args.hotwords!r}": (cut, 5, args.hotwords)}
+    elif args.beams:
+        models = {f"beam {beam}": (cut, beam, None) for beam in args.beams}
     elif args.model:
         for spec in args.model:
             label, _, path = spec.partition("=")
-            models[label] = (load_whisper(path, windowed=True), 5)
+            models[label] = (load_whisper(path, windowed=True), 5, None)
     else:
-        models["full 30 s"] = (load_whisper(), 5)
+        models["full 30 s"] = (load_whisper(), 5, None)
     print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
     with tempfile.TemporaryDirectory() as tmp:
         for voice_name, voice in VOICES.items():
             audio = [speech(s, voice, Path(tmp)) for s in sentences]
-            for model_name, (model, beam) in models.items():
+            heard_by: dict[str, list[str]] = {}
+            for model_name, (model, beam, hotwords) in models.items():
                 errors = words = 0
                 times: list[float] = []
+                heard_by[model_name] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
-                    heard = decode(model, samples, beam)
+                    heard = decode(model, samples, beam, hotwords)
+                    heard_by[model_name].append(heard)
                     times.append((time.perf_counter() - started) * 1000)
                     reference = normalise(text)
                     errors += word_errors(reference, normalise(heard))
                     words += len(reference)
                 print(f"{voice_name:30} {model_name:17} WER {100 * errors / words:5.1f}% ({errors}/{words})  "
                       f"decode {percentile(times, 50):6.0f} / {percentile(times, 95):6.0f} ms", flush=True)
+            if args.hotwords:
+                without, with_ = heard_by.values()
+                for text, before, after in zip(sentences, without, with_):
+                    if before != after:
+                        print(f"    {text!r}: {before!r} -> {after!r}")
     return 0
 
 

@@ -229,7 +229,7 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
         self.vad_stop_secs = vad_stop_secs
         # Words the user is likely to say that Whisper cannot know: the assistant's name. faster-whisper
         # puts them before the decode as earlier text (its `hotwords`). On the conversation bench's 80
-        # sentences and 8 questions spoken by espeak-ng, "Pearl" took WER down 1-1.3 points (2-3.7 in
+        # sentences and 8 questions spoken by espeak-ng, "Pearl" took WER down 1-1.3 points (1.7-3.7 in
         # espeak-ng's other voice; bench_stt_window.py --hotwords) at no cost in decode time; the price
         # is the name now and then heard where none was said ("Hi there" as "Hi Pearl").
         self.hotwords = hotwords.strip()

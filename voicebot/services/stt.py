@@ -188,11 +188,21 @@ class SharedWhisperSTTService(WhisperSTTService):
 
     def __init__(self, model: Any, *, hotwords: str = "", **kwargs: Any) -> None:
         self._shared_model = model
-        # `hotwords`: the assistant's name (StreamingWhisperSTTService says why); Pipecat's own decode
-        # passes its setting to faster-whisper.
+        # Pipecat's own decode passes its `hotwords` setting to faster-whisper; the streaming one reads it too.
         super().__init__(settings=WhisperSTTService.Settings(model="shared", language=Language.EN,
                                                              hotwords=hotwords.strip() or None),
                          device="cpu", compute_type="int8", ttfs_p99_latency=1.0, **kwargs)
+
+    @property
+    def hotwords(self) -> str:
+        """Words the user is likely to say that Whisper cannot know: the assistant's name.
+
+        faster-whisper puts them before the decode as earlier text. On the conversation bench's 80
+        sentences and 8 questions spoken by espeak-ng, "Pearl" took WER down 1-1.3 points (1.7-3.7 in
+        espeak-ng's other voice; bench_stt_window.py --hotwords) at no cost in decode time; the price
+        is the name now and then heard where none was said ("Hi there" as "Hi Pearl").
+        """
+        return self._settings.hotwords or ""
 
     def _load(self) -> None:
         self._model = self._shared_model
@@ -227,12 +237,6 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
                  quiet_secs: float = 0.1, fallback: bool = True, hotwords: str = "", **kwargs: Any) -> None:
         super().__init__(model, hotwords=hotwords, **kwargs)
         self.vad_stop_secs = vad_stop_secs
-        # Words the user is likely to say that Whisper cannot know: the assistant's name. faster-whisper
-        # puts them before the decode as earlier text (its `hotwords`). On the conversation bench's 80
-        # sentences and 8 questions spoken by espeak-ng, "Pearl" took WER down 1-1.3 points (1.7-3.7 in
-        # espeak-ng's other voice; bench_stt_window.py --hotwords) at no cost in decode time; the price
-        # is the name now and then heard where none was said ("Hi there" as "Hi Pearl").
-        self.hotwords = hotwords.strip()
         # faster-whisper decodes again at higher temperatures (five candidates each) when a decode
         # looks unsure; False: the first decode stands (see VOICE_STT_FALLBACK).
         self.temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES if fallback else 0.0

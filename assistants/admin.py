@@ -39,7 +39,7 @@ class AssistantRecordAdmin(admin.ModelAdmin):
                           "description": "What the assistant does on its own: its first words, a prompt when "
                                          "the user goes quiet, how the call ends, a warning before the max "
                                          "duration."}),
-        ("Models and voice", {"fields": ["stt_endpoint", "stt_model", "llm_endpoint", "llm_model",
+        ("Models and voice", {"fields": ["stt_endpoint", "stt_model", "stt_keywords", "llm_endpoint", "llm_model",
                                          "llm_temperature", "llm_max_tokens", "tts_endpoint", "tts_model",
                                          "voice_speed"],
                               "description": "Which transcriber, LLM and voice this assistant's sessions use "

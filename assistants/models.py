@@ -22,6 +22,9 @@ MAX_PERSISTENCE = 86400
 MAX_DURATION = 86400
 MAX_SILENCE_TIMEOUT = 3600
 MAX_END_CALL_PHRASES = 20
+# Deepgram asks for at most 50-100 keywords before a custom model, and boosts phrases (keyterms) of a
+# few words; faster-whisper reads its hotwords from the first half of its 448-token prompt.
+MAX_STT_KEYWORDS, MAX_STT_KEYWORD_WORDS, MAX_STT_KEYWORD_CHARS = 50, 6, 60
 MAX_INTERRUPTION_WORDS = 10
 MAX_INTERRUPTION_SECONDS = 10.0
 MIN_MAX_TOKENS, MAX_MAX_TOKENS = 16, 4096
@@ -143,6 +146,29 @@ class ModelEndpoint(models.Model):
         return spec
 
 
+def clean_keywords(keywords: Any) -> list[str]:
+    """The transcriber keywords as stored: a list of distinct words or short phrases, stripped.
+    Raises ValidationError naming `stt_keywords`."""
+    def bad(why: str) -> ValidationError:
+        return ValidationError({"stt_keywords": why})
+
+    if keywords is None:  # the admin's JSON box cleared
+        return []
+    if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
+        raise bad("A list of words or phrases (non-empty strings).")
+    cleaned: list[str] = []
+    for keyword in (" ".join(k.split()) for k in keywords):
+        if ":" in keyword:  # Deepgram's intensifier syntax: every provider here takes the words alone
+            raise bad(f"{keyword!r}: no intensifiers, list the word alone.")
+        if len(keyword) > MAX_STT_KEYWORD_CHARS or len(keyword.split()) > MAX_STT_KEYWORD_WORDS:
+            raise bad(f"{keyword!r}: at most {MAX_STT_KEYWORD_WORDS} words and {MAX_STT_KEYWORD_CHARS} characters.")
+        if keyword.casefold() not in {c.casefold() for c in cleaned}:
+            cleaned.append(keyword)
+    if len(cleaned) > MAX_STT_KEYWORDS:
+        raise bad(f"At most {MAX_STT_KEYWORDS} keywords.")
+    return cleaned
+
+
 class AssistantRecord(models.Model):
     """An assistant users talk to, with its voice session configuration.
 
@@ -212,6 +238,10 @@ class AssistantRecord(models.Model):
         related_name="+", limit_choices_to={"stage": "stt"}, help_text="Empty: the workers' default transcriber.")
     stt_model = models.CharField("transcriber model", max_length=120, blank=True,
                                  help_text="Empty: the endpoint's model.")
+    stt_keywords = models.JSONField(
+        "transcriber keywords", default=list, blank=True,
+        help_text='Names and terms the transcriber should expect, e.g. ["Acme", "Zorblax Pro"]: product names, '
+                  'places, jargon. Every transcriber is told them (the assistant\'s persona too).')
     llm_endpoint = models.ForeignKey(
         ModelEndpoint, verbose_name="LLM", null=True, blank=True, on_delete=models.PROTECT,
         related_name="+", limit_choices_to={"stage": "llm"}, help_text="Empty: the workers' default LLM.")
@@ -294,6 +324,7 @@ class AssistantRecord(models.Model):
         if len(phrases) > MAX_END_CALL_PHRASES:
             raise ValidationError({"end_call_phrases": f"At most {MAX_END_CALL_PHRASES} phrases."})
         self.end_call_phrases = [p.strip() for p in phrases]
+        self.stt_keywords = clean_keywords(self.stt_keywords)
         if self.duration_warning_seconds and self.duration_warning_seconds >= self.voice_max_duration:
             raise ValidationError({"duration_warning_seconds": "Must be shorter than the max duration."})
         if self.silence_timeout and self.silence_timeout < 2:
@@ -329,6 +360,8 @@ class AssistantRecord(models.Model):
             spec["llm"]["temperature"] = self.llm_temperature
         if self.llm_max_tokens is not None:
             spec["llm"]["maxTokens"] = self.llm_max_tokens
+        if self.stt_keywords:
+            spec["stt"]["keywords"] = list(self.stt_keywords)
         return spec
 
     @property

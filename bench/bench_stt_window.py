@@ -25,6 +25,12 @@ beam of 5, which the bot uses, against others (1: greedy decoding).
 compares the default model without and with the assistant's name as faster-whisper's
 hotwords (VOICE_STT_NAME_HINT), and prints the sentences heard differently.
 
+    .venv/bin/python bench/bench_stt_window.py --keywords "Nuvexa,Zorblax Pro,Kestrelline,Quillo,Vantrix"
+
+compares what the transcriber is told of an assistant's keywords (none of which the sentences
+hold): nothing, the name alone, the name and keywords as a bare list, and as the sentence the
+bot tells it (`transcriber_prompt`); "leaks" counts sentences heard with a keyword in them.
+
 About 2 minutes on 2 cores. Prints the table; writes nothing.
 """
 from __future__ import annotations
@@ -45,6 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_bot import normalise, percentile, word_errors  # noqa: E402
 from bench_conversation import CONVERSATIONS  # noqa: E402
+from voicebot.services import transcriber_prompt  # noqa: E402
 from voicebot.services.stt import collapse_repeats, load_whisper  # noqa: E402
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Who wrote Romeo and Juliet?",
@@ -76,11 +83,17 @@ def main() -> int:
     parser.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",") if x], default=[],
                         help="beam sizes to compare on the default model, window cut (e.g. 5,1)")
     parser.add_argument("--hotwords", default="", help="compare the default model without and with these hotwords")
+    parser.add_argument("--keywords", type=lambda s: [k.strip() for k in s.split(",") if k.strip()], default=[],
+                        help="an assistant's keywords (comma-separated): compare the ways of telling them")
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
     cut = load_whisper(windowed=True)  # the default model (base)
     models = {"cut to the audio": (cut, 5, None)}  # label -> (model, beam size, hotwords)
-    if args.hotwords:
+    if args.keywords:
+        models = {"nothing": (cut, 5, None), "name": (cut, 5, "Pearl"),
+                  "name, keywords listed": (cut, 5, ", ".join(["Pearl", *args.keywords])),
+                  "name, keywords told": (cut, 5, transcriber_prompt("Pearl", args.keywords))}
+    elif args.hotwords:
         models = {"no hotwords": (cut, 5, None), f"hotwords {args.hotwords!r}": (cut, 5, args.hotwords)}
     elif args.beams:
         models = {f"beam {beam}": (cut, beam, None) for beam in args.beams}
@@ -96,19 +109,21 @@ def main() -> int:
             audio = [speech(s, voice, Path(tmp)) for s in sentences]
             heard_by: dict[str, list[str]] = {}
             for model_name, (model, beam, hotwords) in models.items():
-                errors = words = 0
+                errors = words = leaks = 0
                 times: list[float] = []
                 heard_by[model_name] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
                     heard = decode(model, samples, beam, hotwords)
                     heard_by[model_name].append(heard)
+                    leaks += any(k.casefold() in heard.casefold() for k in args.keywords)
                     times.append((time.perf_counter() - started) * 1000)
                     reference = normalise(text)
                     errors += word_errors(reference, normalise(heard))
                     words += len(reference)
-                print(f"{voice_name:30} {model_name:17} WER {100 * errors / words:5.1f}% ({errors}/{words})  "
-                      f"decode {percentile(times, 50):6.0f} / {percentile(times, 95):6.0f} ms", flush=True)
+                print(f"{voice_name:30} {model_name:21} WER {100 * errors / words:5.1f}% ({errors}/{words})  "
+                      f"decode {percentile(times, 50):6.0f} / {percentile(times, 95):6.0f} ms"
+                      + (f"  leaks {leaks}" if args.keywords else ""), flush=True)
             if args.hotwords:
                 without, with_ = heard_by.values()
                 for text, before, after in zip(sentences, without, with_):

@@ -37,7 +37,7 @@ def add_form_data(**overrides) -> dict:
         # The conversation fields as the add form renders them (their defaults).
         "first_message": "", "first_message_mode": "assistant-speaks-first", "silence_timeout": "0",
         "silence_prompt": "Are you still there?", "end_call_phrases": "[]", "end_call_message": "",
-        "duration_warning_seconds": "0", "duration_warning": "We are nearly out of time for this call.",
+        "stt_keywords": "[]", "duration_warning_seconds": "0", "duration_warning": "We are nearly out of time for this call.",
         "interruption_min_words": "0", "interruption_min_seconds": "0", "notes_tools": "on",
         "rollout_override": "inherit",
         # The custom tools' inline: none.

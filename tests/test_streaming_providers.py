@@ -229,15 +229,18 @@ def test_deepgram_is_asked_to_detect_the_language_when_the_session_leaves_it(set
     assert str(bundle.make_stt(language="de")._settings.language) == "de"
 
 
-@pytest.mark.parametrize("model, boosted", [("nova-3-general", ("keyterm", ["Pearl"])),
-                                            ("nova-2-general", ("keywords", ["Pearl"])), ("whisper", None)])
+@pytest.mark.parametrize("model, boosted", [("nova-3-general", ("keyterm", ["Pearl", "Zorblax Pro"])),
+                                            ("nova-2-general", ("keywords", ["Pearl", "Zorblax", "Pro"])),
+                                            ("whisper", None)])
 def test_deepgram_is_told_the_assistants_name_as_the_model_takes_it(settings, deepgram, model, boosted, tmp_path):
-    """Nova-3 boosts a keyterm, the older models a keyword; each refuses the other (the fake, as the docs say)."""
+    """Nova-3 boosts keyterms (phrases too), the older models single-word keywords; each refuses the
+    other (the fake, as the docs say). The assistant's transcriber keywords follow its name."""
     from tests.botharness import speak_to_wav
 
     streaming_settings(settings, stt_url=deepgram.url)
     settings.VOICE_STT_MODEL = model
     bundle = load_bundle()
+    bundle.stt_keywords = ("Zorblax Pro",)
     wav = speak_to_wav("Hello Pearl.", tmp_path / "hello.wav")
 
     async def feed(task: PipelineWorker) -> None:
@@ -317,7 +320,8 @@ def test_openai_realtime_transcribes_each_spoken_segment_with_whole_interim_tran
     assert {"type": "input_audio_buffer.commit"} in handshake.texts and not realtime.errors
 
 
-@pytest.mark.parametrize("model, prompt", [("gpt-4o-transcribe", "Pearl"), ("gpt-realtime-whisper", None)])
+@pytest.mark.parametrize("model, prompt", [("gpt-4o-transcribe", "A call with Pearl about Nuvexa."),
+                                           ("gpt-realtime-whisper", None)])
 def test_openai_realtime_is_told_the_assistants_name_where_the_model_takes_a_prompt(settings, realtime, model,
                                                                                     prompt, tmp_path):
     from tests.botharness import speak_to_wav
@@ -325,6 +329,7 @@ def test_openai_realtime_is_told_the_assistants_name_where_the_model_takes_a_pro
     realtime_settings(settings, realtime.url)
     settings.VOICE_STT_MODEL = model
     bundle = load_bundle()
+    bundle.stt_keywords = ("Nuvexa",)  # the assistant's transcriber keywords, after its name
     wav = speak_to_wav("Hello Pearl.", tmp_path / "hello.wav")
 
     async def feed(task: PipelineWorker) -> None:

@@ -426,7 +426,7 @@ def test_whispers_temperature_fallback_is_a_setting():
     assert StreamingWhisperSTTService(Model(), fallback=False)._transcribe(bytes(3200)) == "Hello."
     assert asked == [(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), 0.0]  # faster-whisper's own fallback, or none
     # The worker's bundle builds the session's recogniser from the setting.
-    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_model=Model())
+    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_keywords=(), stt_model=Model())
     with override_settings(VOICE_STT_FALLBACK=False):
         assert ModelBundle.make_stt(local).temperature == 0.0
     assert ModelBundle.make_stt(local).temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the default
@@ -462,7 +462,7 @@ def test_the_session_gives_its_persona_to_local_whisper_unless_the_setting_is_of
 
     from voicebot.services import ModelBundle
 
-    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_model=object())
+    local = SimpleNamespace(stt_provider="local", stt_api=None, stt_keywords=(), stt_model=object())
     with override_settings(VOICE_STT_INTERIM=True):
         assert ModelBundle.make_stt(local, name="Pearl").hotwords == "Pearl"
         with override_settings(VOICE_STT_NAME_HINT=False):

@@ -108,6 +108,10 @@ class FakeDeepgram(LocalWebsocketFake):
             raise bad("Keyterm Prompting is only available for Nova-3 models; use keywords.")
         if handshake.param("keywords") is not None and (model.startswith("nova-3") or model == "whisper"):
             raise bad(f"Keywords are not supported for {model}; use keyterm with Nova-3.")
+        # Keywords are single words ("no spaces or punctuation"; phrases are keyterms: Deepgram's
+        # guidance as VAPI's transcriber docs give it).
+        if any(len(value.split()) != 1 for value in handshake.query.get("keywords", [])):
+            raise bad("Keywords must be single words; boost a phrase with keyterm on Nova-3.")
         encoding, rate = handshake.param("encoding"), handshake.param("sample_rate")
         if encoding is not None and encoding not in ENCODINGS:
             raise bad(f"Invalid encoding: {encoding}.")

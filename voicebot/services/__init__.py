@@ -51,6 +51,7 @@ class ModelBundle:
     stt_model: Any = None
     stt_api: "HostedAPI | None" = None  # hosted STT instead of stt_model
     stt_provider: str = "local"
+    stt_keywords: tuple[str, ...] = ()  # the assistant's transcriber keywords (AssistantRecord.stt_keywords)
     llm_base_url: str = ""
     llm_api_key: str = field(default="", repr=False)
     llm_model: str = ""
@@ -99,30 +100,32 @@ class ModelBundle:
             await client.aclose()
 
     def make_stt(self, *, language: str = "en", name: str = "") -> Any:
-        """The session's STT; `name` is the assistant's, which every transcriber is told to expect
-        (VOICE_STT_NAME_HINT)."""
-        name = name if settings.VOICE_STT_NAME_HINT else ""
+        """The session's STT. Every transcriber is told the words to expect: `name`, the assistant's
+        (VOICE_STT_NAME_HINT), and the assistant's transcriber keywords (see `transcriber_prompt`)."""
+        name = name.strip() if settings.VOICE_STT_NAME_HINT else ""
+        keywords = [k for k in self.stt_keywords if k.casefold() != name.casefold()]
+        words, prompt = [w for w in (name, *keywords) if w], transcriber_prompt(name, keywords)
         if self.stt_provider == "deepgram":
             from .streaming import make_deepgram_stt
 
-            return make_deepgram_stt(self.stt_api, language=language, name=name)
+            return make_deepgram_stt(self.stt_api, language=language, words=words)
         if self.stt_provider == "openai-realtime":
             from .streaming import make_openai_realtime_stt
 
-            return make_openai_realtime_stt(self.stt_api, language=language, name=name)
+            return make_openai_realtime_stt(self.stt_api, language=language, prompt=prompt)
         if self.stt_api is not None:
             from .hosted import make_openai_stt
 
             return make_openai_stt(self.stt_api, language=language, http=self.http("stt"),
-                                   retries=settings.VOICE_HOSTED_RETRIES, name=name)
+                                   retries=settings.VOICE_HOSTED_RETRIES, prompt=prompt)
         from .stt import SharedWhisperSTTService, StreamingWhisperSTTService
 
         if not settings.VOICE_STT_INTERIM:
-            return SharedWhisperSTTService(self.stt_model, hotwords=name)
+            return SharedWhisperSTTService(self.stt_model, hotwords=prompt)
         return StreamingWhisperSTTService(self.stt_model, vad_stop_secs=settings.VOICE_VAD_STOP_SECS,
                                           quiet_secs=settings.VOICE_STT_QUIET_SECS,
                                           fallback=settings.VOICE_STT_FALLBACK,
-                                          hotwords=name)
+                                          hotwords=prompt)
 
     def make_llm(self, *, system_prompt: str) -> Any:
         from .llm import llm_class, reasoning_options
@@ -183,6 +186,23 @@ class ModelBundle:
 
         speed = float((parameters or {}).get("speed", 1.0))
         return HibariTTSService(self.tts_engine, lock=self.tts_lock, sample_rate=self.tts_sample_rate, speed=speed)
+
+
+def transcriber_prompt(name: str, keywords: Sequence[str] = ()) -> str:
+    """What a Whisper-like transcriber is told to expect, as the text before the audio (faster-whisper's
+    hotwords, OpenAI's `prompt`): the name alone, or with keywords a sentence naming them all.
+
+    Whisper takes the prompt for the transcript of what came before and follows its style. A bare
+    list ("Pearl, Nuvexa, Zorblax Pro") came back as lists, title case and repeats: WER 14 -> 19-21%
+    on sentences holding none of the words, the list itself once heard for "that is all". A sentence
+    holding the same words kept WER at the name's (14.1-14.2 / 16.1-16.2% in two voices) with no word
+    heard where none was said, and heard "Zorblax" and "Kestrelline" where the list did not
+    (docs/benchmarks.md, "Transcriber keywords").
+    """
+    if not keywords:
+        return name
+    listed = ", ".join(keywords[:-1]) + (" and " if len(keywords) > 1 else "") + keywords[-1]
+    return f"A call with {name} about {listed}." if name else f"A call about {listed}."
 
 
 def _provider(name: str) -> str:

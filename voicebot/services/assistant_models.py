@@ -65,6 +65,7 @@ def for_models(bundle: "ModelBundle", models: dict[str, Any]) -> "ModelBundle":
         derived.llm_temperature = float(llm["temperature"])
     if llm.get("maxTokens"):
         derived.llm_reply_tokens = int(llm["maxTokens"])
+    derived.stt_keywords = tuple(str(word) for word in (models.get("stt") or {}).get("keywords") or ())
     return derived
 
 

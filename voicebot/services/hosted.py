@@ -128,13 +128,13 @@ class DetectingSTTService(OpenAISTTService):
 
 
 def make_openai_stt(api: HostedAPI, *, language: str = "en", http: Any = None, retries: int = 0,
-                    name: str = "") -> OpenAISTTService:
+                    prompt: str = "") -> OpenAISTTService:
     """OpenAISTTService: each VAD-delimited segment is posted as a WAV to /audio/transcriptions.
-    `name`, the assistant's, goes as the request's `prompt`: OpenAI's speech-to-text guide gives
-    the prompt for the spelling of names and words the model would otherwise get wrong (its
-    diarizing model refuses one)."""
-    prompt = name if name and "diarize" not in api.model else None
-    settings = OpenAISTTService.Settings(model=api.model, language=stt_language(language), prompt=prompt)
+    `prompt` names the assistant and its keywords (`transcriber_prompt`): OpenAI's speech-to-text
+    guide gives the prompt for the spelling of names and words the model would otherwise get wrong
+    (its diarizing model refuses one)."""
+    prompt = prompt if "diarize" not in api.model else ""
+    settings = OpenAISTTService.Settings(model=api.model, language=stt_language(language), prompt=prompt or None)
     return with_retries(DetectingSTTService(api_key=api.api_key, base_url=api.base_url, http_client=http,
                                             settings=settings), retries)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from assistants.providers import VOICE_SHAPES  # what each provider's voice ids look like (admin checks them too)
 
@@ -59,17 +59,18 @@ def deepgram_language(language: str, model: str) -> Any:
     return "en"
 
 
-def make_deepgram_stt(api: HostedAPI, *, language: str = "en", name: str = "") -> Any:
+def make_deepgram_stt(api: HostedAPI, *, language: str = "en", words: Sequence[str] = ()) -> Any:
     """DeepgramSTTService: audio streamed over one websocket per session, interim and final transcripts back.
-    `name`, the assistant's, is boosted the way the model takes it: Nova-3 as a keyterm, Nova-2 and the
-    older models as a keyword (Deepgram's docs: each is only available for those); Whisper, neither."""
+    `words`, the assistant's name and keywords, are boosted the way the model takes them: Nova-3 as
+    keyterms (phrases too), Nova-2 and the older models as keywords (Deepgram's docs: each is only
+    available for those; keywords are single words, so a phrase goes word by word); Whisper, neither."""
     from pipecat.services.deepgram.stt import DeepgramSTTService
 
     boost: dict[str, Any] = {}
-    if name and api.model.startswith("nova-3"):
-        boost["keyterm"] = [name]
-    elif name and not api.model.startswith("whisper"):
-        boost["keywords"] = [name]
+    if words and api.model.startswith("nova-3"):
+        boost["keyterm"] = list(words)
+    elif words and not api.model.startswith("whisper"):
+        boost["keywords"] = list(dict.fromkeys(word for phrase in words for word in phrase.split()))
     settings = DeepgramSTTService.Settings(model=api.model, language=deepgram_language(language, api.model),
                                            interim_results=True, punctuate=True, smart_format=True, **boost)
     return DeepgramSTTService(api_key=api.api_key, base_url=api.base_url, settings=settings)
@@ -116,13 +117,13 @@ def realtime_stt_class() -> type:
     return WholeInterimRealtimeSTTService
 
 
-def make_openai_realtime_stt(api: HostedAPI, *, language: str = "en", name: str = "") -> Any:
+def make_openai_realtime_stt(api: HostedAPI, *, language: str = "en", prompt: str = "") -> Any:
     """OpenAI's realtime transcription: audio streamed on one socket per session, committed at the VAD's stop.
-    `name`, the assistant's, is the transcription's `prompt`, except for gpt-realtime-whisper, which refuses
-    one (Pipecat would drop it with a warning at every session)."""
+    `prompt`, naming the assistant and its keywords (`transcriber_prompt`), is the transcription's, except
+    for gpt-realtime-whisper, which refuses one (Pipecat would drop it with a warning at every session)."""
     from pipecat.services.openai.stt import OPENAI_REALTIME_WHISPER_MODEL, OpenAIRealtimeSTTService
 
-    prompt = name if name and api.model != OPENAI_REALTIME_WHISPER_MODEL else None
+    prompt = (prompt or None) if api.model != OPENAI_REALTIME_WHISPER_MODEL else None
     settings = OpenAIRealtimeSTTService.Settings(model=api.model, language=stt_language(language), prompt=prompt)
     return realtime_stt_class()(api_key=api.api_key, base_url=api.base_url, settings=settings)
 

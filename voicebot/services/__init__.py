@@ -193,11 +193,11 @@ def transcriber_prompt(name: str, keywords: Sequence[str] = ()) -> str:
     hotwords, OpenAI's `prompt`): the name alone, or with keywords a sentence naming them all.
 
     Whisper takes the prompt for the transcript of what came before and follows its style. A bare
-    list ("Pearl, Nuvexa, Zorblax Pro") came back as lists, title case and repeats: WER 14 -> 19-21%
-    on sentences holding none of the words, the list itself once heard for "that is all". A sentence
-    holding the same words kept WER at the name's (14.1-14.2 / 16.1-16.2% in two voices) with no word
-    heard where none was said, and heard "Zorblax" and "Kestrelline" where the list did not
-    (docs/benchmarks.md, "Transcriber keywords").
+    list ("Pearl, Nuvexa, Zorblax Pro, ...") came back as lists, title case and repeats, and once as
+    the list itself for "that is all": on 88 sentences holding none of the keywords, WER 17.4 / 19.8%
+    in two voices (the name alone 12.6 / 18.3%, nothing 15.2 / 19.3%). A sentence holding the same
+    words gave 14.2 / 15.4%, with no keyword heard where none was said, and heard "Zorblax" and
+    "Kestrelline" where the list did not (docs/benchmarks.md, "Transcriber keywords").
     """
     if not keywords:
         return name

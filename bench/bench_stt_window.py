@@ -31,7 +31,12 @@ compares what the transcriber is told of an assistant's keywords (none of which 
 hold): nothing, the name alone, the name and keywords as a bare list, and as the sentence the
 bot tells it (`transcriber_prompt`); "leaks" counts sentences heard with a keyword in them.
 
-About 2 minutes on 2 cores. Prints the table; writes nothing.
+    .venv/bin/python bench/bench_stt_window.py --ladders "0,0.2,0.4,0.6,0.8,1;0,0.5;0"
+
+compares Whisper's temperature fallback ladders (each decode told the name, as the bot's):
+WER and decode time p50 / p95 / max; `0` alone is no fallback.
+
+About 2 minutes on 2 cores (--ladders: about 1.5 minutes a ladder). Prints the table; writes nothing.
 """
 from __future__ import annotations
 
@@ -70,9 +75,11 @@ def speech(text: str, voice: list[str], folder: Path) -> np.ndarray:
     return np.concatenate([pcm.astype(np.float32) / 32768, np.zeros(3200, np.float32)])
 
 
-def decode(model: object, audio: np.ndarray, beam: int = 5, hotwords: str | None = None) -> str:
+def decode(model: object, audio: np.ndarray, beam: int = 5, hotwords: str | None = None,
+           temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)) -> str:
     segments, _ = model.transcribe(audio, language="en", beam_size=beam,  # type: ignore[attr-defined]
-                                   max_new_tokens=int(len(audio) / 16000 * 8) + 8, hotwords=hotwords)
+                                   max_new_tokens=int(len(audio) / 16000 * 8) + 8, hotwords=hotwords,
+                                   temperature=temperature)
     return collapse_repeats(" ".join(s.text.strip() for s in segments))
 
 
@@ -85,11 +92,18 @@ def main() -> int:
     parser.add_argument("--hotwords", default="", help="compare the default model without and with these hotwords")
     parser.add_argument("--keywords", type=lambda s: [k.strip() for k in s.split(",") if k.strip()], default=[],
                         help="an assistant's keywords (comma-separated): compare the ways of telling them")
+    parser.add_argument("--ladders", type=lambda s: [tuple(float(t) for t in part.split(",")) for part in s.split(";")],
+                        default=[], help="temperature fallback ladders to compare, e.g. '0,0.2,0.4,0.6,0.8,1;0,0.5;0'")
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
     cut = load_whisper(windowed=True)  # the default model (base)
     models = {"cut to the audio": (cut, 5, None)}  # label -> (model, beam size, hotwords)
-    if args.keywords:
+    ladders: dict[str, float | tuple[float, ...]] = {}
+    if args.ladders:
+        ladders = {"/".join(f"{t:g}" for t in ladder): (ladder if len(ladder) > 1 else ladder[0])
+                   for ladder in args.ladders}
+        models = {f"ladder {label}": (cut, 5, "Pearl") for label in ladders}
+    elif args.keywords:
         models = {"nothing": (cut, 5, None), "name": (cut, 5, "Pearl"),
                   "name, keywords listed": (cut, 5, ", ".join(["Pearl", *args.keywords])),
                   "name, keywords told": (cut, 5, transcriber_prompt("Pearl", args.keywords))}
@@ -114,7 +128,8 @@ def main() -> int:
                 heard_by[model_name] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
-                    heard = decode(model, samples, beam, hotwords)
+                    heard = (decode(model, samples, beam, hotwords, ladders[model_name.removeprefix("ladder ")])
+                             if args.ladders else decode(model, samples, beam, hotwords))
                     heard_by[model_name].append(heard)
                     leaks += any(k.casefold() in heard.casefold() for k in args.keywords)
                     times.append((time.perf_counter() - started) * 1000)
@@ -123,6 +138,7 @@ def main() -> int:
                     words += len(reference)
                 print(f"{voice_name:30} {model_name:21} WER {100 * errors / words:5.1f}% ({errors}/{words})  "
                       f"decode {percentile(times, 50):6.0f} / {percentile(times, 95):6.0f} ms"
+                      + (f" / max {max(times):6.0f}" if args.ladders else "")
                       + (f"  leaks {leaks}" if args.keywords else ""), flush=True)
             if args.hotwords:
                 without, with_ = heard_by.values()

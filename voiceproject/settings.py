@@ -423,8 +423,9 @@ VOICE_STT_INTERIM = env.bool("VOICE_STT_INTERIM", default=True)
 # that becomes the final, before the VAD reports the stop (0: decode at the stop).
 VOICE_STT_QUIET_SECS = env.float("VOICE_STT_QUIET_SECS", default=0.1)
 # Local Whisper's temperature fallback: an utterance whose decode looks unsure (low
-# log-probability, or repeating itself) is decoded again at higher temperatures, five sampled
-# candidates each, which took 3-4 s of a turn on the conversation bench's garbled utterances.
+# log-probability, or repeating itself) is decoded once more at temperature 0.5, five sampled
+# candidates (stt.FALLBACK_TEMPERATURES; faster-whisper's own ladder of five more took 1-4 s of a
+# turn on the conversation bench's garbled utterances). 0: the first decode stands.
 VOICE_STT_FALLBACK = env.bool("VOICE_STT_FALLBACK", default=True)
 # The transcriber is told the assistant's name (the session's persona): local Whisper as
 # faster-whisper's hotwords, OpenAI's transcription APIs as their prompt, Deepgram as a keyterm or

@@ -24,8 +24,15 @@ logger = logging.getLogger("voicebot.stt")
 # on the conversation bench's spoken turns, 12-13% WER against tiny.en's 18%, and every
 # notes request heard (tiny.en: 82%), at the same latency (docs/benchmarks.md).
 WHISPER_MODELS = ("base", "tiny.en")
-# faster-whisper's own default: decoded again at each temperature while a decode looks unsure.
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# Decoded again once, at 0.5, when the first decode looks unsure. faster-whisper's own ladder
+# (0.0, 0.2 ... 1.0) tries up to five sampled rounds, and an utterance Whisper cannot make out
+# (espeak-ng's "Who wrote Romeo and Juliet?") went through all of them: 1.2-1.9 s of a turn on the
+# conversation bench, rarely with a better transcript at the end. `bench_stt_window.py --ladders`
+# (176 spoken sentences, two runs, 2026-12-07): WER 15.0-15.3% with the full ladder, 15.1-15.7%
+# with (0.0, 0.5), 15.5-15.7% with none; the slowest decode 1.1-1.5 s, 0.6-0.7 s and 0.3-0.7 s.
+# Live, all four conversations: the slowest transcript 1,853 -> 1,011 ms, p95 924 -> 537 ms, WER
+# 13.9 -> 14.3% (docs/benchmarks.md).
+FALLBACK_TEMPERATURES = (0.0, 0.5)
 
 
 def whisper_model_path(name: str = "base") -> str:

@@ -33,6 +33,7 @@ class PipelineOwner(Protocol):
     recording: Any  # recording.CallRecording, or None
     paused: bool
     worker: Any  # session.HostWorker: its worker_id fences the events
+    llm_slot: int | None  # the local llama.cpp slot its requests name (None: any)
 
     def system_prompt(self) -> str: ...
 
@@ -83,7 +84,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
     bundle = bot.bundle
     spec = bot.spec
     stt = bundle.make_stt(language=spec.language, name=spec.persona)
-    llm = bundle.make_llm(system_prompt=bot.system_prompt())
+    llm = bundle.make_llm(system_prompt=bot.system_prompt(), slot=bot.llm_slot)
     tts = bundle.make_tts(voice=spec.voice, parameters=spec.voice_parameters)
     behaviour = Behaviour.from_job(spec.behaviour)
     if behaviour.notes_tools:

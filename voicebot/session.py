@@ -114,11 +114,15 @@ class BotSession:
         self.runner_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
         self.fenced = False  # the worker was declared lost: this bot writes nothing more (drop)
+        # The local llama.cpp slot this session's answers and reads all use (SlotPool); lent back at close.
+        pool = bundle.llm_slots if bundle.local_llm else None
+        self.llm_slot: int | None = pool.acquire() if pool is not None else None
 
     def prime(self) -> None:
         """Start reading this session's system prompt into the local LLM's cache while the
         user's audio connects, so their first question is answered as fast as the rest."""
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.bundle.prime_llm, self.system_prompt()))
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.bundle.prime_llm, self.system_prompt(),
+                                                                        self.llm_slot))
         task.add_done_callback(_log_prime_failure)
 
     def system_prompt(self) -> str:
@@ -349,11 +353,18 @@ class BotSession:
             self.forwarder.discard()
         await self.close("worker declared lost")
 
+    def release_llm_slot(self) -> None:
+        """Lend this session's llama.cpp slot back (the bot is gone, or never started)."""
+        if self.bundle.llm_slots is not None:
+            self.bundle.llm_slots.release(self.llm_slot)
+        self.llm_slot = None
+
     async def close(self, reason: str) -> None:
         if self.closed.is_set():
             return
         self.closed.set()
         await self._stop_pipeline(reason)
+        self.release_llm_slot()  # after the pipeline: no request of this session's is left to send
         if self.recording is not None and not self.fenced:
             try:
                 await database_sync_to_async(self.recording.save)()

@@ -278,6 +278,7 @@ class BotWorkerProcess:
         session = await database_sync_to_async(session_service.claim_for_worker)(spec.session_id, self.worker_id)
         if session is None or session.status not in LIVE_STATUSES:
             self.sessions.pop(spec.session_id, None)
+            bot.release_llm_slot()
             await database_sync_to_async(self.queue.ack)(job.job_id, self.claimed_by)
             logger.info("[BotJoin] job %s: session already over, skipped", job.job_id)
             return

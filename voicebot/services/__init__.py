@@ -57,6 +57,7 @@ class ModelBundle:
     llm_model: str = ""
     llm_api: "HostedAPI | None" = None  # the hosted LLM's settings (organization, project, headers)
     llm_server: Any = None  # keeps the local llama.cpp server alive
+    llm_slots: Any = None  # llm.SlotPool of the local server: one slot lent to each session
     tts_engine: Any = None
     tts_api: "HostedAPI | None" = None  # hosted TTS instead of tts_engine
     tts_provider: str = "local"
@@ -127,7 +128,7 @@ class ModelBundle:
                                           fallback=settings.VOICE_STT_FALLBACK,
                                           hotwords=prompt)
 
-    def make_llm(self, *, system_prompt: str) -> Any:
+    def make_llm(self, *, system_prompt: str, slot: int | None = None) -> Any:
         from .llm import llm_class, reasoning_options
 
         # The local server on a busy 2-core machine may take several seconds to its first token.
@@ -141,7 +142,7 @@ class ModelBundle:
             extra.update(endpoint=self.llm_base_url, api_version=settings.VOICE_LLM_API_VERSION)
         if not self.local_llm:
             extra.update(reasoning_options(self.llm_model))
-        return llm_class(flavor)(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
+        llm = llm_class(flavor)(base_url=self.llm_base_url, api_key=self.llm_api_key, model=self.llm_model, **extra,
                                system_prompt=system_prompt, local=self.local_llm,
                                notes_router=self.notes_router,
                                history_tokens=settings.VOICE_LLM_HISTORY_TOKENS,
@@ -151,13 +152,15 @@ class ModelBundle:
                                stream_usage=self.local_llm or settings.VOICE_LLM_STREAM_USAGE,
                                http_client=self.http("llm", timeout=timeout),
                                max_retries=0 if self.local_llm else settings.VOICE_HOSTED_RETRIES)
+        llm.slot = slot if self.local_llm else None  # `slot`: the session's, from llm_slots
+        return llm
 
-    def prime_llm(self, system_prompt: str) -> None:
+    def prime_llm(self, system_prompt: str, slot: int | None = None) -> None:
         """Have the local llama.cpp server read `system_prompt` now (blocking; call in a thread).
 
-        The prompt then sits in a slot's cache, and llama.cpp gives the session's first
-        turn the slot whose cache matches it best, so the first answer does not wait for
-        the system prompt to be read. Nothing to do for a hosted LLM.
+        The prompt then sits in `slot`'s cache (the session's, which all its requests name;
+        None: the slot llama.cpp picks), so the first answer does not wait for the system
+        prompt to be read. Nothing to do for a hosted LLM.
         """
         if not self.local_llm or self.llm_server is None:
             return
@@ -165,6 +168,7 @@ class ModelBundle:
 
         httpx.post(f"{self.llm_base_url}/chat/completions", timeout=120, json={
             "model": self.llm_model, "max_tokens": 2, "cache_prompt": True,
+            **({"id_slot": slot} if slot is not None else {}),
             "messages": [{"role": "system", "content": system_prompt},
                          {"role": "user", "content": "Hello."}]}).raise_for_status()
 
@@ -275,6 +279,7 @@ def load_bundle(prompts: Sequence[str] = (), *, slots: int = 0) -> ModelBundle:
         bundle.llm_server, bundle.llm_base_url = llm.start_local_server(settings.VOICE_LLM_MODEL_PATH or None,
                                                                         threads=settings.VOICE_LLM_THREADS)
         bundle.llm_api_key, bundle.llm_model, bundle.local_llm = "local", "local", True
+        bundle.llm_slots = llm.SlotPool(llm.LOCAL_SLOTS)
     if bundle.notes_router:
         from . import intent_model
 
@@ -322,8 +327,8 @@ def warm_up(bundle: ModelBundle, prompts: Sequence[str] = (), *, slots: int = 0)
         count = min(slots or LOCAL_SLOTS, LOCAL_SLOTS)
         texts = [*dict.fromkeys(prompts)][:count]
         texts += [DEFAULT_PROMPT] * (count - len(texts))
-        with ThreadPoolExecutor(count) as pool:
-            list(pool.map(bundle.prime_llm, texts))
+        with ThreadPoolExecutor(count) as pool:  # slot by slot, as the sessions will be lent them
+            list(pool.map(bundle.prime_llm, texts, range(count)))
 
     def tts() -> None:
         with bundle.tts_lock:

@@ -93,7 +93,7 @@ class SlotPool:
 
     def __init__(self, size: int = LOCAL_SLOTS) -> None:
         self._free = list(range(size))
-        self._lock = threading.Lock()  # warm-up primes from threads
+        self._lock = threading.Lock()  # used on the worker's loop today; safe from threads too, at no cost
 
     def acquire(self) -> int | None:
         """The lowest free slot, or None when every slot is lent."""
@@ -105,6 +105,8 @@ class SlotPool:
             if slot is not None and slot not in self._free:
                 self._free.append(slot)
                 self._free.sort()
+
+
 CHECK_TIMEOUT = 15.0  # seconds a custom-tool check may take (tool_router.py) before the turn is chat
 # What a hosted custom-tool check asks for beyond the answer: a steady answer and the probability
 # of "true" (tool_router.BARE_CONFIDENCE). A server may refuse each (Groq refuses logprobs, OpenAI's

@@ -75,8 +75,8 @@ def speech(text: str, voice: list[str], folder: Path) -> np.ndarray:
     return np.concatenate([pcm.astype(np.float32) / 32768, np.zeros(3200, np.float32)])
 
 
-def decode(model: object, audio: np.ndarray, beam: int = 5, hotwords: str | None = None,
-           temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)) -> str:
+def decode(model: object, audio: np.ndarray, beam: int, hotwords: str | None,
+           temperature: float | tuple[float, ...]) -> str:
     segments, _ = model.transcribe(audio, language="en", beam_size=beam,  # type: ignore[attr-defined]
                                    max_new_tokens=int(len(audio) / 16000 * 8) + 8, hotwords=hotwords,
                                    temperature=temperature)
@@ -97,39 +97,40 @@ def main() -> int:
     args = parser.parse_args()
     sentences = [turn[0] for conversation in CONVERSATIONS for turn in conversation] + QUESTIONS
     cut = load_whisper(windowed=True)  # the default model (base)
-    models = {"cut to the audio": (cut, 5, None)}  # label -> (model, beam size, hotwords)
-    ladders: dict[str, float | tuple[float, ...]] = {}
+    full = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's own fallback ladder
+    # label -> (model, beam size, hotwords, temperatures)
+    models: dict[str, tuple[object, int, str | None, float | tuple[float, ...]]] = {
+        "cut to the audio": (cut, 5, None, full)}
     if args.ladders:
-        ladders = {"/".join(f"{t:g}" for t in ladder): (ladder if len(ladder) > 1 else ladder[0])
-                   for ladder in args.ladders}
-        models = {f"ladder {label}": (cut, 5, "Pearl") for label in ladders}
+        models = {"ladder " + "/".join(f"{t:g}" for t in ladder): (cut, 5, "Pearl",
+                                                                  ladder if len(ladder) > 1 else ladder[0])
+                  for ladder in args.ladders}
     elif args.keywords:
-        models = {"nothing": (cut, 5, None), "name": (cut, 5, "Pearl"),
-                  "name, keywords listed": (cut, 5, ", ".join(["Pearl", *args.keywords])),
-                  "name, keywords told": (cut, 5, transcriber_prompt("Pearl", args.keywords))}
+        models = {"nothing": (cut, 5, None, full), "name": (cut, 5, "Pearl", full),
+                  "name, keywords listed": (cut, 5, ", ".join(["Pearl", *args.keywords]), full),
+                  "name, keywords told": (cut, 5, transcriber_prompt("Pearl", args.keywords), full)}
     elif args.hotwords:
-        models = {"no hotwords": (cut, 5, None), f"hotwords {args.hotwords!r}": (cut, 5, args.hotwords)}
+        models = {"no hotwords": (cut, 5, None, full), f"hotwords {args.hotwords!r}": (cut, 5, args.hotwords, full)}
     elif args.beams:
-        models = {f"beam {beam}": (cut, beam, None) for beam in args.beams}
+        models = {f"beam {beam}": (cut, beam, None, full) for beam in args.beams}
     elif args.model:
         for spec in args.model:
             label, _, path = spec.partition("=")
-            models[label] = (load_whisper(path, windowed=True), 5, None)
+            models[label] = (load_whisper(path, windowed=True), 5, None, full)
     else:
-        models["full 30 s"] = (load_whisper(), 5, None)
+        models["full 30 s"] = (load_whisper(), 5, None, full)
     print(f"{len(sentences)} sentences; voice, window: WER, decode p50 / p95")
     with tempfile.TemporaryDirectory() as tmp:
         for voice_name, voice in VOICES.items():
             audio = [speech(s, voice, Path(tmp)) for s in sentences]
             heard_by: dict[str, list[str]] = {}
-            for model_name, (model, beam, hotwords) in models.items():
+            for model_name, (model, beam, hotwords, temperature) in models.items():
                 errors = words = leaks = 0
                 times: list[float] = []
                 heard_by[model_name] = []
                 for text, samples in zip(sentences, audio):
                     started = time.perf_counter()
-                    heard = (decode(model, samples, beam, hotwords, ladders[model_name.removeprefix("ladder ")])
-                             if args.ladders else decode(model, samples, beam, hotwords))
+                    heard = decode(model, samples, beam, hotwords, temperature)
                     heard_by[model_name].append(heard)
                     leaks += any(k.casefold() in heard.casefold() for k in args.keywords)
                     times.append((time.perf_counter() - started) * 1000)

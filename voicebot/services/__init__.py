@@ -166,9 +166,10 @@ class ModelBundle:
             return
         import httpx
 
+        from .llm import pinned
+
         httpx.post(f"{self.llm_base_url}/chat/completions", timeout=120, json={
-            "model": self.llm_model, "max_tokens": 2, "cache_prompt": True,
-            **({"id_slot": slot} if slot is not None else {}),
+            "model": self.llm_model, "max_tokens": 2, "cache_prompt": True, **pinned(slot),
             "messages": [{"role": "system", "content": system_prompt},
                          {"role": "user", "content": "Hello."}]}).raise_for_status()
 

@@ -80,6 +80,11 @@ def reasoning_options(model: str) -> dict[str, Any]:
 LOCAL_SLOTS = 4  # llama.cpp's parallel slots: one per concurrent session of a worker
 
 
+def pinned(slot: int | None) -> dict[str, int]:
+    """The request field that sends a llama.cpp request to `slot` (none: the server picks)."""
+    return {"id_slot": slot} if slot is not None else {}
+
+
 class SlotPool:
     """The local llama.cpp server's slots, one lent to each live session (`id_slot` on its requests).
 
@@ -318,7 +323,7 @@ class VoiceLLMService(OpenAILLMService):
         if self.local:
             self._merge_extra_body(params, {**LOCAL_SAMPLING, **(RETRY_SAMPLING if self._retrying else {}),
                                             **(FACTS_SAMPLING if answering_tool else {}),
-                                            **({"id_slot": self.slot} if self.slot is not None else {})})
+                                            **pinned(self.slot)})
         return params
 
     async def start_llm_usage_metrics(self, tokens: Any) -> None:
@@ -739,8 +744,7 @@ class VoiceLLMService(OpenAILLMService):
             return False
         started = time.monotonic()
         read = await self._client.post(f"{root}/completion", cast_to=object, body={
-            "prompt": rendered[:cut + len(words)], "n_predict": 0, "cache_prompt": True,
-            **({"id_slot": self.slot} if self.slot is not None else {})})
+            "prompt": rendered[:cut + len(words)], "n_predict": 0, "cache_prompt": True, **pinned(self.slot)})
         logger.debug("[VoiceSession] read ahead: %.0f ms, prompt=%s new=%s (open-ended)",
                      (time.monotonic() - started) * 1000, read.get("tokens_evaluated"),
                      (read.get("timings") or {}).get("prompt_n"))

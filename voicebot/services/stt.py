@@ -202,7 +202,8 @@ class SharedWhisperSTTService(WhisperSTTService):
 
     @property
     def hotwords(self) -> str:
-        """Words the user is likely to say that Whisper cannot know: the assistant's name.
+        """Words the user is likely to say that Whisper cannot know: the assistant's name, or a
+        sentence naming it and the assistant's keywords (services.transcriber_prompt).
 
         faster-whisper puts them before the decode as earlier text. On the conversation bench's 80
         sentences and 8 questions spoken by espeak-ng, "Pearl" took WER down 1-1.3 points (1.7-3.7 in
@@ -241,11 +242,11 @@ class StreamingWhisperSTTService(SharedWhisperSTTService):
     """
 
     def __init__(self, model: Any, *, vad_stop_secs: float = 0.2, interim_every: float = 0.5,
-                 quiet_secs: float = 0.1, fallback: bool = True, hotwords: str = "", **kwargs: Any) -> None:
-        super().__init__(model, hotwords=hotwords, **kwargs)
+                 quiet_secs: float = 0.1, fallback: bool = True, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self.vad_stop_secs = vad_stop_secs
-        # faster-whisper decodes again at higher temperatures (five candidates each) when a decode
-        # looks unsure; False: the first decode stands (see VOICE_STT_FALLBACK).
+        # faster-whisper decodes again at 0.5 (five candidates) when a decode looks unsure
+        # (FALLBACK_TEMPERATURES); False: the first decode stands (see VOICE_STT_FALLBACK).
         self.temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES if fallback else 0.0
         self.interim_every = interim_every
         self.quiet_secs = quiet_secs  # 0: no decode started by the quiet

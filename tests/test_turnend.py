@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from pipecat.audio.turn.base_turn_analyzer import BaseTurnAnalyzer, BaseTurnParams, EndOfTurnState
@@ -48,18 +49,22 @@ class Unfinished(BaseTurnAnalyzer):
 SILENCE_RUNS_OUT = InputAudioRawFrame(audio=b"\x00\x01" * 160, sample_rate=16000, num_channels=1)
 
 
-async def _turn(*frames, speculate: bool = False, log: list[str] | None = None) -> list[str]:
+async def _turn(*frames, speculate: bool = False, log: list[str] | None = None, analyzer: BaseTurnAnalyzer | None = None,
+                judge_aside: bool = False, then: Any = None) -> list[str]:
     """Feed frames to the strategy, as the user aggregator does; whether it ended the turn.
 
     `log` gets every decision in order: "answer ahead: <text>", "withdrawn", "answer" (an
-    ordinary inference), "stopped" and "stopped, answered ahead".
+    ordinary inference), "stopped" and "stopped, answered ahead". `then(strategy)` is awaited
+    after the frames, before the strategy is cleaned up.
     """
-    strategy = QuestionEndsTurnStopStrategy(turn_analyzer=Unfinished(), speculate=speculate)
+    strategy = QuestionEndsTurnStopStrategy(turn_analyzer=analyzer or Unfinished(), speculate=speculate,
+                                            judge_aside=judge_aside)
     ended: list[str] = []
     log = [] if log is None else log
 
     @strategy.event_handler("on_user_turn_stopped")
     async def _stopped(_strategy, params):
+        await strategy.handle_user_turn_stopped()  # as Pipecat's UserTurnController does at a turn's end
         ended.append("stopped")
         log.append("stopped, answered ahead" if params.confirms_speculation else "stopped")
 
@@ -77,6 +82,8 @@ async def _turn(*frames, speculate: bool = False, log: list[str] | None = None) 
         await strategy.handle_user_turn_started()
         for frame in frames:
             await strategy.process_frame(frame)
+        if then is not None:
+            await then(strategy)
     finally:
         await strategy.cleanup()
     return ended
@@ -161,3 +168,110 @@ def test_without_speculation_a_statement_is_answered_only_when_its_silence_runs_
     frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("I feel a bit tired today."), SILENCE_RUNS_OUT]
     assert asyncio.run(_turn(*frames, speculate=False, log=log)) == ["stopped"]
     assert log == ["answer", "stopped"]
+
+
+class Judging(Unfinished):
+    """A turn model whose verdict at the VAD's stop comes only when the test gives it (`give`)."""
+
+    def __init__(self, verdict: EndOfTurnState, log: list[str]) -> None:
+        super().__init__()
+        self.verdict, self.log = verdict, log
+        self.asked = 0
+        self.answered = 0
+        self.release = asyncio.Event()
+
+    async def analyze_end_of_turn(self):
+        self.asked += 1
+        await self.release.wait()
+        self.answered += 1
+        self.log.append(f"verdict: {self.verdict.name.lower()}")
+        return self.verdict, None
+
+
+async def _judged(strategy: QuestionEndsTurnStopStrategy, analyzer: Judging) -> None:
+    """Give the verdict, and wait (bounded) until the strategy has taken it."""
+    analyzer.release.set()
+    for _ in range(200):
+        if strategy._judging is None or strategy._judging.done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the verdict was never taken")
+
+
+async def _asked(analyzer: Judging) -> None:
+    """Wait (bounded) until the strategy is waiting for the turn model's verdict."""
+    for _ in range(200):
+        if analyzer.asked:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the turn model was never asked")
+
+
+def test_a_question_heard_while_the_turn_model_still_judges_ends_the_turn_at_once():
+    """The final came 5 ms after the VAD's stop and waited ~100 ms for the smart-turn verdict."""
+    log: list[str] = []
+    analyzer = Judging(EndOfTurnState.INCOMPLETE, log)
+
+    async def then(strategy):
+        await _asked(analyzer)
+        await strategy.process_frame(_heard("What did I just say?"))
+        assert analyzer.answered == 0 and log == ["answer", "stopped"]
+        await _judged(strategy, analyzer)
+
+    frames = [VADUserStartedSpeakingFrame(), _stop()]
+    assert asyncio.run(_turn(*frames, log=log, analyzer=analyzer, judge_aside=True, then=then)) == ["stopped"]
+    assert log == ["answer", "stopped"]  # the verdict, never reached, is not taken after the turn's end
+
+
+def test_a_statement_is_answered_ahead_while_the_turn_model_judges_and_kept_when_it_judges_complete():
+    log: list[str] = []
+    analyzer = Judging(EndOfTurnState.COMPLETE, log)
+
+    async def then(strategy):
+        await _asked(analyzer)
+        await strategy.process_frame(_heard("I feel a bit tired today."))
+        assert log == ["answer ahead: I feel a bit tired today."]
+        await _judged(strategy, analyzer)
+
+    frames = [VADUserStartedSpeakingFrame(), _stop()]
+    assert asyncio.run(_turn(*frames, speculate=True, log=log, analyzer=analyzer, judge_aside=True,
+                             then=then)) == ["stopped"]
+    assert log == ["answer ahead: I feel a bit tired today.", "verdict: complete", "stopped, answered ahead"]
+
+
+def test_a_transcript_that_comes_before_the_judging_begins_is_not_lost():
+    """The final can be the next frame, handled before the task that asks the turn model has run."""
+    frames = [VADUserStartedSpeakingFrame(), _stop(), _heard("What did I just say?")]
+    assert asyncio.run(_turn(*frames, analyzer=Judging(EndOfTurnState.INCOMPLETE, []), judge_aside=True)) == ["stopped"]
+
+
+def test_a_verdict_on_speech_the_user_went_on_with_is_dropped():
+    log: list[str] = []
+    analyzer = Judging(EndOfTurnState.COMPLETE, log)
+
+    async def then(strategy):
+        await _asked(analyzer)
+        await strategy.process_frame(VADUserStartedSpeakingFrame())
+        await strategy.process_frame(_heard("I feel a bit tired today,"))
+        await _judged(strategy, analyzer)
+
+    frames = [VADUserStartedSpeakingFrame(), _stop()]
+    assert asyncio.run(_turn(*frames, log=log, analyzer=analyzer, judge_aside=True, then=then)) == []
+    assert log == []  # not "verdict: complete" and "stopped": the user was speaking again
+
+
+def test_without_judging_aside_the_transcript_waits_for_the_verdict():
+    log: list[str] = []
+    analyzer = Judging(EndOfTurnState.INCOMPLETE, log)
+
+    async def stop_then_give():
+        # The verdict is given once the strategy waits for it: the stop's frame is still being handled.
+        asyncio.get_running_loop().call_soon(analyzer.release.set)
+        return _stop()
+
+    async def run():
+        frames = [VADUserStartedSpeakingFrame(), await stop_then_give(), _heard("What did I just say?")]
+        return await _turn(*frames, log=log, analyzer=analyzer, judge_aside=False)
+
+    assert asyncio.run(run()) == ["stopped"]
+    assert log == ["verdict: incomplete", "answer", "stopped"]

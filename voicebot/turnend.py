@@ -17,9 +17,17 @@ silence running out confirms the turn and the held answer is spoken at once; the
 speaking again withdraws it, and the turn goes on. Pipecat's own EagerUserTurnStopStrategy
 does this for STT services that predict the end of a turn (Deepgram Flux); here the
 prediction is "the user stopped and the turn model wants more silence".
+
+And the transcript is not held behind the verdict (VOICE_TURN_JUDGE_ASIDE). Pipecat's strategy
+awaits the turn model at the VAD's stop (~50-120 ms on 2 cores), and the user aggregator hands
+it frames one at a time, so a final transcript that came 5 ms after the stop waited for the
+verdict before its question could end the turn or its statement be answered ahead. The verdict
+is now reached beside the frames that follow; one reached for speech the user has since gone
+on with is dropped.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,10 +49,13 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
     """TurnAnalyzerUserTurnStopStrategy that also ends the turn on a final transcript ending with "?",
     and with `speculate`, answers a statement while the turn model waits for more silence."""
 
-    def __init__(self, *, question_ends: bool = True, speculate: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, question_ends: bool = True, speculate: bool = False, judge_aside: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.question_ends = question_ends
         self.speculate = speculate
+        self.judge_aside = judge_aside
+        self._judging: asyncio.Task[None] | None = None  # the turn model's verdict on the latest stop
         self._heard: list[str] = []  # this turn's final transcripts, as the user aggregator joins them
         self._heard_latest = False  # whether a final came since the user last began speaking
         self._speculation: UserTurnSpeculation | None = None
@@ -65,10 +76,31 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
         await self._after_stop()
 
     async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame) -> None:
+        if not self.judge_aside:
+            await self._judge(frame)
+            return
+        # What Pipecat's handler sets before it awaits the model, set now: the final transcript
+        # may be the very next frame, and the task below has not begun yet when it comes.
+        self._vad_user_speaking, self._vad_stopped = False, True
+        self._judging = self.task_manager.create_task(self._judge(frame), f"{self}::judge")
+
+    async def _judge(self, frame: VADUserStoppedSpeakingFrame) -> None:
         await super()._handle_vad_user_stopped_speaking(frame)
         await self._after_stop()  # the transcript may have come while the model was judging
 
+    async def _stop_judging(self) -> None:
+        """Drop a verdict still being reached: the speech it judged is not the turn's end any more."""
+        judging, self._judging = self._judging, None
+        # Not from inside it: the verdict itself can end the turn, and the turn's end resets this.
+        if judging is not None and not judging.done() and judging is not asyncio.current_task():
+            await self.task_manager.cancel_task(judging)
+
+    async def cleanup(self) -> None:
+        await self._stop_judging()
+        await super().cleanup()
+
     async def _handle_vad_user_started_speaking(self, frame: VADUserStartedSpeakingFrame) -> None:
+        await self._stop_judging()
         self._heard_latest = False
         await self._withdraw("the user went on speaking")
         await super()._handle_vad_user_started_speaking(frame)
@@ -79,6 +111,7 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
         return " ".join(part.strip() for part in self._heard if part.strip())
 
     async def _reset(self) -> None:
+        await self._stop_judging()
         self._heard, self._heard_latest = [], False
         await super()._reset()
         # Still held here, the turn ended some other way (the stop watchdog, the session's end):
@@ -132,11 +165,13 @@ class QuestionEndsTurnStopStrategy(TurnAnalyzerUserTurnStopStrategy):
 
 
 def turn_stop_strategy(**kwargs: Any) -> TurnAnalyzerUserTurnStopStrategy:
-    """The session's turn stop strategy: VOICE_TURN_QUESTION_ENDS (a question ends a turn) and
-    VOICE_TURN_SPECULATE (a statement is answered while the turn model waits)."""
+    """The session's turn stop strategy: VOICE_TURN_QUESTION_ENDS (a question ends a turn),
+    VOICE_TURN_SPECULATE (a statement is answered while the turn model waits) and
+    VOICE_TURN_JUDGE_ASIDE (the transcript is not held behind the turn model's verdict)."""
     from django.conf import settings
 
     if not (settings.VOICE_TURN_QUESTION_ENDS or settings.VOICE_TURN_SPECULATE):
         return TurnAnalyzerUserTurnStopStrategy(**kwargs)
     return QuestionEndsTurnStopStrategy(question_ends=settings.VOICE_TURN_QUESTION_ENDS,
-                                        speculate=settings.VOICE_TURN_SPECULATE, **kwargs)
+                                        speculate=settings.VOICE_TURN_SPECULATE,
+                                        judge_aside=settings.VOICE_TURN_JUDGE_ASIDE, **kwargs)

@@ -349,6 +349,9 @@ VOICE_TURN_QUESTION_ENDS = env.bool("VOICE_TURN_QUESTION_ENDS", default=True)
 # A statement the turn model judged unfinished is answered while its silence runs out; the
 # answer is held and spoken when the turn ends, dropped if the user goes on (voicebot/turnend.py).
 VOICE_TURN_SPECULATE = env.bool("VOICE_TURN_SPECULATE", default=True)
+# The turn model's verdict is reached beside the transcript, not in front of it: a final that
+# comes first ends a question's turn (or starts a statement's answer) at once (voicebot/turnend.py).
+VOICE_TURN_JUDGE_ASIDE = env.bool("VOICE_TURN_JUDGE_ASIDE", default=True)
 VOICE_VAD_MIN_VOLUME = env.float("VOICE_VAD_MIN_VOLUME", default=0.4)
 # The VAD model is not run on the user's silence (the last 400 ms below BS.1770's absolute gate,
 # which Pipecat calls quiet whatever the model says): voicebot/sharedmodels.py, issue 14.

@@ -56,7 +56,8 @@ EVAL_SET = ROOT / "bench" / "llm_eval_set.json"
 MAX_TOKENS = 80  # the bot's reply limit (voicebot.services.llm.MAX_REPLY_TOKENS) when this was written
 PERSONA = "Pearl"
 FALLBACK_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
-                   "short, plain sentences without lists or markdown.")  # voicebot.services.llm.DEFAULT_PROMPT
+                   "short, plain sentences without lists or markdown. Say the answer first, in a few words.")
+# (voicebot.services.llm.DEFAULT_PROMPT)
 
 CONVERSATION = [
     "Hi, I'm planning my weekend. Can you help?",

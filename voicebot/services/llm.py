@@ -29,8 +29,12 @@ from .tool_router import ANSWER_START, CHECK_TOKENS, VERDICT_GRAMMAR, Card, Cust
 logger = logging.getLogger("voicebot.llm")
 
 # The system prompt of an assistant that has none of its own.
+# "Say the answer first": the voice starts at the first whole sentence or clause, and a first
+# sentence that restates the question ("There are 60 minutes in an hour.") is most of the wait.
+# On bench/llm_eval_set.json's 96 items it cut the tokens before the first words spoken from 9 to 7
+# (p50) with the same accuracy (89/96): docs/benchmarks.md.
 DEFAULT_PROMPT = ("You are a helpful voice assistant. Your words are spoken aloud, so answer in one or two "
-                  "short, plain sentences without lists or markdown.")
+                  "short, plain sentences without lists or markdown. Say the answer first, in a few words.")
 MAX_REPLY_TOKENS = 100  # spoken replies: a sentence or two (the gate cuts at the last full sentence)
 # What a model with tools may generate in one go: a tool call's JSON arguments (a note's
 # whole body, say) must fit, or the provider cuts them and the call is lost. The spoken

@@ -2,39 +2,18 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 
 from voicesessions import queue as queue_module
 from voicesessions.queue import DatabaseBotJobQueue
 
+from tests.sqlitefiles import commit_a_row, wal_database
 from tests.waiting import await_until
-
-
-def _wal_database(path: str) -> None:
-    db = sqlite3.connect(path)  # closed here, not whenever it is collected (its close writes the files)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT)")
-        db.commit()
-    finally:
-        db.close()
-
-
-def _commit_a_row(path: str) -> None:
-    """Another process's commit (the web server enqueueing a job): a connection of its own."""
-    db = sqlite3.connect(path)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("INSERT INTO jobs (payload) VALUES ('join')")
-        db.commit()
-    finally:
-        db.close()
 
 
 def test_an_idle_worker_looks_again_only_after_a_commit(tmp_path, monkeypatch, settings):
     path = str(tmp_path / "db.sqlite3")
-    _wal_database(path)
+    wal_database(path)
     monkeypatch.setattr(queue_module, "_sqlite_files", lambda: [path, f"{path}-wal"])
     settings.VOICE_WORKER_JOB_WAIT_SECONDS = 120  # far longer than the test: only the commit can end the wait
     queue = DatabaseBotJobQueue()
@@ -53,7 +32,7 @@ def test_an_idle_worker_looks_again_only_after_a_commit(tmp_path, monkeypatch, s
         # Still waiting after many looks at the files: nothing was written.
         await await_until(lambda: stats["n"] > 40, 30, "the worker to look at the files many times")
         assert not waiting.done()
-        writer = threading.Thread(target=_commit_a_row, args=(path,))
+        writer = threading.Thread(target=commit_a_row, args=(path,))
         writer.start()
         try:
             return await asyncio.wait_for(waiting, 60)
@@ -65,7 +44,7 @@ def test_an_idle_worker_looks_again_only_after_a_commit(tmp_path, monkeypatch, s
 
 def test_with_nothing_written_the_wait_ends_at_its_limit(tmp_path, monkeypatch, settings):
     path = str(tmp_path / "db.sqlite3")
-    _wal_database(path)
+    wal_database(path)
     monkeypatch.setattr(queue_module, "_sqlite_files", lambda: [path, f"{path}-wal"])
     settings.VOICE_WORKER_JOB_WAIT_SECONDS = 0.1
     queue = DatabaseBotJobQueue()

@@ -2,45 +2,25 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 from voicesessions import relay
 
+from tests.sqlitefiles import commit_a_row, wal_database
 from tests.waiting import await_until
-
-
-def _wal_database(path: str) -> None:
-    db = sqlite3.connect(path)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT)")
-        db.commit()
-    finally:
-        db.close()
-
-
-def _commit_a_row(path: str) -> None:
-    """Another process's commit (the bot worker storing an event): a connection of its own."""
-    db = sqlite3.connect(path)
-    try:
-        db.execute("INSERT INTO events (payload) VALUES ('voice.transcript')")
-        db.commit()
-    finally:
-        db.close()
 
 
 def test_the_watch_sees_each_commit_of_another_connection_and_nothing_else(tmp_path):
     path = str(tmp_path / "db.sqlite3")
-    _wal_database(path)
+    wal_database(path)
     commits = relay.Commits(path)
     assert commits.since_last_look() is True  # the first look has nothing to compare with
     assert commits.since_last_look() is False
-    _commit_a_row(path)
+    commit_a_row(path)
     assert commits.since_last_look() is True
     assert commits.since_last_look() is False
-    _commit_a_row(path)
-    _commit_a_row(path)
+    commit_a_row(path)
+    commit_a_row(path)
     assert commits.since_last_look() is True
 
 

@@ -16,6 +16,8 @@ from pipecat.utils.asyncio.task_manager import TaskManager
 
 from voicebot.turnend import QuestionEndsTurnStopStrategy, asks
 
+from tests.waiting import await_until
+
 
 class Unfinished(BaseTurnAnalyzer):
     """A turn model that judges every turn unfinished, until its silence runs out (`SILENCE_RUNS_OUT`)."""
@@ -189,22 +191,14 @@ class Judging(Unfinished):
 
 
 async def _judged(strategy: QuestionEndsTurnStopStrategy, analyzer: Judging) -> None:
-    """Give the verdict, and wait (bounded) until the strategy has taken it."""
+    """Give the verdict, and wait until the strategy has taken it."""
     analyzer.release.set()
-    for _ in range(200):
-        if strategy._judging is None or strategy._judging.done():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the verdict was never taken")
+    await await_until(lambda: strategy._judging is None or strategy._judging.done(), 30, "the verdict to be taken")
 
 
 async def _asked(analyzer: Judging) -> None:
-    """Wait (bounded) until the strategy is waiting for the turn model's verdict."""
-    for _ in range(200):
-        if analyzer.asked:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the turn model was never asked")
+    """Wait until the strategy is waiting for the turn model's verdict."""
+    await await_until(lambda: analyzer.asked, 30, "the turn model to be asked")
 
 
 def test_a_question_heard_while_the_turn_model_still_judges_ends_the_turn_at_once():

@@ -114,9 +114,9 @@ class BotSession:
         self.runner_task: asyncio.Task | None = None
         self.closed = asyncio.Event()
         self.fenced = False  # the worker was declared lost: this bot writes nothing more (drop)
-        # The local llama.cpp slot this session's answers and reads all use (SlotPool); lent back at close.
-        pool = bundle.llm_slots if bundle.local_llm else None
-        self.llm_slot: int | None = pool.acquire() if pool is not None else None
+        # The local llama.cpp slot this session's answers and reads all use (SlotPool, only a local
+        # server has one); lent back at close.
+        self.llm_slot: int | None = bundle.llm_slots.acquire() if bundle.llm_slots is not None else None
 
     def prime(self) -> None:
         """Start reading this session's system prompt into the local LLM's cache while the

@@ -360,7 +360,9 @@ def test_in_settled_silence_the_track_wakes_once_for_the_packets_it_leaves_out()
                 break
         await speaking
         due = (added[0] - track._start) / 0.02  # frames since the start, when the audio came
-        assert due <= packet.pts // 960 <= due + 1
+        # The first frame due after the audio, give or take the loop's own lateness on a busy 2-core
+        # machine (one fresh-clone run saw it a frame late): not the skip's end, up to 20 frames away.
+        assert due <= packet.pts // 960 <= due + 3
 
     asyncio.run(run())
 

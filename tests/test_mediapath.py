@@ -14,13 +14,15 @@ import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, rtp
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
 from voicebot import mediapath
-from voicebot.mediapath import InputFrames, LoopDecoder, LoopDecodingReceiver, WholeOpusFrameTrack, audio_level_dbov
+from voicebot.mediapath import (InputFrames, LoopDecoder, LoopDecodingReceiver, UnheldJitterBuffer, WholeOpusFrameTrack,
+                               audio_level_dbov)
 
 ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's own, captured before any install()
 ORIGINAL_SEND = RTCRtpSender.send
@@ -207,6 +209,36 @@ def test_frames_change_length_mid_call_without_a_sample_lost_or_repeated() -> No
                           np.concatenate([f.to_ndarray().ravel() for f in single]))
     not_then_busy = loop_decoded(payloads, join=1, then=(10, 2))
     assert [f.samples for f in not_then_busy] == [960] * 10 + [1920] * 15
+
+
+def rtp_packet(sequence: int) -> RtpPacket:
+    """An audio packet as aiortc's receiver hands it to its jitter buffer (payload depacketized)."""
+    packet = RtpPacket(payload_type=111, sequence_number=sequence % 65536, timestamp=(sequence * 960) % 2 ** 32)
+    packet._data = bytes([sequence % 256]) * 3
+    return packet
+
+
+def arrivals(buffer: JitterBuffer, order: list[int]) -> list[int | None]:
+    """For each packet arriving in `order`, the packet the buffer hands on then (None: none)."""
+    out: list[int | None] = []
+    for sequence in order:
+        _, handed = buffer.add(rtp_packet(sequence))
+        out.append(None if handed is None else handed.timestamp // 960)
+    return out
+
+
+def test_the_users_voice_is_handed_on_as_each_packet_comes_not_four_packets_later() -> None:
+    """aiortc's audio buffer hands packet n on when packet n + 4 comes (80 ms); ours when n does,
+    in the same order, with the same bytes, late and repeated packets dealt with as aiortc does."""
+    in_order = list(range(65530, 65550))  # across the sequence numbers' wrap
+    theirs = arrivals(JitterBuffer(capacity=16, prefetch=4), in_order)
+    ours = arrivals(UnheldJitterBuffer(), in_order)
+    assert theirs == [None] * 4 + in_order[:16]
+    assert ours == in_order
+    _, handed = UnheldJitterBuffer().add(rtp_packet(7))
+    assert handed.data == rtp_packet(7)._data and handed.timestamp == 7 * 960
+    # 3 overtakes 2: 3 waits for 2, then goes on with the next arrival; a repeat of 1 is dropped.
+    assert arrivals(UnheldJitterBuffer(), [0, 1, 3, 2, 1, 4, 5]) == [0, 1, None, 2, None, 3, 4]
 
 
 def test_a_worker_takes_longer_frames_once_busy_and_20_ms_again_well_under_it(installed: None) -> None:
@@ -427,6 +459,7 @@ def test_a_peer_hears_the_track_and_its_silence_through_aiortc(installed: None, 
             assert max(level for at, level in levels if at > last_loud + 0.2) < 50  # and it plays as silence
             # The receiving side decoded on the loop (no decoder thread left), to mono for Opus.
             assert isinstance(receiver.getReceivers()[0], LoopDecodingReceiver)
+            assert isinstance(receiver.getReceivers()[0]._RTCRtpReceiver__jitter_buffer, UnheldJitterBuffer)
             assert not [t for t in threading.enumerate() if t.name == "audio-decoder"]
             assert layouts == {"mono"}
             await receiver.close()

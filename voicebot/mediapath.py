@@ -32,6 +32,10 @@ the browser hears:
   completes, and decodes Opus to mono (`MonoOpusDecoder`): the pipeline keeps mono 16 kHz
   of the user, and libopus's own mono is the samples the resampler's down-mix of aiortc's
   stereo gave (85 dB apart) for less work.
+- aiortc's receiver holds each packet of the user's voice until four more have come (its
+  jitter buffer's prefetch, for smooth playback): 80 ms on every turn's end, start and
+  transcript. The bot plays none of it; `UnheldJitterBuffer` hands each packet on in order
+  as it comes.
 - Each frame of the user's audio is a trip through the transport and every processor that
   reads it. While the worker is busy, the loop decoder hands over two packets as one 40 ms
   frame (`InputFrames`, set from the worker's load by its heartbeat): half the trips, for
@@ -39,9 +43,10 @@ the browser hears:
 
 Neither library offers these as settings, so `install()` swaps them in where they are
 looked up at run time (aiortc's `rtp.compute_audio_level_dbov`, `RTCRtpSender.send` and
-`replaceTrack`, `decoder_worker`, the peer connection module's `RTCRtpReceiver`, the transport module's
-`RawAudioTrack`). It is idempotent; a session calls it before it builds its transport.
-`tests/test_mediapath.py` holds each to the originals' output.
+`replaceTrack`, `decoder_worker`, the peer connection module's `RTCRtpReceiver` (and with
+it the jitter buffer), the transport module's `RawAudioTrack`). It is idempotent; a
+session calls it before it builds its transport. `tests/test_mediapath.py` holds each to
+the originals' output.
 """
 from __future__ import annotations
 
@@ -58,6 +63,8 @@ import numpy as np
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import Decoder, get_decoder
 from aiortc.codecs.opus import SAMPLES_PER_FRAME, TIME_BASE, OpusDecoder, OpusEncoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 from av import AudioFrame, Packet
 from pipecat.transports.smallwebrtc.transport import RawAudioTrack
 
@@ -354,17 +361,42 @@ def joined(frames: list[AudioFrame]) -> AudioFrame:
     return made
 
 
-class LoopDecodingReceiver(RTCRtpReceiver):
-    """aiortc's receiver, decoding audio with a `LoopDecoder` (video keeps aiortc's thread).
+class UnheldJitterBuffer(JitterBuffer):
+    """aiortc's audio jitter buffer, handing each packet on as soon as those before it have come.
 
-    aiortc has no setting for where it decodes; its queue and error flag are private, so
-    they are reached by their mangled names.
+    aiortc's receiver keeps four audio frames in hand (`prefetch=4`), and learns that a frame
+    is whole only from the next packet's timestamp: every packet of the user's voice reaches the
+    pipeline 80 ms after it arrived. That evens out a network's jitter for a listener; the bot
+    does not listen, it measures (VAD, turn model, Whisper), and a late packet only delays the
+    ones after it, as before. An audio packet is a whole frame (RFC 7587: one Opus packet per RTP
+    packet; G.711 likewise), so it goes on at once. Order, duplicates and gaps are aiortc's: a
+    packet comes out only after the one before it, one per arrival.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(capacity=16)  # aiortc's audio capacity
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packet: RtpPacket | None = self._packets[self._origin % self._capacity]
+        if packet is None:
+            return None  # the next packet in order has not come: wait for it, as aiortc does
+        self.remove(1)
+        return JitterFrame(data=packet._data, timestamp=packet.timestamp)  # _data: the receiver's depayload
+
+
+class LoopDecodingReceiver(RTCRtpReceiver):
+    """aiortc's receiver, decoding audio with a `LoopDecoder` (video keeps aiortc's thread), its
+    packets handed on unheld (`UnheldJitterBuffer`).
+
+    aiortc has no setting for where it decodes or how long it holds packets; its queue, error
+    flag and jitter buffer are private, so they are reached by their mangled names.
     """
 
     def __init__(self, kind: str, transport: Any) -> None:
         super().__init__(kind, transport)
         if kind == "audio":
             self._RTCRtpReceiver__decoder_queue = LoopDecoder(self, self._RTCRtpReceiver__decoder_error)
+            self._RTCRtpReceiver__jitter_buffer = UnheldJitterBuffer()
 
 
 def no_thread_for_a_loop_decoder(worker: Callable[..., None]) -> Callable[..., None]:

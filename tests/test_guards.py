@@ -237,6 +237,28 @@ def test_only_a_clause_worth_a_breath_is_spoken_early():
         "Yes.", "Take a coat, a hat and some gloves with you."]
 
 
+def test_a_long_first_sentence_starts_at_a_conjunction_where_a_speaker_would_breathe():
+    """An advice answer's first sentence often has no comma ("Try setting specific goals and
+    breaking them down into smaller tasks."): ~12 tokens at ~12 tokens/s before a word was said."""
+    gate = guards.SentenceGate([])
+    assert _pieces(gate, "Try setting specific goals and breaking them down into smaller tasks. Take breaks too.") == [
+        "Try setting specific goals", "and breaking them down into smaller tasks.", "Take breaks too."]
+    assert gate.released[0] == "Try setting specific goals and breaking them down into smaller tasks."
+    assert _pieces(guards.SentenceGate([]), "Try eating a light meal before you go to bed.") == [
+        "Try eating a light meal", "before you go to bed."]
+    # The sentence's end written before the word after the conjunction: nothing to start early.
+    assert _pieces(guards.SentenceGate([]), "Try eating a light meal before bed.") == [
+        "Try eating a light meal before bed."]
+    # Not where the conjunction joins a number, or for "or" (a choice, "more or less"), or too soon.
+    for whole in ("It takes about two and a half hours by train.", "It takes about 2 and a half hours.",
+                  "You can have eggs with toast or yogurt for breakfast.", "Yes and no, it depends.",
+                  "The Andes and the Alps are both mountain ranges."):
+        assert _pieces(guards.SentenceGate([]), whole) == [whole]
+    # A word that only begins like one ("Andrew", "iffy") is no conjunction.
+    assert _pieces(guards.SentenceGate([]), "You could ask your friend Andrew to help.") == [
+        "You could ask your friend Andrew to help."]
+
+
 def test_an_opening_that_began_an_earlier_answer_waits_for_the_repeat_check():
     with pytest.raises(guards.RepeatedAnswer):
         _pieces(guards.SentenceGate(["You have one note, called shopping."]),
@@ -277,6 +299,27 @@ def test_the_offline_voice_speaks_each_piece_as_it_comes():
         LLMTextFrame("a city of almost four million people. "), LLMFullResponseEndFrame()], start_timeout=60))
     assert [t.strip() for t in engine.said] == ["The capital of Germany is Berlin,",
                                                 "a city of almost four million people."]
+
+
+def test_an_opening_spoken_on_its_own_pauses_about_as_long_as_inside_its_whole_sentence():
+    """hibari ends every piece with ~0.45 s of silence; after an opening the rest of the sentence
+    follows, so that pause is cut to about hibari's own within the sentence (0.28-0.39 s)."""
+    import numpy as np
+
+    from voicebot.services.tts import ends_sentence, load_hibari, trim_leading_silence, trim_trailing_silence
+
+    engine, rate = load_hibari()
+
+    def silence_after(audio: np.ndarray) -> float:
+        loud = np.flatnonzero(np.abs(audio) > 0.01)
+        return (len(audio) - 1 - loud[-1]) / rate
+
+    opening = trim_leading_silence(np.concatenate(list(engine.stream("Try setting clear goals"))), rate)
+    assert silence_after(opening) > 0.38  # hibari's own
+    trimmed = trim_trailing_silence(opening, rate)
+    assert 0.29 <= silence_after(trimmed) <= 0.31 and np.array_equal(trimmed, opening[:len(trimmed)])
+    assert ends_sentence("and breaking tasks into smaller steps.") and ends_sentence('He said "yes."')
+    assert not ends_sentence("The capital of Germany is Berlin,") and not ends_sentence("Try setting clear goals")
 
 
 # --- VoiceLLMService in a pipeline, against the scripted fake ---------------------------------

@@ -209,6 +209,7 @@ class VoiceLLMService(OpenAILLMService):
         # Read before super().__init__, which builds the client (create_client).
         self._http_client = http_client  # shared across the worker's sessions; else one of our own
         self._timeouts = (timeout, connect_timeout, max_retries)
+        self._context_at = self._asked_at = time.monotonic()  # the latest turn's context, and its request
         local = notes_router if local is None else local
         # No tools reaching the model (the router): the cap is the spoken answer's. llama.cpp's
         # server knows max_tokens; OpenAI's reasoning models refuse it for max_completion_tokens.
@@ -338,6 +339,7 @@ class VoiceLLMService(OpenAILLMService):
         await super().start_llm_usage_metrics(tokens)
 
     async def _process_context(self, context: LLMContext) -> None:
+        self._context_at = time.monotonic()
         if self.notes_router and await self._route_tools(context):
             return  # a routed request or a notes result never asks the model: no read to wait for
         reading, self._reading_ahead = self._reading_ahead, None
@@ -460,6 +462,7 @@ class VoiceLLMService(OpenAILLMService):
             raise AnswerComplete  # closes the stream: no paying for words that will not be spoken
 
     async def get_chat_completions(self, context: LLMContext) -> Any:
+        self._asked_at = time.monotonic()
         return self._watch(await super().get_chat_completions(context))
 
     async def _watch(self, stream: Any) -> Any:
@@ -470,10 +473,18 @@ class VoiceLLMService(OpenAILLMService):
         A delta with several tool calls becomes one chunk per call.
         """
         state = self._tool_stream = {"names": [], "finish": None}
+        first = True
         try:
             async for chunk in stream:
                 calls: list[Any] = []
                 for choice in chunk.choices or []:
+                    if first and choice.delta and (choice.delta.content or choice.delta.tool_calls):
+                        first = False
+                        # Where a turn's wait goes: before the request (routing, a read ahead
+                        # finishing), or in the model (reading the prompt's new tokens).
+                        now = time.monotonic()
+                        logger.debug("[VoiceSession] llm first token %.0f ms after the context, %.0f ms after the "
+                                     "request", (now - self._context_at) * 1000, (now - self._asked_at) * 1000)
                     calls = list((choice.delta.tool_calls or []) if choice.delta else [])
                     for call in calls:
                         if call.function and call.function.name:

@@ -254,7 +254,7 @@ def test_a_long_first_sentence_starts_at_a_conjunction_where_a_speaker_would_bre
                   "You can have eggs with toast or yogurt for breakfast.", "Yes and no, it depends.",
                   "The Andes and the Alps are both mountain ranges."):
         assert _pieces(guards.SentenceGate([]), whole) == [whole]
-    # A word that only begins like one ("Andrew", "iffy") is no conjunction.
+    # A word that only begins like one is no conjunction.
     assert _pieces(guards.SentenceGate([]), "You could ask your friend Andrew to help.") == [
         "You could ask your friend Andrew to help."]
 

@@ -306,7 +306,8 @@ def test_an_opening_spoken_on_its_own_pauses_about_as_long_as_inside_its_whole_s
     follows, so that pause is cut to about hibari's own within the sentence (0.28-0.39 s)."""
     import numpy as np
 
-    from voicebot.services.tts import ends_sentence, load_hibari, trim_leading_silence, trim_trailing_silence
+    from voicebot.services.guards import ends_sentence
+    from voicebot.services.tts import PAUSE_AFTER_OPENING_MS, load_hibari, trim_silence
 
     engine, rate = load_hibari()
 
@@ -314,9 +315,9 @@ def test_an_opening_spoken_on_its_own_pauses_about_as_long_as_inside_its_whole_s
         loud = np.flatnonzero(np.abs(audio) > 0.01)
         return (len(audio) - 1 - loud[-1]) / rate
 
-    opening = trim_leading_silence(np.concatenate(list(engine.stream("Try setting clear goals"))), rate)
+    opening = trim_silence(np.concatenate(list(engine.stream("Try setting clear goals"))), rate)
     assert silence_after(opening) > 0.38  # hibari's own
-    trimmed = trim_trailing_silence(opening, rate)
+    trimmed = trim_silence(opening, rate, keep_after_ms=PAUSE_AFTER_OPENING_MS)
     assert 0.29 <= silence_after(trimmed) <= 0.31 and np.array_equal(trimmed, opening[:len(trimmed)])
     assert ends_sentence("and breaking tasks into smaller steps.") and ends_sentence('He said "yes."')
     assert not ends_sentence("The capital of Germany is Berlin,") and not ends_sentence("Try setting clear goals")

@@ -39,8 +39,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 # had one 3-13 words before their first comma or full stop, at ~12 tokens/s a second's wait.
 # The conjunction is a whole word only once the word after it has begun. Not "or" and "so"
 # ("two or three", "more or less", "not so bad"), nor "and" after a number ("two and a half").
-_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?:-|\u2013|\u2014)\s+|\s+(?=(?:and|but|because|which|while|when|where|"
-                         r"if|until|before|after|since|though|although)\s+\S)")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+(?:-|\u2013|\u2014)\s+|\s+(?P<conjunction>)(?=(?:and|but|because|which|while|"
+                         r"when|where|if|until|before|after|since|though|although)\s+\S)")
 CLAUSE_MIN_WORDS = 4  # "Sure," and "Well, yes," are not worth a breath of their own
 _WORD = re.compile(r"[a-z0-9']+")
 _SPACES = re.compile(r"[ \t]{2,}")
@@ -324,6 +324,12 @@ class RepeatedAnswer(Exception):
     """The answer began with a sentence the assistant already said: ask the model again."""
 
 
+def ends_sentence(piece: str) -> bool:
+    """Whether a piece the gate hands over ends its sentence (else it is an opening, and the
+    rest of its sentence follows)."""
+    return piece.rstrip().rstrip("\"')]").endswith((".", "!", "?"))
+
+
 def _counted(words: str) -> bool:
     """Whether normalised `words` end on a number ("about two", "1"): a conjunction there joins
     a number ("two and a half hours"), it does not start a clause."""
@@ -428,7 +434,7 @@ class SentenceGate:
         for match in _CLAUSE_END.finditer(self.buffer):
             clause = self.buffer[:match.start()].strip()
             words = _norm(clause)
-            joins = not match.group().strip() and not clause.endswith((",", ";", ":"))  # before a conjunction
+            joins = match.group("conjunction") is not None
             if len(words.split()) < CLAUSE_MIN_WORDS or (joins and _counted(words)):
                 continue
             if match.end() == len(self.buffer):

@@ -11,6 +11,8 @@ from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 
+from .guards import ends_sentence
+
 HIBARI_RATE = 24000
 
 
@@ -21,30 +23,23 @@ def load_hibari() -> tuple[Any, int]:
     return engine, int(getattr(engine, "sample_rate", HIBARI_RATE))
 
 
-def trim_leading_silence(audio: np.ndarray, rate: int, threshold: float = 0.01, keep_ms: int = 30) -> np.ndarray:
-    """Drop the silence hibari puts before every sentence (about 0.3 s: pure latency)."""
-    loud = np.flatnonzero(np.abs(audio) > threshold)
-    if loud.size == 0:
-        return audio
-    return audio[max(0, int(loud[0]) - rate * keep_ms // 1000):]
+def trim_silence(audio: np.ndarray, rate: int, *, keep_after_ms: int | None = None, threshold: float = 0.01,
+                 keep_before_ms: int = 30) -> np.ndarray:
+    """Drop the silence hibari puts before every piece (about 0.3 s: pure latency), keeping
+    `keep_before_ms`; with `keep_after_ms`, keep at most that much of the ~420-460 ms after it.
 
-
-def trim_trailing_silence(audio: np.ndarray, rate: int, threshold: float = 0.01, keep_ms: int = 300) -> np.ndarray:
-    """Keep at most `keep_ms` of the silence hibari puts after a piece (~420-460 ms).
-
-    For an answer's opening, spoken before the rest of its sentence (guards.SentenceGate): its
-    pause would otherwise be ~150 ms longer than hibari's own within the whole sentence (276 ms
-    before an "and", 394 ms at a comma, measured on the gate's test sentences).
+    The silence after is cut for an answer's opening, spoken before the rest of its sentence
+    (guards.SentenceGate): its pause would otherwise be ~150 ms longer than hibari's own within
+    the whole sentence (276 ms before an "and", 394 ms at a comma, on the gate's test sentences).
     """
     loud = np.flatnonzero(np.abs(audio) > threshold)
     if loud.size == 0:
         return audio
-    return audio[:int(loud[-1]) + 1 + rate * keep_ms // 1000]
+    end = len(audio) if keep_after_ms is None else int(loud[-1]) + 1 + rate * keep_after_ms // 1000
+    return audio[max(0, int(loud[0]) - rate * keep_before_ms // 1000):end]
 
 
-def ends_sentence(text: str) -> bool:
-    """Whether a piece of an answer ends its sentence (else the rest of the sentence follows)."""
-    return text.rstrip().rstrip("\"')]").endswith((".", "!", "?"))
+PAUSE_AFTER_OPENING_MS = 300  # see trim_silence
 
 
 class HibariTTSService(TTSService):
@@ -71,9 +66,8 @@ class HibariTTSService(TTSService):
             with self._lock:
                 chunks = list(self._engine.stream(text, speed=self._speed))
             audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-            audio = trim_leading_silence(audio, self._engine_rate)
-            if not ends_sentence(text):
-                audio = trim_trailing_silence(audio, self._engine_rate)
+            audio = trim_silence(audio, self._engine_rate,
+                                 keep_after_ms=None if ends_sentence(text) else PAUSE_AFTER_OPENING_MS)
             return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
         async def one_chunk() -> AsyncGenerator[bytes, None]:

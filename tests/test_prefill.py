@@ -60,3 +60,13 @@ def test_reads_a_turn_can_be_capped():
                   InterimTranscriptionFrame("What is the capital", "u", AT),
                   InterimTranscriptionFrame("What is the capital of France and why", "u", AT),
                   max_reads=1) == ["What is the"]
+
+
+def test_no_read_begins_once_the_user_has_gone_quiet():
+    """Whisper's decode of the quiet, the turn's final, would wait for the read: the turn reads those words itself."""
+    quiet = iter([False, True, False])  # the STT's measure as each interim comes: a pause, then more words
+    assert _reads(UserStartedSpeakingFrame(),
+                  InterimTranscriptionFrame("What is the capi", "u", AT),
+                  InterimTranscriptionFrame("What is the capital of France", "u", AT),
+                  InterimTranscriptionFrame("What is the capital of France and why is", "u", AT),
+                  gone_quiet=lambda: next(quiet)) == ["What is the", "What is the capital of France and why"]

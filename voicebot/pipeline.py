@@ -120,7 +120,7 @@ def build_pipeline(bot: PipelineOwner, transport: Any) -> tuple[PipelineWorker, 
             user_turn_stop_timeout=settings.VOICE_USER_TURN_TIMEOUT))
     forwarder = EventForwarder(spec.session_id, worker_id=bot.worker.worker_id)
     # The local LLM reads the user's words while they speak (prefill.py); a hosted one is not asked.
-    prefill = ([UserWordsPrefill(llm, bot.context)]
+    prefill = ([UserWordsPrefill(llm, bot.context, gone_quiet=getattr(stt, "gone_quiet", None))]
                if settings.VOICE_LLM_PREFILL and getattr(llm, "local", False) else [])
     pipeline = Pipeline([
         transport.input(),

@@ -103,6 +103,9 @@ def test_the_router_keeps_its_figures_on_the_later_sets(name, recall, args_right
     ("Find the note that mentions the alarm code.", "search_notes", {"query": "the alarm code"}),
     ("Did I write down anything about the landlord?", "search_notes", {"query": "the landlord"}),
     ("Where did I write down the locker number?", "search_notes", {"query": "locker number"}),
+    # A search that names nothing to look for: the router asks what (test_router_asks_what_to_search_for).
+    ("Search my notes.", "search_notes", {"query": ""}),
+    ("Could you search my notes?", "search_notes", {"query": ""}),
     # A misheard "jot" left to the classifier: the note is what follows "that".
     ("Dot down that my library books are due Friday.", "create_note",
      {"title": "my library books are due", "body": "my library books are due Friday"}),
@@ -168,3 +171,48 @@ def test_a_sentence_the_classifier_is_sure_is_not_chat_goes_to_its_likeliest_too
     assert intents.decide("the dentist note, bin that one.", sure).tool == "delete_note"
     unsure = {**sure, intents.CHAT: 0.2, "create_note": 0.01}
     assert intents.decide("the dentist note, bin that one.", unsure) is None
+
+
+@pytest.mark.parametrize("answer, query", [("For mother.", "mother"), ("Anything about the dentist.", "the dentist"),
+                                           ("Passport, please.", "Passport"), ("Never mind.", ""),
+                                           ("No thanks.", ""), ("", "")])
+def test_the_answer_to_what_to_search_for(answer, query):
+    assert intents.search_query(answer) == query
+
+
+def test_the_router_asks_what_to_search_for_and_searches_the_answer():
+    """Conversation bench, 2026-12-08: "Search my notes for mother." reached the bot as two
+    utterances; the first searched for its own words ("None of your notes mention Search my notes.")."""
+    import asyncio
+
+    from pipecat.frames.frames import LLMContextFrame, LLMTextFrame
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.tests.utils import run_test
+
+    from tests.fakes.openai_api import FakeOpenAI
+    from voicebot.services.llm import VoiceLLMService
+
+    searched: list[dict] = []
+
+    async def search_notes(params) -> None:
+        searched.append(dict(params.arguments))
+        await params.result_callback({"ok": True, "query": params.arguments["query"], "notes": []})
+
+    with FakeOpenAI(api_key="sk-fake-search-key") as fake:
+        fake.reply_with("Okay.")
+        llm = VoiceLLMService(base_url=fake.url, api_key="sk-fake-search-key", model="gpt-4.1-mini",
+                              system_prompt="Be brief.", notes_router=True, local=False)
+        llm.register_function("search_notes", search_notes)
+        asked = [{"role": "user", "content": "Search my notes."}]
+        answered = [*asked, {"role": "assistant", "content": intents.SEARCH_QUESTION},
+                    {"role": "user", "content": "For mother."}]
+        again = [{"role": "user", "content": "Search my notes."}]
+        dropped = [*again, {"role": "assistant", "content": intents.SEARCH_QUESTION},
+                   {"role": "user", "content": "Never mind."}]
+        down, _up = asyncio.run(run_test(llm, start_timeout=60, frames_to_send=[
+            LLMContextFrame(LLMContext(messages=m)) for m in (asked, answered, again, dropped)]))
+        said = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+        assert said.count(intents.SEARCH_QUESTION) == 2, said
+        assert searched == [{"query": "mother"}]  # the answer searched; "Never mind." did not
+        assert "Okay." in said  # "Never mind." went to the model
+        assert len(fake.requests_to("/v1/chat/completions", ok=True)) == 1

@@ -272,7 +272,10 @@ def arguments_from_shape(tool: str, sentence: str) -> Intent:
         body = _clean(_LEADING_THAT.sub("", lead.group("rest") if lead else sentence))
         return Intent(tool, {"title": auto_title(body), "body": body})
     if tool == "search_notes":
-        return Intent(tool, {"query": topic or _clean(sentence)})
+        # "Search my notes." names nothing to look for: the query is left empty, and the router
+        # asks for it (search_query) instead of searching for the request's own words.
+        said = topic or _clean(sentence)
+        return Intent(tool, {"query": "" if set(_WORDS.findall(said.lower())) <= _SEARCH_WORDS else said})
     if tool == "update_note":
         addition = _ADDITION.search(sentence)
         # Without an "add" verb (misheard as "and", "put" as "but", or left out) the words before
@@ -284,6 +287,27 @@ def arguments_from_shape(tool: str, sentence: str) -> Intent:
         title = "" if latest else topic
         return Intent(tool, {"title": title, "latest": latest or not title})
     return Intent(tool, {})
+
+
+_WORDS = re.compile(r"[a-z']+")
+# The words of a request to search the notes that name nothing to look for.
+_SEARCH_WORDS = {"search", "searching", "look", "through", "in", "into", "check", "go", "scan", "find", "my", "the",
+                 "all", "notes", "note", "can", "could", "would", "will", "you", "please", "is", "are", "there",
+                 "anything", "something", "do", "i", "have", "a", "me", "for", "of"}
+SEARCH_QUESTION = "What should I look for in your notes?"
+_NEVER_MIND = re.compile(r"^(?:oh\s+)?(?:never\s*mind|nothing|forget it|no(?:\s+thanks)?|cancel|nope|skip it|"
+                         r"don't bother|it doesn't matter)\b", re.I)
+_FOR_LEAD = re.compile(r"^(?:(?:look|search)\s+)?(?:for|about|anything about|something about|the word|notes? about|"
+                       r"mentions? of)\s+", re.I)
+
+
+def search_query(answer: str) -> str:
+    """What to search the notes for, from the user's answer to SEARCH_QUESTION ("For mother." ->
+    "mother"); "" when they let it go ("Never mind.")."""
+    text = _clean(answer)
+    if not text or _NEVER_MIND.match(text):
+        return ""
+    return _clean(_FOR_LEAD.sub("", text))
 
 
 def speak_result(tool: str, result: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from .claims import agrees, offer
 from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, earlier_words, facts_ahead,
                      facts_spoken, tidy_spaces, tool_facts, window)
 from .modelfiles import default_llm_path
-from .intents import Intent, parse as parse_intent, speak_result
+from .intents import SEARCH_QUESTION, Intent, parse as parse_intent, search_query, speak_result
 from .tool_router import ANSWER_START, CHECK_TOKENS, VERDICT_GRAMMAR, Card, CustomToolRouter, request_top
 
 logger = logging.getLogger("voicebot.llm")
@@ -241,6 +241,7 @@ class VoiceLLMService(OpenAILLMService):
         self.custom_tools: list[Any] = []  # the assistant's custom tools' schemas (set by the pipeline)
         self._tool_router: CustomToolRouter | None = None  # routes them when the model gets no tools (_route_custom)
         self._offered: Intent | None = None  # the note offered instead of a false claim; a "yes" saves it
+        self._asked_search = False  # the user asked to search their notes for nothing said; the next turn says what
         self._last_call: tuple[tuple[str, str], float] | None = None  # the latest routed call, and when
         # What this session's hosted server has not refused of a check's options (a reasoning model
         # refuses temperature and logprobs; its effort goes with them).
@@ -539,11 +540,22 @@ class VoiceLLMService(OpenAILLMService):
         if offered is not None and agrees(last["content"]):
             await self._call(context, offered.tool, offered.arguments)
             return True
+        asked, self._asked_search = self._asked_search, False  # so is the question of what to search for
         # In a thread: the classifier's few milliseconds of numpy would hold up every other
         # session's audio on this worker's event loop.
         intent = await asyncio.to_thread(parse_intent, last["content"])
+        if intent is None and asked and (query := search_query(last["content"])):
+            intent = Intent("search_notes", {"query": query})  # the answer to SEARCH_QUESTION
         if intent is None or not self.has_function(intent.tool):  # the assistant's notes tools may be off
             return await self._route_custom(context, last["content"])
+        if intent.tool == "search_notes" and not intent.arguments.get("query"):
+            # "Search my notes." names nothing to search for; searching for the request's own words
+            # found nothing ("None of your notes mention Search my notes."): ask instead.
+            self._asked_search = True
+            await self._push_llm_text(SEARCH_QUESTION)
+            if self.local:
+                self._read_ahead([*messages, {"role": "assistant", "content": SEARCH_QUESTION}])
+            return True
         await self._call(context, intent.tool, intent.arguments)
         return True
 

@@ -301,13 +301,22 @@ _FOR_LEAD = re.compile(r"^(?:(?:look|search)\s+)?(?:for|about|anything about|som
                        r"mentions? of)\s+", re.I)
 
 
+_ASKS = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|can|could|do|does|did|"
+                   r"will|would|should|shall|tell|give|let's|let)\b", re.I)
+SEARCH_ANSWER_WORDS = 6  # a longer answer is more than a thing to look for: the model's to answer
+
+
 def search_query(answer: str) -> str:
     """What to search the notes for, from the user's answer to SEARCH_QUESTION ("For mother." ->
-    "mother"); "" when they let it go ("Never mind.")."""
+    "mother"); "" when they let it go ("Never mind.") or say something else ("What's the weather?")."""
     text = _clean(answer)
     if not text or _NEVER_MIND.match(text):
         return ""
-    return _clean(_FOR_LEAD.sub("", text))
+    query = _clean(_FOR_LEAD.sub("", text))
+    if query == text and (answer.strip().endswith("?") or _ASKS.match(text)
+                          or len(text.split()) > SEARCH_ANSWER_WORDS):
+        return ""
+    return query
 
 
 def speak_result(tool: str, result: dict[str, Any]) -> str:

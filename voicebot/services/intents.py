@@ -259,6 +259,33 @@ _LEADING_CONJUNCTION = re.compile(r"^(?:and|but|so|then|plus)\s+", re.I)
 _ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|mention)\s+(?P<body>.+?)"
                        r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
 
+_WORDS = re.compile(r"[a-z']+")
+# The words of a request to search the notes that name nothing to look for.
+_SEARCH_WORDS = {"search", "searching", "look", "through", "in", "into", "check", "go", "scan", "find", "my", "the",
+                 "all", "notes", "note", "can", "could", "would", "will", "you", "please", "is", "are", "there",
+                 "anything", "something", "do", "i", "have", "a", "me", "for", "of"}
+SEARCH_QUESTION = "What should I look for in your notes?"
+_NEVER_MIND = re.compile(r"^(?:oh\s+)?(?:never\s*mind|nothing|forget it|no(?:\s+thanks)?|cancel|nope|skip it|"
+                         r"don't bother|it doesn't matter)\b", re.I)
+_FOR_LEAD = re.compile(r"^(?:(?:look|search)\s+)?(?:for|about|anything about|something about|the word|notes? about|"
+                       r"mentions? of)\s+", re.I)
+_ASKS = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|can|could|do|does|did|"
+                   r"will|would|should|shall|tell|give|let's|let)\b", re.I)
+SEARCH_ANSWER_WORDS = 6  # a longer answer is more than a thing to look for: the model's to answer
+
+
+def search_query(answer: str) -> str:
+    """What to search the notes for, from the user's answer to SEARCH_QUESTION ("For mother." ->
+    "mother"); "" when they let it go ("Never mind.") or say something else ("What's the weather?")."""
+    text = _clean(answer)
+    if not text or _NEVER_MIND.match(text):
+        return ""
+    query = _clean(_FOR_LEAD.sub("", text))
+    if query == text and (answer.strip().endswith("?") or _ASKS.match(text)
+                          or len(text.split()) > SEARCH_ANSWER_WORDS):
+        return ""
+    return query
+
 
 def arguments_from_shape(tool: str, sentence: str) -> Intent:
     """Arguments for a tool the classifier chose, taken from the sentence's shape."""
@@ -287,36 +314,6 @@ def arguments_from_shape(tool: str, sentence: str) -> Intent:
         title = "" if latest else topic
         return Intent(tool, {"title": title, "latest": latest or not title})
     return Intent(tool, {})
-
-
-_WORDS = re.compile(r"[a-z']+")
-# The words of a request to search the notes that name nothing to look for.
-_SEARCH_WORDS = {"search", "searching", "look", "through", "in", "into", "check", "go", "scan", "find", "my", "the",
-                 "all", "notes", "note", "can", "could", "would", "will", "you", "please", "is", "are", "there",
-                 "anything", "something", "do", "i", "have", "a", "me", "for", "of"}
-SEARCH_QUESTION = "What should I look for in your notes?"
-_NEVER_MIND = re.compile(r"^(?:oh\s+)?(?:never\s*mind|nothing|forget it|no(?:\s+thanks)?|cancel|nope|skip it|"
-                         r"don't bother|it doesn't matter)\b", re.I)
-_FOR_LEAD = re.compile(r"^(?:(?:look|search)\s+)?(?:for|about|anything about|something about|the word|notes? about|"
-                       r"mentions? of)\s+", re.I)
-
-
-_ASKS = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|can|could|do|does|did|"
-                   r"will|would|should|shall|tell|give|let's|let)\b", re.I)
-SEARCH_ANSWER_WORDS = 6  # a longer answer is more than a thing to look for: the model's to answer
-
-
-def search_query(answer: str) -> str:
-    """What to search the notes for, from the user's answer to SEARCH_QUESTION ("For mother." ->
-    "mother"); "" when they let it go ("Never mind.") or say something else ("What's the weather?")."""
-    text = _clean(answer)
-    if not text or _NEVER_MIND.match(text):
-        return ""
-    query = _clean(_FOR_LEAD.sub("", text))
-    if query == text and (answer.strip().endswith("?") or _ASKS.match(text)
-                          or len(text.split()) > SEARCH_ANSWER_WORDS):
-        return ""
-    return query
 
 
 def speak_result(tool: str, result: dict[str, Any]) -> str:

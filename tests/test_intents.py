@@ -176,7 +176,8 @@ def test_a_sentence_the_classifier_is_sure_is_not_chat_goes_to_its_likeliest_too
 @pytest.mark.parametrize("answer, query", [("For mother.", "mother"), ("Anything about the dentist.", "the dentist"),
                                            ("Passport, please.", "Passport"), ("Never mind.", ""),
                                            ("No thanks.", ""), ("", ""), ("What's the weather like?", ""),
-                                           ("Tell me a joke", ""),
+                                           ("Tell me a joke", ""), ("Check my order 4512", ""),
+                                           ("I need a plumber", ""),
                                            ("I was wondering if you could help me plan a trip", "")])
 def test_the_answer_to_what_to_search_for(answer, query):
     assert intents.search_query(answer) == query

@@ -269,8 +269,10 @@ _NEVER_MIND = re.compile(r"^(?:oh\s+)?(?:never\s*mind|nothing|forget it|no(?:\s+
                          r"don't bother|it doesn't matter)\b", re.I)
 _FOR_LEAD = re.compile(r"^(?:(?:look|search)\s+)?(?:for|about|anything about|something about|the word|notes? about|"
                        r"mentions? of)\s+", re.I)
+# An answer that asks or bids something else (a question, another tool's request: "Check my order 4512").
 _ASKS = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|can|could|do|does|did|"
-                   r"will|would|should|shall|tell|give|let's|let)\b", re.I)
+                   r"will|would|should|shall|tell|give|let's|let|check|book|call|set|add|delete|remove|remind|"
+                   r"transfer|send|get|make|take|put|schedule|play|order|turn|show|read|list|save|write|i)\b", re.I)
 SEARCH_ANSWER_WORDS = 6  # a longer answer is more than a thing to look for: the model's to answer
 
 

@@ -528,10 +528,7 @@ class VoiceLLMService(OpenAILLMService):
             except (TypeError, ValueError):
                 result = {"ok": False}
             if isinstance(result, dict) and tool:
-                spoken = speak_result(tool, result)
-                await self._push_llm_text(spoken)
-                if self.local:
-                    self._read_ahead([*messages, {"role": "assistant", "content": spoken}])
+                await self._say(messages, speak_result(tool, result))
                 return True
             return False
         if last.get("role") != "user" or not isinstance(last.get("content"), str):
@@ -552,12 +549,17 @@ class VoiceLLMService(OpenAILLMService):
             # "Search my notes." names nothing to search for; searching for the request's own words
             # found nothing ("None of your notes mention Search my notes."): ask instead.
             self._asked_search = True
-            await self._push_llm_text(SEARCH_QUESTION)
-            if self.local:
-                self._read_ahead([*messages, {"role": "assistant", "content": SEARCH_QUESTION}])
+            await self._say(messages, SEARCH_QUESTION)
             return True
         await self._call(context, intent.tool, intent.arguments)
         return True
+
+    async def _say(self, messages: list[dict[str, Any]], spoken: str) -> None:
+        """Speak the router's own words (a notes result, a question); on the local model the exchange
+        is read into llama.cpp's cache while they are spoken, so the next turn reads only its words."""
+        await self._push_llm_text(spoken)
+        if self.local:
+            self._read_ahead([*messages, {"role": "assistant", "content": spoken}])
 
     async def _call(self, context: LLMContext, tool: str, arguments: dict[str, Any]) -> None:
         """Run `tool` as if the model had called it: the same frames, events and context entries.

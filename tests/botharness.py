@@ -176,6 +176,25 @@ async def active_session(server: LiveServer, *, persistence: int = 30, username:
     return client, peer, join.json()["sessionId"]
 
 
+def end_sessions(server: LiveServer, username: str = "demo", timeout: float = 30) -> None:
+    """Leave the user's room at once and wait until none of their sessions is live.
+
+    For tests that share one server: a test that fails midway leaves its peer connected, and the
+    next test's join would reuse that session and be refused its connection (409 connection_in_use).
+    """
+    client = Client(server, username)
+    try:
+        client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})  # 404 with no room: fine
+        deadline = time.monotonic() + timeout
+        while any(s["status"] in ("connecting", "active", "paused", "inactive")
+                  for s in client.http.get("/api/voice/sessions").json()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{username}'s sessions were still live {timeout} s after leaving the room")
+            time.sleep(0.2)
+    finally:
+        client.http.close()
+
+
 # --- a server and worker on hosted fakes (no local model: quick to start) ---------------------------
 
 def hosted_env(url: str, key: str) -> dict[str, str]:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.botharness import (BOT_ENV, active_session, is_answer, is_final_transcript, is_start_message, is_status,
-                              speak_to_wav, start_worker, stop_worker)
+from tests.botharness import (BOT_ENV, active_session, end_sessions, is_answer, is_final_transcript, is_start_message,
+                              is_status, speak_to_wav, start_worker, stop_worker)
 from tests.livesrv import start_server
 from tests.waiting import await_until, heard_answer
 from voicebot.peer import BotPeer
@@ -27,6 +27,14 @@ def stack(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def own_session(request):
+    """Each test on the shared stack starts with no live session, whatever the test before it left."""
+    yield
+    if "stack" in request.fixturenames:
+        end_sessions(request.getfixturevalue("stack")[0])
+
+
 def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
     server, worker, var = stack
     # Not "What is the capital of France?": with the encoder window cut to the audio (the default),
@@ -43,7 +51,7 @@ def test_spoken_question_gets_a_spoken_answer_and_transcripts(stack):
         user = await client.wait_for(is_final_transcript("user"), 30, "final user transcript")
         assert "capital" in user["payload"]["text"].lower() and "germany" in user["payload"]["text"].lower()
         bot = await client.wait_for(is_final_transcript("assistant"), 30, "assistant transcript")
-        assert len(bot["payload"]["text"].split()) >= 2
+        assert "berlin" in bot["payload"]["text"].lower()  # "Berlin." alone is a whole answer
         speaking = await client.wait_for(lambda e: e["type"] == "voice.bot.speaking" and e["payload"]["speaking"],
                                          30, "bot speaking")
         assert speaking["payload"]["latency"]["totalMs"] > 0

@@ -83,6 +83,21 @@ def test_only_sentences_near_a_tool_reach_the_model():
     assert [card.name for _, card in scored] == ["transfer_to_human"] and GATE > scored[0][0] >= NO_ARGUMENTS_GATE
 
 
+def test_a_second_tool_is_asked_about_only_when_the_gate_puts_it_near_the_first():
+    router = CustomToolRouter([ORDER, WEATHER, TABLE, HUMAN])
+    # Both past the gate, the table 0.26 behind the order: one check (~0.45 s on 2 cores) for it.
+    said = "I want to talk to someone about my order."
+    assert all(card.closeness(_encode(said)) >= GATE for card in router.cards if card.name in ("check_order_status",
+                                                                                                "book_table"))
+    assert [card.name for _, card in router.candidates(said)] == ["check_order_status"]
+    model = Model({})
+    assert _decide(router, said, model) is None
+    assert [tool for tool, _ in model.asked] == ["check_order_status"]
+    # Near each other (0.357 and 0.351): both are asked about, the closer first.
+    assert [card.name for _, card in router.candidates("Will my parcel arrive before the storm?")] == [
+        "get_weather", "check_order_status"]
+
+
 def test_a_postcode_said_with_a_request_does_not_keep_it_under_the_gate():
     router = CustomToolRouter([LEAK, HUMAN])
     said = "Water's pouring through the ceiling, we're at NE1 4ST."

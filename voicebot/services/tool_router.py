@@ -55,6 +55,11 @@ BARE_CONFIDENCE = 0.65
 # Between the two, with that narrow a margin on either side.
 NAME_CONFIDENCE = 0.56
 MAX_CHECKS = 2  # tools past the gate the model is asked about, closest first (each costs a request)
+# A second tool past the gate is asked about only this near the closest one: on the five custom
+# tool sets no request's tool was further behind (bench/custom_tool_*.json, docs/llm-models.md),
+# and a sentence near two tools by a wider margin cost a second check (~0.45 s on 2 cores) for
+# nothing: 0.56-0.85 checks per sentence that asks for no tool, 0.53-0.76 with the margin.
+SECOND_CHECK_MARGIN = 0.08
 CHECK_TOKENS = 80  # the JSON answer: a flag and a few short arguments
 # The start of every answer, written into the request as the assistant's (llama.cpp goes on
 # from it): the tokens the grammar would force anyway, each a decoding step saved.
@@ -394,7 +399,8 @@ class CustomToolRouter:
         self.pending: ToolCall | None = None  # a call waiting for an argument the assistant asked for
 
     def candidates(self, sentence: str) -> list[tuple[float, Card]]:
-        """The tools past the gate for `sentence`, closest first (blocking numpy: call in a thread).
+        """The tools past the gate for `sentence`, closest first, a second only near the first
+        (SECOND_CHECK_MARGIN; blocking numpy: call in a thread).
 
         A sentence with codes or numbers in it is also measured without them, and the nearer of
         the two counts: to the encoder a postcode is a run of tokens with no topic, and it drew
@@ -407,7 +413,8 @@ class CustomToolRouter:
             if topic:
                 vectors.append(_encode(topic))
         scored = sorted(((max(card.closeness(v) for v in vectors), card) for card in self.cards), key=lambda s: -s[0])
-        return [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
+        passed = [(score, card) for score, card in scored if score >= card.gate][:MAX_CHECKS]
+        return [(score, card) for score, card in passed if score >= passed[0][0] - SECOND_CHECK_MARGIN]
 
     async def decide(self, sentence: str, ask: Any, *, candidates: list[tuple[float, Card]]) -> ToolCall | None:
         """The call `sentence` asks for, or None. `ask(messages, card)` asks the model about `card`'s

@@ -52,7 +52,7 @@ class Model:
     def __init__(self, answers: dict[tuple[str, str], tuple[str, float]]) -> None:
         self.answers, self.asked = answers, []
 
-    async def __call__(self, messages: list[dict], card: Card) -> tuple[str, list[tuple[str, float]]]:
+    async def __call__(self, messages: list[dict], card: Card, **options) -> tuple[str, list[tuple[str, float]]]:
         system, user = messages
         assert f"The tool: {card.name}." in system["content"] and user["role"] == "user"
         self.asked.append((system["content"].split("The tool: ")[1].split(".")[0], user["content"]))
@@ -380,3 +380,54 @@ def test_a_custom_tools_result_is_a_fact_the_model_answers_with_the_question_in_
                                  {"role": "user", "content": "Thanks."}])
     assert [m["role"] for m in settled] == ["system", "user"] and settled[1]["content"] == "Thanks."
     assert guards.ANSWER_FROM_FACTS not in settled[0]["content"]  # only the turn being answered is told
+
+
+def test_a_request_made_unsurely_with_no_number_said_is_decided_without_asking_its_arguments():
+    """Under NAME_CONFIDENCE only a number the user said makes a call: with none in the sentence, the
+    local model is asked for its verdict alone (live, "What is the capital on Spain?" and the weather
+    tool: a verdict of P 0.51, then 0.4 s more for {"city": "Spain"}, and no call either way)."""
+    from types import SimpleNamespace as NS
+
+    from voicebot.services.llm import VoiceLLMService
+
+    def verdict(p: float) -> NS:
+        top = [NS(token=" true", logprob=math.log(p)), NS(token=" false", logprob=math.log(1 - p))]
+        return NS(choices=[NS(message=NS(content=ANSWER_START + " true"),
+                              logprobs=NS(content=[NS(token=" true", top_logprobs=top)]))])
+
+    def arguments(value: str) -> NS:
+        return NS(choices=[NS(message=NS(content=f' "{value}"}}}}'), logprobs=None)])
+
+    llm = VoiceLLMService(base_url="http://127.0.0.1:9/v1", api_key="local", model="local", system_prompt="Be brief.",
+                          notes_router=True)
+    router = CustomToolRouter([WEATHER])
+    card = router.cards[0]
+
+    def check(sentence: str, p: float, value: str) -> tuple[object, int]:
+        replies = [verdict(p), arguments(value)]
+        asked: list[dict] = []
+
+        async def checked(card: Card, request: dict) -> NS:
+            asked.append(request)
+            return replies[len(asked) - 1]
+
+        llm._checked = checked  # type: ignore[method-assign]
+        return asyncio.run(router.check(card, sentence, llm._check_tool)), len(asked)
+
+    assert check("What is the capital of Spain?", 0.51, "Spain") == (None, 1)  # the verdict alone
+    # Sure enough that a name counts: the arguments are asked for, and the name makes the call.
+    call, asked = check("What is the weather in Spain?", 0.60, "Spain")
+    assert asked == 2 and call.arguments == {"city": "Spain"}
+    # A number said could be the evidence: asked for too (here it is not the city's, and no call).
+    assert check("What is the weather for 3 days in Spain?", 0.51, "Spain")[1] == 2
+    assert check("What is the weather for three days in Spain?", 0.51, "Spain")[1] == 2
+
+
+def test_a_sentence_may_give_an_argument_digits_only_with_a_digit_a_number_word_or_a_named_time():
+    from voicebot.services.spoken import may_say_a_number
+
+    for said in ("Order 4512", "It's four five one two.", "J D zero one", "book it for noon", "a table for two"):
+        assert may_say_a_number(said), said
+    for said in ("What is the capital of Spain?", "Tell me a joke and a story.", "Someone is at the door.",
+                 "I want the tone of it."):
+        assert not may_say_a_number(said), said

@@ -24,7 +24,7 @@ from .guards import (RepeatedAnswer, SentenceGate, alternate, earlier_answers, e
                      facts_spoken, tidy_spaces, tool_facts, window)
 from .modelfiles import default_llm_path
 from .intents import SEARCH_QUESTION, Intent, parse as parse_intent, search_query, speak_result
-from .tool_router import ANSWER_START, CHECK_TOKENS, VERDICT_GRAMMAR, Card, CustomToolRouter, request_top
+from .tool_router import ANSWER_START, CHECK_TOKENS, VERDICT_GRAMMAR, Card, CustomToolRouter, confidence, request_top
 
 logger = logging.getLogger("voicebot.llm")
 
@@ -605,7 +605,8 @@ class VoiceLLMService(OpenAILLMService):
         await self._call(context, call.tool, call.arguments)
         return True
 
-    async def _check_tool(self, messages: list[dict[str, Any]], card: Card) -> tuple[str, list[tuple[str, float]]]:
+    async def _check_tool(self, messages: list[dict[str, Any]], card: Card, *,
+                          arguments_from: float | None = None) -> tuple[str, list[tuple[str, float]]]:
         """One constrained answer from the model on whether `messages` ask for `card`'s tool, and the
         top log-probabilities at its "true" or "false" (tool_router.CustomToolRouter.check).
 
@@ -614,7 +615,7 @@ class VoiceLLMService(OpenAILLMService):
         server refuses (400 naming it) is dropped for the session and the check asked again.
         """
         if self.local:
-            return await self._check_locally(messages, card)
+            return await self._check_locally(messages, card, arguments_from)
         while True:
             request = dict(messages=messages, max_completion_tokens=CHECK_TOKENS + self.reasoning_tokens,
                            response_format=card.response_format(), **self._check_options)
@@ -633,7 +634,8 @@ class VoiceLLMService(OpenAILLMService):
             choice = response.choices[0]
             return choice.message.content or "", request_top(_top_logprobs(choice))
 
-    async def _check_locally(self, messages: list[dict[str, Any]], card: Card) -> tuple[str, list[tuple[str, float]]]:
+    async def _check_locally(self, messages: list[dict[str, Any]], card: Card,
+                             arguments_from: float | None = None) -> tuple[str, list[tuple[str, float]]]:
         """The local model's check in two steps: its verdict alone (one token, and its probability),
         then, for a request, the arguments after an opening written into the request
         (`Card.arguments_opening`). In one answer the grammar forced ~10 tokens between the verdict and
@@ -646,6 +648,10 @@ class VoiceLLMService(OpenAILLMService):
         verdict, top = _continued(choice.message.content, ANSWER_START), request_top(_top_logprobs(choice))
         if verdict.strip() != "true":
             return verdict + "}", top
+        sure = confidence(top)
+        if arguments_from is not None and sure is not None and sure < arguments_from:
+            logger.debug("[VoiceSession] tool check %s: a request at P=%.2f, its arguments not asked", card.name, sure)
+            return verdict + "}", top  # the router decides without them (CustomToolRouter.check)
         opening = card.arguments_opening()
         if not card.properties:
             return opening, top

@@ -17,6 +17,16 @@ DIGIT_WORDS = {**{w: str(i) for w, i in _UNITS.items() if i < 10}, "oh": "0"}  #
 NUMBER_WORDS = {*_UNITS, *_TENS, *_SCALES, "and", "a"}
 
 
+def may_say_a_number(sentence: str) -> bool:
+    """Whether `sentence` could give an argument digits: it has a digit, a number's word ("four five
+    one two", "J D zero one") or a named time ("noon", a clock's 12:00). Without any, no argument the
+    model copies from it holds a digit (tool_router.heard, as_identifier, as_time)."""
+    if any(c.isdigit() for c in sentence):
+        return True
+    words = set(re.findall(r"[a-z]+", sentence.lower()))
+    return bool(words & (NUMBER_WORDS - {"and", "a"} | {"oh", "noon", "midday", "midnight"}))
+
+
 def spoken_numbers(words: list[str]) -> set[str]:
     """The numbers said in words ("twelve", "a hundred and fifty", "two thousand"), as digits."""
     found: set[str] = set()

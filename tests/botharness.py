@@ -182,12 +182,13 @@ def end_sessions(server: LiveServer, username: str = "demo", timeout: float = 30
     For tests that share one server: a test that fails midway leaves its peer connected, and the
     next test's join would reuse that session and be refused its connection (409 connection_in_use).
     """
+    from voicesessions.models import LIVE_STATUSES
+
     client = Client(server, username)
     try:
         client.http.request("DELETE", "/api/voice/room", json={"teardownDelay": 0})  # 404 with no room: fine
         deadline = time.monotonic() + timeout
-        while any(s["status"] in ("connecting", "active", "paused", "inactive")
-                  for s in client.http.get("/api/voice/sessions").json()):
+        while any(s["status"] in LIVE_STATUSES for s in client.http.get("/api/voice/sessions").json()):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{username}'s sessions were still live {timeout} s after leaving the room")
             time.sleep(0.2)

@@ -17,6 +17,11 @@ DIGIT_WORDS = {**{w: str(i) for w, i in _UNITS.items() if i < 10}, "oh": "0"}  #
 NUMBER_WORDS = {*_UNITS, *_TENS, *_SCALES, "and", "a"}
 
 
+# The words an argument can take digits from: a number's ("four five one two", "J D zero one"), and a
+# named time's (a clock's 12:00).
+_DIGIT_GIVING = NUMBER_WORDS - {"and", "a"} | {"oh", "noon", "midday", "midnight"}
+
+
 def may_say_a_number(sentence: str) -> bool:
     """Whether `sentence` could give an argument digits: it has a digit, a number's word ("four five
     one two", "J D zero one") or a named time ("noon", a clock's 12:00). Without any, no argument the
@@ -24,7 +29,7 @@ def may_say_a_number(sentence: str) -> bool:
     if any(c.isdigit() for c in sentence):
         return True
     words = set(re.findall(r"[a-z]+", sentence.lower()))
-    return bool(words & (NUMBER_WORDS - {"and", "a"} | {"oh", "noon", "midday", "midnight"}))
+    return not words.isdisjoint(_DIGIT_GIVING)
 
 
 def spoken_numbers(words: list[str]) -> set[str]:

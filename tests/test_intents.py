@@ -183,6 +183,13 @@ def test_the_answer_to_what_to_search_for(answer, query):
     assert intents.search_query(answer) == query
 
 
+def test_a_search_for_a_number_alone_names_something_to_look_for():
+    """The classifier's path (a request no pattern knows) took a query of digits for no query at all."""
+    for said in ("Search my notes for 4512.", "Look through my notes for 2024."):
+        assert intents.arguments_from_shape("search_notes", said).arguments["query"] != "", said
+    assert intents.arguments_from_shape("search_notes", "Search my notes.").arguments == {"query": ""}
+
+
 def test_the_router_asks_what_to_search_for_and_searches_the_answer():
     """Conversation bench, 2026-12-08: "Search my notes for mother." reached the bot as two
     utterances; the first searched for its own words ("None of your notes mention Search my notes.")."""

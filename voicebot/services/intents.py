@@ -259,7 +259,7 @@ _LEADING_CONJUNCTION = re.compile(r"^(?:and|but|so|then|plus)\s+", re.I)
 _ADDITION = re.compile(r"\b(?:add|append|put|include|stick|insert|tack|say|says|mention)\s+(?P<body>.+?)"
                        r"(?:\s+(?:to|on|onto|in|into)\s+(?:the|my|that|this)\b.*)?[.!?]?$", re.I)
 
-_WORDS = re.compile(r"[a-z']+")
+_WORDS = re.compile(r"[a-z0-9']+")  # digits too: "4512" is something to look for
 # The words of a request to search the notes that name nothing to look for.
 _SEARCH_WORDS = {"search", "searching", "look", "through", "in", "into", "check", "go", "scan", "find", "my", "the",
                  "all", "notes", "note", "can", "could", "would", "will", "you", "please", "is", "are", "there",
